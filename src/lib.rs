@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub(crate) mod sync;
+
+pub mod srcu;
+pub mod tree;
+
+pub use tree::MapleTree;

@@ -1,0 +1,84 @@
+//! The one place that names std versus loom primitives.
+#![allow(unused_imports)] // the shim re-exports the full set; not every backend item is used by every build
+//!
+//! Every other module imports atomics, cells, mutexes and threads from here, so
+//! that `RUSTFLAGS='--cfg loom'` swaps the whole crate onto loom's model checker
+//! at once (see docs/DESIGN.md, "Loom").
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
+    fence,
+};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+/// loom has no compiler fence; a full fence is a sound (stronger) stand-in.
+#[cfg(loom)]
+pub(crate) fn compiler_fence(order: Ordering) {
+    loom::sync::atomic::fence(order)
+}
+
+/// Threads: `thread::yield_now` must be loom's inside models so that optimistic
+/// loops terminate under the model checker.
+pub(crate) mod thread {
+    #[cfg(loom)]
+    pub(crate) use loom::thread::yield_now;
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::yield_now;
+
+    /// Sleep (std) or yield (loom, which has no time).
+    #[allow(dead_code)]
+    pub(crate) fn backoff_sleep(d: std::time::Duration) {
+        #[cfg(loom)]
+        {
+            let _ = d;
+            loom::thread::yield_now();
+        }
+        #[cfg(not(loom))]
+        std::thread::sleep(d);
+    }
+}
+
+/// An `UnsafeCell` with loom's closure-based API on both backends, so loom can
+/// check every access for data races.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// std stand-in for `loom::cell::UnsafeCell` with the same closure-based API.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+#[allow(dead_code)]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(v: T) -> Self {
+        Self(std::cell::UnsafeCell::new(v))
+    }
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+/// Thread-local storage: loom needs its own `thread_local!` so each modelled
+/// thread gets a fresh value.
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+#[cfg(not(loom))]
+pub(crate) use std::thread_local;

@@ -1,0 +1,8 @@
+//! Loom models of every publish / retire / validate protocol in the crate.
+//! Run: `LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS='--cfg loom' CARGO_TARGET_DIR=target/loom cargo test --release --test loom`
+#![cfg(loom)]
+
+#[path = "loom/srcu.rs"]
+mod srcu;
+#[path = "loom/tree.rs"]
+mod tree;

@@ -1,0 +1,1 @@
+//! Loom models of the tree publish/retire protocol (issue 2).
