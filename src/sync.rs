@@ -82,3 +82,38 @@ impl<T> UnsafeCell<T> {
 pub(crate) use loom::thread_local;
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
+
+/// A per-node liveness marker that lets loom check reclamation: readers
+/// `touch()` every node they visit, and freeing a node `kill()`s it first. If a
+/// free is not ordered after every reader's visit, loom reports a causality
+/// violation. Zero-sized and free outside loom.
+#[cfg(loom)]
+#[derive(Debug)]
+pub(crate) struct LiveCell(loom::cell::UnsafeCell<()>);
+#[cfg(loom)]
+impl LiveCell {
+    pub(crate) fn new() -> Self {
+        Self(loom::cell::UnsafeCell::new(()))
+    }
+    pub(crate) fn touch(&self) {
+        self.0.with(|_| ());
+    }
+    pub(crate) fn kill(&self) {
+        self.0.with_mut(|_| ());
+    }
+}
+/// Zero-sized outside loom.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+pub(crate) struct LiveCell;
+#[cfg(not(loom))]
+impl LiveCell {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Self
+    }
+    #[inline(always)]
+    pub(crate) fn touch(&self) {}
+    #[inline(always)]
+    pub(crate) fn kill(&self) {}
+}

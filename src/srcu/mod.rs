@@ -5,8 +5,11 @@
 use std::marker::PhantomData;
 
 /// An independent sleepable-RCU domain.
+///
+/// TEMPORARY STAND-IN until issue 3 merges: never frees before the domain is
+/// dropped (trivially safe, unbounded memory).
 pub struct Srcu {
-    _p: (),
+    pending: crate::sync::Mutex<Vec<Deferred>>,
 }
 
 /// A read-side critical section of one [`Srcu`] domain. `Send`: it may be
@@ -50,11 +53,13 @@ impl Default for Srcu {
 impl Srcu {
     /// A new, empty domain.
     pub fn new() -> Self {
-        todo!("issue 3")
+        Self {
+            pending: crate::sync::Mutex::new(Vec::new()),
+        }
     }
     /// Enter a read-side critical section. Never blocks.
     pub fn read(&self) -> SrcuGuard<'_> {
-        todo!("issue 3")
+        SrcuGuard { _d: PhantomData }
     }
     /// Wait until every reader that began before this call has ended.
     pub fn synchronize(&self) {
@@ -84,7 +89,14 @@ impl Srcu {
     /// # Safety
     /// Each `Deferred` satisfies the requirements of [`Deferred::new`].
     pub(crate) unsafe fn defer_batch(&self, batch: Vec<Deferred>) {
-        let _ = batch;
-        todo!("issue 3")
+        self.pending.lock().unwrap().extend(batch);
+    }
+}
+
+impl Drop for Srcu {
+    fn drop(&mut self) {
+        for d in std::mem::take(&mut *self.pending.lock().unwrap()) {
+            d.run();
+        }
     }
 }

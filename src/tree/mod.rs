@@ -1,47 +1,79 @@
 //! `MapleTree<V>`: an RCU B-tree of non-overlapping `u64` ranges with gap
-//! augmentation. API SKELETON — implementation lands with issue 2.
+//! augmentation (docs/DESIGN.md §2).
+//!
+//! * Readers ([`MapleTree::pin`]) take an Srcu read guard of the tree's own
+//!   domain and one Acquire load of the root; from then on they see one
+//!   immutable version of the whole tree (a snapshot) with no lock, no retry
+//!   and no shared write.
+//! * Writers ([`MapleTree::write`]) are serialised by the tree's mutex, copy
+//!   only the nodes on their paths, publish the new root with one Release
+//!   store at commit, and retire the replaced nodes and removed values to the
+//!   domain, which frees them after every reader that could see them is gone.
 
 mod error;
+mod node;
+mod read;
+mod validate;
+mod write;
 
 pub use error::{Error, ErrorKind, ValidateError};
+pub use read::{Gaps, Iter};
 
-use crate::srcu::{Srcu, SrcuGuard};
+use crate::srcu::{Deferred, Srcu, SrcuGuard};
+use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering};
+use node::{Header, KIND_LEAF, as_inner, as_leaf, drop_value_erased, free_node, free_node_erased};
+use read::{Entry, GapQuery, LeafPos};
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::ptr;
 
-/// A B-tree of non-overlapping half-open `u64` ranges.
+/// A B-tree of non-overlapping half-open `u64` ranges `start..end` mapping to
+/// values of type `V`.
+///
+/// Any `start < end` is storable up to `end == u64::MAX`; the address
+/// `u64::MAX` itself therefore never lies inside an entry. Values live at
+/// stable heap addresses: a `&V` obtained from a read handle keeps its address
+/// as long as that handle lives, and values may carry interior-mutable state.
 pub struct MapleTree<V> {
+    /// The published root (null: empty). Written only under `writer` (I6).
+    root: AtomicPtr<Header>,
+    len: AtomicUsize,
+    /// Serialises writers; holds the next transaction id (I6).
+    writer: Mutex<u64>,
     domain: Srcu,
-    _v: PhantomData<V>,
+    _v: PhantomData<Box<V>>,
 }
 
-/// A read handle: a consistent snapshot of the tree, valid while held.
+// SAFETY: the tree owns `V`s (moved in by any thread, dropped by whichever
+// thread runs the domain's callbacks: `V: Send`) and hands out `&V` to readers
+// on any thread (`V: Sync`). Nodes are immutable once published (I6) and freed
+// only after a grace period (I7).
+unsafe impl<V: Send + Sync> Send for MapleTree<V> {}
+// SAFETY: as above; all shared mutation goes through atomics, the writer
+// mutex, and the Srcu domain.
+unsafe impl<V: Send + Sync> Sync for MapleTree<V> {}
+
+/// A read handle: one consistent version (snapshot) of the tree, readable
+/// without any lock for as long as it is held. Holding it delays reclamation
+/// of this tree only (its own Srcu domain). It may be held across blocking
+/// calls and sent to another thread.
 pub struct ReadGuard<'a, V> {
-    _g: SrcuGuard<'a>,
+    root: *const Header,
+    _guard: SrcuGuard<'a>,
     _v: PhantomData<&'a V>,
 }
 
-/// A write transaction: changes become visible at once on `commit`.
+// SAFETY: the guard only reads immutable nodes (I6) and hands out `&V` (needs
+// `V: Sync`); the Srcu guard itself is Send (issue 3 contract, S-guard).
+unsafe impl<V: Sync> Send for ReadGuard<'_, V> {}
+
+/// A write transaction. Operations act on a private pending version; readers
+/// see none of it until [`WriteTxn::commit`] publishes everything at once.
+/// Dropping it without commit leaves the tree unchanged.
 pub struct WriteTxn<'a, V> {
-    _t: &'a MapleTree<V>,
-}
-
-/// In-order iterator over entries `(range, &value)`; double-ended.
-pub struct Iter<'a, V> {
-    _v: PhantomData<&'a V>,
-}
-
-impl<'a, V> Iterator for Iter<'a, V> {
-    type Item = (Range<u64>, &'a V);
-    fn next(&mut self) -> Option<Self::Item> {
-        todo!()
-    }
-}
-
-impl<'a, V> DoubleEndedIterator for Iter<'a, V> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        todo!()
-    }
+    tree: &'a MapleTree<V>,
+    core: write::Core<V>,
+    _lock: MutexGuard<'a, u64>,
 }
 
 impl<V> Default for MapleTree<V> {
@@ -50,33 +82,105 @@ impl<V> Default for MapleTree<V> {
     }
 }
 
+/// Checks gap-query arguments (shared by every gap call).
+fn gap_query(size: u64, align: u64, within: &Range<u64>, rev: bool) -> Result<GapQuery, ErrorKind> {
+    if size == 0 {
+        return Err(ErrorKind::ZeroSize);
+    }
+    if !align.is_power_of_two() {
+        return Err(ErrorKind::BadAlignment);
+    }
+    if within.start >= within.end {
+        return Err(ErrorKind::EmptyWindow);
+    }
+    Ok(GapQuery {
+        size,
+        align,
+        lo: within.start,
+        hi: within.end,
+        rev,
+    })
+}
+
 impl<V> MapleTree<V> {
     /// An empty tree with its own reclamation domain.
     pub fn new() -> Self {
-        todo!()
+        Self {
+            root: AtomicPtr::new(ptr::null_mut()),
+            len: AtomicUsize::new(0),
+            writer: Mutex::new(1),
+            domain: Srcu::new(),
+            _v: PhantomData,
+        }
     }
-    /// The tree's reclamation domain.
+
+    /// The tree's reclamation domain. Holding `domain().read()` keeps every
+    /// node and value that was reachable when the guard was taken alive, so
+    /// users may retire their own objects here in step with the tree.
     pub fn domain(&self) -> &Srcu {
         &self.domain
     }
-}
 
-impl<V: Send + Sync> MapleTree<V> {
-    /// Inserts `range -> value`.
-    pub fn insert(&self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
-        let _ = (range, value);
-        todo!()
+    /// Number of entries in the latest published version.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
-    /// Removes the entry containing `addr`.
-    pub fn remove(&self, addr: u64) -> Option<Range<u64>> {
-        let _ = addr;
-        todo!()
+
+    /// True when the latest published version has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
-    /// A read handle.
+
+    /// A read handle on the latest published version.
+    #[inline]
     pub fn pin(&self) -> ReadGuard<'_, V> {
-        todo!()
+        let guard = self.domain.read();
+        // Acquire: pairs with the Release store in `WriteTxn::commit`, so every
+        // node and value of the version we load is visible (I6).
+        let root = self.root.load(Ordering::Acquire);
+        ReadGuard {
+            root,
+            _guard: guard,
+            _v: PhantomData,
+        }
     }
-    /// Lowest-first allocation.
+
+    /// Starts a write transaction (blocks while another writer is active).
+    pub fn write(&self) -> WriteTxn<'_, V> {
+        let mut lock = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let txn = *lock;
+        *lock += 1;
+        // Relaxed: under the writer lock we see the last committed root.
+        let root = self.root.load(Ordering::Relaxed);
+        let len = self.len.load(Ordering::Relaxed);
+        WriteTxn {
+            tree: self,
+            core: write::Core::new(txn, root, len),
+            _lock: lock,
+        }
+    }
+
+    /// Inserts `range -> value`. Errors (the value is given back, the tree is
+    /// unchanged): [`ErrorKind::EmptyRange`] for `start >= end`,
+    /// [`ErrorKind::Overlap`] if any entry intersects `range`.
+    pub fn insert(&self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
+        let mut w = self.write();
+        w.insert(range, value)?;
+        w.commit();
+        Ok(())
+    }
+
+    /// Removes the whole entry containing `addr` and returns its range; the
+    /// value is dropped after every reader that may see it is gone.
+    pub fn remove(&self, addr: u64) -> Option<Range<u64>> {
+        let mut w = self.write();
+        let r = w.remove(addr)?;
+        w.commit();
+        Some(r)
+    }
+
+    /// Atomically finds the lowest aligned free range of `size` bytes inside
+    /// `within` (see [`ReadGuard::find_gap`]) and inserts `value` there.
     pub fn alloc_range(
         &self,
         size: u64,
@@ -84,10 +188,13 @@ impl<V: Send + Sync> MapleTree<V> {
         within: Range<u64>,
         value: V,
     ) -> Result<Range<u64>, Error<V>> {
-        let _ = (size, align, within, value);
-        todo!()
+        let mut w = self.write();
+        let r = w.alloc_range(size, align, within, value)?;
+        w.commit();
+        Ok(r)
     }
-    /// Highest-first allocation.
+
+    /// As [`MapleTree::alloc_range`], taking the highest fit.
     pub fn alloc_range_rev(
         &self,
         size: u64,
@@ -95,112 +202,263 @@ impl<V: Send + Sync> MapleTree<V> {
         within: Range<u64>,
         value: V,
     ) -> Result<Range<u64>, Error<V>> {
-        let _ = (size, align, within, value);
-        todo!()
+        let mut w = self.write();
+        let r = w.alloc_range_rev(size, align, within, value)?;
+        w.commit();
+        Ok(r)
     }
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        todo!()
-    }
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Checks every invariant.
+
+    /// Checks every invariant of docs/DESIGN.md §2.2 on the latest version.
     pub fn validate(&self) -> Result<(), ValidateError> {
-        todo!()
+        let w = self.write();
+        w.validate()
     }
-    /// Starts a write transaction.
-    pub fn write(&self) -> WriteTxn<'_, V> {
-        todo!()
+}
+
+impl<V> Drop for MapleTree<V> {
+    fn drop(&mut self) {
+        /// # Safety
+        /// `n` is null or an exclusively owned live node.
+        unsafe fn free_all<V>(n: *mut Header) {
+            if n.is_null() {
+                return;
+            }
+            // SAFETY: our requirement; the kind tag selects the view.
+            unsafe {
+                if (*n).kind == KIND_LEAF {
+                    let l = as_leaf::<V>(n);
+                    for &v in &l.val[..l.len()] {
+                        drop(Box::from_raw(v));
+                    }
+                } else {
+                    let inn = as_inner(n);
+                    for &c in &inn.child[..inn.len()] {
+                        free_all::<V>(c);
+                    }
+                }
+                free_node::<V>(n);
+            }
+        }
+        // SAFETY: `&mut self`: no reader or writer exists; the live version is
+        // owned by the tree alone (retired versions belong to the domain,
+        // which runs their destructors when it drops right after this).
+        unsafe { free_all::<V>(self.root.load(Ordering::Relaxed)) };
     }
+}
+
+/// Read methods shared by [`ReadGuard`] and [`WriteTxn`], both of which hold
+/// a root that satisfies R1 for as long as they are borrowed.
+macro_rules! read_methods {
+    () => {
+        /// The entry containing `addr`.
+        #[inline]
+        pub fn get(&self, addr: u64) -> Option<(Range<u64>, &V)> {
+            // SAFETY: R1 holds for `self.root()` while `self` is borrowed.
+            unsafe { read::get::<V>(self.root(), addr) }.map(|p| p.entry())
+        }
+
+        /// The first entry whose end is above `addr` (Linux `find_vma`): the
+        /// entry containing `addr`, or else the next one after it.
+        #[inline]
+        pub fn next(&self, addr: u64) -> Option<(Range<u64>, &V)> {
+            // SAFETY: as in `get`.
+            unsafe { read::next::<V>(self.root(), addr) }.map(|p: LeafPos<'_, V>| p.entry())
+        }
+
+        /// The last entry whose start is below `addr`.
+        #[inline]
+        pub fn prev(&self, addr: u64) -> Option<(Range<u64>, &V)> {
+            // SAFETY: as in `get`.
+            unsafe { read::prev::<V>(self.root(), addr) }.map(|p| p.entry())
+        }
+
+        /// All entries in order (double-ended).
+        pub fn iter(&self) -> Iter<'_, V> {
+            self.range(0..u64::MAX)
+        }
+
+        /// The entries overlapping `r`, in order (double-ended).
+        pub fn range(&self, r: Range<u64>) -> Iter<'_, V> {
+            // SAFETY: as in `get`; the iterator borrows `self`.
+            unsafe { Iter::new(self.root(), r) }
+        }
+
+        /// The free ranges inside `within`, in order.
+        pub fn gaps(&self, within: Range<u64>) -> Gaps<'_, V> {
+            Gaps::new(self.range(within.clone()), within)
+        }
+
+        /// The LOWEST start `s` with `s % align == 0`, `within.start <= s`,
+        /// `s + size <= within.end` and no entry overlapping `[s, s + size)`.
+        /// `None` when nothing fits or the arguments are invalid (`size == 0`,
+        /// `align` not a power of two, empty `within`).
+        ///
+        /// O(height) for `align == 1`: the search descends only into subtrees
+        /// whose stored largest gap can hold `size` (docs/DESIGN.md §2.4).
+        pub fn find_gap(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
+            let q = gap_query(size, align, &within, false).ok()?;
+            // SAFETY: as in `get`.
+            unsafe { read::find_gap_root::<V>(self.root(), &q) }
+        }
+
+        /// As [`find_gap`](Self::find_gap), returning the HIGHEST such start.
+        pub fn find_gap_rev(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
+            let q = gap_query(size, align, &within, true).ok()?;
+            // SAFETY: as in `get`.
+            unsafe { read::find_gap_root::<V>(self.root(), &q) }
+        }
+    };
 }
 
 impl<'a, V> ReadGuard<'a, V> {
-    /// The entry containing `addr`.
-    pub fn get(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
+    #[inline(always)]
+    fn root(&self) -> *const Header {
+        self.root
     }
-    /// First entry whose end > addr.
-    pub fn next(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
+
+    read_methods!();
+}
+
+impl<'a, V> WriteTxn<'a, V> {
+    #[inline(always)]
+    fn root(&self) -> *const Header {
+        self.core.root
     }
-    /// Last entry whose start < addr.
-    pub fn prev(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
+
+    read_methods!();
+
+    /// Number of entries in the pending version.
+    pub fn len(&self) -> usize {
+        self.core.len
     }
-    /// All entries in order.
-    pub fn iter(&self) -> Iter<'_, V> {
-        todo!()
+
+    /// True when the pending version is empty.
+    pub fn is_empty(&self) -> bool {
+        self.core.len == 0
     }
-    /// Entries overlapping `r`, in order.
-    pub fn range(&self, r: Range<u64>) -> Iter<'_, V> {
-        let _ = r;
-        todo!()
+
+    /// Inserts `range -> value` into the pending version. Errors as
+    /// [`MapleTree::insert`], checked against the pending state.
+    pub fn insert(&mut self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
+        if range.start >= range.end {
+            return Err(Error::new(ErrorKind::EmptyRange, value));
+        }
+        // SAFETY: the writer lock keeps the working root live.
+        if unsafe { self.core.overlaps(range.start, range.end) } {
+            return Err(Error::new(ErrorKind::Overlap, value));
+        }
+        self.core
+            .insert(range.start, range.end, Box::into_raw(Box::new(value)));
+        Ok(())
     }
-    /// Free ranges inside `within`, in order.
-    pub fn gaps(&self, within: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
-        let _ = within;
-        std::iter::empty()
+
+    /// Removes the entry containing `addr` from the pending version.
+    pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
+        let r = self.get(addr)?.0;
+        self.core.remove(r.start);
+        Some(r)
     }
-    /// Lowest aligned free start.
-    pub fn find_gap(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
-        let _ = (size, align, within);
-        todo!()
+
+    /// Lowest-first allocation in the pending version.
+    pub fn alloc_range(
+        &mut self,
+        size: u64,
+        align: u64,
+        within: Range<u64>,
+        value: V,
+    ) -> Result<Range<u64>, Error<V>> {
+        self.alloc(size, align, within, value, false)
     }
-    /// Highest aligned free start.
-    pub fn find_gap_rev(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
-        let _ = (size, align, within);
-        todo!()
+
+    /// Highest-first allocation in the pending version.
+    pub fn alloc_range_rev(
+        &mut self,
+        size: u64,
+        align: u64,
+        within: Range<u64>,
+        value: V,
+    ) -> Result<Range<u64>, Error<V>> {
+        self.alloc(size, align, within, value, true)
+    }
+
+    fn alloc(
+        &mut self,
+        size: u64,
+        align: u64,
+        within: Range<u64>,
+        value: V,
+        rev: bool,
+    ) -> Result<Range<u64>, Error<V>> {
+        let q = match gap_query(size, align, &within, rev) {
+            Ok(q) => q,
+            Err(kind) => return Err(Error::new(kind, value)),
+        };
+        // SAFETY: the writer lock keeps the working root live (R1).
+        let Some(s) = (unsafe { read::find_gap_root::<V>(self.core.root, &q) }) else {
+            return Err(Error::new(ErrorKind::NoSpace, value));
+        };
+        let r = s..s + size;
+        self.core
+            .insert(r.start, r.end, Box::into_raw(Box::new(value)));
+        Ok(r)
+    }
+
+    /// Checks every invariant on the pending version.
+    pub fn validate(&self) -> Result<(), ValidateError> {
+        // SAFETY: R1 under the writer lock. Nodes of this transaction are
+        // allowed (their txn is below `txn + 1`).
+        unsafe { validate::validate::<V>(self.core.root, self.core.len, self.core.txn + 1) }
+    }
+
+    /// Publishes every change of this transaction at once, then retires the
+    /// replaced nodes and removed values to the tree's domain.
+    pub fn commit(mut self) {
+        if !self.core.dirty {
+            return;
+        }
+        // Release: publishes every node and value this transaction wrote;
+        // pairs with the Acquire load in `MapleTree::pin` (I6).
+        self.tree.root.store(self.core.root, Ordering::Release);
+        self.tree.len.store(self.core.len, Ordering::Relaxed);
+        let nodes = std::mem::take(&mut self.core.old_nodes);
+        let vals = std::mem::take(&mut self.core.removed);
+        let mut batch = Vec::with_capacity(nodes.len() + vals.len());
+        // SAFETY: Deferred::new requirements: 1. nodes hold only plain data and values are
+        // `V: Send` (bound on the tree's Send/Sync). 2. the domain is owned by
+        // the tree, so it runs or drops these before the tree (and `V`'s
+        // lifetime) ends. Unlinked by the store above, they are freed only
+        // after a grace period (I7).
+        unsafe {
+            batch.extend(
+                nodes
+                    .into_iter()
+                    .map(|n| Deferred::new(n.cast(), free_node_erased::<V>)),
+            );
+            batch.extend(
+                vals.into_iter()
+                    .map(|v| Deferred::new(v.cast(), drop_value_erased::<V>)),
+            );
+        }
+        self.core.inserted.clear();
+        self.core.dirty = false;
+        // SAFETY: every entry satisfies Deferred::new's requirements (above).
+        unsafe { self.tree.domain.defer_batch(batch) };
     }
 }
 
-impl<'a, V: Send + Sync> WriteTxn<'a, V> {
-    /// Inserts against the pending state.
-    pub fn insert(&mut self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
-        let _ = (range, value);
-        todo!()
+impl<V> Drop for WriteTxn<'_, V> {
+    fn drop(&mut self) {
+        if self.core.dirty {
+            self.core.abort();
+        }
     }
-    /// Removes against the pending state.
-    pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
-        let _ = addr;
-        todo!()
-    }
-    /// The entry containing `addr` in the pending state.
-    pub fn get(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
-    }
-    /// First pending entry whose end > addr.
-    pub fn next(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
-    }
-    /// Last pending entry whose start < addr.
-    pub fn prev(&self, addr: u64) -> Option<(Range<u64>, &V)> {
-        let _ = addr;
-        todo!()
-    }
-    /// Pending entries overlapping `r`, in order.
-    pub fn range(&self, r: Range<u64>) -> Iter<'_, V> {
-        let _ = r;
-        todo!()
-    }
-    /// Lowest aligned free start in the pending state.
-    pub fn find_gap(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
-        let _ = (size, align, within);
-        todo!()
-    }
-    /// Highest aligned free start in the pending state.
-    pub fn find_gap_rev(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
-        let _ = (size, align, within);
-        todo!()
-    }
-    /// Publishes all changes at once.
-    pub fn commit(self) {
-        todo!()
-    }
+}
+
+#[allow(dead_code)]
+fn _assert_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<MapleTree<u64>>();
+    fn send<T: Send>() {}
+    send::<ReadGuard<'static, u64>>();
+    let _: Option<Entry<'static, u64>> = None;
 }

@@ -1,0 +1,431 @@
+//! Node layout (docs/DESIGN.md §2.1).
+//!
+//! Two node kinds, both exactly 256 bytes (four cache lines) and 64-byte
+//! aligned, both starting with the same [`Header`] so a `*mut Header` can be
+//! cast to the right kind after reading `kind`:
+//!
+//! ```text
+//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]           = 256 B
+//! Inner    : header(16) | min[7] | max[7] | gap[7] | child[7] | pad = 256 B
+//! ```
+//!
+//! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
+//! and non-overlapping (I2). An inner node holds, for each child `i`, the
+//! child's *summary*: `min[i]` (first start in the subtree), `max[i]` (last end)
+//! and `gap[i]` (largest free gap strictly between two entries of the subtree)
+//! (I3). Unused key slots hold `u64::MAX` and unused pointers are null (I5), so
+//! the pivot scans below run over the full fixed-size arrays without a length
+//! check in the loop (branch-free, auto-vectorised).
+//!
+//! Nodes are immutable once published (I6): a writer copies a node before
+//! changing it unless the node was created by the writer's own transaction
+//! (`hdr.txn == txn`), which no reader can have seen.
+
+use crate::sync::LiveCell;
+use std::ptr;
+
+/// Entries per leaf.
+#[cfg(not(loom))]
+pub(crate) const LEAF_CAP: usize = 10;
+/// Children per inner node.
+#[cfg(not(loom))]
+pub(crate) const INNER_CAP: usize = 7;
+// Under loom, tiny nodes so that splits and merges happen within a few operations.
+#[cfg(loom)]
+pub(crate) const LEAF_CAP: usize = 3;
+#[cfg(loom)]
+pub(crate) const INNER_CAP: usize = 3;
+
+/// Minimum entries of a non-root leaf (I1).
+pub(crate) const LEAF_MIN: usize = LEAF_CAP / 2;
+/// Minimum children of a non-root inner node (I1).
+pub(crate) const INNER_MIN: usize = if INNER_CAP / 2 < 2 { 2 } else { INNER_CAP / 2 };
+
+pub(crate) const KIND_LEAF: u8 = 0;
+pub(crate) const KIND_INNER: u8 = 1;
+
+/// Common prefix of both node kinds.
+#[repr(C)]
+pub(crate) struct Header {
+    /// The write transaction that allocated this node (I6).
+    pub(crate) txn: u64,
+    pub(crate) kind: u8,
+    pub(crate) len: u8,
+    /// loom-only liveness marker (see `sync::LiveCell`).
+    pub(crate) live: LiveCell,
+}
+
+impl Header {
+    fn new(kind: u8, txn: u64) -> Self {
+        Self {
+            txn,
+            kind,
+            len: 0,
+            live: LiveCell::new(),
+        }
+    }
+}
+
+/// A leaf node.
+#[repr(C, align(64))]
+pub(crate) struct Leaf<V> {
+    pub(crate) hdr: Header,
+    pub(crate) start: [u64; LEAF_CAP],
+    pub(crate) end: [u64; LEAF_CAP],
+    pub(crate) val: [*mut V; LEAF_CAP],
+}
+
+/// An inner node.
+#[repr(C, align(64))]
+pub(crate) struct Inner {
+    pub(crate) hdr: Header,
+    pub(crate) min: [u64; INNER_CAP],
+    pub(crate) max: [u64; INNER_CAP],
+    pub(crate) gap: [u64; INNER_CAP],
+    pub(crate) child: [*mut Header; INNER_CAP],
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<Leaf<u64>>() == 256);
+    assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
+    assert!(size_of::<Inner>() == 256);
+    assert!(align_of::<Inner>() == 64);
+};
+
+/// A subtree's augmentation (I3): first start, last end, largest inner gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Summary {
+    pub(crate) min: u64,
+    pub(crate) max: u64,
+    pub(crate) gap: u64,
+}
+
+/// Number of `keys[k] <= x` over the whole array, clamped to `len`.
+/// Unused slots hold `u64::MAX` (I5); the clamp covers `x == u64::MAX`.
+#[inline(always)]
+pub(crate) fn count_le<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> usize {
+    let mut c = 0;
+    for &k in keys {
+        c += (k <= x) as usize;
+    }
+    c.min(len)
+}
+
+/// Number of `keys[k] < x` over the whole array (unused slots never count).
+#[inline(always)]
+pub(crate) fn count_lt<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> usize {
+    let mut c = 0;
+    for &k in keys {
+        c += (k < x) as usize;
+    }
+    c.min(len)
+}
+
+impl<V> Leaf<V> {
+    pub(crate) fn new(txn: u64) -> Self {
+        Self {
+            hdr: Header::new(KIND_LEAF, txn),
+            start: [u64::MAX; LEAF_CAP],
+            end: [u64::MAX; LEAF_CAP],
+            val: [ptr::null_mut(); LEAF_CAP],
+        }
+    }
+
+    /// A copy owned by transaction `txn` (values are shared pointers, never copied).
+    pub(crate) fn copy_for(&self, txn: u64) -> Self {
+        let mut n = Self::new(txn);
+        n.hdr.len = self.hdr.len;
+        n.start = self.start;
+        n.end = self.end;
+        n.val = self.val;
+        n
+    }
+
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.hdr.len as usize
+    }
+
+    pub(crate) fn summary(&self) -> Summary {
+        let n = self.len();
+        debug_assert!(n > 0);
+        let mut gap = 0;
+        for j in 1..n {
+            gap = gap.max(self.start[j] - self.end[j - 1]);
+        }
+        Summary {
+            min: self.start[0],
+            max: self.end[n - 1],
+            gap,
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(txn: u64) -> Self {
+        Self {
+            hdr: Header::new(KIND_INNER, txn),
+            min: [u64::MAX; INNER_CAP],
+            max: [u64::MAX; INNER_CAP],
+            gap: [u64::MAX; INNER_CAP],
+            child: [ptr::null_mut(); INNER_CAP],
+        }
+    }
+
+    /// A copy owned by transaction `txn` (children are shared, not copied).
+    pub(crate) fn copy_for(&self, txn: u64) -> Self {
+        let mut n = Self::new(txn);
+        n.hdr.len = self.hdr.len;
+        n.min = self.min;
+        n.max = self.max;
+        n.gap = self.gap;
+        n.child = self.child;
+        n
+    }
+
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.hdr.len as usize
+    }
+
+    pub(crate) fn summary(&self) -> Summary {
+        let n = self.len();
+        debug_assert!(n > 0);
+        let mut gap = self.gap[0];
+        for i in 1..n {
+            gap = gap.max(self.gap[i]).max(self.min[i] - self.max[i - 1]);
+        }
+        Summary {
+            min: self.min[0],
+            max: self.max[n - 1],
+            gap,
+        }
+    }
+}
+
+/// Uniform slot access to both node kinds, so that insertion, removal,
+/// splitting, merging and redistribution are written once (write.rs).
+pub(crate) trait Slots {
+    /// One slot's contents.
+    type Item: Copy;
+    const CAP: usize;
+    const MIN: usize;
+    fn len(&self) -> usize;
+    fn item(&self, i: usize) -> Self::Item;
+    /// Writes slot `i` without changing the length.
+    fn put(&mut self, i: usize, it: Self::Item);
+    /// Sets the length and resets every slot at or past it to the sentinel (I5).
+    fn truncate(&mut self, n: usize);
+    fn set_len(&mut self, n: usize);
+    fn summary(&self) -> Summary;
+
+    /// Inserts `it` at `pos`, shifting right. Needs room.
+    fn insert_item(&mut self, pos: usize, it: Self::Item) {
+        let n = self.len();
+        debug_assert!(n < Self::CAP && pos <= n);
+        for k in (pos..n).rev() {
+            let x = self.item(k);
+            self.put(k + 1, x);
+        }
+        self.put(pos, it);
+        self.set_len(n + 1);
+    }
+
+    /// Removes and returns slot `pos`, shifting left.
+    fn remove_item(&mut self, pos: usize) -> Self::Item {
+        let n = self.len();
+        let it = self.item(pos);
+        for k in pos + 1..n {
+            let x = self.item(k);
+            self.put(k - 1, x);
+        }
+        self.truncate(n - 1);
+        it
+    }
+
+    /// Appends every slot of `other` (merge). Needs room.
+    fn append_from(&mut self, other: &Self) {
+        let n = self.len();
+        let m = other.len();
+        debug_assert!(n + m <= Self::CAP);
+        for k in 0..m {
+            self.put(n + k, other.item(k));
+        }
+        self.set_len(n + m);
+    }
+}
+
+/// Distributes `items` over `left` and `right`, the left one taking the
+/// larger half. Both end up with at least `MIN` slots when
+/// `items.len() > CAP` (split) or `items.len() >= 2 * MIN` (rebalance).
+pub(crate) fn distribute<N: Slots>(items: &[N::Item], left: &mut N, right: &mut N) {
+    let l = items.len().div_ceil(2);
+    for (k, &it) in items[..l].iter().enumerate() {
+        left.put(k, it);
+    }
+    left.truncate(l);
+    for (k, &it) in items[l..].iter().enumerate() {
+        right.put(k, it);
+    }
+    right.truncate(items.len() - l);
+}
+
+/// All slots of `a` then `b`, with `extra` inserted at its position.
+pub(crate) fn gather<N: Slots>(
+    a: &N,
+    b: Option<&N>,
+    extra: Option<(usize, N::Item)>,
+) -> Vec<N::Item> {
+    let mut v = Vec::with_capacity(2 * N::CAP + 1);
+    v.extend((0..a.len()).map(|k| a.item(k)));
+    if let Some(b) = b {
+        v.extend((0..b.len()).map(|k| b.item(k)));
+    }
+    if let Some((pos, it)) = extra {
+        v.insert(pos, it);
+    }
+    v
+}
+
+impl<V> Slots for Leaf<V> {
+    type Item = (u64, u64, *mut V);
+    const CAP: usize = LEAF_CAP;
+    const MIN: usize = LEAF_MIN;
+    #[inline]
+    fn len(&self) -> usize {
+        self.hdr.len as usize
+    }
+    #[inline]
+    fn item(&self, i: usize) -> Self::Item {
+        (self.start[i], self.end[i], self.val[i])
+    }
+    #[inline]
+    fn put(&mut self, i: usize, it: Self::Item) {
+        (self.start[i], self.end[i], self.val[i]) = it;
+    }
+    fn truncate(&mut self, n: usize) {
+        for i in n..LEAF_CAP {
+            self.put(i, (u64::MAX, u64::MAX, ptr::null_mut()));
+        }
+        self.set_len(n);
+    }
+    #[inline]
+    fn set_len(&mut self, n: usize) {
+        self.hdr.len = n as u8;
+    }
+    fn summary(&self) -> Summary {
+        Leaf::summary(self)
+    }
+}
+
+impl Slots for Inner {
+    type Item = (u64, u64, u64, *mut Header);
+    const CAP: usize = INNER_CAP;
+    const MIN: usize = INNER_MIN;
+    #[inline]
+    fn len(&self) -> usize {
+        self.hdr.len as usize
+    }
+    #[inline]
+    fn item(&self, i: usize) -> Self::Item {
+        (self.min[i], self.max[i], self.gap[i], self.child[i])
+    }
+    #[inline]
+    fn put(&mut self, i: usize, it: Self::Item) {
+        (self.min[i], self.max[i], self.gap[i], self.child[i]) = it;
+    }
+    fn truncate(&mut self, n: usize) {
+        for i in n..INNER_CAP {
+            self.put(i, (u64::MAX, u64::MAX, u64::MAX, ptr::null_mut()));
+        }
+        self.set_len(n);
+    }
+    #[inline]
+    fn set_len(&mut self, n: usize) {
+        self.hdr.len = n as u8;
+    }
+    fn summary(&self) -> Summary {
+        Inner::summary(self)
+    }
+}
+
+impl Inner {
+    /// Points slot `i` at `child` with its summary.
+    pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) {
+        self.put(i, (s.min, s.max, s.gap, child));
+    }
+}
+
+/// The slot item an inner node stores for `child`.
+pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::Item {
+    (s.min, s.max, s.gap, child)
+}
+
+/// Heap-allocates a leaf and returns it as a node pointer.
+pub(crate) fn alloc_leaf<V>(leaf: Leaf<V>) -> *mut Header {
+    Box::into_raw(Box::new(leaf)).cast()
+}
+
+/// Heap-allocates an inner node and returns it as a node pointer.
+pub(crate) fn alloc_inner(inner: Inner) -> *mut Header {
+    Box::into_raw(Box::new(inner)).cast()
+}
+
+/// Frees one node (not its children, not its values).
+///
+/// # Safety
+/// 1. `n` came from `alloc_leaf::<V>` or `alloc_inner` and is not freed yet.
+/// 2. No reader can still reach `n` (it was never published, or a grace
+///    period has passed since it was unlinked — I7).
+pub(crate) unsafe fn free_node<V>(n: *mut Header) {
+    // SAFETY: requirement 1: `n` is a live allocation starting with a Header.
+    let hdr = unsafe { &*n };
+    hdr.live.kill();
+    if hdr.kind == KIND_LEAF {
+        // SAFETY: requirement 1: a leaf node was allocated as Box<Leaf<V>>.
+        drop(unsafe { Box::from_raw(n.cast::<Leaf<V>>()) });
+    } else {
+        // SAFETY: requirement 1: an inner node was allocated as Box<Inner>.
+        drop(unsafe { Box::from_raw(n.cast::<Inner>()) });
+    }
+}
+
+/// Type-erased destructor for the reclamation domain: frees node memory only.
+///
+/// # Safety
+/// As [`free_node`], with `p` a `*mut Header`.
+pub(crate) unsafe fn free_node_erased<V>(p: *mut ()) {
+    // SAFETY: same requirements as ours.
+    unsafe { free_node::<V>(p.cast()) }
+}
+
+/// Type-erased destructor for the reclamation domain: drops a boxed value.
+///
+/// # Safety
+/// `p` came from `Box::<V>::into_raw`, is dropped exactly once, and no reader
+/// can still reach it.
+pub(crate) unsafe fn drop_value_erased<V>(p: *mut ()) {
+    // SAFETY: our requirements.
+    drop(unsafe { Box::from_raw(p.cast::<V>()) });
+}
+
+/// Views a node as a leaf.
+///
+/// # Safety
+/// `n` is a live leaf of value type `V` and stays live for `'a`.
+#[inline(always)]
+pub(crate) unsafe fn as_leaf<'a, V>(n: *const Header) -> &'a Leaf<V> {
+    // SAFETY: caller's requirement.
+    unsafe { &*n.cast::<Leaf<V>>() }
+}
+
+/// Views a node as an inner node.
+///
+/// # Safety
+/// `n` is a live inner node and stays live for `'a`.
+#[inline(always)]
+pub(crate) unsafe fn as_inner<'a>(n: *const Header) -> &'a Inner {
+    // SAFETY: caller's requirement.
+    unsafe { &*n.cast::<Inner>() }
+}

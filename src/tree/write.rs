@@ -1,0 +1,404 @@
+//! Copy-on-write mutation inside one write transaction (docs/DESIGN.md §2.5).
+//!
+//! A transaction works on a private *working root*. A node is mutable in place
+//! only if this transaction allocated it (`hdr.txn == self.txn`, I6): nobody
+//! else can see it before commit. Any other node is published and immutable;
+//! [`Core::cow`] copies it (values are shared pointers, never copied) and
+//! records the original for retirement at commit. Each path is therefore copied
+//! at most once per transaction, however many operations it holds.
+
+use super::node::{
+    Header, Inner, KIND_LEAF, Leaf, Slots, Summary, alloc_inner, alloc_leaf, as_inner, as_leaf,
+    count_le, count_lt, distribute, free_node, gather, inner_item,
+};
+use super::read;
+use std::ptr;
+
+/// The mutable state of one write transaction.
+pub(crate) struct Core<V> {
+    /// This transaction's id (I6).
+    pub(crate) txn: u64,
+    /// Working root: null for an empty tree.
+    pub(crate) root: *mut Header,
+    pub(crate) len: usize,
+    /// Published nodes replaced by this transaction: retired at commit.
+    pub(crate) old_nodes: Vec<*mut Header>,
+    /// Values removed by this transaction: retired at commit.
+    pub(crate) removed: Vec<*mut V>,
+    /// Values inserted by this transaction: dropped on abort.
+    pub(crate) inserted: Vec<*mut V>,
+    pub(crate) dirty: bool,
+}
+
+/// A node pointer with its kind resolved, mutable (fresh) or not.
+enum Node<'a, V> {
+    Leaf(&'a mut Leaf<V>),
+    Inner(&'a mut Inner),
+}
+
+/// # Safety
+/// `n` is a live node allocated by the current transaction (fresh, I6), so no
+/// other reference to it exists while the returned borrow lives.
+unsafe fn fresh<'a, V>(n: *mut Header) -> Node<'a, V> {
+    // SAFETY: caller's requirement: live and exclusively ours.
+    unsafe {
+        if (*n).kind == KIND_LEAF {
+            Node::Leaf(&mut *n.cast::<Leaf<V>>())
+        } else {
+            Node::Inner(&mut *n.cast::<Inner>())
+        }
+    }
+}
+
+/// The summary of a non-empty node.
+///
+/// # Safety
+/// `n` is live.
+unsafe fn summary_of<V>(n: *const Header) -> Summary {
+    // SAFETY: caller's requirement; the kind tag selects the view.
+    unsafe {
+        if (*n).kind == KIND_LEAF {
+            as_leaf::<V>(n).summary()
+        } else {
+            as_inner(n).summary()
+        }
+    }
+}
+
+/// Slot count of a node.
+///
+/// # Safety
+/// `n` is live.
+unsafe fn len_of(n: *const Header) -> usize {
+    // SAFETY: caller's requirement.
+    unsafe { (*n).len as usize }
+}
+
+/// Below its kind's minimum (I1)?
+///
+/// # Safety
+/// `n` is live.
+unsafe fn underfull(n: *const Header) -> bool {
+    // SAFETY: caller's requirement.
+    unsafe {
+        let min = if (*n).kind == KIND_LEAF {
+            Leaf::<()>::MIN
+        } else {
+            Inner::MIN
+        };
+        len_of(n) < min
+    }
+}
+
+impl<V> Core<V> {
+    pub(crate) fn new(txn: u64, root: *mut Header, len: usize) -> Self {
+        Self {
+            txn,
+            root,
+            len,
+            old_nodes: Vec::new(),
+            removed: Vec::new(),
+            inserted: Vec::new(),
+            dirty: false,
+        }
+    }
+
+    /// Returns a node of this transaction with `n`'s contents: `n` itself if
+    /// it is fresh, else a copy (the original is retired at commit).
+    ///
+    /// # Safety
+    /// `n` is live and reachable from the working root.
+    unsafe fn cow(&mut self, n: *mut Header) -> *mut Header {
+        // SAFETY: our requirement.
+        let hdr = unsafe { &*n };
+        if hdr.txn == self.txn {
+            return n;
+        }
+        self.old_nodes.push(n);
+        // SAFETY: our requirement and the kind tag.
+        unsafe {
+            if hdr.kind == KIND_LEAF {
+                alloc_leaf(as_leaf::<V>(n).copy_for(self.txn))
+            } else {
+                alloc_inner(as_inner(n).copy_for(self.txn))
+            }
+        }
+    }
+
+    /// Drops `n` from the working tree: freed now if fresh (never published),
+    /// else retired at commit.
+    ///
+    /// # Safety
+    /// `n` is live and no longer reachable from the working root.
+    unsafe fn discard(&mut self, n: *mut Header) {
+        // SAFETY: our requirement.
+        if unsafe { (*n).txn } == self.txn {
+            // SAFETY: fresh nodes were never published (I6), and `n` is unlinked.
+            unsafe { free_node::<V>(n) }
+        } else {
+            self.old_nodes.push(n);
+        }
+    }
+
+    /// Inserts `start..end -> val`. The caller checked that the range is
+    /// non-empty and overlaps nothing.
+    pub(crate) fn insert(&mut self, start: u64, end: u64, val: *mut V) {
+        self.dirty = true;
+        self.inserted.push(val);
+        self.len += 1;
+        if self.root.is_null() {
+            let mut l = Leaf::new(self.txn);
+            l.insert_item(0, (start, end, val));
+            self.root = alloc_leaf(l);
+            return;
+        }
+        // SAFETY: the working root is live (writer lock) and reachable.
+        let (n, split) = unsafe { self.insert_rec(self.root, (start, end, val)) };
+        self.root = match split {
+            None => n,
+            Some(right) => {
+                let mut r = Inner::new(self.txn);
+                // SAFETY: both halves are live fresh nodes.
+                unsafe {
+                    r.insert_item(0, inner_item(n, summary_of::<V>(n)));
+                    r.insert_item(1, inner_item(right, summary_of::<V>(right)));
+                }
+                alloc_inner(r)
+            }
+        };
+    }
+
+    /// Returns the fresh replacement of `n` and, if it split, the new right sibling.
+    ///
+    /// # Safety
+    /// `n` is live and reachable from the working root.
+    unsafe fn insert_rec(
+        &mut self,
+        n: *mut Header,
+        item: (u64, u64, *mut V),
+    ) -> (*mut Header, Option<*mut Header>) {
+        // SAFETY: our requirement.
+        let n = unsafe { self.cow(n) };
+        // SAFETY: `cow` returned a node of this transaction.
+        match unsafe { fresh::<V>(n) } {
+            Node::Leaf(l) => {
+                let pos = count_lt(&l.start, l.len(), item.0);
+                (n, self.insert_slot(l, pos, item))
+            }
+            Node::Inner(inn) => {
+                let i = count_le(&inn.min, inn.len(), item.0).saturating_sub(1);
+                // SAFETY: children of a reachable node are reachable and live.
+                let (c, split) = unsafe { self.insert_rec(inn.child[i], item) };
+                // SAFETY: `c` is live.
+                inn.set(i, c, unsafe { summary_of::<V>(c) });
+                let Some(r) = split else { return (n, None) };
+                // SAFETY: `r` is live.
+                let it = inner_item(r, unsafe { summary_of::<V>(r) });
+                (n, self.insert_slot(inn, i + 1, it))
+            }
+        }
+    }
+
+    /// Inserts into a fresh node, splitting it when full; returns the new right node.
+    fn insert_slot<N: Slots + NewNode>(
+        &mut self,
+        node: &mut N,
+        pos: usize,
+        it: N::Item,
+    ) -> Option<*mut Header> {
+        if node.len() < N::CAP {
+            node.insert_item(pos, it);
+            return None;
+        }
+        let items = gather(node, None, Some((pos, it)));
+        let mut right = N::empty(self.txn);
+        distribute(&items, node, &mut right);
+        Some(N::alloc(right))
+    }
+
+    /// Removes the entry starting at `start`, which must exist.
+    pub(crate) fn remove(&mut self, start: u64) {
+        self.dirty = true;
+        self.len -= 1;
+        // SAFETY: a tree holding an entry has a live root.
+        let n = unsafe { self.remove_rec(self.root, start) };
+        // SAFETY: `n` is the fresh root; shrink the tree from the top (I1).
+        self.root = unsafe {
+            match fresh::<V>(n) {
+                Node::Leaf(l) if l.len() == 0 => {
+                    self.discard(n);
+                    ptr::null_mut()
+                }
+                Node::Inner(inn) if inn.len() == 1 => {
+                    let c = inn.child[0];
+                    self.discard(n);
+                    c
+                }
+                _ => n,
+            }
+        };
+    }
+
+    /// # Safety
+    /// `n` is live, reachable, and its subtree holds an entry starting at `start`.
+    unsafe fn remove_rec(&mut self, n: *mut Header, start: u64) -> *mut Header {
+        // SAFETY: our requirement.
+        let n = unsafe { self.cow(n) };
+        // SAFETY: `cow` returned a node of this transaction.
+        match unsafe { fresh::<V>(n) } {
+            Node::Leaf(l) => {
+                let j = count_le(&l.start, l.len(), start) - 1;
+                debug_assert_eq!(l.start[j], start);
+                let (_, _, v) = l.remove_item(j);
+                self.removed.push(v);
+            }
+            Node::Inner(inn) => {
+                let i = count_le(&inn.min, inn.len(), start) - 1;
+                // SAFETY: the child is reachable and holds the entry.
+                let c = unsafe { self.remove_rec(inn.child[i], start) };
+                // SAFETY: `c` is live and fresh.
+                if unsafe { underfull(c) } {
+                    inn.child[i] = c;
+                    // SAFETY: `inn`'s children are live; `c` is fresh.
+                    unsafe { self.rebalance(inn, i) };
+                } else {
+                    // SAFETY: `c` is live and non-empty.
+                    inn.set(i, c, unsafe { summary_of::<V>(c) });
+                }
+            }
+        }
+        n
+    }
+
+    /// Fixes the underfull child `i` of the fresh node `p` by merging it with
+    /// a sibling or, if both are too full to merge, redistributing evenly.
+    ///
+    /// # Safety
+    /// `p`'s children are live; `p` has at least two children (I1).
+    unsafe fn rebalance(&mut self, p: &mut Inner, i: usize) {
+        let (li, ri) = if i > 0 { (i - 1, i) } else { (0, 1) };
+        // SAFETY: children of `p` are live and reachable.
+        let (a, b) = unsafe { (self.cow(p.child[li]), p.child[ri]) };
+        // SAFETY: `a` is fresh; `b` is live (fresh or published, only read here
+        // unless copied); they are distinct nodes.
+        unsafe {
+            match (fresh::<V>(a), (*b).kind == KIND_LEAF) {
+                (Node::Leaf(la), true) => self.join(p, li, a, la, as_leaf::<V>(b)),
+                (Node::Inner(ia), false) => self.join(p, li, a, ia, as_inner(b)),
+                _ => unreachable!("siblings at one level have one kind (I4)"),
+            }
+        }
+    }
+
+    /// Merge or redistribute children `li` (fresh `a`) and `li + 1` (`b`) of `p`.
+    ///
+    /// # Safety
+    /// `a_ptr` is `a`, fresh; `b` is `p.child[li + 1]`, live.
+    unsafe fn join<N: Slots + NewNode>(
+        &mut self,
+        p: &mut Inner,
+        li: usize,
+        a_ptr: *mut Header,
+        a: &mut N,
+        b: &N,
+    ) {
+        let b_ptr = p.child[li + 1];
+        if a.len() + b.len() <= N::CAP {
+            a.append_from(b);
+            p.set(li, a_ptr, a.summary());
+            p.remove_item(li + 1);
+            // SAFETY: `b` is unlinked from the working tree now.
+            unsafe { self.discard(b_ptr) };
+        } else {
+            let items = gather(a, Some(b), None);
+            // SAFETY: `b_ptr` is live and reachable.
+            let b2_ptr = unsafe { self.cow(b_ptr) };
+            // SAFETY: `b2_ptr` is fresh and distinct from `a`.
+            let b2 = unsafe { N::view_mut(b2_ptr) };
+            distribute(&items, a, b2);
+            p.set(li, a_ptr, a.summary());
+            p.set(li + 1, b2_ptr, b2.summary());
+        }
+    }
+
+    /// Abort: frees every fresh node and drops every value this transaction
+    /// inserted. Published nodes and values are untouched.
+    pub(crate) fn abort(&mut self) {
+        // SAFETY: the working root's fresh nodes were never published (I6).
+        unsafe { self.free_fresh(self.root) };
+        self.root = ptr::null_mut();
+        for v in self.inserted.drain(..) {
+            // SAFETY: inserted values came from Box::into_raw, were never
+            // published, and are dropped only here (abort) or retired via
+            // `removed` (commit) — never both.
+            drop(unsafe { Box::from_raw(v) });
+        }
+    }
+
+    /// # Safety
+    /// `n` is null or live; fresh nodes under it are unpublished.
+    unsafe fn free_fresh(&mut self, n: *mut Header) {
+        // SAFETY: our requirement.
+        if n.is_null() || unsafe { (*n).txn } != self.txn {
+            // A published node: every node under it is published too.
+            return;
+        }
+        // SAFETY: our requirement; a fresh node's children are live.
+        unsafe {
+            if (*n).kind != KIND_LEAF {
+                let inn = as_inner(n);
+                for i in 0..inn.len() {
+                    self.free_fresh(inn.child[i]);
+                }
+            }
+            free_node::<V>(n);
+        }
+    }
+
+    /// Overlap check against the working state (for `insert`).
+    ///
+    /// # Safety
+    /// The working root is live (writer lock held).
+    pub(crate) unsafe fn overlaps(&self, start: u64, end: u64) -> bool {
+        // SAFETY: our requirement gives R1.
+        match unsafe { read::next::<V>(self.root, start) } {
+            Some(p) => p.leaf.start[p.idx] < end,
+            None => false,
+        }
+    }
+}
+
+/// Allocation of a new empty node of one kind (used by splits).
+pub(crate) trait NewNode: Sized {
+    fn empty(txn: u64) -> Self;
+    fn alloc(self) -> *mut Header;
+    /// # Safety
+    /// `n` is a fresh node of this kind with no other live reference.
+    unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self;
+}
+
+impl<V> NewNode for Leaf<V> {
+    fn empty(txn: u64) -> Self {
+        Leaf::new(txn)
+    }
+    fn alloc(self) -> *mut Header {
+        alloc_leaf(self)
+    }
+    unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
+        // SAFETY: caller's requirement.
+        unsafe { &mut *n.cast() }
+    }
+}
+
+impl NewNode for Inner {
+    fn empty(txn: u64) -> Self {
+        Inner::new(txn)
+    }
+    fn alloc(self) -> *mut Header {
+        alloc_inner(self)
+    }
+    unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
+        // SAFETY: caller's requirement.
+        unsafe { &mut *n.cast() }
+    }
+}
