@@ -4,6 +4,7 @@
 pub(crate) mod sync;
 
 pub mod srcu;
+pub mod trace;
 pub mod tree;
 
 pub use tree::MapleTree;
