@@ -88,17 +88,15 @@ pub(crate) unsafe fn get<'a, V>(root: *const Header, addr: u64) -> Option<LeafPo
 /// R1.
 #[inline]
 pub(crate) unsafe fn next<'a, V>(root: *const Header, addr: u64) -> Option<LeafPos<'a, V>> {
-    // Ends are sorted (I2), so the first child whose last end > addr holds it.
-    let first_gt = |keys: &[u64], len: usize| {
-        let i = keys[..len].iter().take_while(|&&k| k <= addr).count();
-        (i < len).then_some(i)
-    };
+    // Ends are sorted (I2): the number of ends <= addr is the index of the
+    // first end > addr, and the first child whose last end > addr holds it.
+    let first_gt = |k: usize, len: usize| (k < len).then_some(k);
     // SAFETY: R1 passed through.
     unsafe {
         descend(
             root,
-            |i| first_gt(&i.max, i.len()),
-            |l| first_gt(&l.end, l.len()),
+            |i| first_gt(count_le(&i.max, i.len(), addr), i.len()),
+            |l| first_gt(count_le(&l.end, l.len(), addr), l.len()),
         )
     }
 }
