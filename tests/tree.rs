@@ -554,3 +554,24 @@ fn stress_readers_see_old_or_new_never_a_mix() {
     t.validate().unwrap();
     assert!(flips > 100 && checks > 100, "flips {flips} checks {checks}");
 }
+
+#[test]
+fn height_is_logarithmic() {
+    let t = MapleTree::new();
+    assert_eq!(t.height(), 0);
+    t.insert(0..1, 0u64).unwrap();
+    assert_eq!(t.height(), 1);
+    // 10^5 page-sized entries, inserted top-down like mmap placement does
+    let n = 100_000u64;
+    for i in (1..n).rev() {
+        t.insert(i * 2..i * 2 + 1, i).unwrap();
+    }
+    t.validate().unwrap();
+    // leaves hold >= 5, inner nodes >= 3: height <= 1 + log3(n / 5) + 1
+    let bound = 2 + ((n as f64 / 5.0).ln() / 3f64.ln()).ceil() as usize;
+    assert!(
+        (5..=bound).contains(&t.height()),
+        "height {} bound {bound}",
+        t.height()
+    );
+}

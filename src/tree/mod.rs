@@ -131,6 +131,26 @@ impl<V> MapleTree<V> {
         self.len() == 0
     }
 
+    /// Levels in the latest published version (0 for an empty tree, 1 for a
+    /// single leaf). Every leaf is at this depth (I4).
+    pub fn height(&self) -> usize {
+        let _g = self.domain.read();
+        // Acquire: pairs with the Release store in `WriteTxn::commit` (O1).
+        let mut n: *const Header = self.root.load(Ordering::Acquire);
+        let mut h = 0;
+        while !n.is_null() {
+            h += 1;
+            // SAFETY: R1 (read.rs): the guard keeps the loaded version alive.
+            let hdr = unsafe { &*n };
+            if hdr.kind == KIND_LEAF {
+                break;
+            }
+            // SAFETY: as above; the kind tag says inner.
+            n = unsafe { as_inner(n) }.child[0];
+        }
+        h
+    }
+
     /// A read handle on the latest published version.
     #[inline]
     pub fn pin(&self) -> ReadGuard<'_, V> {
