@@ -7,4 +7,6 @@ pub mod srcu;
 pub mod trace;
 pub mod tree;
 
+pub mod mm;
+
 pub use tree::MapleTree;

@@ -12,7 +12,9 @@ pub(crate) use std::sync::atomic::{
     fence,
 };
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 /// Locks `m`, ignoring poisoning: the data our mutexes protect stays
 /// consistent across a panicking callback (callbacks never run under them).
@@ -34,7 +36,9 @@ pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 /// loom has no compiler fence; a full fence is a sound (stronger) stand-in.
 #[cfg(loom)]
 pub(crate) fn compiler_fence(order: Ordering) {
@@ -146,6 +150,33 @@ impl LiveCell {
     pub(crate) fn touch(&self) {}
     #[inline(always)]
     pub(crate) fn kill(&self) {}
+}
+
+/// A small per-thread number used to pick a counter shard, so that threads
+/// mostly bump different cache lines. Std: assigned round-robin on a thread's
+/// first call. Loom: always 0 (models use one shard).
+#[cfg(not(loom))]
+pub(crate) fn shard_index() -> usize {
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        let mut v = s.get();
+        if v == usize::MAX {
+            // Relaxed: only spreads threads over shards; no data is published.
+            v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.set(v);
+        }
+        v
+    })
+}
+
+/// Loom: one shard.
+#[cfg(loom)]
+pub(crate) fn shard_index() -> usize {
+    0
 }
 
 /// A lazily initialised global. Under loom it is `loom::lazy_static!`, whose value

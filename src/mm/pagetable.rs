@@ -1,0 +1,432 @@
+//! Four-level page tables of 512 entries with a lock per last-level table
+//! (split PTL), populated on demand with CAS, and a simulated frame allocator.
+//!
+//! Who touches what (docs/DESIGN.md §4):
+//! * Faulters walk without locks (Acquire loads), populate missing upper
+//!   entries with a CAS, then lock the last-level table's PTL, check the table
+//!   is still `linked` and their VMA is not dead (M4), and only then read or
+//!   write PTEs. They hold the tree's Srcu guard for the whole fault, which
+//!   keeps every table they reached alive (M3).
+//! * Writers (under the address-space writer lock) visit the upper entries of
+//!   a range with *probe* RMWs (`probe`), change PTEs under the PTL, and may
+//!   unlink an emptied last-level table (PTL held, `linked = false`, then the
+//!   parent entry cleared) and retire it through the Srcu domain. Upper-level
+//!   tables are only freed when the address space is dropped.
+
+use super::flags::Prot;
+use super::stats::{Counters, Ctr};
+use crate::srcu::{Deferred, Srcu};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering};
+use std::ptr;
+
+/// A writer's per-table visitor: (PMD entry, table, table base, lo, hi).
+type TableFn<'a> = dyn FnMut(&AtomicPtr<()>, &PteTable, u64, u64, u64) + 'a;
+
+/// Bytes per page.
+pub(crate) const PAGE: u64 = 4096;
+const ENTRIES: usize = 512;
+/// Bytes covered by one last-level table.
+pub(crate) const PMD_SPAN: u64 = PAGE * ENTRIES as u64;
+/// Page tables translate addresses below this (48-bit virtual addresses).
+pub(crate) const VA_LIMIT: u64 = 1 << 48;
+
+/// PTE bits.
+pub(crate) const PTE_PRESENT: u64 = 1 << 0;
+pub(crate) const PTE_READ: u64 = 1 << 1;
+pub(crate) const PTE_WRITE: u64 = 1 << 2;
+pub(crate) const PTE_EXEC: u64 = 1 << 3;
+pub(crate) const PTE_ACCESSED: u64 = 1 << 5;
+pub(crate) const PTE_DIRTY: u64 = 1 << 6;
+const PTE_PERM: u64 = PTE_READ | PTE_WRITE | PTE_EXEC;
+const PFN_SHIFT: u32 = 12;
+
+/// The PTE permission bits a protection allows.
+pub(crate) fn perm_bits(p: Prot) -> u64 {
+    let mut b = 0;
+    if p.contains(Prot::READ) {
+        b |= PTE_READ;
+    }
+    if p.contains(Prot::WRITE) {
+        b |= PTE_WRITE;
+    }
+    if p.contains(Prot::EXEC) {
+        b |= PTE_EXEC;
+    }
+    b
+}
+
+/// The frame number of a PTE.
+pub(crate) fn pte_pfn(pte: u64) -> u64 {
+    pte >> PFN_SHIFT
+}
+
+/// An upper-level table (PGD, PUD or PMD): pointers to the next level.
+struct Dir {
+    next: [AtomicPtr<()>; ENTRIES],
+    live: LiveCell,
+}
+
+/// A last-level table: 512 PTEs and their lock.
+pub(crate) struct PteTable {
+    pte: [AtomicU64; ENTRIES],
+    /// The split page-table lock. Every PTE change and every `linked` change
+    /// happens while it is held.
+    ptl: Mutex<()>,
+    /// False once a writer unlinked this table from its parent (guarded by `ptl`).
+    linked: AtomicBool,
+    live: LiveCell,
+}
+
+impl Dir {
+    fn new() -> Box<Dir> {
+        Box::new(Dir {
+            next: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            live: LiveCell::new(),
+        })
+    }
+}
+
+impl PteTable {
+    fn new() -> Box<PteTable> {
+        Box::new(PteTable {
+            pte: std::array::from_fn(|_| AtomicU64::new(0)),
+            ptl: Mutex::new(()),
+            linked: AtomicBool::new(true),
+            live: LiveCell::new(),
+        })
+    }
+
+    /// Locks the PTL.
+    pub(crate) fn lock(&self) -> Ptl<'_> {
+        self.live.touch();
+        Ptl {
+            t: self,
+            _g: self.ptl.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// A held page-table lock: the only way to read or write PTEs.
+pub(crate) struct Ptl<'t> {
+    t: &'t PteTable,
+    _g: MutexGuard<'t, ()>,
+}
+
+impl Ptl<'_> {
+    /// Whether the table is still reachable from the root (race 1).
+    pub(crate) fn linked(&self) -> bool {
+        // Relaxed: written only under this lock, which we hold.
+        self.t.linked.load(Ordering::Relaxed)
+    }
+
+    /// The PTE for `addr`.
+    pub(crate) fn get(&self, addr: u64) -> u64 {
+        // Relaxed: PTEs are written only under the PTL, which we hold.
+        self.t.pte[idx(addr, 0)].load(Ordering::Relaxed)
+    }
+
+    /// Calls `f(addr, pte)` for each present PTE in `a..b` (inside this
+    /// table) and stores what it returns, if anything.
+    pub(crate) fn each_present(&self, a: u64, b: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
+        let mut a = a;
+        while a < b {
+            let pte = self.get(a);
+            if pte & PTE_PRESENT != 0
+                && let Some(new) = f(a, pte)
+            {
+                self.set(a, new);
+            }
+            a += PAGE;
+        }
+    }
+
+    /// Sets the PTE for `addr`.
+    pub(crate) fn set(&self, addr: u64, pte: u64) {
+        // Relaxed: PTEs are read and written only under the PTL.
+        self.t.pte[idx(addr, 0)].store(pte, Ordering::Relaxed);
+    }
+}
+
+#[inline]
+fn idx(addr: u64, level: u32) -> usize {
+    ((addr >> (12 + 9 * level)) & (ENTRIES as u64 - 1)) as usize
+}
+
+/// Drops a retired last-level table (an Srcu callback).
+///
+/// # Safety
+/// 1. `p` came from `Box::into_raw(PteTable::new())`, is unlinked, and is
+///    freed exactly once.
+unsafe fn free_pte_table(p: *mut ()) {
+    // SAFETY: requirement 1.
+    let t = unsafe { Box::from_raw(p.cast::<PteTable>()) };
+    t.live.kill();
+    drop(t);
+}
+
+/// The page tables and the frame allocator of one address space.
+pub(crate) struct PageTables {
+    root: Box<Dir>,
+    pub(crate) ctr: Counters,
+}
+
+/// A probe of an upper-level entry by a writer: an RMW that writes back the
+/// value it read, so it reads the latest value in the entry's modification
+/// order and heads a release sequence (docs/DESIGN.md §4.4, race 2).
+fn probe(e: &AtomicPtr<()>) -> *mut () {
+    // Relaxed: a first guess; the CAS below is what orders.
+    let mut cur = e.load(Ordering::Relaxed);
+    loop {
+        // AcqRel: Release makes every VMA `dead` store before this probe
+        // visible to a faulter whose populate-CAS reads from it; Acquire
+        // pairs with the faulter's populate-CAS (Release), so we see the
+        // table it installed. Failure Relaxed: we loop and try again.
+        match e.compare_exchange(cur, cur, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return cur,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+impl PageTables {
+    pub(crate) fn new() -> PageTables {
+        PageTables {
+            root: Dir::new(),
+            ctr: Counters::new(),
+        }
+    }
+
+    /// Allocates a zeroed frame and returns its number (never 0).
+    pub(crate) fn alloc_frame(&self) -> u64 {
+        let (shard, n) = self.ctr.inc_get(Ctr::FramesAllocated);
+        n * Counters::SHARDS + shard + 1
+    }
+
+    /// Frees the frame of a present PTE.
+    pub(crate) fn free_frame(&self, _pte: u64) {
+        self.ctr.add(Ctr::FramesFreed, 1);
+    }
+
+    /// The PTE for a new frame with the VMA's permissions.
+    pub(crate) fn new_pte(pfn: u64, prot: Prot, dirty: bool) -> u64 {
+        (pfn << PFN_SHIFT)
+            | PTE_PRESENT
+            | PTE_ACCESSED
+            | perm_bits(prot)
+            | if dirty { PTE_DIRTY } else { 0 }
+    }
+
+    /// Walks to the last-level table of `addr` without locks, creating missing
+    /// tables with a CAS when `populate`. `addr < VA_LIMIT`.
+    ///
+    /// The returned table may be unlinked and retired concurrently; it stays
+    /// allocated while the caller holds `_pin` (a read guard of the Srcu
+    /// domain passed to `zap_range`), and the caller must check
+    /// [`Ptl::linked`] under its lock before using it (race 1).
+    pub(crate) fn walk<'g, T>(
+        &'g self,
+        _pin: &'g T,
+        addr: u64,
+        populate: bool,
+    ) -> Option<&'g PteTable> {
+        debug_assert!(addr < VA_LIMIT);
+        let mut dir: &Dir = &self.root;
+        let mut level = 3;
+        loop {
+            dir.live.touch();
+            let e = &dir.next[idx(addr, level)];
+            // Acquire: pairs with the Release of the populate-CAS (below) or
+            // of a writer's probe, so the child's contents are visible.
+            let mut p = e.load(Ordering::Acquire);
+            if p.is_null() {
+                if !populate {
+                    return None;
+                }
+                let fresh: *mut () = if level == 1 {
+                    Box::into_raw(PteTable::new()).cast()
+                } else {
+                    Box::into_raw(Dir::new()).cast()
+                };
+                // AcqRel on success: Release publishes the new table's
+                // contents and, when this CAS reads from a writer's probe,
+                // makes that writer's `dead` stores happen before our later
+                // check (race 2); Acquire on failure: pairs with the winner's
+                // Release so we see its table.
+                match e.compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => {
+                        self.ctr.add(Ctr::TablesAllocated, 1);
+                        p = fresh;
+                    }
+                    Err(winner) => {
+                        // SAFETY: `fresh` was never published; we own it.
+                        unsafe {
+                            if level == 1 {
+                                drop(Box::from_raw(fresh.cast::<PteTable>()));
+                            } else {
+                                drop(Box::from_raw(fresh.cast::<Dir>()));
+                            }
+                        }
+                        p = winner;
+                    }
+                }
+            }
+            if level == 1 {
+                // SAFETY: level-1 entries point to live `PteTable`s; this one
+                // is kept allocated by the caller's Srcu guard even if it is
+                // unlinked concurrently (it is retired only after unlinking).
+                return Some(unsafe { &*p.cast::<PteTable>() });
+            }
+            // SAFETY: upper levels point to `Dir`s, which are freed only when
+            // the page tables are dropped (`&self` is borrowed).
+            dir = unsafe { &*p.cast::<Dir>() };
+            level -= 1;
+        }
+    }
+
+    /// Writer side: visits every last-level table overlapping `lo..hi` with
+    /// its PMD entry, the table's base address and the part of `lo..hi` it
+    /// covers. Upper entries are read with probe RMWs. Caller holds the
+    /// address-space writer lock, so no table visited is freed meanwhile.
+    fn for_each_table(&self, lo: u64, hi: u64, f: &mut TableFn<'_>) {
+        fn visit(dir: &Dir, level: u32, lo: u64, hi: u64, f: &mut TableFn<'_>) {
+            let span = 1u64 << (12 + 9 * level);
+            let mut a = lo;
+            while a < hi {
+                let base = a & !(span - 1);
+                let end = (base + span).min(hi);
+                let e = &dir.next[idx(a, level)];
+                let p = probe(e);
+                if !p.is_null() {
+                    if level == 1 {
+                        // SAFETY: writers are serialised and only writers free
+                        // tables, so this linked table is live.
+                        f(e, unsafe { &*p.cast::<PteTable>() }, base, a, end);
+                    } else {
+                        // SAFETY: upper tables live until drop.
+                        visit(unsafe { &*p.cast::<Dir>() }, level - 1, a, end, f);
+                    }
+                }
+                a = base + span;
+            }
+        }
+        let hi = hi.min(VA_LIMIT);
+        if lo < hi {
+            visit(&self.root, 3, lo, hi, f);
+        }
+    }
+
+    /// Zaps every PTE in `lo..hi` (frames freed), under each table's PTL.
+    /// Then unlinks every visited table for which `free_table(base)` says its
+    /// 2 MiB span holds no VMA, and retires it through `domain`.
+    pub(crate) fn zap_range(
+        &self,
+        lo: u64,
+        hi: u64,
+        domain: &Srcu,
+        free_table: Option<&dyn Fn(u64) -> bool>,
+    ) {
+        let mut retired: Vec<Deferred> = Vec::new();
+        let mut freed = 0u64;
+        self.for_each_table(lo, hi, &mut |entry, t, base, a, b| {
+            let ptl = t.lock();
+            ptl.each_present(a, b, |_, _| {
+                freed += 1;
+                Some(0)
+            });
+            let Some(ok) = free_table else { return };
+            if !ok(base) {
+                return;
+            }
+            debug_assert!((0..ENTRIES as u64).all(|i| ptl.get(base + i * PAGE) == 0));
+            // Relaxed: read only under the PTL, which we hold (race 1).
+            t.linked.store(false, Ordering::Relaxed);
+            drop(ptl);
+            // Release: a walker that still loads the old pointer finds the
+            // table unlinked under its PTL; one that loads null populates a
+            // fresh table. Pairs with the Acquire load in `walk`.
+            entry.store(ptr::null_mut(), Ordering::Release);
+            let p: *mut PteTable = ptr::from_ref(t).cast_mut();
+            // SAFETY: Deferred::new: 1. plain data, droppable on any thread;
+            // 2. unlinked above, so the domain's grace period covers every
+            // walker that could still hold it (M3).
+            retired.push(unsafe { Deferred::new(p.cast(), free_pte_table) });
+        });
+        self.ctr.add(Ctr::FramesFreed, freed);
+        if !retired.is_empty() {
+            self.ctr.add(Ctr::TablesFreed, retired.len() as u64);
+            // SAFETY: each entry satisfies Deferred::new (above).
+            unsafe { domain.defer_batch(retired) };
+        }
+    }
+
+    /// Removes every permission `prot` does not allow from the PTEs in `lo..hi`.
+    pub(crate) fn protect_range(&self, lo: u64, hi: u64, prot: Prot) {
+        let keep = !(PTE_PERM & !perm_bits(prot));
+        self.for_each_table(lo, hi, &mut |_, t, _, a, b| {
+            let ptl = t.lock();
+            ptl.each_present(a, b, |_, pte| (pte & !keep != 0).then_some(pte & keep));
+        });
+    }
+
+    /// Moves the PTEs of `from..from + len` to `to..` (target must be empty).
+    /// Caller: writer, with the source VMAs dead and the target unpublished.
+    pub(crate) fn move_range(&self, from: u64, to: u64, len: u64) {
+        let mut moved: Vec<(u64, u64)> = Vec::new();
+        self.for_each_table(from, from + len, &mut |_, t, _, a, b| {
+            let ptl = t.lock();
+            ptl.each_present(a, b, |a, pte| {
+                moved.push((a - from + to, pte));
+                Some(0)
+            });
+        });
+        for (addr, pte) in moved {
+            let t = self
+                .walk(&(), addr, true)
+                .expect("populating walk always returns a table");
+            let ptl = t.lock();
+            let old = ptl.get(addr);
+            if old & PTE_PRESENT != 0 {
+                self.free_frame(old);
+            }
+            ptl.set(addr, pte);
+        }
+    }
+
+    /// Present PTEs in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
+    pub(crate) fn present(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        self.for_each_table(lo, hi, &mut |_, t, _, a, b| {
+            let ptl = t.lock();
+            ptl.each_present(a, b, |a, pte| {
+                out.push((a, pte));
+                None
+            });
+        });
+        out
+    }
+}
+
+impl Drop for PageTables {
+    fn drop(&mut self) {
+        fn free(dir: Box<Dir>, level: u32) {
+            for e in &dir.next {
+                // Relaxed: `&mut self`, no other thread.
+                let p = e.load(Ordering::Relaxed);
+                if p.is_null() {
+                    continue;
+                }
+                // SAFETY: linked entries are exclusively owned by their parent
+                // (retired tables were unlinked first); `&mut` excludes walkers.
+                unsafe {
+                    if level == 1 {
+                        drop(Box::from_raw(p.cast::<PteTable>()));
+                    } else {
+                        free(Box::from_raw(p.cast::<Dir>()), level - 1);
+                    }
+                }
+            }
+        }
+        let root = std::mem::replace(&mut self.root, Dir::new());
+        free(root, 3);
+    }
+}

@@ -1,0 +1,156 @@
+//! Where `mmap(NULL, ...)` goes: Linux x86-64's `get_unmapped_area` without
+//! ASLR, including the THP padding rule and the stack guard gap
+//! (../shared/guide/reference-designs.md, "Linux x86-64 placement").
+
+use super::error::MmError;
+use super::pagetable::PAGE;
+use super::vma::Vma;
+use super::{HPAGE_SIZE, MMAP_BASE, MMAP_MIN_ADDR, STACK_GUARD_GAP, TASK_SIZE};
+use crate::tree::WriteTxn;
+
+/// `mmap_legacy_base` without ASLR: `PAGE_ALIGN(TASK_SIZE / 3)`, the floor of
+/// the bottom-up fallback search.
+const LEGACY_BASE: u64 = (TASK_SIZE / 3 + PAGE - 1) & !(PAGE - 1);
+
+/// Linux `vm_start_gap`: a GROWSDOWN VMA claims a guard gap below itself.
+pub(crate) fn vm_start_gap(v: &Vma) -> u64 {
+    let s = v.spec.range.start;
+    if v.spec.attrs.growsdown {
+        s.saturating_sub(STACK_GUARD_GAP)
+    } else {
+        s
+    }
+}
+
+/// Linux `round_hint_to_min`: a non-FIXED hint below `mmap_min_addr` becomes
+/// `mmap_min_addr`; the hint is first rounded down to a page.
+pub(crate) fn round_hint_to_min(hint: u64) -> u64 {
+    let hint = hint & !(PAGE - 1);
+    if hint != 0 && hint < MMAP_MIN_ADDR {
+        MMAP_MIN_ADDR
+    } else {
+        hint
+    }
+}
+
+/// `unmapped_area_topdown`: the highest `len`-byte range below `MMAP_BASE`,
+/// at or above `MMAP_MIN_ADDR`, free and clear of every GROWSDOWN guard gap.
+fn topdown(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
+    let mut hi = MMAP_BASE;
+    loop {
+        if hi <= MMAP_MIN_ADDR {
+            return None;
+        }
+        let s = txn.find_gap_rev(len, 1, MMAP_MIN_ADDR..hi)?;
+        let end = s + len;
+        match txn.next(end) {
+            Some((_, v)) if vm_start_gap(v) < end => hi = vm_start_gap(v),
+            _ => return Some(s),
+        }
+    }
+}
+
+/// `unmapped_area` (bottom-up), Linux's fallback when the top-down search fails.
+fn bottomup(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
+    let mut lo = LEGACY_BASE;
+    loop {
+        if lo >= TASK_SIZE {
+            return None;
+        }
+        let s = txn.find_gap(len, 1, lo..TASK_SIZE)?;
+        let end = s + len;
+        match txn.next(end) {
+            Some((r, v)) if vm_start_gap(v) < end => lo = r.end,
+            _ => return Some(s),
+        }
+    }
+}
+
+fn search(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
+    topdown(txn, len).or_else(|| bottomup(txn, len))
+}
+
+/// Whether a free `[addr, addr + len)` satisfies x86's hint rule.
+fn hint_fits(txn: &WriteTxn<'_, Vma>, addr: u64, len: u64) -> bool {
+    if addr < MMAP_MIN_ADDR || len > TASK_SIZE || addr > TASK_SIZE - len {
+        return false;
+    }
+    match txn.next(addr) {
+        None => true,
+        Some((_, v)) => addr + len <= vm_start_gap(v),
+    }
+}
+
+/// What THP alignment a mapping asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Thp {
+    /// Not eligible.
+    No,
+    /// Eligible; the file offset (0 for anonymous memory).
+    Offset(u64),
+}
+
+impl Thp {
+    /// The guide's eligibility rule: anonymous private mappings whose length
+    /// is a multiple of 2 MiB; file mappings whose range `[off, off + len)`
+    /// contains a whole 2 MiB-aligned block.
+    pub(crate) fn rule(len: u64, anon_private: bool, file_off: Option<u64>) -> Thp {
+        match file_off {
+            None if anon_private && len.is_multiple_of(HPAGE_SIZE) => Thp::Offset(0),
+            None => Thp::No,
+            Some(off) => {
+                let Some(off_end) = off.checked_add(len) else {
+                    return Thp::No;
+                };
+                let off_align = off.div_ceil(HPAGE_SIZE).saturating_mul(HPAGE_SIZE);
+                if off_end > off_align && off_end - off_align >= HPAGE_SIZE {
+                    Thp::Offset(off)
+                } else {
+                    Thp::No
+                }
+            }
+        }
+    }
+}
+
+/// `get_unmapped_area`. `hint` is already `round_hint_to_min`-ed when not
+/// FIXED; `len` is page aligned and non-zero.
+pub(crate) fn get_unmapped_area(
+    txn: &WriteTxn<'_, Vma>,
+    hint: u64,
+    len: u64,
+    fixed: bool,
+    thp: Thp,
+) -> Result<u64, MmError> {
+    if len > TASK_SIZE {
+        return Err(MmError::NoMem);
+    }
+    if fixed {
+        if hint > TASK_SIZE - len {
+            return Err(MmError::NoMem);
+        }
+        if !hint.is_multiple_of(PAGE) {
+            return Err(MmError::Inval);
+        }
+        if hint < MMAP_MIN_ADDR {
+            return Err(MmError::Perm);
+        }
+        return Ok(hint);
+    }
+    if hint != 0 {
+        if hint_fits(txn, hint, len) {
+            return Ok(hint);
+        }
+    } else if let Thp::Offset(off) = thp
+        && let Some(padded) = len.checked_add(HPAGE_SIZE)
+        && let Some(start) = search(txn, padded)
+    {
+        let off_sub = off.wrapping_sub(start) & (HPAGE_SIZE - 1);
+        return Ok(if off_sub == 0 {
+            start + HPAGE_SIZE
+        } else {
+            start + off_sub
+        });
+    }
+    search(txn, len).ok_or(MmError::NoMem)
+}

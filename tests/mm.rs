@@ -1,0 +1,894 @@
+//! mm: every call and every row of issue 4's semantics table, placement,
+//! splits/merges, faults, frames balance — each under all three fault
+//! policies — plus a differential proptest and threaded invariant tests.
+
+use maple_rcu::mm::{
+    Access, AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, HPAGE_SIZE, MMAP_BASE,
+    MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, VmaInfo,
+};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const P: u64 = 4096;
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
+const FIXED: MapFlags = ANON.union(MapFlags::FIXED);
+const POLICIES: [FaultPolicy; 3] = [
+    FaultPolicy::Speculative,
+    FaultPolicy::PerVmaLock,
+    FaultPolicy::MmapLock,
+];
+
+/// Runs `f` once per fault policy, then checks the invariants.
+fn each(f: impl Fn(&AddressSpace)) {
+    for p in POLICIES {
+        let mm = AddressSpace::with_policy(p);
+        f(&mm);
+        mm.check().unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    }
+}
+
+fn ranges(mm: &AddressSpace) -> Vec<(u64, u64, Prot)> {
+    mm.vmas()
+        .into_iter()
+        .map(|v: VmaInfo| (v.range.start, v.range.end, v.prot))
+        .collect()
+}
+
+fn balance(mm: &AddressSpace) {
+    let s = mm.stats();
+    assert_eq!(
+        s.frames_allocated,
+        s.frames_mapped + s.frames_freed,
+        "{s:?}"
+    );
+}
+
+// ----- mmap ------------------------------------------------------------------
+
+#[test]
+fn mmap_errors() {
+    each(|mm| {
+        let e = |r: Result<u64, MmError>| r.unwrap_err().errno();
+        assert_eq!(e(mm.mmap(None, 0, RW, ANON)), 22);
+        assert_eq!(e(mm.mmap(None, P, RW, MapFlags::ANONYMOUS)), 22);
+        assert_eq!(
+            e(mm.mmap(None, P, RW, ANON | MapFlags::SHARED)),
+            22,
+            "both SHARED and PRIVATE"
+        );
+        assert_eq!(e(mm.mmap_file(None, P, RW, MapFlags::PRIVATE, 7, 100)), 22);
+        assert_eq!(e(mm.mmap(Some(0x10000123), P, RW, FIXED)), 22);
+        assert_eq!(e(mm.mmap(Some(0x1000), P, RW, FIXED)), 1);
+        assert_eq!(e(mm.mmap(None, u64::MAX - 10, RW, ANON)), 12);
+        assert_eq!(e(mm.mmap(None, 1 << 47, RW, ANON)), 12);
+        let a = mm.mmap(Some(0x2000_0000), 4 * P, RW, FIXED).unwrap();
+        assert_eq!(a, 0x2000_0000);
+        let nr = ANON | MapFlags::FIXED_NOREPLACE;
+        assert_eq!(e(mm.mmap(Some(0x2000_0000 + P), P, RW, nr)), 17);
+        assert_eq!(e(mm.mmap(Some(0x2000_0000 - P), 2 * P, RW, nr)), 17);
+        assert_eq!(
+            mm.mmap(Some(0x2000_0000 - P), P, RW, nr),
+            Ok(0x2000_0000 - P)
+        );
+        assert!(
+            mm.vmas().len() == 1,
+            "FIXED_NOREPLACE merges with its neighbour"
+        );
+        assert_eq!(MmError::Inval.to_string(), "invalid argument (EINVAL)");
+    });
+}
+
+#[test]
+fn mmap_rounds_len_and_places_top_down() {
+    each(|mm| {
+        let a = mm.mmap(None, 1, RW, ANON).unwrap();
+        assert_eq!(a, MMAP_BASE - P);
+        let b = mm.mmap(None, P + 1, Prot::READ, ANON).unwrap();
+        assert_eq!(b, a - 2 * P);
+        let c = mm.mmap(None, P, RW, ANON).unwrap();
+        assert_eq!(c, b - P);
+        assert_eq!(
+            ranges(mm),
+            vec![(c, b, RW), (b, a, Prot::READ), (a, MMAP_BASE, RW)]
+        );
+        // A freed hole is reused top-down.
+        mm.munmap(b, 2 * P).unwrap();
+        assert_eq!(mm.mmap(None, P, Prot::READ, ANON).unwrap(), a - P);
+    });
+}
+
+#[test]
+fn mmap_hints() {
+    each(|mm| {
+        // A free hint is used, rounded down to a page.
+        assert_eq!(mm.mmap(Some(0x4000_0123), P, RW, ANON), Ok(0x4000_0000));
+        // An occupied hint is ignored (top-down placement instead).
+        assert_eq!(mm.mmap(Some(0x4000_0000), P, RW, ANON), Ok(MMAP_BASE - P));
+        // A hint below mmap_min_addr is raised to it.
+        assert_eq!(mm.mmap(Some(0x5000), P, RW, ANON), Ok(0x10000));
+        // A hint that would cross TASK_SIZE is ignored.
+        assert_eq!(
+            mm.mmap(Some(0x7fff_ffff_e000), 4 * P, RW, ANON),
+            Ok(MMAP_BASE - 5 * P)
+        );
+    });
+}
+
+#[test]
+fn mmap_fixed_replaces_and_zaps() {
+    each(|mm| {
+        let a = mm.mmap(None, 4 * P, RW, ANON).unwrap();
+        for i in 0..4 {
+            assert_eq!(
+                mm.fault(a + i * P, Access::Write),
+                Ok(FaultOutcome::Installed)
+            );
+        }
+        let b = mm.mmap(Some(a + P), 2 * P, Prot::READ, FIXED).unwrap();
+        assert_eq!(b, a + P);
+        assert_eq!(
+            ranges(mm),
+            vec![
+                (a, a + P, RW),
+                (a + P, a + 3 * P, Prot::READ),
+                (a + 3 * P, a + 4 * P, RW)
+            ]
+        );
+        assert!(mm.translate(a + P).is_none() && mm.translate(a + 2 * P).is_none());
+        assert!(mm.translate(a).is_some() && mm.translate(a + 3 * P).is_some());
+        assert_eq!(mm.stats().frames_freed, 2);
+        balance(mm);
+    });
+}
+
+#[test]
+fn thp_padded_rule() {
+    each(|mm| {
+        let a = mm.mmap(None, HPAGE_SIZE, RW, ANON).unwrap();
+        // Padded search: start = base - 4 MiB; off_sub = (0 - start) mod 2 MiB.
+        let start = MMAP_BASE - 2 * HPAGE_SIZE;
+        let off_sub = 0u64.wrapping_sub(start) & (HPAGE_SIZE - 1);
+        let want = if off_sub == 0 {
+            start + HPAGE_SIZE
+        } else {
+            start + off_sub
+        };
+        assert_eq!(a, want);
+        assert_eq!(a % HPAGE_SIZE, 0);
+        // Not a multiple of 2 MiB: the plain search, right below.
+        let b = mm.mmap(None, HPAGE_SIZE + P, RW, ANON).unwrap();
+        assert_eq!(b, a - HPAGE_SIZE - P);
+        // With a hint the THP rule does not apply.
+        let h = 0x1000_1000;
+        assert_eq!(mm.mmap(Some(h), HPAGE_SIZE, RW, ANON), Ok(h));
+        // Shared anonymous memory is not THP aligned.
+        let s = mm
+            .mmap(None, HPAGE_SIZE, RW, MapFlags::SHARED | MapFlags::ANONYMOUS)
+            .unwrap();
+        assert_eq!(s, b - HPAGE_SIZE);
+        // A file range containing an aligned 2 MiB block: offset kept congruent.
+        let off = 0x1000;
+        let f = mm
+            .mmap_file(None, 3 * HPAGE_SIZE, Prot::READ, MapFlags::PRIVATE, 9, off)
+            .unwrap();
+        assert_eq!(f.wrapping_sub(off) % HPAGE_SIZE, 0);
+        // A small file range without such a block: plain search.
+        let g = mm
+            .mmap_file(None, 2 * P, Prot::READ, MapFlags::PRIVATE, 9, 0)
+            .unwrap();
+        assert!(g + 2 * P <= f || g >= f + 3 * HPAGE_SIZE, "no overlap");
+    });
+}
+
+#[test]
+fn thp_padded_differs_from_exact_aligned() {
+    // A 2 MiB-aligned 2 MiB hole exists right under MMAP_BASE's aligned
+    // boundary, but the padded search (len + 2 MiB) does not fit there.
+    let mm = AddressSpace::new();
+    let top = MMAP_BASE & !(HPAGE_SIZE - 1); // 0x7ffff7e00000
+    // Occupy [top - 2 MiB - P, top - 2 MiB) and [top, MMAP_BASE): leaves an
+    // exactly aligned 2 MiB hole [top - 2 MiB, top).
+    mm.mmap(Some(top), MMAP_BASE - top, RW, FIXED).unwrap();
+    mm.mmap(Some(top - HPAGE_SIZE - P), P, Prot::READ, FIXED)
+        .unwrap();
+    let a = mm.mmap(None, HPAGE_SIZE, RW, ANON).unwrap();
+    assert!(
+        a < top - HPAGE_SIZE - P,
+        "padded search skips the tight hole: {a:#x}"
+    );
+    assert_eq!(a % HPAGE_SIZE, 0);
+}
+
+#[test]
+fn growsdown_guard_gap() {
+    each(|mm| {
+        let top = MMAP_BASE - 0x10_0000;
+        let s = mm
+            .mmap(Some(top - 4 * P), 4 * P, RW, FIXED | MapFlags::GROWSDOWN)
+            .unwrap();
+        // Fill everything above the stack so the next search lands below it.
+        mm.mmap(Some(top), MMAP_BASE - top, RW, FIXED).unwrap();
+        let a = mm.mmap(None, P, RW, ANON).unwrap();
+        assert_eq!(a, s - STACK_GUARD_GAP - P);
+        // A hint inside the guard gap is ignored.
+        let h = mm.mmap(Some(s - 2 * P), P, RW, ANON).unwrap();
+        assert_ne!(h, s - 2 * P);
+        // FIXED may still map inside the gap.
+        assert_eq!(mm.mmap(Some(s - 2 * P), P, RW, FIXED), Ok(s - 2 * P));
+    });
+}
+
+// ----- munmap ----------------------------------------------------------------
+
+#[test]
+fn munmap_rules() {
+    each(|mm| {
+        assert_eq!(mm.munmap(0x10001, P).unwrap_err().errno(), 22);
+        assert_eq!(mm.munmap(0x10000, 0).unwrap_err().errno(), 22);
+        assert_eq!(mm.munmap(0x7fff_ffff_f000, 2 * P).unwrap_err().errno(), 22);
+        assert_eq!(mm.munmap(0x10000, P), Ok(()), "a hole is fine");
+        let a = mm.mmap(None, 8 * P, RW, ANON).unwrap();
+        for i in 0..8 {
+            mm.fault(a + i * P, Access::Write).unwrap();
+        }
+        mm.munmap(a + 2 * P, 3 * P).unwrap();
+        assert_eq!(
+            ranges(mm),
+            vec![(a, a + 2 * P, RW), (a + 5 * P, a + 8 * P, RW)]
+        );
+        assert_eq!(mm.fault(a + 3 * P, Access::Read), Err(FaultError::Segv));
+        assert!(mm.translate(a + 2 * P).is_none());
+        assert!(mm.translate(a + 5 * P).is_some());
+        // Spanning a hole and both fragments.
+        mm.munmap(a, 8 * P).unwrap();
+        assert!(mm.vmas().is_empty());
+        let s = mm.stats();
+        assert_eq!(
+            (s.frames_allocated, s.frames_freed, s.frames_mapped),
+            (8, 8, 0)
+        );
+        assert!(s.tables_freed >= 1, "emptied PTE table retired: {s:?}");
+    });
+}
+
+// ----- mprotect ----------------------------------------------------------------
+
+#[test]
+fn mprotect_split_and_merge() {
+    each(|mm| {
+        let a = mm.mmap(None, 3 * P, RW, ANON).unwrap();
+        for i in 0..3 {
+            mm.fault(a + i * P, Access::Write).unwrap();
+        }
+        mm.mprotect(a + P, P, Prot::READ).unwrap();
+        assert_eq!(
+            ranges(mm),
+            vec![
+                (a, a + P, RW),
+                (a + P, a + 2 * P, Prot::READ),
+                (a + 2 * P, a + 3 * P, RW)
+            ]
+        );
+        // Invariant 1: the PTE no longer grants write.
+        assert_eq!(mm.translate(a + P).unwrap().prot, Prot::READ);
+        assert_eq!(mm.fault(a + P, Access::Write), Err(FaultError::Access));
+        assert_eq!(mm.fault(a + P, Access::Read), Ok(FaultOutcome::Present));
+        mm.mprotect(a + P, P, RW).unwrap();
+        assert_eq!(ranges(mm), vec![(a, a + 3 * P, RW)]);
+        assert_eq!(mm.fault(a + P, Access::Write), Ok(FaultOutcome::Upgraded));
+        // Same protection: nothing changes.
+        mm.mprotect(a, 3 * P, RW).unwrap();
+        assert_eq!(ranges(mm), vec![(a, a + 3 * P, RW)]);
+        balance(mm);
+    });
+}
+
+#[test]
+fn mprotect_errors_and_partial_effect() {
+    each(|mm| {
+        assert_eq!(mm.mprotect(0x10001, P, RW).unwrap_err().errno(), 22);
+        assert_eq!(mm.mprotect(0x10000, 0, RW), Ok(()));
+        assert_eq!(mm.mprotect(0x10000, P, RW).unwrap_err().errno(), 12);
+        assert_eq!(
+            mm.mprotect(0x10000, P, Prot::from_bits_retain(0x40))
+                .unwrap_err()
+                .errno(),
+            22
+        );
+        let a = mm.mmap(None, 2 * P, RW, ANON).unwrap();
+        let b = mm.mmap(Some(a - 2 * P), P, RW, FIXED).unwrap();
+        assert_eq!(b, a - 2 * P);
+        // [b, b+P) mapped, [b+P, a) hole, [a, a+2P) mapped.
+        assert_eq!(mm.mprotect(b, 4 * P, Prot::READ).unwrap_err().errno(), 12);
+        assert_eq!(
+            ranges(mm),
+            vec![(b, b + P, Prot::READ), (a, a + 2 * P, RW)],
+            "the VMA before the hole was changed, the one after was not"
+        );
+        // Starting in a hole: nothing changes.
+        assert_eq!(
+            mm.mprotect(b + P, 3 * P, Prot::NONE).unwrap_err().errno(),
+            12
+        );
+        assert_eq!(ranges(mm)[1], (a, a + 2 * P, RW));
+    });
+}
+
+// ----- mremap ------------------------------------------------------------------
+
+#[test]
+fn mremap_errors() {
+    each(|mm| {
+        let a = mm.mmap(None, 4 * P, RW, ANON).unwrap();
+        let e = |r: Result<u64, MmError>| r.unwrap_err().errno();
+        assert_eq!(e(mm.mremap(a + 1, P, P, RemapFlags::MAYMOVE, None)), 22);
+        assert_eq!(e(mm.mremap(a, P, 0, RemapFlags::MAYMOVE, None)), 22);
+        assert_eq!(
+            e(mm.mremap(a, P, P, RemapFlags::FIXED, Some(0x1000_0000))),
+            22
+        );
+        let mf = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+        assert_eq!(
+            e(mm.mremap(a, 2 * P, 2 * P, mf, Some(a + P))),
+            22,
+            "overlap"
+        );
+        assert_eq!(e(mm.mremap(a - P, P, 2 * P, RemapFlags::MAYMOVE, None)), 14);
+        assert_eq!(e(mm.mremap(a, 5 * P, 6 * P, RemapFlags::MAYMOVE, None)), 14);
+        let b = mm.mmap(Some(a - P), P, Prot::READ, FIXED).unwrap();
+        assert_eq!(
+            e(mm.mremap(b, 2 * P, 3 * P, RemapFlags::MAYMOVE, None)),
+            14,
+            "old range spans two VMAs"
+        );
+        // Cannot grow in place and may not move.
+        assert_eq!(e(mm.mremap(b, P, 2 * P, RemapFlags::empty(), None)), 12);
+    });
+}
+
+#[test]
+fn mremap_shrink_grow_move() {
+    each(|mm| {
+        let a = mm.mmap(Some(0x1000_0000), 4 * P, RW, FIXED).unwrap();
+        for i in 0..4 {
+            mm.fault(a + i * P, Access::Write).unwrap();
+        }
+        let f0 = mm.translate(a).unwrap().frame;
+        // Shrink unmaps the tail.
+        assert_eq!(mm.mremap(a, 4 * P, 2 * P, RemapFlags::empty(), None), Ok(a));
+        assert_eq!(ranges(mm), vec![(a, a + 2 * P, RW)]);
+        assert!(mm.translate(a + 2 * P).is_none());
+        // Grow in place.
+        assert_eq!(mm.mremap(a, 2 * P, 3 * P, RemapFlags::empty(), None), Ok(a));
+        assert_eq!(ranges(mm), vec![(a, a + 3 * P, RW)]);
+        // Block the next page; growing must move, PTEs with it.
+        mm.mmap(Some(a + 3 * P), P, Prot::READ, FIXED).unwrap();
+        let n = mm
+            .mremap(a, 3 * P, 5 * P, RemapFlags::MAYMOVE, None)
+            .unwrap();
+        assert_eq!(n, MMAP_BASE - 5 * P);
+        assert_eq!(mm.translate(n).unwrap().frame, f0);
+        assert!(mm.translate(a).is_none());
+        assert_eq!(mm.fault(a, Access::Read), Err(FaultError::Segv));
+        assert_eq!(mm.fault(n, Access::Read), Ok(FaultOutcome::Present));
+        assert_eq!(
+            mm.fault(n + 4 * P, Access::Read),
+            Ok(FaultOutcome::Installed)
+        );
+        // FIXED move over an existing mapping replaces it.
+        let t = 0x2000_0000;
+        mm.mmap(Some(t), 8 * P, Prot::READ, FIXED).unwrap();
+        mm.fault(t, Access::Read).unwrap();
+        let mf = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+        assert_eq!(
+            mm.mremap(n, 2 * P, 2 * P, mf, Some(t + 2 * P)),
+            Ok(t + 2 * P)
+        );
+        assert_eq!(mm.translate(t + 2 * P).unwrap().frame, f0);
+        assert_eq!(
+            ranges(mm)
+                .into_iter()
+                .filter(|r| r.0 >= t && r.1 <= t + 8 * P)
+                .collect::<Vec<_>>(),
+            vec![
+                (t, t + 2 * P, Prot::READ),
+                (t + 2 * P, t + 4 * P, RW),
+                (t + 4 * P, t + 8 * P, Prot::READ)
+            ]
+        );
+        balance(mm);
+    });
+}
+
+// ----- brk -----------------------------------------------------------------------
+
+#[test]
+fn brk_grow_shrink_fail() {
+    each(|mm| {
+        let base = mm.brk(0);
+        assert_eq!(base, maple_rcu::mm::DEFAULT_BRK, "brk(0) returns the break");
+        assert_eq!(mm.brk(base - P), base, "below the start fails");
+        assert_eq!(mm.brk(base + 3 * P + 5), base + 3 * P + 5);
+        assert_eq!(ranges(mm), vec![(base, base + 4 * P, RW)]);
+        assert!(mm.maps_string().contains("[heap]"));
+        mm.fault(base + 3 * P, Access::Write).unwrap();
+        assert_eq!(mm.brk(base + P), base + P);
+        assert_eq!(ranges(mm), vec![(base, base + P, RW)]);
+        assert!(mm.translate(base + 3 * P).is_none());
+        // Colliding with the next mapping fails (one page must stay free).
+        mm.mmap(Some(base + 10 * P), P, RW, FIXED).unwrap();
+        assert_eq!(mm.brk(base + 10 * P), base + P);
+        assert_eq!(mm.brk(base + 9 * P), base + 9 * P);
+        balance(mm);
+    });
+}
+
+// ----- madvise ---------------------------------------------------------------------
+
+#[test]
+fn madvise_dontneed_and_holes() {
+    each(|mm| {
+        assert_eq!(
+            mm.madvise(0x10001, P, Advice::DontNeed)
+                .unwrap_err()
+                .errno(),
+            22
+        );
+        assert_eq!(mm.madvise(0x10000, 0, Advice::DontNeed), Ok(()));
+        assert_eq!(
+            mm.madvise(0x10000, P, Advice::Normal).unwrap_err().errno(),
+            12
+        );
+        let a = mm.mmap(None, 4 * P, RW, ANON).unwrap();
+        for i in 0..4 {
+            mm.fault(a + i * P, Access::Write).unwrap();
+        }
+        mm.madvise(a, 2 * P, Advice::DontNeed).unwrap();
+        assert!(mm.translate(a).is_none());
+        assert_eq!(mm.stats().frames_freed, 2);
+        assert_eq!(mm.fault(a, Access::Read), Ok(FaultOutcome::Installed));
+        // A hole after the mapping: ENOMEM, but the mapped part was zapped.
+        assert_eq!(
+            mm.madvise(a + 3 * P, 2 * P, Advice::DontNeed)
+                .unwrap_err()
+                .errno(),
+            12
+        );
+        assert!(mm.translate(a + 3 * P).is_none());
+        assert_eq!(mm.madvise(a, 4 * P, Advice::Normal), Ok(()));
+        assert_eq!(ranges(mm), vec![(a, a + 4 * P, RW)]);
+        assert_eq!(Advice::from_linux(4), Some(Advice::DontNeed));
+        assert_eq!(Advice::from_linux(999), None);
+        balance(mm);
+    });
+}
+
+// ----- faults ------------------------------------------------------------------------
+
+#[test]
+fn fault_outcomes() {
+    each(|mm| {
+        assert_eq!(mm.fault(0x10000, Access::Read), Err(FaultError::Segv));
+        assert_eq!(mm.fault(u64::MAX, Access::Read), Err(FaultError::Segv));
+        let a = mm.mmap(None, 2 * P, Prot::READ, ANON).unwrap();
+        assert_eq!(mm.fault(a, Access::Write), Err(FaultError::Access));
+        assert_eq!(mm.fault(a, Access::Exec), Err(FaultError::Access));
+        assert_eq!(mm.fault(a + 5, Access::Read), Ok(FaultOutcome::Installed));
+        assert_eq!(mm.fault(a + 7, Access::Read), Ok(FaultOutcome::Present));
+        let n = mm.mmap(None, P, Prot::NONE, ANON).unwrap();
+        assert_eq!(mm.fault(n, Access::Read), Err(FaultError::Access));
+        let s = mm.stats();
+        assert_eq!(
+            (s.faults, s.segv, s.access_errors, s.installed, s.present),
+            (7, 2, 3, 1, 1)
+        );
+        assert_eq!(s.fallbacks, 0);
+        match mm.policy() {
+            // The address above TASK_SIZE is refused before any path runs.
+            FaultPolicy::Speculative => assert_eq!(s.speculative_ok, 6),
+            FaultPolicy::PerVmaLock => assert_eq!(s.vma_lock_ok, 6),
+            FaultPolicy::MmapLock => assert_eq!(s.locked_ok, 6),
+        }
+    });
+}
+
+#[test]
+fn fault_grows_stack() {
+    each(|mm| {
+        let top = 0x7000_0000;
+        let s = mm
+            .mmap(Some(top - 4 * P), 4 * P, RW, FIXED | MapFlags::GROWSDOWN)
+            .unwrap();
+        assert_eq!(
+            mm.fault(s - 3 * P + 8, Access::Write),
+            Ok(FaultOutcome::Installed)
+        );
+        assert_eq!(ranges(mm), vec![(s - 3 * P, top, RW)]);
+        assert!(mm.vmas()[0].growsdown);
+        assert_eq!(mm.stats().stack_growths, 1);
+        // A mapping within the guard gap below stops growth into it.
+        let low = s - 3 * P - STACK_GUARD_GAP - 10 * P;
+        mm.mmap(Some(low), P, RW, FIXED).unwrap();
+        assert_eq!(
+            mm.fault(low + P + 9 * P, Access::Read),
+            Err(FaultError::Segv)
+        );
+        // Below a non-growsdown VMA: plain Segv.
+        assert_eq!(mm.fault(low - P, Access::Read), Err(FaultError::Segv));
+    });
+}
+
+// ----- maps ------------------------------------------------------------------------
+
+#[test]
+fn maps_round_trip_real_files() {
+    for name in ["py1", "py2", "py3"] {
+        let text = std::fs::read_to_string(format!("tests/data/{name}.maps")).unwrap();
+        let mm = AddressSpace::from_maps(&text).unwrap();
+        assert_eq!(mm.maps_string(), text, "{name}");
+        mm.check().unwrap();
+    }
+    let init = std::fs::read_to_string("tests/data/jvm-g1-8threads.initial").unwrap();
+    let mm = AddressSpace::from_maps(&init).unwrap();
+    assert!(!mm.vmas().is_empty());
+    assert_eq!(AddressSpace::from_maps("zzz").unwrap_err().errno(), 22);
+    assert_eq!(
+        AddressSpace::from_maps("1000-3000 rw-p 0 00:00 0\n2000-4000 rw-p 0 00:00 0\n")
+            .unwrap_err()
+            .errno(),
+        22
+    );
+}
+
+#[test]
+fn maps_format_and_file_merge() {
+    let mm = AddressSpace::new();
+    let a = mm
+        .mmap_file(
+            Some(0x40_0000),
+            2 * P,
+            Prot::READ,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+            3,
+            0,
+        )
+        .unwrap();
+    // Contiguous offsets of the same file merge.
+    mm.mmap_file(
+        Some(a + 2 * P),
+        P,
+        Prot::READ,
+        MapFlags::PRIVATE | MapFlags::FIXED,
+        3,
+        2 * P,
+    )
+    .unwrap();
+    assert_eq!(mm.vmas().len(), 1);
+    // Non-contiguous offsets do not.
+    mm.mmap_file(
+        Some(a + 3 * P),
+        P,
+        Prot::READ,
+        MapFlags::PRIVATE | MapFlags::FIXED,
+        3,
+        9 * P,
+    )
+    .unwrap();
+    assert_eq!(mm.vmas().len(), 2);
+    assert_eq!(
+        mm.vmas()[1].source,
+        MapSource::File {
+            id: 3,
+            offset: 9 * P
+        }
+    );
+    // mprotect of a middle part of a file VMA keeps offsets right.
+    mm.mprotect(a + P, P, Prot::READ | Prot::EXEC).unwrap();
+    let s = mm.maps_string();
+    assert_eq!(
+        s,
+        "00400000-00401000 r--p 00000000 00:00 3 \n\
+         00401000-00402000 r-xp 00001000 00:00 3 \n\
+         00402000-00403000 r--p 00002000 00:00 3 \n\
+         00403000-00404000 r--p 00009000 00:00 3 \n"
+    );
+    let back = AddressSpace::from_maps(&s).unwrap();
+    assert_eq!(back.maps_string(), s);
+}
+
+// ----- differential proptest against a page model ---------------------------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    Map(u64, u64, u8),
+    Unmap(u64, u64),
+    Protect(u64, u64, u8),
+    Remap(u64, u64, u64, Option<u64>),
+    DontNeed(u64, u64),
+    Fault(u64, bool),
+}
+
+const BASE: u64 = 0x1000_0000;
+const PAGES: u64 = 48;
+
+fn prot_of(b: u8) -> Prot {
+    Prot::from_bits_truncate(u32::from(b) & 3)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let pg = 0..PAGES;
+    let n = 1..8u64;
+    prop_oneof![
+        (pg.clone(), n.clone(), 0..4u8).prop_map(|(a, n, p)| Op::Map(a, n, p)),
+        (pg.clone(), n.clone()).prop_map(|(a, n)| Op::Unmap(a, n)),
+        (pg.clone(), n.clone(), 0..4u8).prop_map(|(a, n, p)| Op::Protect(a, n, p)),
+        (
+            pg.clone(),
+            n.clone(),
+            n.clone(),
+            proptest::option::of(pg.clone())
+        )
+            .prop_map(|(a, o, l, t)| Op::Remap(a, o, l, t)),
+        (pg.clone(), n).prop_map(|(a, n)| Op::DontNeed(a, n)),
+        (pg, any::<bool>()).prop_map(|(a, w)| Op::Fault(a, w)),
+    ]
+}
+
+/// page -> (prot, frame present)
+type Model = BTreeMap<u64, (Prot, bool)>;
+
+fn model_pages(m: &Model) -> Vec<(u64, Prot)> {
+    m.iter().map(|(&p, &(pr, _))| (p, pr)).collect()
+}
+
+fn real_pages(mm: &AddressSpace) -> Vec<(u64, Prot)> {
+    let mut v = Vec::new();
+    for i in mm.vmas() {
+        for p in (i.range.start..i.range.end).step_by(P as usize) {
+            v.push(((p - BASE) / P, i.prot));
+        }
+    }
+    v
+}
+
+fn run_ops(policy: FaultPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mm = AddressSpace::with_policy(policy);
+    let mut m: Model = BTreeMap::new();
+    let addr = |p: u64| BASE + p * P;
+    for op in ops {
+        match *op {
+            Op::Map(a, n, p) => {
+                mm.mmap(Some(addr(a)), n * P, prot_of(p), FIXED).unwrap();
+                for q in a..a + n {
+                    m.insert(q, (prot_of(p), false));
+                }
+            }
+            Op::Unmap(a, n) => {
+                mm.munmap(addr(a), n * P).unwrap();
+                for q in a..a + n {
+                    m.remove(&q);
+                }
+            }
+            Op::Protect(a, n, p) => {
+                let r = mm.mprotect(addr(a), n * P, prot_of(p));
+                let mut hole = false;
+                for q in a..a + n {
+                    match m.get_mut(&q) {
+                        Some(e) => e.0 = prot_of(p),
+                        None => {
+                            hole = true;
+                            break;
+                        }
+                    }
+                }
+                prop_assert_eq!(r.is_err(), hole);
+            }
+            Op::Remap(a, o, l, t) => {
+                // The model: old range must be in one VMA; we approximate VMA
+                // identity by asking the real tree (checked by other tests).
+                let vmas = mm.vmas();
+                let one = vmas
+                    .iter()
+                    .find(|v| v.range.contains(&addr(a)))
+                    .filter(|v| addr(a + o) <= v.range.end);
+                let flags = match t {
+                    Some(_) => RemapFlags::MAYMOVE | RemapFlags::FIXED,
+                    None => RemapFlags::MAYMOVE,
+                };
+                let r = mm.mremap(addr(a), o * P, l * P, flags, t.map(addr));
+                let overlap = t.is_some_and(|t| a < t + l && t < a + o);
+                if overlap {
+                    prop_assert_eq!(r.clone().unwrap_err().errno(), 22);
+                    continue;
+                }
+                let Some(v) = one else {
+                    prop_assert_eq!(r.unwrap_err().errno(), 14);
+                    continue;
+                };
+                let new = r.unwrap();
+                let prot = v.prot;
+                let moved: Vec<(u64, bool)> = (a..a + o.min(l))
+                    .map(|q| (q, m.get(&q).unwrap().1))
+                    .collect();
+                if new == addr(a) {
+                    for q in a + l..a + o {
+                        m.remove(&q);
+                    }
+                    for q in a + o..a + l {
+                        m.insert(q, (prot, false));
+                    }
+                } else {
+                    for q in a..a + o {
+                        m.remove(&q);
+                    }
+                    if (BASE..BASE + 4 * PAGES * P).contains(&new) {
+                        let np = (new - BASE) / P;
+                        for q in np..np + l {
+                            m.insert(q, (prot, false));
+                        }
+                        for (q, f) in moved {
+                            m.get_mut(&(q - a + np)).unwrap().1 = f;
+                        }
+                    } else {
+                        // Moved out of the window: drop it again to keep the model small.
+                        mm.munmap(new, l * P).unwrap();
+                    }
+                }
+            }
+            Op::DontNeed(a, n) => {
+                let r = mm.madvise(addr(a), n * P, Advice::DontNeed);
+                let mut hole = false;
+                for q in a..a + n {
+                    match m.get_mut(&q) {
+                        Some(e) => e.1 = false,
+                        None => hole = true,
+                    }
+                }
+                prop_assert_eq!(r.is_err(), hole);
+            }
+            Op::Fault(a, w) => {
+                let acc = if w { Access::Write } else { Access::Read };
+                let r = mm.fault(addr(a), acc);
+                match m.get_mut(&a) {
+                    None => prop_assert_eq!(r, Err(FaultError::Segv)),
+                    Some(e) if !e.0.contains(acc.needs()) => {
+                        prop_assert_eq!(r, Err(FaultError::Access))
+                    }
+                    Some(e) => {
+                        prop_assert!(r.is_ok());
+                        prop_assert_eq!(r.unwrap() == FaultOutcome::Installed, !e.1);
+                        e.1 = true;
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(real_pages(&mm), model_pages(&m));
+        for (&q, &(_, f)) in &m {
+            prop_assert_eq!(mm.translate(addr(q)).is_some(), f, "page {}", q);
+        }
+        mm.check().map_err(TestCaseError::fail)?;
+        // Adjacent anonymous VMAs with equal prot must have merged.
+        let v = mm.vmas();
+        for w in v.windows(2) {
+            prop_assert!(
+                !(w[0].range.end == w[1].range.start && w[0].prot == w[1].prot),
+                "unmerged neighbours {:?}",
+                w
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    #[test]
+    fn differential_against_page_model(ops in proptest::collection::vec(op(), 1..40)) {
+        for p in POLICIES {
+            run_ops(p, &ops)?;
+        }
+    }
+}
+
+// ----- threaded invariants -----------------------------------------------------------
+
+/// Faulters on pages that stay mapped vs writers that split/merge/munmap/
+/// mprotect around them: never Segv on a stable page (invariant 2), never
+/// Access on a page whose prot always allows the access, frames balance at
+/// the end and every PTE is within its VMA's prot (invariants 1, 3).
+fn torture(policy: FaultPolicy) {
+    let mm = Arc::new(AddressSpace::with_policy(policy));
+    let base = 0x2000_0000;
+    let n = 64u64;
+    mm.mmap(Some(base), n * P, RW, FIXED).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for t in 0..3u64 {
+        let (mm, stop) = (mm.clone(), stop.clone());
+        hs.push(std::thread::spawn(move || {
+            let mut i = t;
+            while !stop.load(Ordering::Relaxed) {
+                // Even pages stay mapped RW throughout.
+                let pg = (i * 7) % (n / 2) * 2;
+                let r = mm.fault(base + pg * P, Access::Write);
+                assert!(r.is_ok(), "{policy:?}: stable page {pg} got {r:?}");
+                // Odd pages come and go.
+                let _ = mm.fault(base + (pg + 1) * P, Access::Read);
+                i += 1;
+            }
+        }));
+    }
+    for round in 0..300u64 {
+        let pg = (round * 5) % (n / 2) * 2 + 1;
+        let a = base + pg * P;
+        match round % 4 {
+            0 => mm.mprotect(a, P, Prot::READ).unwrap(),
+            1 => mm.mprotect(a, P, RW).unwrap(),
+            2 => mm.munmap(a, P).unwrap(),
+            _ => {
+                mm.mmap(Some(a), P, RW, FIXED).unwrap();
+            }
+        }
+        if round % 16 == 0 {
+            mm.madvise(base, n * P, Advice::DontNeed).unwrap_or(());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    mm.check().unwrap();
+    balance(&mm);
+}
+
+#[test]
+fn torture_speculative() {
+    torture(FaultPolicy::Speculative);
+}
+
+#[test]
+fn torture_per_vma_lock() {
+    torture(FaultPolicy::PerVmaLock);
+}
+
+#[test]
+fn torture_mmap_lock() {
+    torture(FaultPolicy::MmapLock);
+}
+
+/// Invariant 4 in the large: faulters race munmap of whole 2 MiB tables (so
+/// tables are unlinked and retired under them) and re-mmap.
+#[test]
+fn torture_table_free() {
+    for policy in POLICIES {
+        let mm = Arc::new(AddressSpace::with_policy(policy));
+        let base = 0x4000_0000;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut hs = Vec::new();
+        for t in 0..2u64 {
+            let (mm, stop) = (mm.clone(), stop.clone());
+            hs.push(std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = mm.fault(base + (i % 1024) * P, Access::Write);
+                    i += 3;
+                }
+            }));
+        }
+        for _ in 0..200 {
+            mm.mmap(Some(base), 2 * HPAGE_SIZE, RW, FIXED).unwrap();
+            mm.munmap(base, 2 * HPAGE_SIZE).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for h in hs {
+            h.join().unwrap();
+        }
+        mm.check().unwrap();
+        let s = mm.stats();
+        assert_eq!(s.frames_mapped, 0);
+        balance(&mm);
+    }
+}
