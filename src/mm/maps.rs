@@ -175,3 +175,14 @@ impl AddressSpace {
         Ok(mm)
     }
 }
+
+impl AddressSpace {
+    /// Sets the start of the heap and the program break to `addr`, as `exec`
+    /// does (replays take it from the trace's first `brk(NULL)`). The heap is
+    /// empty afterwards; existing VMAs are not touched.
+    pub fn set_initial_brk(&self, addr: u64) {
+        let mut w = self.write_lock();
+        w.start_brk = addr;
+        w.brk = addr;
+    }
+}

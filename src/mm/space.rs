@@ -450,7 +450,23 @@ impl AddressSpace {
         let Some((vr, v)) = txn.get(old) else {
             return Err(MmError::Fault);
         };
-        if old + old_len > vr.end {
+        // Linux: after the lookup, a shrinking remap is always allowed — it
+        // just unmaps the tail, across VMA boundaries (no `vma_to_resize`).
+        if target.is_none() && new_len <= old_len {
+            drop(txn);
+            if new_len < old_len {
+                self.unmap_locked(old + new_len..old + old_len);
+            }
+            return Ok(old);
+        }
+        // `mremap_to` shrinks the source first, so only `new_len` bytes of
+        // it must lie in the VMA (`vma_to_resize`).
+        let checked = if target.is_some() {
+            old_len.min(new_len)
+        } else {
+            old_len
+        };
+        if old + checked > vr.end {
             return Err(MmError::Fault);
         }
         let vspec = v.spec.clone();
@@ -458,6 +474,15 @@ impl AddressSpace {
             if dst < MMAP_MIN_ADDR {
                 return Err(MmError::Perm);
             }
+            // Linux `mremap_to`: a move that also shrinks unmaps the source's
+            // excess tail first (across VMAs), then moves `new_len` bytes.
+            let (txn, old_len) = if old_len > new_len {
+                drop(txn);
+                self.unmap_locked(old + new_len..old + old_len);
+                (self.tree.write(), new_len)
+            } else {
+                (txn, old_len)
+            };
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
             return Ok(dst);
         }

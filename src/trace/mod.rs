@@ -10,6 +10,7 @@
 mod error;
 mod flags;
 mod maps;
+pub mod replay;
 mod strace;
 
 pub use error::{ParseError, ParseErrorKind};

@@ -1,0 +1,331 @@
+//! The main job: a many-threaded process in which fault threads touch pages
+//! while writer threads mmap / munmap / mprotect elsewhere, under each
+//! `FaultPolicy`. Writers run at a FIXED rate, so every policy faces the same
+//! write load.
+//!
+//! ```text
+//! cargo run --release --example fault_storm            # all cases, defaults
+//! cargo run --release --example fault_storm -- --case b --secs 5 --threads 8 --json
+//! ```
+//!
+//! Cases:
+//! * `a` — each fault thread in its own region, writer churn (mmap + munmap) in other regions;
+//! * `b` — all fault threads in ONE large shared VMA, each in its own 2 MiB chunks (they share
+//!   the VMA, not a page-table lock: the cache-line-bouncing case of per-VMA reference counts);
+//! * `c` — mprotect storm on the neighbours of the faulted VMAs (splits and merges next door);
+//! * `d` — no writers: the pure fault-path cost of each policy.
+
+use clap::{Parser, ValueEnum};
+use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, MmStats, Prot};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PAGE: u64 = 4096;
+const CHUNK: u64 = 2 << 20;
+/// Pages each fault thread cycles through before zapping its range and starting over.
+const REGION_PAGES: u64 = 16 * 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Case {
+    A,
+    B,
+    C,
+    D,
+    All,
+}
+
+/// Fault scalability of the three fault policies under a fixed write load.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Total threads (fault threads + writer threads); default 2 × available cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seconds per case and policy.
+    #[arg(long, default_value_t = 3.0)]
+    secs: f64,
+    /// Which case to run.
+    #[arg(long, value_enum, default_value = "all")]
+    case: Case,
+    /// Microseconds between two operations of one writer thread.
+    #[arg(long, default_value_t = 20)]
+    writer_period_us: u64,
+    /// Print one JSON object per row instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One fault thread's pages, and the ranges it zaps after each pass.
+type Work = (Vec<u64>, Vec<(u64, u64)>);
+
+struct Row {
+    case: char,
+    policy: FaultPolicy,
+    faults_per_sec: f64,
+    writer_ops_per_sec: f64,
+    p50_ns: u64,
+    p99_ns: u64,
+    retries: u64,
+    fallbacks: u64,
+    ratio: f64,
+}
+
+fn anon() -> MapFlags {
+    MapFlags::PRIVATE | MapFlags::ANONYMOUS
+}
+
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+
+/// One fault thread: touches `pages` (addresses) round and round, zapping its
+/// own pages (madvise DontNeed) after each pass so that faults keep
+/// installing frames. Returns (faults, sampled latencies in ns).
+fn faulter(
+    mm: &AddressSpace,
+    pages: Vec<u64>,
+    zap: Vec<(u64, u64)>,
+    stop: &AtomicBool,
+) -> (u64, Vec<u32>) {
+    let mut lat = Vec::with_capacity(1 << 16);
+    let mut n = 0u64;
+    'outer: loop {
+        for (i, &a) in pages.iter().enumerate() {
+            if i % 64 == 0 && stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            if n.is_multiple_of(16) {
+                let t = Instant::now();
+                mm.fault(a, Access::Write)
+                    .expect("fault in a mapped region");
+                lat.push(t.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+            } else {
+                mm.fault(a, Access::Write)
+                    .expect("fault in a mapped region");
+            }
+            n += 1;
+        }
+        for &(a, len) in &zap {
+            mm.madvise(a, len, maple_rcu::mm::Advice::DontNeed).unwrap();
+        }
+    }
+    (n, lat)
+}
+
+/// One writer thread at a fixed rate: `op(k)` is its k-th operation.
+fn writer(stop: &AtomicBool, period: Duration, ops: &AtomicU64, mut op: impl FnMut(u64)) {
+    let mut next = Instant::now();
+    let mut k = 0;
+    while !stop.load(Ordering::Relaxed) {
+        op(k);
+        k += 1;
+        ops.fetch_add(1, Ordering::Relaxed);
+        next += period;
+        // Spin-then-yield to the next slot; never sleep past the stop flag.
+        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+        if Instant::now() > next + period * 100 {
+            next = Instant::now(); // fell far behind (e.g. descheduled): do not burst
+        }
+    }
+}
+
+fn run_case(case: char, policy: FaultPolicy, args: &Args, threads: usize) -> Row {
+    let mm = Arc::new(AddressSpace::with_policy(policy));
+    let writers = if case == 'd' { 0 } else { (threads / 4).max(1) };
+    let faulters = (threads - writers).max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wops = Arc::new(AtomicU64::new(0));
+    let period = Duration::from_micros(args.writer_period_us);
+
+    // Fault regions.
+    let mut work: Vec<Work> = Vec::new();
+    let mut neighbours = Vec::new();
+    match case {
+        'b' => {
+            let chunks_per = REGION_PAGES * PAGE / CHUNK;
+            let len = faulters as u64 * chunks_per * CHUNK;
+            let base = mm.mmap(None, len, RW, anon()).unwrap();
+            for t in 0..faulters as u64 {
+                let mut pages = Vec::new();
+                let mut zap = Vec::new();
+                for c in 0..chunks_per {
+                    let chunk = base + (c * faulters as u64 + t) * CHUNK;
+                    pages.extend((0..CHUNK / PAGE).map(|p| chunk + p * PAGE));
+                    zap.push((chunk, CHUNK));
+                }
+                work.push((pages, zap));
+            }
+        }
+        _ => {
+            for _ in 0..faulters {
+                let len = REGION_PAGES * PAGE;
+                // For case c, a PROT_READ neighbour page on each side: the
+                // writers flip them to RW (merging into the faulted VMA) and back.
+                let a = mm.mmap(None, len + 2 * PAGE, RW, anon()).unwrap();
+                if case == 'c' {
+                    mm.mprotect(a, PAGE, Prot::READ).unwrap();
+                    mm.mprotect(a + len + PAGE, PAGE, Prot::READ).unwrap();
+                    neighbours.push(a);
+                    neighbours.push(a + len + PAGE);
+                }
+                let base = a + PAGE;
+                work.push((
+                    (0..REGION_PAGES).map(|p| base + p * PAGE).collect(),
+                    vec![(base, len)],
+                ));
+            }
+        }
+    }
+    let before = mm.stats();
+    let t0 = Instant::now();
+    let handles: Vec<_> = work
+        .into_iter()
+        .map(|(pages, zap)| {
+            let (mm, stop) = (mm.clone(), stop.clone());
+            thread::spawn(move || faulter(&mm, pages, zap, &stop))
+        })
+        .collect();
+    let whandles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (mm, stop, wops, neighbours) =
+                (mm.clone(), stop.clone(), wops.clone(), neighbours.clone());
+            thread::spawn(move || {
+                let mut live: std::collections::VecDeque<u64> = Default::default();
+                writer(&stop, period, &wops, |k| match case {
+                    'c' => {
+                        let i = (k as usize * writers + w) % neighbours.len();
+                        let p = if (k / neighbours.len() as u64).is_multiple_of(2) {
+                            RW
+                        } else {
+                            Prot::READ
+                        };
+                        mm.mprotect(neighbours[i], PAGE, p).unwrap();
+                    }
+                    _ => {
+                        live.push_back(mm.mmap(None, 16 * PAGE, RW, anon()).unwrap());
+                        if live.len() > 64 {
+                            mm.munmap(live.pop_front().unwrap(), 16 * PAGE).unwrap();
+                        }
+                    }
+                });
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs_f64(args.secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut faults = 0;
+    let mut lat = Vec::new();
+    for h in handles {
+        let (n, l) = h.join().unwrap();
+        faults += n;
+        lat.extend(l);
+    }
+    for h in whandles {
+        h.join().unwrap();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let after = mm.stats();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    let d = |f: fn(&MmStats) -> u64| f(&after) - f(&before);
+    Row {
+        case,
+        policy,
+        faults_per_sec: faults as f64 / secs,
+        writer_ops_per_sec: wops.load(Ordering::Relaxed) as f64 / secs,
+        p50_ns: pct(0.50),
+        p99_ns: pct(0.99),
+        retries: d(|s| s.retries),
+        fallbacks: d(|s| s.fallbacks),
+        ratio: 1.0,
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let cores = thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = args.threads.unwrap_or(2 * cores).max(2);
+    let cases: Vec<char> = match args.case {
+        Case::A => vec!['a'],
+        Case::B => vec!['b'],
+        Case::C => vec!['c'],
+        Case::D => vec!['d'],
+        Case::All => vec!['a', 'b', 'c', 'd'],
+    };
+    let policies = [
+        FaultPolicy::MmapLock,
+        FaultPolicy::PerVmaLock,
+        FaultPolicy::Speculative,
+    ];
+    if !args.json {
+        println!(
+            "fault_storm: {threads} threads ({cores} cores), {:.1} s per run, writers: 1 op / {} µs each",
+            args.secs, args.writer_period_us
+        );
+        println!(
+            "{:<4} {:<12} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8}",
+            "case",
+            "policy",
+            "faults/s",
+            "wr ops/s",
+            "p50 ns",
+            "p99 ns",
+            "retries",
+            "fallback",
+            "vs mmap"
+        );
+    }
+    let total = cases.len() * policies.len();
+    let mut done = 0;
+    for &case in &cases {
+        let mut base = None;
+        for &policy in &policies {
+            if !args.json {
+                eprint!(
+                    "\r[{}/{}] case {case} {policy:?}...            ",
+                    done + 1,
+                    total
+                );
+                let _ = std::io::stderr().flush();
+            }
+            let mut row = run_case(case, policy, &args, threads);
+            done += 1;
+            let b = *base.get_or_insert(row.faults_per_sec);
+            row.ratio = row.faults_per_sec / b;
+            if args.json {
+                println!(
+                    "{{\"case\":\"{}\",\"policy\":\"{:?}\",\"threads\":{threads},\"faults_per_sec\":{:.0},\"writer_ops_per_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"retries\":{},\"fallbacks\":{},\"ratio_vs_mmaplock\":{:.3}}}",
+                    row.case,
+                    row.policy,
+                    row.faults_per_sec,
+                    row.writer_ops_per_sec,
+                    row.p50_ns,
+                    row.p99_ns,
+                    row.retries,
+                    row.fallbacks,
+                    row.ratio
+                );
+            } else {
+                eprint!("\r");
+                println!(
+                    "{:<4} {:<12} {:>12.0} {:>10.0} {:>8} {:>8} {:>9} {:>9} {:>7.2}x",
+                    row.case,
+                    format!("{:?}", row.policy),
+                    row.faults_per_sec,
+                    row.writer_ops_per_sec,
+                    row.p50_ns,
+                    row.p99_ns,
+                    row.retries,
+                    row.fallbacks,
+                    row.ratio
+                );
+            }
+        }
+    }
+}
