@@ -121,9 +121,11 @@ fn writer(stop: &AtomicBool, period: Duration, ops: &AtomicU64, mut op: impl FnM
         k += 1;
         ops.fetch_add(1, Ordering::Relaxed);
         next += period;
-        // Spin-then-yield to the next slot; never sleep past the stop flag.
+        // Spin to the next slot: yielding would hand the timeslice to a
+        // fault thread on an oversubscribed machine and cap the writer at one
+        // operation per scheduler tick, whatever the policy.
         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
-            thread::yield_now();
+            std::hint::spin_loop();
         }
         if Instant::now() > next + period * 100 {
             next = Instant::now(); // fell far behind (e.g. descheduled): do not burst
@@ -287,11 +289,7 @@ fn main() {
         let mut base = None;
         for &policy in &policies {
             if !args.json {
-                eprint!(
-                    "\r[{}/{}] case {case} {policy:?}...            ",
-                    done + 1,
-                    total
-                );
+                eprint!("\r\x1b[K[{}/{}] case {case} {policy:?}...", done + 1, total);
                 let _ = std::io::stderr().flush();
             }
             let mut row = run_case(case, policy, &args, threads);
@@ -312,7 +310,7 @@ fn main() {
                     row.ratio
                 );
             } else {
-                eprint!("\r");
+                eprint!("\r\x1b[K");
                 println!(
                     "{:<4} {:<12} {:>12.0} {:>10.0} {:>8} {:>8} {:>9} {:>9} {:>7.2}x",
                     row.case,
