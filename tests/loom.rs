@@ -6,3 +6,5 @@
 mod srcu;
 #[path = "loom/tree.rs"]
 mod tree;
+#[path = "loom/mm.rs"]
+mod mm;
