@@ -98,8 +98,22 @@ impl<T> UnsafeCell<T> {
 
 /// Thread-local storage: loom needs its own `thread_local!` so each modelled
 /// thread gets a fresh value.
+/// Under loom: `loom::thread_local!`, also accepting std's `const { .. }`
+/// initialiser form (loom's macro takes only a plain expression).
 #[cfg(loom)]
-pub(crate) use loom::thread_local;
+macro_rules! loom_thread_local {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const { $init:expr }; $($rest:tt)*) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init;);
+        $crate::sync::thread_local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init;);
+        $crate::sync::thread_local!($($rest)*);
+    };
+}
+#[cfg(loom)]
+pub(crate) use loom_thread_local as thread_local;
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
 
