@@ -14,17 +14,29 @@ const FIXED: MapFlags = MapFlags::PRIVATE
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
 
+/// `loom::model` with room for the end-of-model checks, which walk all 256
+/// top-level entries of the page tables (one loom branch each).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 20_000;
+    b.check(f);
+}
+
 fn balanced(mm: &AddressSpace) {
     mm.check().unwrap();
     let s = mm.stats();
-    assert_eq!(s.frames_allocated, s.frames_mapped + s.frames_freed, "{s:?}");
+    assert_eq!(
+        s.frames_allocated,
+        s.frames_mapped + s.frames_freed,
+        "{s:?}"
+    );
 }
 
 /// Invariant 2: a fault on a page that stays mapped while a writer splits
 /// its VMA (mprotect of another page) never sees Segv or Access.
 #[test]
 fn fault_vs_split() {
-    loom::model(|| {
+    model(|| {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(A), 2 * P, RW, FIXED).unwrap();
         let w = {
@@ -46,7 +58,7 @@ fn fault_vs_split() {
 /// balance, and the retired table is not used after it is freed.
 #[test]
 fn fault_vs_munmap() {
-    loom::model(|| {
+    model(|| {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(A), P, RW, FIXED).unwrap();
         let w = {
@@ -67,7 +79,7 @@ fn fault_vs_munmap() {
 /// write in the now read-only VMA (invariant 1).
 #[test]
 fn vma_lock_handshake() {
-    loom::model(|| {
+    model(|| {
         let mm = Arc::new(AddressSpace::with_policy(FaultPolicy::PerVmaLock));
         mm.mmap(Some(A), P, RW, FIXED).unwrap();
         let w = {
