@@ -77,6 +77,19 @@ pub(crate) struct PteTable {
     live: LiveCell,
 }
 
+// SAFETY: `Dir` is shared by walkers on many threads; its entries are
+// atomics, and `live` (a loom-only liveness probe, zero-sized otherwise) is
+// only read by walkers and written by `free` after the tables are unreachable
+// — exactly the ordering loom checks through it.
+unsafe impl Sync for Dir {}
+// SAFETY: as for `Dir`: no thread affinity; owned data only.
+unsafe impl Send for Dir {}
+// SAFETY: PTEs and `linked` are atomics accessed under `ptl`; `live` as for
+// `Dir` (killed only by `free_pte_table` after a grace period, M3).
+unsafe impl Sync for PteTable {}
+// SAFETY: as for `Dir`.
+unsafe impl Send for PteTable {}
+
 impl Dir {
     fn new() -> Box<Dir> {
         Box::new(Dir {
@@ -287,15 +300,21 @@ impl PageTables {
     /// its PMD entry, the table's base address and the part of `lo..hi` it
     /// covers. Upper entries are read with probe RMWs. Caller holds the
     /// address-space writer lock, so no table visited is freed meanwhile.
-    fn for_each_table(&self, lo: u64, hi: u64, f: &mut TableFn<'_>) {
-        fn visit(dir: &Dir, level: u32, lo: u64, hi: u64, f: &mut TableFn<'_>) {
+    fn for_each_table(&self, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
+        fn visit(dir: &Dir, level: u32, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
             let span = 1u64 << (12 + 9 * level);
             let mut a = lo;
             while a < hi {
                 let base = a & !(span - 1);
                 let end = (base + span).min(hi);
                 let e = &dir.next[idx(a, level)];
-                let p = probe(e);
+                let p = if probing {
+                    probe(e)
+                } else {
+                    // Acquire: pairs with the populate CAS's Release. Only for
+                    // readers of PTEs (stats, checks), which need no probe.
+                    e.load(Ordering::Acquire)
+                };
                 if !p.is_null() {
                     if level == 1 {
                         // SAFETY: writers are serialised and only writers free
@@ -303,7 +322,7 @@ impl PageTables {
                         f(e, unsafe { &*p.cast::<PteTable>() }, base, a, end);
                     } else {
                         // SAFETY: upper tables live until drop.
-                        visit(unsafe { &*p.cast::<Dir>() }, level - 1, a, end, f);
+                        visit(unsafe { &*p.cast::<Dir>() }, level - 1, a, end, probing, f);
                     }
                 }
                 a = base + span;
@@ -311,7 +330,7 @@ impl PageTables {
         }
         let hi = hi.min(VA_LIMIT);
         if lo < hi {
-            visit(&self.root, 3, lo, hi, f);
+            visit(&self.root, 3, lo, hi, probing, f);
         }
     }
 
@@ -327,7 +346,7 @@ impl PageTables {
     ) {
         let mut retired: Vec<Deferred> = Vec::new();
         let mut freed = 0u64;
-        self.for_each_table(lo, hi, &mut |entry, t, base, a, b| {
+        self.for_each_table(lo, hi, true, &mut |entry, t, base, a, b| {
             let ptl = t.lock();
             ptl.each_present(a, b, |_, _| {
                 freed += 1;
@@ -362,7 +381,7 @@ impl PageTables {
     /// Removes every permission `prot` does not allow from the PTEs in `lo..hi`.
     pub(crate) fn protect_range(&self, lo: u64, hi: u64, prot: Prot) {
         let keep = !(PTE_PERM & !perm_bits(prot));
-        self.for_each_table(lo, hi, &mut |_, t, _, a, b| {
+        self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
             ptl.each_present(a, b, |_, pte| (pte & !keep != 0).then_some(pte & keep));
         });
@@ -372,7 +391,7 @@ impl PageTables {
     /// Caller: writer, with the source VMAs dead and the target unpublished.
     pub(crate) fn move_range(&self, from: u64, to: u64, len: u64) {
         let mut moved: Vec<(u64, u64)> = Vec::new();
-        self.for_each_table(from, from + len, &mut |_, t, _, a, b| {
+        self.for_each_table(from, from + len, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
             ptl.each_present(a, b, |a, pte| {
                 moved.push((a - from + to, pte));
@@ -395,7 +414,7 @@ impl PageTables {
     /// Present PTEs in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
     pub(crate) fn present(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        self.for_each_table(lo, hi, &mut |_, t, _, a, b| {
+        self.for_each_table(lo, hi, false, &mut |_, t, _, a, b| {
             let ptl = t.lock();
             ptl.each_present(a, b, |a, pte| {
                 out.push((a, pte));

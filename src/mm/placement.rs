@@ -154,3 +154,38 @@ pub(crate) fn get_unmapped_area(
     }
     search(txn, len).ok_or(MmError::NoMem)
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thp_eligibility() {
+        assert!(matches!(Thp::rule(HPAGE_SIZE, true, None), Thp::Offset(0)));
+        assert!(matches!(Thp::rule(HPAGE_SIZE + PAGE, true, None), Thp::No));
+        assert!(matches!(Thp::rule(HPAGE_SIZE, false, None), Thp::No));
+        // File: [off, off+len) must contain an aligned 2 MiB block.
+        assert!(matches!(
+            Thp::rule(HPAGE_SIZE, false, Some(0)),
+            Thp::Offset(0)
+        ));
+        assert!(matches!(Thp::rule(HPAGE_SIZE, false, Some(PAGE)), Thp::No));
+        assert!(matches!(
+            Thp::rule(2 * HPAGE_SIZE, false, Some(PAGE)),
+            Thp::Offset(PAGE)
+        ));
+        assert!(matches!(
+            Thp::rule(PAGE, false, Some(u64::MAX - 5)),
+            Thp::No
+        ));
+    }
+
+    #[test]
+    fn hint_rounding() {
+        assert_eq!(round_hint_to_min(0), 0);
+        assert_eq!(round_hint_to_min(0x123), 0);
+        assert_eq!(round_hint_to_min(0x5000), MMAP_MIN_ADDR);
+        assert_eq!(round_hint_to_min(0x12_3456), 0x12_3000);
+        assert_eq!(LEGACY_BASE, 0x2aaa_aaaa_b000);
+    }
+}

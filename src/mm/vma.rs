@@ -226,3 +226,69 @@ impl VmaLock {
         self.0.store(0, Ordering::Release);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn anon(r: Range<u64>, prot: Prot) -> Spec {
+        Spec {
+            range: r,
+            attrs: Attrs::anon(prot, false),
+        }
+    }
+
+    fn file(r: Range<u64>, offset: u64) -> Spec {
+        let mut attrs = Attrs::anon(Prot::READ, false);
+        attrs.file = Some(FileMap {
+            id: 1,
+            offset,
+            dev: (0, 0),
+            inode: 1,
+            path: None,
+            deleted: false,
+        });
+        Spec { range: r, attrs }
+    }
+
+    #[test]
+    fn merge_rules() {
+        let rw = Prot::READ | Prot::WRITE;
+        assert!(anon(0..10, rw).merges_with(&anon(10..20, rw)));
+        assert!(
+            !anon(0..10, rw).merges_with(&anon(11..20, rw)),
+            "not touching"
+        );
+        assert!(!anon(0..10, rw).merges_with(&anon(10..20, Prot::READ)));
+        let mut shared = anon(10..20, rw);
+        shared.attrs.shared = true;
+        let mut shared0 = anon(0..10, rw);
+        shared0.attrs.shared = true;
+        assert!(
+            !shared0.merges_with(&shared),
+            "shared anonymous never merges"
+        );
+        assert!(file(0..0x2000, 0x1000).merges_with(&file(0x2000..0x3000, 0x3000)));
+        assert!(!file(0..0x2000, 0).merges_with(&file(0x2000..0x3000, 0x3000)));
+        assert!(!anon(0..0x2000, Prot::READ).merges_with(&file(0x2000..0x3000, 0)));
+        let s = file(0x1000..0x5000, 0x8000).slice(0x3000..0x4000);
+        assert_eq!(s.attrs.file.unwrap().offset, 0xa000);
+    }
+
+    #[test]
+    fn vma_lock_states() {
+        let l = VmaLock::new();
+        assert!(l.try_read());
+        assert!(l.try_read());
+        l.read_unlock();
+        l.read_unlock();
+        l.write_lock();
+        assert!(!l.try_read(), "writer excludes readers");
+        l.write_unlock();
+        assert!(l.try_read());
+        l.read_unlock();
+        l.write_lock();
+        l.detach();
+        assert!(!l.try_read(), "detached");
+    }
+}

@@ -116,6 +116,14 @@ impl Shared {
         drop(g);
     }
 
+    /// Replaces the value and frees the old one after `synchronize`.
+    fn replace_and_synchronize(&self) {
+        let old = self.publish();
+        self.domain.synchronize();
+        // SAFETY: unpublished before a full grace period.
+        unsafe { Value::free(old) };
+    }
+
     /// Publishes a fresh value and returns the old one (unpublished).
     fn publish(&self) -> *mut Value {
         // AcqRel: Release publishes the new value to readers; Acquire takes
@@ -131,25 +139,32 @@ impl Drop for Shared {
     }
 }
 
+/// Runs `writer` on the model's main thread against one concurrent reader.
+fn against_a_reader(writer: impl FnOnce(&Shared)) {
+    let s = Shared::new();
+    let r = {
+        let s = s.clone();
+        thread::spawn(move || s.read_and_check())
+    };
+    writer(&s);
+    r.join().unwrap();
+}
+
 /// (1) A reader holding a guard on a value that a writer retires never sees it
 /// freed: `retire` (with its opportunistic poll) + `barrier` against a
 /// concurrent reader.
 #[test]
 fn retire_waits_for_reader() {
     model(|| {
-        let s = Shared::new();
-        let r = {
-            let s = s.clone();
-            thread::spawn(move || s.read_and_check())
-        };
-        // Two retirements: the second crosses POLL_EVERY (2 under loom), so
-        // `retire` itself polls, racing the reader.
-        for _ in 0..2 {
-            let old = s.publish();
-            s.domain.retire(Box::new(Retired(old)));
-        }
-        s.domain.barrier();
-        r.join().unwrap();
+        against_a_reader(|s| {
+            // Two retirements: the second crosses POLL_EVERY (2 under loom),
+            // so `retire` itself polls, racing the reader.
+            for _ in 0..2 {
+                let old = s.publish();
+                s.domain.retire(Box::new(Retired(old)));
+            }
+            s.domain.barrier();
+        });
     });
 }
 
@@ -189,18 +204,11 @@ fn reader_after_synchronize_sees_new_value() {
 #[test]
 fn index_flip_race() {
     model(|| {
-        let s = Shared::new();
-        let r = {
-            let s = s.clone();
-            thread::spawn(move || s.read_and_check())
-        };
-        for _ in 0..2 {
-            let old = s.publish();
-            s.domain.synchronize();
-            // SAFETY: unpublished before a full grace period.
-            unsafe { Value::free(old) };
-        }
-        r.join().unwrap();
+        against_a_reader(|s| {
+            for _ in 0..2 {
+                s.replace_and_synchronize();
+            }
+        });
     });
 }
 
@@ -270,12 +278,7 @@ fn guard_dropped_on_another_thread() {
         let s = Shared::new();
         let writer = {
             let s = s.clone();
-            thread::spawn(move || {
-                let old = s.publish();
-                s.domain.synchronize();
-                // SAFETY: unpublished before a full grace period.
-                unsafe { Value::free(old) };
-            })
+            thread::spawn(move || s.replace_and_synchronize())
         };
         let taker = {
             let s = s.clone();

@@ -1,0 +1,97 @@
+//! Loom models of the mm fault protocol (issue 4, docs/DESIGN.md §4):
+//! fault vs split (invariant 2), fault vs munmap including the new-table race
+//! (invariants 3 and 4), and the per-VMA lock's reader/writer handshake
+//! (invariant 1 under `PerVmaLock`). Tiny address spaces, two threads.
+
+use loom::sync::Arc;
+use loom::thread;
+use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultPolicy, MapFlags, Prot};
+
+const P: u64 = 4096;
+const A: u64 = 0x1000_0000;
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const FIXED: MapFlags = MapFlags::PRIVATE
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+
+/// `loom::model` with room for the end-of-model checks, which walk all 256
+/// top-level entries of the page tables (one loom branch each).
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 20_000;
+    b.check(f);
+}
+
+fn balanced(mm: &AddressSpace) {
+    mm.check().unwrap();
+    let s = mm.stats();
+    assert_eq!(
+        s.frames_allocated,
+        s.frames_mapped + s.frames_freed,
+        "{s:?}"
+    );
+}
+
+/// Invariant 2: a fault on a page that stays mapped while a writer splits
+/// its VMA (mprotect of another page) never sees Segv or Access.
+#[test]
+fn fault_vs_split() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), 2 * P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.mprotect(A + P, P, Prot::READ).unwrap())
+        };
+        let r = mm.fault(A, Access::Write);
+        assert!(r.is_ok(), "stable page faulted {r:?}");
+        w.join().unwrap();
+        assert_eq!(mm.vmas().len(), 2);
+        balanced(&mm);
+    });
+}
+
+/// Invariant 4 (and race 1/2): a fault racing munmap of a fresh mapping — the
+/// faulter populates the page tables itself (the new-table race) while the
+/// writer zaps and frees the emptied table. Either the fault lands before the
+/// zap (and is zapped) or it sees the VMA dead / gone: no PTE survives, frames
+/// balance, and the retired table is not used after it is freed.
+#[test]
+fn fault_vs_munmap() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(A, P).unwrap())
+        };
+        let r = mm.fault(A, Access::Write);
+        assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
+        w.join().unwrap();
+        assert!(mm.translate(A).is_none(), "PTE survived munmap");
+        balanced(&mm);
+    });
+}
+
+/// The per-VMA lock handshake: a reader that got the VMA read reference
+/// finishes its install before the writer changes PTEs; one that comes later
+/// fails the lock and retries into the new VMA. Afterwards no PTE grants
+/// write in the now read-only VMA (invariant 1).
+#[test]
+fn vma_lock_handshake() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::with_policy(FaultPolicy::PerVmaLock));
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.mprotect(A, P, Prot::READ).unwrap())
+        };
+        let r = mm.fault(A, Access::Write);
+        assert!(matches!(r, Ok(_) | Err(FaultError::Access)), "{r:?}");
+        w.join().unwrap();
+        if let Some(pte) = mm.translate(A) {
+            assert!(!pte.prot.contains(Prot::WRITE), "PTE still writable");
+        }
+        balanced(&mm);
+    });
+}
