@@ -5,6 +5,8 @@
 //! * `read_drop/1_thread`: one critical section (enter + exit), per op.
 //! * `read_drop/2_threads`: two threads on the SAME domain/collector at once;
 //!   time per op per thread (sharding shows as "about the 1-thread cost").
+//! * `retire_box`: hand one boxed value to each scheme for deferred freeing
+//!   (amortised reclamation included), one thread, no readers.
 //! * `synchronize/idle_readers`: a grace period with 4 registered, idle reader
 //!   threads.
 
@@ -191,12 +193,40 @@ fn synchronize_latency(c: &mut Criterion) {
     g.finish();
 }
 
+fn retire_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("retire_box");
+    let srcu = Srcu::new();
+    g.bench_function("srcu_retire", |b| {
+        b.iter(|| srcu.retire(Box::new(black_box(7u64))))
+    });
+    srcu.barrier();
+    let collector = crossbeam_epoch::Collector::new();
+    let handle = collector.register();
+    g.bench_function("crossbeam_epoch_collector_defer_destroy", |b| {
+        b.iter(|| {
+            let guard = handle.pin();
+            let p = crossbeam_epoch::Owned::new(black_box(7u64)).into_shared(&guard);
+            // SAFETY: `p` was never shared; nothing else can reach it.
+            unsafe { guard.defer_destroy(p) };
+        })
+    });
+    let seize = seize::Collector::new();
+    g.bench_function("seize_retire", |b| {
+        b.iter(|| {
+            let p = Box::into_raw(Box::new(black_box(7u64)));
+            // SAFETY: `p` is a fresh box, never shared, retired once.
+            unsafe { seize.retire(p, seize::reclaim::boxed) };
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = read_side, synchronize_latency
+    targets = read_side, retire_cost, synchronize_latency
 }
 criterion_main!(benches);
