@@ -230,6 +230,34 @@ impl Srcu {
         Self::with_barrier(Barrier::new())
     }
 
+    /// A shared domain with a helper thread that calls [`Srcu::poll`] every
+    /// millisecond, so callbacks run and memory is reclaimed even when no
+    /// caller drives progress.
+    ///
+    /// The thread holds only a weak reference. It exits within a millisecond
+    /// of the last `Arc` being dropped (if that happens while it polls, the
+    /// domain is dropped, and its pending callbacks run, on the helper thread).
+    ///
+    /// # Panics
+    /// If the thread cannot be spawned.
+    #[cfg(not(loom))]
+    pub fn with_helper_thread() -> crate::sync::Arc<Srcu> {
+        use crate::sync::{Arc, Weak};
+        let domain = Arc::new(Self::new());
+        let weak: Weak<Srcu> = Arc::downgrade(&domain);
+        thread::Builder::new()
+            .name("maple-rcu-srcu-helper".into())
+            .spawn(move || {
+                while let Some(d) = weak.upgrade() {
+                    d.poll();
+                    drop(d);
+                    thread::backoff_sleep(Duration::from_millis(1));
+                }
+            })
+            .expect("spawn the Srcu helper thread");
+        domain
+    }
+
     /// A domain whose readers use `fence(SeqCst)` even where `membarrier` is
     /// available (the portable fallback), for comparing the two in benches.
     #[doc(hidden)]
