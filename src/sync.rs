@@ -6,6 +6,10 @@
 //! at once (see docs/DESIGN.md, "Loom").
 
 use std::sync::TryLockError;
+/// Weak references (std only: used by the optional helper thread, which is
+/// not modelled under loom).
+#[cfg(not(loom))]
+pub(crate) use std::sync::Weak;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
@@ -50,6 +54,9 @@ pub(crate) fn compiler_fence(order: Ordering) {
 pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::yield_now;
+    /// Named background threads (std only; see `sync::Weak`).
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::Builder;
     #[cfg(not(loom))]
     pub(crate) use std::thread::yield_now;
 
