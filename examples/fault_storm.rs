@@ -55,6 +55,9 @@ struct Args {
     /// Print one JSON object per row instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write a bar chart of faults/s per case and policy to this SVG file.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
 }
 
 /// One fault thread's pages, and the ranges it zaps after each pass.
@@ -284,6 +287,7 @@ fn main() {
         );
     }
     let total = cases.len() * policies.len();
+    let mut rows = Vec::new();
     let mut done = 0;
     for &case in &cases {
         let mut base = None;
@@ -324,6 +328,88 @@ fn main() {
                     row.ratio
                 );
             }
+            rows.push(row);
         }
     }
+    if let Some(path) = &args.svg {
+        match chart(path, &rows, threads) {
+            Ok(()) => eprintln!("chart written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+/// A grouped bar chart: one group per case, one bar per policy (faults/s).
+fn chart(
+    path: &std::path::Path,
+    rows: &[Row],
+    threads: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let cases: Vec<char> = rows.iter().map(|r| r.case).fold(Vec::new(), |mut v, c| {
+        if !v.contains(&c) {
+            v.push(c);
+        }
+        v
+    });
+    let top = rows
+        .iter()
+        .map(|r| r.faults_per_sec / 1e6)
+        .fold(1.0, f64::max)
+        * 1.15;
+    let root = SVGBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut c = ChartBuilder::on(&root)
+        .caption(
+            format!("fault_storm: faults/s by case and policy ({threads} threads)"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..(cases.len() * 4) as f64, 0.0..top)?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(cases.len() * 4)
+        .x_label_formatter(&|x| {
+            let i = (*x / 4.0) as usize;
+            if (*x - i as f64 * 4.0 - 1.5).abs() < 0.5 {
+                format!("case {}", cases.get(i).copied().unwrap_or(' '))
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("million faults / s")
+        .draw()?;
+    let colors = [
+        RGBColor(200, 80, 60),
+        RGBColor(230, 170, 40),
+        RGBColor(40, 120, 200),
+    ];
+    for (j, policy) in [
+        FaultPolicy::MmapLock,
+        FaultPolicy::PerVmaLock,
+        FaultPolicy::Speculative,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let color = colors[j];
+        c.draw_series(rows.iter().filter(|r| r.policy == *policy).map(|r| {
+            let i = cases.iter().position(|&x| x == r.case).unwrap_or(0) as f64;
+            let x0 = i * 4.0 + 0.3 + j as f64;
+            Rectangle::new(
+                [(x0, 0.0), (x0 + 0.9, r.faults_per_sec / 1e6)],
+                color.filled(),
+            )
+        }))?
+        .label(format!("{policy:?}"))
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    }
+    c.configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
