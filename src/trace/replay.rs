@@ -137,6 +137,30 @@ fn is_free(space: &AddressSpace, a: u64, len: u64) -> bool {
         .any(|v| v.range.start < end && v.range.end > a)
 }
 
+/// Placement mode: counts whether the model's address `got` agrees with the
+/// kernel's `k`; on a miss, `follow(model address)` moves the mapping to the
+/// kernel's address so that one miss does not cascade.
+fn placed(
+    rep: &mut ReplayReport,
+    line: usize,
+    k: u64,
+    got: Result<u64, MmError>,
+    follow: impl FnOnce(u64) -> Result<u64, MmError>,
+) -> Result<u64, i32> {
+    rep.placement_total += 1;
+    match got {
+        Ok(a) if a == k => {
+            rep.placement_agree += 1;
+            Ok(a)
+        }
+        Ok(a) => {
+            rep.placement_misses.push((line, k, a));
+            errno_of(&follow(a))
+        }
+        Err(e) => Err(e.errno()),
+    }
+}
+
 /// Applies one call; returns the model's result (None: not comparable).
 fn apply(
     space: &AddressSpace,
@@ -166,31 +190,25 @@ fn apply(
                     fd,
                     offset,
                 )),
-                (false, Some(k), Mode::Placement) => {
-                    rep.placement_total += 1;
-                    let got = do_mmap(space, hint, len, prot, flags, fd, offset);
-                    match got {
-                        Ok(a) if a == k => {
-                            rep.placement_agree += 1;
-                            Ok(a)
-                        }
-                        Ok(a) => {
-                            rep.placement_misses.push((c.line, k, a));
-                            // Undo the model's choice, then follow the kernel.
-                            let _ = space.munmap(a, page_up(len));
-                            errno_of(&do_mmap(
-                                space,
-                                Some(k),
-                                len,
-                                prot,
-                                flags | MAP_FIXED_NOREPLACE,
-                                fd,
-                                offset,
-                            ))
-                        }
-                        Err(e) => Err(e.errno()),
-                    }
-                }
+                (false, Some(k), Mode::Placement) => placed(
+                    rep,
+                    c.line,
+                    k,
+                    do_mmap(space, hint, len, prot, flags, fd, offset),
+                    |a| {
+                        // Undo the model's choice, then follow the kernel.
+                        let _ = space.munmap(a, page_up(len));
+                        do_mmap(
+                            space,
+                            Some(k),
+                            len,
+                            prot,
+                            flags | MAP_FIXED_NOREPLACE,
+                            fd,
+                            offset,
+                        )
+                    },
+                ),
                 _ => errno_of(&do_mmap(space, hint, len, prot, flags, fd, offset)),
             }
         }
@@ -227,21 +245,22 @@ fn apply(
                         errno_of(&space.mremap(old_addr, old_len, new_len, fixed, Some(k)))
                     }
                 }
-                (true, Some(k), Mode::Placement) => {
-                    rep.placement_total += 1;
-                    match space.mremap(old_addr, old_len, new_len, rf, new_addr) {
-                        Ok(a) if a == k => {
-                            rep.placement_agree += 1;
-                            Ok(a)
-                        }
-                        Ok(a) => {
-                            rep.placement_misses.push((c.line, k, a));
-                            let fixed = RemapFlags::MAYMOVE | RemapFlags::FIXED;
-                            errno_of(&space.mremap(a, new_len, new_len, fixed, Some(k)))
-                        }
-                        Err(e) => Err(e.errno()),
-                    }
-                }
+                (true, Some(k), Mode::Placement) => placed(
+                    rep,
+                    c.line,
+                    k,
+                    space.mremap(old_addr, old_len, new_len, rf, new_addr),
+                    // Move the model's choice to the kernel's address.
+                    |a| {
+                        space.mremap(
+                            a,
+                            new_len,
+                            new_len,
+                            RemapFlags::MAYMOVE | RemapFlags::FIXED,
+                            Some(k),
+                        )
+                    },
+                ),
                 _ => errno_of(&space.mremap(old_addr, old_len, new_len, rf, new_addr)),
             }
         }

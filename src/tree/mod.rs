@@ -201,6 +201,8 @@ impl<V> MapleTree<V> {
 
     /// Atomically finds the lowest aligned free range of `size` bytes inside
     /// `within` (see [`ReadGuard::find_gap`]) and inserts `value` there.
+    /// Errors (value given back, tree unchanged): `ZeroSize`, `BadAlignment`,
+    /// `EmptyWindow`, `NoSpace`.
     pub fn alloc_range(
         &self,
         size: u64,
@@ -208,10 +210,7 @@ impl<V> MapleTree<V> {
         within: Range<u64>,
         value: V,
     ) -> Result<Range<u64>, Error<V>> {
-        let mut w = self.write();
-        let r = w.alloc_range(size, align, within, value)?;
-        w.commit();
-        Ok(r)
+        self.alloc(size, align, within, value, false)
     }
 
     /// As [`MapleTree::alloc_range`], taking the highest fit.
@@ -222,8 +221,19 @@ impl<V> MapleTree<V> {
         within: Range<u64>,
         value: V,
     ) -> Result<Range<u64>, Error<V>> {
+        self.alloc(size, align, within, value, true)
+    }
+
+    fn alloc(
+        &self,
+        size: u64,
+        align: u64,
+        within: Range<u64>,
+        value: V,
+        rev: bool,
+    ) -> Result<Range<u64>, Error<V>> {
         let mut w = self.write();
-        let r = w.alloc_range_rev(size, align, within, value)?;
+        let r = w.alloc(size, align, within, value, rev)?;
         w.commit();
         Ok(r)
     }
