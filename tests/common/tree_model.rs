@@ -103,7 +103,7 @@ impl Model {
         if size == 0 || !align.is_power_of_two() || w.start >= w.end {
             return None;
         }
-        let fits = self.gaps(w).into_iter().filter_map(|g| {
+        let mut fits = self.gaps(w).into_iter().filter_map(|g| {
             if g.end - g.start < size {
                 return None;
             }
@@ -116,9 +116,9 @@ impl Model {
             }
         });
         if rev {
-            fits.last()
+            fits.next_back()
         } else {
-            fits.into_iter().next()
+            fits.next()
         }
     }
 }
