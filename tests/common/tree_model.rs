@@ -115,10 +115,6 @@ impl Model {
                 (s.checked_add(size)? <= g.end).then_some(s)
             }
         });
-        if rev {
-            fits.next_back()
-        } else {
-            fits.next()
-        }
+        if rev { fits.next_back() } else { fits.next() }
     }
 }
