@@ -5,18 +5,16 @@
 
 #[path = "common/tree_model.rs"]
 mod tree_model;
+#[path = "common/tree_ops.rs"]
+mod tree_ops;
 
 use maple_rcu::MapleTree;
 use maple_rcu::tree::ErrorKind;
 use proptest::prelude::*;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tree_model::Model;
-
-fn entries(t: &MapleTree<u64>) -> Vec<(Range<u64>, u64)> {
-    t.pin().iter().map(|(r, v)| (r, *v)).collect()
-}
+use tree_ops::{Harness, Op, TxnOp, entries};
 
 fn filled(n: u64, stride: u64, len: u64) -> MapleTree<u64> {
     let t = MapleTree::new();
@@ -48,6 +46,7 @@ fn empty_tree() {
 }
 
 #[test]
+#[allow(clippy::reversed_empty_ranges)] // reversed ranges are the point
 fn insert_errors_give_value_back_and_leave_tree_unchanged() {
     let t = filled(20, 100, 50);
     let before = entries(&t);
@@ -99,6 +98,7 @@ fn boundaries_zero_and_max() {
 }
 
 #[test]
+#[allow(clippy::reversed_empty_ranges)] // reversed windows are the point
 fn gap_argument_errors() {
     let t = filled(4, 100, 10);
     let r = t.pin();
@@ -350,136 +350,56 @@ fn values_dropped_exactly_once_no_leaks() {
     );
 }
 
-#[derive(Clone, Debug)]
-enum Op {
-    Insert(u64, u64),
-    Remove(u64),
-    Alloc(u64, u32, u64, u64, bool),
-    Txn(Vec<(bool, u64, u64)>, bool),
-    Get(u64),
-    Next(u64),
-    Prev(u64),
-    Range(u64, u64),
-    Gap(u64, u32, u64, u64, bool),
-    Gaps(u64, u64),
-}
-
 fn addr() -> impl Strategy<Value = u64> {
     prop_oneof![8 => 0..3000u64, 1 => (u64::MAX - 3000)..=u64::MAX]
 }
 
+/// Mostly powers of two up to 128; sometimes 0 or a non-power of two (an error).
+fn align() -> impl Strategy<Value = u64> {
+    prop_oneof![12 => (0..8u32).prop_map(|a| 1u64 << a), 1 => prop::sample::select(vec![0u64, 3, 6, 24])]
+}
+
+fn gap_args() -> impl Strategy<Value = (u64, u64, u64, u64, bool)> {
+    (0..100u64, align(), addr(), addr(), any::<bool>())
+}
+
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    prop_oneof![
+        6 => (addr(), 0..40u64).prop_map(|(s, l)| TxnOp::Insert(s, l)),
+        4 => addr().prop_map(TxnOp::Remove),
+        1 => gap_args().prop_map(|(s, a, lo, hi, r)| TxnOp::Alloc(s, a, lo, hi, r)),
+        1 => addr().prop_map(TxnOp::Get),
+        1 => addr().prop_map(TxnOp::Next),
+        1 => (addr(), addr(), any::<u64>()).prop_map(|(a, b, z)| TxnOp::Range(a, b, z)),
+        1 => gap_args().prop_map(|(s, a, lo, hi, r)| TxnOp::Gap(s, a, lo, hi, r)),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (addr(), 1..60u64).prop_map(|(s, l)| Op::Insert(s, l)),
+        6 => (addr(), 0..60u64).prop_map(|(s, l)| Op::Insert(s, l)),
         3 => addr().prop_map(Op::Remove),
-        2 => (1..80u64, 0..7u32, addr(), addr(), any::<bool>()).prop_map(|(s, a, lo, hi, r)| Op::Alloc(s, a, lo, hi, r)),
-        1 => (prop::collection::vec((any::<bool>(), addr(), 1..40u64), 0..12), any::<bool>()).prop_map(|(v, c)| Op::Txn(v, c)),
+        2 => gap_args().prop_map(|(s, a, lo, hi, r)| Op::Alloc(s, a, lo, hi, r)),
+        1 => (prop::collection::vec(txn_op(), 0..12), any::<bool>()).prop_map(|(v, c)| Op::Txn(v, c)),
         2 => addr().prop_map(Op::Get),
         2 => addr().prop_map(Op::Next),
         2 => addr().prop_map(Op::Prev),
-        1 => (addr(), addr()).prop_map(|(a, b)| Op::Range(a, b)),
-        3 => (0..100u64, 0..8u32, addr(), addr(), any::<bool>()).prop_map(|(s, a, lo, hi, r)| Op::Gap(s, a, lo, hi, r)),
+        1 => (addr(), addr(), any::<u64>()).prop_map(|(a, b, z)| Op::Range(a, b, z)),
+        3 => gap_args().prop_map(|(s, a, lo, hi, r)| Op::Gap(s, a, lo, hi, r)),
         1 => (addr(), addr()).prop_map(|(a, b)| Op::Gaps(a, b)),
     ]
 }
 
-fn end(s: u64, l: u64) -> u64 {
-    s.saturating_add(l)
-}
-
-fn check(ops: Vec<Op>) {
-    let t: MapleTree<u64> = MapleTree::new();
-    let mut m = Model::default();
-    let mut next_val = 0u64;
-    let mut val = || {
-        next_val += 1;
-        next_val
-    };
-    for op in ops {
-        match op {
-            Op::Insert(s, l) => {
-                let v = val();
-                let r = s..end(s, l);
-                assert_eq!(t.insert(r.clone(), v).is_ok(), m.insert(r, v).is_ok());
-            }
-            Op::Remove(a) => assert_eq!(t.remove(a), m.remove(a)),
-            Op::Alloc(size, al, lo, hi, rev) => {
-                let v = val();
-                let align = 1u64 << al;
-                let want = m.find_gap(size, align, lo..hi, rev);
-                let got = if rev {
-                    t.alloc_range_rev(size, align, lo..hi, v)
-                } else {
-                    t.alloc_range(size, align, lo..hi, v)
-                };
-                assert_eq!(got.as_ref().ok().map(|r| r.start), want);
-                if let Some(s) = want {
-                    m.insert(s..s + size, v).unwrap();
-                }
-            }
-            Op::Txn(ops, commit) => {
-                let mut shadow = m.clone();
-                let mut w = t.write();
-                for (ins, a, l) in ops {
-                    if ins {
-                        let v = val();
-                        assert_eq!(
-                            w.insert(a..end(a, l), v).is_ok(),
-                            shadow.insert(a..end(a, l), v).is_ok()
-                        );
-                    } else {
-                        assert_eq!(w.remove(a), shadow.remove(a));
-                    }
-                    w.validate().unwrap();
-                    assert_eq!(w.len(), shadow.map.len());
-                }
-                if commit {
-                    w.commit();
-                    m = shadow;
-                }
-            }
-            Op::Get(a) => assert_eq!(t.pin().get(a).map(|(r, v)| (r, *v)), m.get(a)),
-            Op::Next(a) => assert_eq!(t.pin().next(a).map(|(r, v)| (r, *v)), m.next(a)),
-            Op::Prev(a) => assert_eq!(t.pin().prev(a).map(|(r, v)| (r, *v)), m.prev(a)),
-            Op::Range(a, b) => {
-                let r = t.pin();
-                let fwd: Vec<_> = r.range(a..b).map(|(r, v)| (r, *v)).collect();
-                let mut back: Vec<_> = r.range(a..b).rev().map(|(r, v)| (r, *v)).collect();
-                back.reverse();
-                let want = if a < b { m.range(a..b) } else { vec![] };
-                assert_eq!(fwd, want);
-                assert_eq!(back, want);
-            }
-            Op::Gap(size, al, lo, hi, rev) => {
-                let align = 1u64 << al;
-                let r = t.pin();
-                let got = if rev {
-                    r.find_gap_rev(size, align, lo..hi)
-                } else {
-                    r.find_gap(size, align, lo..hi)
-                };
-                assert_eq!(
-                    got,
-                    m.find_gap(size, align, lo..hi, rev),
-                    "size {size} align {align} {lo}..{hi} rev {rev}"
-                );
-            }
-            Op::Gaps(a, b) => {
-                let want = if a < b { m.gaps(a..b) } else { vec![] };
-                assert_eq!(t.pin().gaps(a..b).collect::<Vec<_>>(), want);
-            }
-        }
-        t.validate().unwrap();
-        assert_eq!(t.len(), m.map.len());
-    }
-    assert_eq!(entries(&t), m.range(0..u64::MAX));
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    /// The stable twin of `fuzz/fuzz_targets/tree_ops.rs` (same driver).
     #[test]
     fn differential_against_btreemap(ops in prop::collection::vec(op(), 1..400)) {
-        check(ops);
+        let mut h = Harness::default();
+        for op in ops {
+            h.apply(op);
+        }
+        h.finish();
     }
 }
 

@@ -1,0 +1,374 @@
+//! Torture test in the spirit of Linux's rcutorture: reader threads check the
+//! invariants of whatever version they pin, continuously, while a writer
+//! changes the structure as fast as it can; at the end every value must be
+//! accounted for.
+//!
+//! `#[ignore]` by default. Run for `TORTURE_SECS` seconds (default 10):
+//!
+//! ```text
+//! TORTURE_SECS=60 cargo test --release --test torture -- --ignored
+//! ```
+//!
+//! The harness ([`run`]) knows nothing about the structure under test: each
+//! subsystem is a [`Section`] (readers, a writer step, final accounting).
+//! `TreeSection` tortures `MapleTree`; an `MmSection` (fault threads as readers
+//! over an `AddressSpace`, mmap/munmap/mprotect/mremap as writer steps,
+//! frame/VMA accounting at the end) is added the same way when `mm` lands.
+
+#[path = "common/tree_model.rs"]
+mod tree_model;
+
+use maple_rcu::MapleTree;
+use maple_rcu::tree::ErrorKind;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tree_model::Model;
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+/// SplitMix64: a tiny deterministic generator, seeded per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0; the bias is irrelevant here).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+/// One subsystem under torture.
+trait Section: Sync {
+    /// One reader pass (pins, checks, unpins); returns the number of checks.
+    fn read(&self, reader: usize, rng: &mut Rng) -> u64;
+    /// One writer step; returns whether it published a change.
+    fn write(&self, rng: &mut Rng) -> bool;
+    /// After every thread has stopped: accounting; returns a summary line.
+    fn finish(self) -> String;
+}
+
+fn torture_secs() -> u64 {
+    std::env::var("TORTURE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Sets the flag when dropped, also on unwind: a panicking thread stops the others.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `readers` reader threads and one writer (this thread) for
+/// `TORTURE_SECS`, then `finish`. A failed check in any thread fails the test.
+fn run<S: Section>(name: &str, s: S, readers: usize) {
+    let secs = torture_secs();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let stop = AtomicBool::new(false);
+    let (mut writes, mut commits) = (0u64, 0u64);
+    let reads: Vec<(u64, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..readers)
+            .map(|k| {
+                let (s, stop) = (&s, &stop);
+                scope.spawn(move || {
+                    let _stop = StopOnDrop(stop);
+                    let mut rng = Rng(0x5eed + k as u64);
+                    let (mut passes, mut checks) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        checks += s.read(k, &mut rng);
+                        passes += 1;
+                    }
+                    (passes, checks)
+                })
+            })
+            .collect();
+        let mut rng = Rng(0xdead_beef);
+        let _stop = StopOnDrop(&stop);
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            commits += u64::from(s.write(&mut rng));
+            writes += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let summary = s.finish();
+    let passes: u64 = reads.iter().map(|r| r.0).sum();
+    let checks: u64 = reads.iter().map(|r| r.1).sum();
+    println!(
+        "torture {name}: {secs} s, {readers} readers: {passes} passes, {checks} checks; \
+         writer: {writes} transactions, {commits} committed; {summary}"
+    );
+    assert!(passes > 0 && commits > 0, "nothing happened");
+}
+
+// ---------------------------------------------------------------------------
+// MapleTree
+// ---------------------------------------------------------------------------
+
+const LIVE: u64 = 0x11FE_11FE_11FE_11FE;
+const DEAD: u64 = 0xDEAD_DEAD_DEAD_DEAD;
+/// Entries live in `[0, SPACE)`, except the marker at `[u64::MAX - 1, u64::MAX)`.
+const SPACE: u64 = 1 << 28;
+/// The writer keeps the population around this size.
+const TARGET: usize = 3000;
+const MARKER: Range<u64> = u64::MAX - 1..u64::MAX;
+
+/// A value that knows its own range and is poisoned when dropped, so a
+/// reader that reaches a freed value (a reclamation bug) sees `DEAD` (or ASan
+/// reports a use after free).
+struct Val {
+    range: Range<u64>,
+    /// For the marker: the generation and the entry count of its version.
+    generation: u64,
+    count: usize,
+    magic: u64,
+    live: Arc<AtomicUsize>,
+}
+
+impl Val {
+    fn new(range: Range<u64>, generation: u64, count: usize, live: &Arc<AtomicUsize>) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Self {
+            range,
+            generation,
+            count,
+            magic: LIVE,
+            live: live.clone(),
+        }
+    }
+}
+
+impl Drop for Val {
+    fn drop(&mut self) {
+        assert_eq!(self.magic, LIVE, "value dropped twice");
+        self.magic = DEAD;
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct TreeSection {
+    t: MapleTree<Val>,
+    live: Arc<AtomicUsize>,
+    /// The generation of the last committed version (writer-owned).
+    generation: AtomicUsize,
+    /// The newest generation each reader has seen (never goes back).
+    seen: Vec<AtomicUsize>,
+}
+
+impl TreeSection {
+    fn new(readers: usize) -> Self {
+        let live = Arc::new(AtomicUsize::new(0));
+        let t = MapleTree::new();
+        t.insert(MARKER, Val::new(MARKER, 0, 1, &live))
+            .unwrap_or_else(|_| unreachable!());
+        Self {
+            t,
+            live,
+            generation: AtomicUsize::new(0),
+            seen: (0..readers).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// A random range of 1 byte .. 64 KiB inside `SPACE`.
+    fn range(rng: &mut Rng) -> Range<u64> {
+        let max = if rng.chance(4) { 1 << 16 } else { 64 };
+        let len = 1 + rng.below(max);
+        let s = rng.below(SPACE - len);
+        s..s + len
+    }
+}
+
+impl Section for TreeSection {
+    fn read(&self, reader: usize, rng: &mut Rng) -> u64 {
+        let r = self.t.pin();
+        let mut checks = 0u64;
+        // 1. The whole version: sorted, non-overlapping, values match their
+        //    ranges and are alive; the marker is last and counts the entries.
+        let mut all: Vec<(Range<u64>, u64)> = Vec::with_capacity(TARGET * 2);
+        let mut marker = None;
+        let mut prev_end = 0;
+        for (k, v) in r.iter() {
+            assert_eq!(v.magic, LIVE, "reader reached a dropped value at {k:?}");
+            assert_eq!(v.range, k, "value stored under the wrong range");
+            assert!(
+                k.start < k.end && k.start >= prev_end,
+                "order: {k:?} after {prev_end:#x}"
+            );
+            prev_end = k.end;
+            if k == MARKER {
+                marker = Some((v.generation, v.count));
+            }
+            all.push((k, v.generation));
+        }
+        let (generation, count) = marker.expect("marker missing");
+        assert_eq!(all.last().map(|e| e.0.clone()), Some(MARKER));
+        assert_eq!(all.len(), count, "a transaction is half visible");
+        // Versions never go back in time for one reader.
+        let newest = self.seen[reader].fetch_max(generation as usize, Ordering::Relaxed);
+        assert!(
+            newest <= generation as usize,
+            "generation went back: {newest} -> {generation}"
+        );
+        checks += all.len() as u64 + 2;
+
+        // 2. Backwards iteration gives the same entries.
+        let back: Vec<(Range<u64>, u64)> = r.iter().rev().map(|(k, v)| (k, v.generation)).collect();
+        assert!(back.iter().rev().eq(all.iter()), "iter().rev() differs");
+
+        // 3. Point and gap queries agree with the iteration (via the model).
+        let m = Model {
+            map: all.iter().map(|(k, g)| (k.start, (k.end, *g))).collect(),
+        };
+        assert_eq!(r.gaps(0..u64::MAX).collect::<Vec<_>>(), m.free());
+        for _ in 0..32 {
+            let a = rng.below(SPACE + 0x1000);
+            let pick = |e: Option<(Range<u64>, &Val)>| e.map(|(k, v)| (k, v.generation));
+            assert_eq!(pick(r.get(a)), m.get(a), "get {a:#x}");
+            assert_eq!(pick(r.next(a)), m.next(a), "next {a:#x}");
+            assert_eq!(pick(r.prev(a)), m.prev(a), "prev {a:#x}");
+            let max = if rng.chance(2) { 64 } else { 1 << 16 };
+            let size = 1 + rng.below(max);
+            let align = 1 << rng.below(14);
+            let lo = rng.below(SPACE);
+            let w = lo..lo + 1 + rng.below(SPACE / 8);
+            assert_eq!(
+                r.find_gap(size, align, w.clone()),
+                m.find_gap(size, align, w.clone(), false),
+                "find_gap({size:#x}, {align:#x}, {w:x?})"
+            );
+            assert_eq!(
+                r.find_gap_rev(size, align, w.clone()),
+                m.find_gap(size, align, w.clone(), true),
+                "find_gap_rev({size:#x}, {align:#x}, {w:x?})"
+            );
+            let got: Vec<_> = r.range(w.clone()).map(|(k, v)| (k, v.generation)).collect();
+            assert_eq!(got, m.range(w), "range");
+            checks += 7;
+        }
+
+        // 4. Snapshot stability: sometimes hold the version while the writer
+        //    commits, then read it again: same entries, all values alive.
+        if rng.chance(8) {
+            std::thread::sleep(Duration::from_micros(rng.below(2000)));
+            let again = r.iter().map(|(k, v)| {
+                assert_eq!(v.magic, LIVE, "pinned value was dropped");
+                (k, v.generation)
+            });
+            assert!(again.eq(all.iter().cloned()), "a pinned version changed");
+            checks += all.len() as u64;
+        }
+        checks
+    }
+
+    fn write(&self, rng: &mut Rng) -> bool {
+        let generation = self.generation.load(Ordering::Relaxed) as u64 + 1;
+        let mut w = self.t.write();
+        for _ in 0..1 + rng.below(8) {
+            let grow = w.len() < TARGET;
+            match rng.below(8) {
+                0..=2 if grow || rng.chance(2) => {
+                    let r = Self::range(rng);
+                    let v = Val::new(r.clone(), generation, 0, &self.live);
+                    // Refused (overlap): the value comes back and drops here.
+                    let _ = w.insert(r, v);
+                }
+                3 if grow => {
+                    let (size, align) = (1 + rng.below(0x4000), 1 << rng.below(13));
+                    let lo = rng.below(SPACE / 2);
+                    let within = lo..lo + SPACE / 4;
+                    // find_gap on the pending version, then alloc_range with
+                    // the same arguments must take exactly that range.
+                    let rev = rng.chance(2);
+                    let at = if rev {
+                        w.find_gap_rev(size, align, within.clone())
+                    } else {
+                        w.find_gap(size, align, within.clone())
+                    };
+                    let r = at.map_or(0..1, |s| s..s + size);
+                    let v = Val::new(r.clone(), generation, 0, &self.live);
+                    let got = if rev {
+                        w.alloc_range_rev(size, align, within, v)
+                    } else {
+                        w.alloc_range(size, align, within, v)
+                    };
+                    match (at, got) {
+                        (Some(_), Ok(g)) => assert_eq!(g, r),
+                        (None, Err(e)) => assert_eq!(e.kind, ErrorKind::NoSpace),
+                        (at, got) => panic!("find_gap {at:?} but alloc {:?}", got.err()),
+                    }
+                }
+                _ => {
+                    let a = rng.below(SPACE);
+                    if let Some((r, _)) = w.next(a).filter(|(r, _)| *r != MARKER) {
+                        assert_eq!(w.remove(r.start), Some(r));
+                    }
+                }
+            }
+        }
+        // Replace the marker: it records this version's generation and size.
+        w.remove(MARKER.start).expect("marker missing");
+        let count = w.len() + 1;
+        let v = Val::new(MARKER, generation, count, &self.live);
+        w.insert(MARKER, v).unwrap_or_else(|_| unreachable!());
+        if rng.chance(32) {
+            w.validate().unwrap();
+        }
+        if rng.chance(8) {
+            return false; // dropped: aborted; readers must never see it
+        }
+        w.commit();
+        self.generation
+            .store(generation as usize, Ordering::Relaxed);
+        if generation.is_multiple_of(16) {
+            self.t.domain().poll();
+        }
+        if generation.is_multiple_of(64) {
+            self.t.validate().unwrap();
+        }
+        true
+    }
+
+    fn finish(self) -> String {
+        self.t.validate().unwrap();
+        let len = self.t.len();
+        let committed = self.generation.load(Ordering::Relaxed);
+        let before_barrier = self.live.load(Ordering::Relaxed);
+        self.t.domain().barrier();
+        let live = self.live.load(Ordering::Relaxed);
+        assert_eq!(live, len, "after barrier every retired value is dropped");
+        let counter = self.live.clone();
+        drop(self.t);
+        assert_eq!(
+            counter.load(Ordering::Relaxed),
+            0,
+            "dropping the tree frees every value"
+        );
+        format!(
+            "{committed} generations, final len {len}, {before_barrier} values live before \
+             barrier, {live} after, 0 after drop"
+        )
+    }
+}
+
+#[test]
+#[ignore = "torture: run explicitly (TORTURE_SECS, default 10)"]
+fn torture_tree() {
+    run("tree", TreeSection::new(2), 2);
+}
