@@ -5,6 +5,7 @@
 //! that `RUSTFLAGS='--cfg loom'` swaps the whole crate onto loom's model checker
 //! at once (see docs/DESIGN.md, "Loom").
 
+use std::sync::TryLockError;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
@@ -12,6 +13,21 @@ pub(crate) use std::sync::atomic::{
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Locks `m`, ignoring poisoning: the data our mutexes protect stays
+/// consistent across a panicking callback (callbacks never run under them).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tries to lock `m` without blocking, ignoring poisoning; `None` if held.
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
@@ -117,3 +133,21 @@ impl LiveCell {
     #[inline(always)]
     pub(crate) fn kill(&self) {}
 }
+
+/// A lazily initialised global. Under loom it is `loom::lazy_static!`, whose value
+/// is reset for every model execution (loom atomics and mutexes are not `const`);
+/// otherwise a `std::sync::LazyLock`. Both deref to the value.
+#[cfg(loom)]
+pub(crate) use loom::lazy_static;
+
+/// std flavour of the `lazy_static!` shim: a `LazyLock` static.
+#[cfg(not(loom))]
+macro_rules! lazy_static {
+    ($(#[$attr:meta])* static ref $name:ident : $t:ty = $init:expr;) => {
+        $(#[$attr])*
+        static $name: ::std::sync::LazyLock<$t> = ::std::sync::LazyLock::new(|| $init);
+    };
+}
+#[cfg(not(loom))]
+pub(crate) use lazy_static;
+

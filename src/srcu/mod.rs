@@ -1,21 +1,145 @@
-//! SRCU-like sleepable read-side domains built on epochs (see docs/DESIGN.md §Srcu).
+//! Sleepable read-side RCU domains (SRCU), after Linux's srcutree.
 //!
-//! API SKELETON — the implementation lands with issue 3. Signatures are fixed.
+//! # How it works
+//!
+//! A [`Srcu`] domain counts readers in per-thread slots of two counter pairs,
+//! `locks[2]` and `unlocks[2]` ([`slots`]). [`Srcu::read`] picks the current
+//! index `i = idx & 1`, bumps its own thread's `locks[i]` with a plain Relaxed
+//! store and issues the light barrier; dropping the guard issues the light
+//! barrier and bumps `unlocks[i]` in the slot of whichever thread drops it.
+//! Only sums over all slots matter, so guards are `Send`.
+//!
+//! A grace period is Linux's two-scan flip, as a non-blocking state machine
+//! (`Idle → Scan1 → Scan2 → Idle`, one step per [`Srcu::poll`] at most as far
+//! as readers allow): wait until the inactive index is drained (sum of unlocks,
+//! heavy barrier, sum of locks, equal), flip `idx`, wait until the old index is
+//! drained. A scan's heavy barrier pairs with the readers' light barriers
+//! ([`barrier`]: `membarrier` against compiler fences where Linux allows,
+//! `fence(SeqCst)` on both sides otherwise and under loom).
+//!
+//! Callbacks are queued tagged with the number of the grace period they need
+//! and run, outside every internal lock, in queue order once it has completed.
+//! Nothing runs in the background: `poll`, `synchronize`, `barrier`, and the
+//! queueing calls (every [`POLL_EVERY`] entries) drive progress.
+//!
+//! The invariants `S1`..`S9` cited in comments and the ordering argument are
+//! in docs/DESIGN.md §3.
 
-use std::marker::PhantomData;
+mod barrier;
+mod slots;
+mod thread_id;
+
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
+use barrier::Barrier;
+use slots::{Counter, SlotTable};
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+/// Queueing this many more callbacks (or batched destructors) while some are
+/// pending triggers an opportunistic [`Srcu::poll`]. Small under loom so that
+/// models reach that path.
+#[cfg(not(loom))]
+const POLL_EVERY: usize = 64;
+#[cfg(loom)]
+const POLL_EVERY: usize = 2;
+
+/// `gp_seq` low bits: the phase of the current grace period.
+const PHASE_MASK: u64 = 3;
+/// No grace period in progress.
+const IDLE: u64 = 0;
+/// Waiting for the inactive index to drain.
+const SCAN1: u64 = 1;
+/// Index flipped; waiting for the old index to drain.
+const SCAN2: u64 = 2;
+
+/// Completed grace periods encoded in `gp_seq`.
+#[inline]
+fn completed(seq: u64) -> u64 {
+    seq >> 2
+}
+
+/// The number of the first grace period that starts after a `gp_seq` of `seq`
+/// was observed under the queue lock (S5): the next one if idle, else the one
+/// after the current.
+#[inline]
+fn snapshot(seq: u64) -> u64 {
+    completed(seq) + if seq & PHASE_MASK == IDLE { 1 } else { 2 }
+}
 
 /// An independent sleepable-RCU domain.
 ///
-/// TEMPORARY STAND-IN until issue 3 merges: never frees before the domain is
-/// dropped (trivially safe, unbounded memory).
+/// Readers ([`Srcu::read`]) never block and may hold their guard across
+/// blocking calls or `.await`; a reader stalled in one domain delays only that
+/// domain's grace periods. See the module docs for the protocol.
 pub struct Srcu {
-    pending: crate::sync::Mutex<Vec<Deferred>>,
+    // Read-mostly, touched by every reader: the flip counter, the barrier
+    // mode and the slot table (the slots themselves are padded apart).
+    /// Flipped (incremented) once per grace period; readers use `idx & 1` (S8).
+    idx: AtomicUsize,
+    barrier: Barrier,
+    slots: SlotTable,
+    // Grace-period side, boxed so its writes never share a line with the above.
+    gp: Box<GpSide>,
+}
+
+/// The writer-side state of a domain.
+struct GpSide {
+    /// `4 * completed + phase` (S4). Written only under `gp_lock`.
+    gp_seq: AtomicU64,
+    /// Held while advancing the state machine (scans, flip); only ever
+    /// `try_lock`ed, so nobody blocks on it.
+    gp_lock: Mutex<()>,
+    /// Pending callbacks and requests. Held only for O(1) pushes and pops,
+    /// never across a scan or a callback (S9).
+    queue: Mutex<Queue>,
+    /// Held by the one thread running callbacks, so they run in order (S6).
+    invoke: Mutex<()>,
+    /// Entries that have finished running, for `barrier`.
+    done: AtomicU64,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// `(grace period needed, entry)`, needs non-decreasing (S5).
+    entries: VecDeque<(u64, Entry)>,
+    /// The highest grace-period number anyone waits for.
+    requested: u64,
+    /// Entries ever pushed.
+    pushed: u64,
+    /// Destructors waiting in `entries` (a batch counts its length).
+    pending: usize,
+}
+
+/// One queued unit: a callback or a whole batch behind one grace period.
+enum Entry {
+    One(Deferred),
+    Batch(Vec<Deferred>),
+}
+
+impl Entry {
+    fn len(&self) -> usize {
+        match self {
+            Entry::One(_) => 1,
+            Entry::Batch(v) => v.len(),
+        }
+    }
+
+    fn run(self) {
+        match self {
+            Entry::One(d) => d.run(),
+            Entry::Batch(v) => v.into_iter().for_each(Deferred::run),
+        }
+    }
 }
 
 /// A read-side critical section of one [`Srcu`] domain. `Send`: it may be
 /// dropped on another thread than the one that took it.
+#[must_use = "the critical section ends when the guard is dropped"]
 pub struct SrcuGuard<'a> {
-    _d: PhantomData<&'a Srcu>,
+    domain: &'a Srcu,
+    /// The counter index this reader bumped `locks[idx]` of (S2).
+    idx: usize,
 }
 
 /// A type-erased destructor that runs after a grace period (crate-internal
@@ -42,6 +166,37 @@ impl Deferred {
         // SAFETY: requirement 1 of `Deferred::new`: run exactly once (self is consumed).
         unsafe { (self.call)(self.data) }
     }
+
+    /// A deferred call of `f`.
+    fn from_fn<F: FnOnce() + Send + 'static>(f: F) -> Self {
+        /// # Safety
+        /// `p` came from `Box::<F>::into_raw` and is used only here, once.
+        unsafe fn call_boxed<F: FnOnce()>(p: *mut ()) {
+            // SAFETY: this function's requirement.
+            let f = unsafe { Box::from_raw(p.cast::<F>()) };
+            f()
+        }
+        let data = Box::into_raw(Box::new(f)).cast::<()>();
+        // SAFETY: 1. `call_boxed::<F>` consumes the box exactly once when run,
+        // and `F: Send` may run on any thread. 2. The box is owned by this
+        // `Deferred` alone until then.
+        unsafe { Self::new(data, call_boxed::<F>) }
+    }
+
+    /// A deferred drop of `value`.
+    fn from_box<T: Send + 'static>(value: Box<T>) -> Self {
+        /// # Safety
+        /// `p` came from `Box::<T>::into_raw` and is used only here, once.
+        unsafe fn drop_boxed<T>(p: *mut ()) {
+            // SAFETY: this function's requirement.
+            drop(unsafe { Box::from_raw(p.cast::<T>()) });
+        }
+        let data = Box::into_raw(value).cast::<()>();
+        // SAFETY: 1. `drop_boxed::<T>` frees the box exactly once when run, and
+        // `T: Send` may be dropped on any thread. 2. The box is owned by this
+        // `Deferred` alone until then.
+        unsafe { Self::new(data, drop_boxed::<T>) }
+    }
 }
 
 impl Default for Srcu {
@@ -50,53 +205,315 @@ impl Default for Srcu {
     }
 }
 
+impl fmt::Debug for Srcu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.gp.gp_seq.load(Ordering::Relaxed);
+        f.debug_struct("Srcu")
+            .field("completed_grace_periods", &completed(seq))
+            .field("phase", &(seq & PHASE_MASK))
+            .field("membarrier", &self.barrier.is_asymmetric())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SrcuGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrcuGuard")
+            .field("idx", &self.idx)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Srcu {
     /// A new, empty domain.
     pub fn new() -> Self {
+        Self::with_barrier(Barrier::new())
+    }
+
+    /// A domain whose readers use `fence(SeqCst)` even where `membarrier` is
+    /// available (the portable fallback), for comparing the two in benches.
+    #[doc(hidden)]
+    pub fn with_fence_readers() -> Self {
+        Self::with_barrier(Barrier::symmetric())
+    }
+
+    /// Whether this domain's readers rely on `membarrier` (compiler fences only).
+    #[doc(hidden)]
+    pub fn uses_membarrier(&self) -> bool {
+        self.barrier.is_asymmetric()
+    }
+
+    fn with_barrier(barrier: Barrier) -> Self {
         Self {
-            pending: crate::sync::Mutex::new(Vec::new()),
+            idx: AtomicUsize::new(0),
+            barrier,
+            slots: SlotTable::new(),
+            gp: Box::new(GpSide {
+                gp_seq: AtomicU64::new(0),
+                gp_lock: Mutex::new(()),
+                queue: Mutex::new(Queue::default()),
+                invoke: Mutex::new(()),
+                done: AtomicU64::new(0),
+            }),
         }
     }
+
     /// Enter a read-side critical section. Never blocks.
+    #[inline]
     pub fn read(&self) -> SrcuGuard<'_> {
-        SrcuGuard { _d: PhantomData }
+        // Relaxed: which index a reader uses matters only for progress, never
+        // for safety (every grace period scans both indices, §3).
+        let idx = self.idx.load(Ordering::Relaxed) & 1;
+        self.slots.bump(Counter::Lock, idx);
+        // B: orders the lock increment before the critical section's loads;
+        // pairs with the heavy barrier A of every scan (store buffering).
+        self.barrier.light();
+        SrcuGuard { domain: self, idx }
     }
+
     /// Wait until every reader that began before this call has ended.
+    ///
+    /// Must not be called while the calling thread holds a guard of this
+    /// domain (it would wait for itself forever).
     pub fn synchronize(&self) {
-        todo!("issue 3")
+        let need = self.request(None);
+        let mut backoff = Backoff::default();
+        while self.try_advance() < need {
+            backoff.snooze();
+        }
     }
+
     /// Run `f` after a grace period. Never blocks.
     pub fn call<F: FnOnce() + Send + 'static>(&self, f: F) {
-        let _ = f;
-        todo!("issue 3")
+        self.enqueue(Entry::One(Deferred::from_fn(f)));
     }
+
     /// Drop `value` after a grace period. Never blocks.
     pub fn retire<T: Send + 'static>(&self, value: Box<T>) {
-        let _ = value;
-        todo!("issue 3")
+        self.enqueue(Entry::One(Deferred::from_box(value)));
     }
+
     /// Wait until every callback queued before this call has run.
+    ///
+    /// Must not be called from a callback of this domain, nor while holding
+    /// one of its guards.
     pub fn barrier(&self) {
-        todo!("issue 3")
+        let target = lock(&self.gp.queue).pushed;
+        let mut backoff = Backoff::default();
+        loop {
+            self.try_advance();
+            self.run_ready();
+            // Acquire: pairs with the Release `done` increment in
+            // `run_ready`, so the callbacks' effects are visible to our caller.
+            if self.gp.done.load(Ordering::Acquire) >= target {
+                return;
+            }
+            backoff.snooze();
+        }
     }
+
     /// Advance grace periods without blocking and run ready callbacks.
     pub fn poll(&self) {
-        todo!("issue 3")
+        self.try_advance();
+        self.run_ready();
     }
+
     /// Queue a batch of raw destructors behind one grace period. Never blocks;
     /// may advance grace periods opportunistically.
     ///
     /// # Safety
     /// Each `Deferred` satisfies the requirements of [`Deferred::new`].
+    #[allow(dead_code, reason = "the tree's commit path (issue 2) is its user")]
     pub(crate) unsafe fn defer_batch(&self, batch: Vec<Deferred>) {
-        self.pending.lock().unwrap().extend(batch);
+        if !batch.is_empty() {
+            self.enqueue(Entry::Batch(batch));
+        }
+    }
+
+    /// Registers interest in the first grace period that starts after now and
+    /// returns its number; pushes `entry` tagged with it (S5).
+    fn request(&self, entry: Option<Entry>) -> u64 {
+        let mut q = lock(&self.gp.queue);
+        // Relaxed: the Idle→Scan1 store is made under this same lock (S4), so
+        // the lock orders it against this load; a completion (stored outside
+        // it) seen late only makes the snapshot conservative.
+        let need = snapshot(self.gp.gp_seq.load(Ordering::Relaxed));
+        q.requested = q.requested.max(need);
+        if let Some(entry) = entry {
+            let before = q.pending;
+            q.pending += entry.len();
+            q.pushed += 1;
+            q.entries.push_back((need, entry));
+            if before / POLL_EVERY != q.pending / POLL_EVERY {
+                drop(q);
+                self.poll();
+            }
+        }
+        need
+    }
+
+    fn enqueue(&self, entry: Entry) {
+        self.request(Some(entry));
+    }
+
+    /// Advances the grace-period state machine as far as readers allow,
+    /// without blocking. Returns the number of completed grace periods.
+    fn try_advance(&self) -> u64 {
+        let gp = &*self.gp;
+        let Some(_held) = try_lock(&gp.gp_lock) else {
+            // Acquire: pairs with the Release completion store below, so a
+            // caller that sees its grace period complete is ordered after
+            // the scans that ended it.
+            return completed(gp.gp_seq.load(Ordering::Acquire));
+        };
+        loop {
+            // Relaxed: written only under gp_lock, which we hold.
+            let seq = gp.gp_seq.load(Ordering::Relaxed);
+            match seq & PHASE_MASK {
+                IDLE => {
+                    let q = lock(&gp.queue);
+                    if q.requested <= completed(seq) {
+                        return completed(seq);
+                    }
+                    // Relaxed, under the queue lock (S4): every entry pushed
+                    // before this point is covered by this grace period; every
+                    // later one sees Scan1 and waits for the next.
+                    gp.gp_seq.store(seq + 1, Ordering::Relaxed);
+                }
+                SCAN1 => {
+                    // Relaxed: idx is written only under gp_lock.
+                    let cur = self.idx.load(Ordering::Relaxed);
+                    if !self.drained((cur & 1) ^ 1) {
+                        return completed(seq);
+                    }
+                    // The flip: readers from now on use the drained index, so
+                    // the old one can only drain (progress; no ordering is
+                    // needed for safety, §3).
+                    self.idx.store(cur.wrapping_add(1), Ordering::Relaxed);
+                    gp.gp_seq.store(seq + 1, Ordering::Relaxed);
+                }
+                SCAN2 => {
+                    let old = (self.idx.load(Ordering::Relaxed) & 1) ^ 1;
+                    if !self.drained(old) {
+                        return completed(seq);
+                    }
+                    // Release: pairs with the Acquire loads of gp_seq above
+                    // and in `run_ready`: both scans happen before whatever
+                    // the waiter frees.
+                    gp.gp_seq.store(seq - SCAN2 + 4, Ordering::Release);
+                }
+                _ => unreachable!("gp_seq phase"),
+            }
+        }
+    }
+
+    /// Whether every reader counted on index `idx` has finished (S7).
+    fn drained(&self, idx: usize) -> bool {
+        let unlocks = self.slots.sum(Counter::Unlock, idx);
+        // A: pairs with the readers' B (a lock not counted below was made
+        // visible after A, so that reader sees every store before A) and C
+        // (an unlock counted above has its lock counted below, and the
+        // reader's critical section happens before our caller's frees).
+        self.barrier.heavy();
+        let locks = self.slots.sum(Counter::Lock, idx);
+        locks == unlocks
+    }
+
+    /// Runs the callbacks whose grace period has completed, in queue order,
+    /// unless another thread is already doing so.
+    fn run_ready(&self) {
+        let gp = &*self.gp;
+        let Some(_invoking) = try_lock(&gp.invoke) else {
+            return;
+        };
+        loop {
+            // Acquire: pairs with the Release completion store in
+            // `try_advance` (S6: a callback runs after its grace period's scans).
+            let done_gps = completed(gp.gp_seq.load(Ordering::Acquire));
+            let ready: Vec<Entry> = {
+                let mut q = lock(&gp.queue);
+                let n = q
+                    .entries
+                    .iter()
+                    .take_while(|(need, _)| *need <= done_gps)
+                    .count();
+                if n == 0 {
+                    return;
+                }
+                let ready: Vec<Entry> = q.entries.drain(..n).map(|(_, e)| e).collect();
+                q.pending -= ready.iter().map(Entry::len).sum::<usize>();
+                ready
+            };
+            // Run outside the queue lock (S9): a callback may call into us.
+            let mut running = Running {
+                done: &gp.done,
+                left: ready.len() as u64,
+            };
+            for entry in ready {
+                entry.run();
+                running.left -= 1;
+                // Release: pairs with the Acquire load in `barrier`.
+                gp.done.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Counts a panicking batch's unrun entries as done (they are leaked), so that
+/// `barrier` cannot hang on them.
+struct Running<'a> {
+    done: &'a AtomicU64,
+    left: u64,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            // Release: pairs with the Acquire load in `barrier`.
+            self.done.fetch_add(self.left, Ordering::Release);
+        }
     }
 }
 
 impl Drop for Srcu {
     fn drop(&mut self) {
-        for d in std::mem::take(&mut *self.pending.lock().unwrap()) {
-            d.run();
+        // No guard is alive: every `SrcuGuard` borrows the domain. So no reader
+        // is inside, and every pending entry may run now, in queue order.
+        let entries = std::mem::take(&mut lock(&self.gp.queue).entries);
+        for (_, entry) in entries {
+            entry.run();
         }
     }
 }
+
+impl Drop for SrcuGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // C: orders the critical section before the unlock increment; pairs
+        // with the heavy barrier A of the scan that counts it.
+        self.domain.barrier.light();
+        self.domain.slots.bump(Counter::Unlock, self.idx);
+    }
+}
+
+/// Waiting in `synchronize`/`barrier`: yield a few times, then sleep with
+/// exponential backoff up to 1 ms (under loom every step is a yield).
+#[derive(Default)]
+struct Backoff {
+    step: u32,
+}
+
+impl Backoff {
+    fn snooze(&mut self) {
+        if self.step < 4 {
+            thread::yield_now();
+        } else {
+            let us = 1u64 << (self.step - 4).min(10);
+            thread::backoff_sleep(Duration::from_micros(us));
+        }
+        self.step = self.step.saturating_add(1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

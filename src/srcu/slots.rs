@@ -1,0 +1,238 @@
+//! Per-thread reader counters of one domain.
+//!
+//! Every thread owns one [`Slot`] per domain, found by its small recycled
+//! thread id ([`super::thread_id`]) in a [`SlotTable`]: bucket `b` holds `2^b`
+//! slots, is allocated on first use and never moves or shrinks until the
+//! domain is dropped (S3), like the `thread_local` crate's or seize's tables.
+//! So a slot outlives the thread that wrote it: the next thread to get the id
+//! continues its counts, and a guard dropped after its thread exited is
+//! counted wherever it is dropped. Only the sums over all slots matter (S2).
+//!
+//! A slot has a single writer at a time, its id's owner (S1), so increments
+//! are a plain Relaxed load and store, no read-modify-write. The one slot that
+//! may have several writers, the domain's fallback slot (for threads whose
+//! thread-locals are already destroyed), is bumped with `fetch_add`.
+
+use super::thread_id;
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use std::ptr;
+
+/// Number of buckets: ids up to `2^BUCKETS - 2` (ids are recycled, so this
+/// bounds the number of threads alive at once). Tiny under loom so that a scan
+/// is a handful of loads.
+#[cfg(not(loom))]
+const BUCKETS: usize = 32;
+#[cfg(loom)]
+const BUCKETS: usize = 3;
+
+/// Which counter of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Counter {
+    /// `locks[idx]`: bumped by `Srcu::read`.
+    Lock,
+    /// `unlocks[idx]`: bumped by dropping a guard.
+    Unlock,
+}
+
+/// One thread's reader counters, alone on its cache line(s) so that readers
+/// on different threads never write the same line (128 bytes: adjacent-line
+/// prefetchers pair 64-byte lines, as crossbeam's `CachePadded` assumes).
+#[repr(align(128))]
+#[derive(Default)]
+pub(super) struct Slot {
+    locks: [AtomicUsize; 2],
+    unlocks: [AtomicUsize; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128 || cfg!(loom));
+
+impl Slot {
+    #[inline(always)]
+    fn counter(&self, which: Counter, idx: usize) -> &AtomicUsize {
+        match which {
+            Counter::Lock => &self.locks[idx],
+            Counter::Unlock => &self.unlocks[idx],
+        }
+    }
+
+    /// Single-writer increment (S1): the caller owns this slot's id.
+    #[inline(always)]
+    pub(super) fn bump_owned(&self, which: Counter, idx: usize) {
+        let c = self.counter(which, idx);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Multi-writer increment, for the shared fallback slot.
+    #[cold]
+    pub(super) fn bump_shared(&self, which: Counter, idx: usize) {
+        self.counter(which, idx).fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(super) fn load(&self, which: Counter, idx: usize) -> usize {
+        self.counter(which, idx).load(Ordering::Relaxed)
+    }
+}
+
+/// `id` → (bucket, index in bucket): bucket `b` holds ids `2^b - 1 ..= 2^(b+1) - 2`.
+#[inline(always)]
+fn locate(id: usize) -> (usize, usize) {
+    let n = id + 1;
+    let bucket = (usize::BITS - 1 - n.leading_zeros()) as usize;
+    (bucket, n - (1 << bucket))
+}
+
+/// A lock-free, grow-only table of slots indexed by thread id, plus the
+/// shared fallback slot.
+pub(super) struct SlotTable {
+    /// Bucket `b`: null or a leaked `Box<[Slot]>` of length `2^b`.
+    buckets: [AtomicPtr<Slot>; BUCKETS],
+    /// For threads whose thread-locals are gone (a guard dropped, or a read
+    /// begun, by a thread-local destructor): several writers, so `fetch_add`.
+    fallback: Slot,
+}
+
+impl SlotTable {
+    pub(super) fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            fallback: Slot::default(),
+        }
+    }
+
+    /// Adds one to `which[idx]` in the calling thread's slot.
+    #[inline(always)]
+    pub(super) fn bump(&self, which: Counter, idx: usize) {
+        match thread_id::current() {
+            Some(id) => self.get(id).bump_owned(which, idx),
+            None => self.fallback.bump_shared(which, idx),
+        }
+    }
+
+    /// The slot of thread `id`, allocating its bucket on first use.
+    #[inline(always)]
+    fn get(&self, id: usize) -> &Slot {
+        let (b, i) = locate(id);
+        // Acquire: pairs with the AcqRel CAS in `alloc_bucket`, so the
+        // bucket's initialised slots are visible.
+        let p = self.buckets[b].load(Ordering::Acquire);
+        if p.is_null() {
+            return self.alloc_bucket(b, i);
+        }
+        // SAFETY: a non-null bucket pointer is a live `Box<[Slot]>` of length
+        // 2^b (S3: freed only in `Drop`, which `&self` excludes), and `i < 2^b`
+        // by `locate`.
+        unsafe { &*p.add(i) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_bucket(&self, b: usize, i: usize) -> &Slot {
+        let fresh: Box<[Slot]> = (0..1usize << b).map(|_| Slot::default()).collect();
+        let fresh = Box::into_raw(fresh) as *mut Slot;
+        // AcqRel: Release publishes the initialised slots to `get`/`sum`
+        // (their Acquire loads); Acquire (and Acquire on failure) sees the
+        // winner's slots if another thread raced us.
+        let p = match self.buckets[b].compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` of a slice of
+                // length 2^b just above and was never shared (the CAS failed).
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, 1 << b)) });
+                winner
+            }
+        };
+        // SAFETY: `p` is a published bucket of length 2^b (S3) and `i < 2^b`.
+        unsafe { &*p.add(i) }
+    }
+
+    /// Sum of counter `which[idx]` over every slot, wrapping. Not a snapshot:
+    /// each counter is loaded once, Relaxed, at its own moment (the scan's
+    /// argument in docs/DESIGN.md §3 needs no more).
+    pub(super) fn sum(&self, which: Counter, idx: usize) -> usize {
+        let mut total = self.fallback.load(which, idx);
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            // Acquire: pairs with the AcqRel CAS in `alloc_bucket`.
+            let p = bucket.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: a published bucket is a live slice of length 2^b (S3).
+            let slots = unsafe { &*ptr::slice_from_raw_parts(p, 1 << b) };
+            for s in slots {
+                total = total.wrapping_add(s.load(which, idx));
+            }
+        }
+        total
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            let p = bucket.load(Ordering::Relaxed); // &mut self: no concurrent access
+            if !p.is_null() {
+                // SAFETY: `p` is the `Box<[Slot]>` of length 2^b published by
+                // `alloc_bucket`; nobody else can reach it any more (&mut self).
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, 1 << b)) });
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+pub(super) mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_ids_densely() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(1), (1, 0));
+        assert_eq!(locate(2), (1, 1));
+        assert_eq!(locate(3), (2, 0));
+        assert_eq!(locate(6), (2, 3));
+        assert_eq!(locate(7), (3, 0));
+        for id in 0..10_000usize {
+            let (b, i) = locate(id);
+            assert!(i < 1 << b);
+            assert_eq!((1 << b) - 1 + i, id);
+        }
+    }
+
+    #[test]
+    fn sums_span_buckets_and_slots_are_stable() {
+        let t = SlotTable::new();
+        let a = t.get(0) as *const Slot;
+        for id in [0, 1, 2, 5, 100] {
+            t.get(id).bump_owned(Counter::Lock, 1);
+        }
+        t.get(5).bump_owned(Counter::Unlock, 1);
+        t.fallback.bump_shared(Counter::Unlock, 1);
+        assert_eq!(t.sum(Counter::Lock, 1), 5);
+        assert_eq!(t.sum(Counter::Lock, 0), 0);
+        assert_eq!(t.sum(Counter::Unlock, 1), 2);
+        assert_eq!(t.get(0) as *const Slot, a, "slots never move");
+    }
+
+    #[test]
+    fn bump_uses_the_calling_threads_slot() {
+        let t = SlotTable::new();
+        t.bump(Counter::Lock, 0);
+        std::thread::scope(|s| {
+            s.spawn(|| t.bump(Counter::Unlock, 0));
+        });
+        assert_eq!(t.sum(Counter::Lock, 0), 1);
+        assert_eq!(t.sum(Counter::Unlock, 0), 1);
+        assert_eq!(t.fallback.load(Counter::Lock, 0), 0);
+    }
+
+    /// The fallback slot's unlock count of index `idx` (for module tests).
+    pub(in crate::srcu) fn fallback_unlocks(t: &SlotTable, idx: usize) -> usize {
+        t.fallback.load(Counter::Unlock, idx)
+    }
+}

@@ -1,0 +1,252 @@
+//! Unit tests of the state machine and counters (threaded tests live in
+//! tests/srcu.rs).
+
+use super::*;
+use std::sync::Arc as StdArc;
+use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+
+fn phase(d: &Srcu) -> u64 {
+    d.gp.gp_seq.load(Ordering::Relaxed) & PHASE_MASK
+}
+
+fn completed_gps(d: &Srcu) -> u64 {
+    completed(d.gp.gp_seq.load(Ordering::Relaxed))
+}
+
+fn counter() -> (StdArc<StdAtomicUsize>, impl Fn() -> usize) {
+    let c = StdArc::new(StdAtomicUsize::new(0));
+    let c2 = c.clone();
+    (c, move || c2.load(Ordering::Relaxed))
+}
+
+#[test]
+fn snapshot_needs_a_grace_period_that_starts_later() {
+    assert_eq!(snapshot(0), 1); // idle, 0 done: the next one
+    assert_eq!(snapshot(SCAN1), 2); // the current one may have scanned already
+    assert_eq!(snapshot(SCAN2), 2);
+    assert_eq!(snapshot(4 * 7), 8);
+    assert_eq!(snapshot(4 * 7 + SCAN2), 9);
+}
+
+#[test]
+fn guard_counts_balance_per_index() {
+    for d in [Srcu::new(), Srcu::with_fence_readers()] {
+        assert!(d.drained(0) && d.drained(1));
+        let g = d.read();
+        assert_eq!(g.idx, 0);
+        assert!(!d.drained(0));
+        assert!(d.drained(1));
+        drop(g);
+        assert!(d.drained(0));
+    }
+}
+
+#[test]
+fn poll_is_idle_without_requests() {
+    let d = Srcu::new();
+    d.poll();
+    assert_eq!((completed_gps(&d), phase(&d)), (0, IDLE));
+}
+
+#[test]
+fn grace_period_walks_scan1_flip_scan2() {
+    let d = Srcu::new();
+    let (c, ran) = counter();
+    let g0 = d.read(); // on index 0
+    d.call(move || {
+        c.fetch_add(1, Ordering::Relaxed);
+    });
+    d.poll();
+    // Index 1 was drained, so the GP flipped and now waits for index 0.
+    assert_eq!((completed_gps(&d), phase(&d)), (0, SCAN2));
+    assert_eq!(d.idx.load(Ordering::Relaxed), 1);
+    let g1 = d.read(); // after the flip: index 1, not waited for
+    assert_eq!(g1.idx, 1);
+    d.poll();
+    assert_eq!(
+        (phase(&d), ran()),
+        (SCAN2, 0),
+        "reader on the old index holds the GP"
+    );
+    drop(g0);
+    d.poll();
+    assert_eq!((completed_gps(&d), phase(&d), ran()), (1, IDLE, 1));
+    // The next GP drains index 0 (empty), flips back to 0 and waits for g1.
+    d.call(|| {});
+    d.poll();
+    assert_eq!((completed_gps(&d), phase(&d)), (1, SCAN2));
+    assert_eq!(d.idx.load(Ordering::Relaxed), 2);
+    drop(g1);
+    d.poll();
+    assert_eq!((completed_gps(&d), phase(&d)), (2, IDLE));
+    assert_eq!(d.idx.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn callback_queued_mid_grace_period_waits_for_the_next() {
+    let d = Srcu::new();
+    let order = StdArc::new(Mutex::new(Vec::new()));
+    let g = d.read();
+    let o = order.clone();
+    d.call(move || lock(&o).push(1));
+    d.poll(); // GP 1 in Scan2, held by g
+    let o = order.clone();
+    d.call(move || lock(&o).push(2));
+    {
+        let q = lock(&d.gp.queue);
+        let needs: Vec<u64> = q.entries.iter().map(|(n, _)| *n).collect();
+        assert_eq!(needs, [1, 2]);
+        assert_eq!(q.requested, 2);
+    }
+    drop(g);
+    d.poll(); // completes GP 1, runs 1, then GP 2 at once (no readers), runs 2
+    assert_eq!(completed_gps(&d), 2);
+    assert_eq!(*lock(&order), [1, 2]);
+}
+
+#[test]
+fn poll_never_waits_for_a_held_guard() {
+    let d = Srcu::new();
+    let (c, ran) = counter();
+    let _g = d.read();
+    for _ in 0..10 * POLL_EVERY {
+        let c = c.clone();
+        d.call(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        d.poll();
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(ran(), 0);
+    assert_eq!(lock(&d.gp.queue).pending, 10 * POLL_EVERY);
+}
+
+#[test]
+fn retire_polls_opportunistically() {
+    struct Counted(StdArc<StdAtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let d = Srcu::new();
+    let (c, freed) = counter();
+    for _ in 0..10 * POLL_EVERY {
+        d.retire(Box::new(Counted(c.clone())));
+    }
+    // Every POLL_EVERY retirements one poll runs whatever was queued before it.
+    assert!(freed() >= 9 * POLL_EVERY, "freed only {}", freed());
+    d.barrier();
+    assert_eq!(freed(), 10 * POLL_EVERY);
+    assert_eq!(lock(&d.gp.queue).pending, 0);
+}
+
+#[test]
+fn defer_batch_runs_each_destructor_once() {
+    unsafe fn bump(p: *mut ()) {
+        // SAFETY: `p` is the `&'static StdAtomicUsize` passed below.
+        unsafe { &*p.cast::<StdAtomicUsize>() }.fetch_add(1, Ordering::Relaxed);
+    }
+    static HITS: StdAtomicUsize = StdAtomicUsize::new(0);
+    let d = Srcu::new();
+    let p = std::ptr::from_ref(&HITS).cast_mut().cast::<()>();
+    let batch: Vec<Deferred> = (0..10)
+        // SAFETY: 1. `bump` only increments a static atomic, on any thread,
+        // any number of times. 2. `HITS` is static.
+        .map(|_| unsafe { Deferred::new(p, bump) })
+        .collect();
+    let g = d.read();
+    // SAFETY: each Deferred satisfies `Deferred::new` (above).
+    unsafe { d.defer_batch(batch) };
+    // SAFETY: an empty batch trivially satisfies the requirements.
+    unsafe { d.defer_batch(Vec::new()) };
+    assert_eq!(lock(&d.gp.queue).pushed, 1, "an empty batch queues nothing");
+    d.poll();
+    assert_eq!(HITS.load(Ordering::Relaxed), 0);
+    drop(g);
+    d.barrier();
+    assert_eq!(HITS.load(Ordering::Relaxed), 10);
+    d.barrier();
+    assert_eq!(HITS.load(Ordering::Relaxed), 10);
+}
+
+#[test]
+fn drop_runs_pending_callbacks_in_order() {
+    let order = StdArc::new(Mutex::new(Vec::new()));
+    let d = Srcu::new();
+    let g = d.read();
+    for i in 0..5 {
+        let o = order.clone();
+        d.call(move || lock(&o).push(i));
+        d.poll();
+    }
+    drop(g);
+    assert!(lock(&order).is_empty());
+    drop(d);
+    assert_eq!(*lock(&order), [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn callbacks_may_reenter_the_domain() {
+    let d = StdArc::new(Srcu::new());
+    let (c, ran) = counter();
+    let d2 = d.clone();
+    d.call(move || {
+        let c2 = c.clone();
+        d2.call(move || {
+            c2.fetch_add(1, Ordering::Relaxed);
+        });
+        d2.poll(); // run_ready is busy (us): must not deadlock
+        d2.synchronize();
+        c.fetch_add(1, Ordering::Relaxed);
+    });
+    d.barrier();
+    assert!(ran() >= 1);
+    d.barrier();
+    assert_eq!(ran(), 2);
+    // The inner callback holds a clone of the domain: break the cycle.
+    drop(d);
+}
+
+#[test]
+fn panicking_callback_does_not_hang_barrier() {
+    let d = Srcu::new();
+    d.call(|| panic!("callback panic (expected by the test)"));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.barrier()));
+    assert!(r.is_err());
+    d.call(|| {});
+    d.barrier(); // neither the poisoned locks nor the lost entry block us
+}
+
+#[test]
+fn guard_dropped_during_thread_teardown_uses_the_fallback_slot() {
+    use std::cell::RefCell;
+    static D: std::sync::LazyLock<Srcu> = std::sync::LazyLock::new(Srcu::new);
+    struct Holder(RefCell<Option<SrcuGuard<'static>>>);
+    std::thread_local! {
+        static HOLDER: Holder = const { Holder(RefCell::new(None)) };
+    }
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            // Runs after this thread's registration is gone: both the unlock
+            // of the held guard and this new read go to the fallback slot.
+            drop(self.0.borrow_mut().take());
+            drop(D.read());
+        }
+    }
+    std::thread::spawn(|| {
+        // Register HOLDER's destructor before the srcu registration's, so
+        // that it runs after it (destructors run in reverse order).
+        HOLDER.with(|_| {});
+        let g = D.read();
+        HOLDER.with(|h| *h.0.borrow_mut() = Some(g));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(slots::tests::fallback_unlocks(&D.slots, 0), 2);
+    assert!(D.drained(0) && D.drained(1));
+    D.synchronize();
+}
