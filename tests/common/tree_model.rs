@@ -103,7 +103,7 @@ impl Model {
         if size == 0 || !align.is_power_of_two() || w.start >= w.end {
             return None;
         }
-        let fits = self.gaps(w).into_iter().filter_map(|g| {
+        let mut fits = self.gaps(w).into_iter().filter_map(|g| {
             if g.end - g.start < size {
                 return None;
             }
@@ -115,10 +115,6 @@ impl Model {
                 (s.checked_add(size)? <= g.end).then_some(s)
             }
         });
-        if rev {
-            fits.last()
-        } else {
-            fits.into_iter().next()
-        }
+        if rev { fits.next_back() } else { fits.next() }
     }
 }
