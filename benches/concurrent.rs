@@ -13,8 +13,10 @@
 //! `iter_custom`: each sample starts the threads, lines them up on a barrier,
 //! and returns the wall time the readers needed for `iters` lookups in total
 //! (split evenly over the readers), so the reported time is per lookup and
-//! `2readers` shows aggregate throughput. The writer's achieved rate is
-//! printed after each writer benchmark.
+//! `2readers` shows aggregate throughput. Wall time on a shared 2-core
+//! machine includes time slices lost to other processes, so each benchmark
+//! also prints the readers' median CPU time per lookup, and the writer's
+//! achieved rate.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -120,8 +122,19 @@ fn writer<I: Index>(idx: &I, ranges: &[(u64, u64)], seed: u64, stop: &AtomicBool
     ops
 }
 
+/// What one sample measured.
+struct Sample {
+    /// Wall time until the last reader finished (what criterion reports).
+    wall: Duration,
+    /// CPU time of all readers together.
+    cpu: Duration,
+    lookups: u64,
+    writer_ops: u64,
+    writer_time: Duration,
+}
+
 /// Runs `readers` reader threads doing `iters` lookups in total (and a writer
-/// if `write`); returns the readers' wall time and the writer's (ops, secs).
+/// if `write`).
 fn run<I: Index>(
     idx: &I,
     ranges: &[(u64, u64)],
@@ -130,7 +143,7 @@ fn run<I: Index>(
     write: bool,
     iters: u64,
     seed: u64,
-) -> (Duration, u64, Duration) {
+) -> Sample {
     let stop = AtomicBool::new(false);
     let start = Barrier::new(readers + 1);
     std::thread::scope(|s| {
@@ -149,6 +162,7 @@ fn run<I: Index>(
                     let mut k = (r * POOL / readers + (seed as usize % POOL)) % POOL;
                     start.wait();
                     let t = Instant::now();
+                    let c = thread_cpu_now();
                     let mut acc = 0;
                     for _ in 0..per {
                         acc = fold(acc, idx.lookup(addrs[k]));
@@ -158,19 +172,36 @@ fn run<I: Index>(
                         }
                     }
                     black_box(acc);
-                    t.elapsed()
+                    (t.elapsed(), thread_cpu_now() - c)
                 })
             })
             .collect();
         start.wait();
-        let wall = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+        let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
+        for h in hs {
+            let (w, c) = h.join().unwrap();
+            wall = wall.max(w);
+            cpu += c;
+        }
         stop.store(true, Ordering::Relaxed);
         let (ops, wt) = w.map_or((0, Duration::ZERO), |h| h.join().unwrap());
-        (wall, ops, wt)
+        Sample {
+            wall,
+            cpu,
+            lookups: iters.div_ceil(readers as u64) * readers as u64,
+            writer_ops: ops,
+            writer_time: wt,
+        }
     })
 }
 
 fn concurrent(c: &mut Criterion) {
+    eprintln!(
+        "    /proc/loadavg at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let ranges = layout(N, 42);
     let addrs = lookup_addrs(&ranges, POOL, 7);
     let tree = maple(&ranges);
@@ -197,20 +228,29 @@ fn concurrent(c: &mut Criterion) {
             readers: usize,
             write: bool,
         ) {
+            let mut cpu_per_lookup = Vec::new();
             let (mut ops, mut secs) = (0u64, 0f64);
             let mut seed = 1;
             g.bench_function(id, |b| {
                 b.iter_custom(|iters| {
                     seed += 1;
-                    let (wall, o, wt) = run(idx, ranges, addrs, readers, write, iters, seed);
-                    ops += o;
-                    secs += wt.as_secs_f64();
-                    wall
+                    let s = run(idx, ranges, addrs, readers, write, iters, seed);
+                    cpu_per_lookup.push(s.cpu.as_nanos() as f64 / s.lookups as f64);
+                    ops += s.writer_ops;
+                    secs += s.writer_time.as_secs_f64();
+                    s.wall
                 })
             });
+            // Reader CPU time per lookup (immune to time slices lost to other
+            // processes, not to contention): the median over every sample.
+            eprintln!(
+                "    {id}: reader CPU time per lookup {:.1} ns (median of {} samples, incl. warm-up)",
+                median(&mut cpu_per_lookup),
+                cpu_per_lookup.len()
+            );
             if write {
                 eprintln!(
-                    "    writer for {id}: {:.0} ops/s (target {:.0})",
+                    "    {id}: writer achieved {:.0} ops/s (target {:.0})",
                     ops as f64 / secs,
                     1.0 / WRITE_PERIOD.as_secs_f64()
                 );

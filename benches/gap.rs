@@ -7,6 +7,7 @@
 //! bottom-up / top-down searches from a varying base. Sizes 4 KiB (the next
 //! gap), 2 MiB (only the rare large gaps hold it) and 1 GiB (nothing inside
 //! the mapped field: the answer lies past its end), each 4 KiB- and 2 MiB-aligned.
+//! Time is the thread's CPU time (see `common::ThreadTime`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -101,7 +102,7 @@ fn label(bytes: u64) -> String {
     }
 }
 
-fn gap(c: &mut Criterion) {
+fn gap(c: &mut Criterion<ThreadTime>) {
     for n in [4usize << 10, 256 << 10, 1 << 20] {
         let ranges = layout(n, 42);
         let field_end = ranges.last().unwrap().1;
@@ -171,5 +172,9 @@ fn gap(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gap);
+criterion_group! {
+    name = benches;
+    config = cpu_criterion();
+    targets = gap
+}
 criterion_main!(benches);

@@ -150,4 +150,3 @@ macro_rules! lazy_static {
 }
 #[cfg(not(loom))]
 pub(crate) use lazy_static;
-

@@ -226,3 +226,54 @@ pub fn n_label(n: usize) -> String {
         n.to_string()
     }
 }
+
+/// Criterion measurement: CPU time of the benchmarking thread
+/// (`CLOCK_THREAD_CPUTIME_ID`, user + system), not wall time.
+///
+/// The benches run on a 2-core machine shared with other builds; wall time
+/// then counts whole time slices spent descheduled, which swamps
+/// differences of a few ns. Thread CPU time counts only the work of the
+/// measured thread (it still sees the cache pollution of the other
+/// processes). Single-threaded benches only: work done by other threads is
+/// not counted.
+pub struct ThreadTime(criterion::measurement::WallTime);
+
+pub fn thread_cpu_now() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant
+    // every Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl criterion::measurement::Measurement for ThreadTime {
+    type Intermediate = std::time::Duration;
+    type Value = std::time::Duration;
+    fn start(&self) -> Self::Intermediate {
+        thread_cpu_now()
+    }
+    fn end(&self, i: Self::Intermediate) -> Self::Value {
+        thread_cpu_now() - i
+    }
+    fn add(&self, a: &Self::Value, b: &Self::Value) -> Self::Value {
+        *a + *b
+    }
+    fn zero(&self) -> Self::Value {
+        std::time::Duration::ZERO
+    }
+    fn to_f64(&self, v: &Self::Value) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn criterion::measurement::ValueFormatter {
+        self.0.formatter()
+    }
+}
+
+/// The criterion configuration of the single-threaded benches.
+pub fn cpu_criterion() -> criterion::Criterion<ThreadTime> {
+    criterion::Criterion::default().with_measurement(ThreadTime(criterion::measurement::WallTime))
+}
