@@ -5,7 +5,9 @@
 //! One criterion group per N; every iteration looks up a batch of 1024
 //! precomputed addresses taken in turn from a pool of 64Ki, and the reported
 //! time is per lookup (`Throughput::Elements(1024)`), measured as the
-//! thread's CPU time (see `common::ThreadTime`).
+//! thread's CPU time (see `common::ThreadTime`). Rows `dep/*` chain each
+//! lookup's address to the previous result, so they measure the latency of
+//! one lookup instead of the throughput of independent (overlapping) ones.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -26,6 +28,18 @@ fn batches<'a>(addrs: &'a [u64]) -> impl FnMut() -> &'a [u64] {
         k = (k + BATCH) % addrs.len();
         b
     }
+}
+
+/// Looks up every address of `batch` with `f`, each address depending on the
+/// previous result (through `acc & mask`, with `mask` an opaque zero), so
+/// lookups cannot overlap in the CPU: the latency of one isolated lookup,
+/// as in a fault handler, rather than the throughput of independent ones.
+#[inline(always)]
+fn dependent(batch: &[u64], mut f: impl FnMut(u64) -> Option<(u64, u64)>) -> u64 {
+    let mask = std::hint::black_box(0u64);
+    batch
+        .iter()
+        .fold(0, |acc, &a| fold(acc, f(a.wrapping_add(acc & mask))))
 }
 
 fn lookup(c: &mut Criterion<ThreadTime>) {
@@ -119,6 +133,27 @@ fn lookup(c: &mut Criterion<ThreadTime>) {
                     .iter()
                     .fold(0, |acc, &a| fold(acc, rangemap_get(&rmap, a)))
             })
+        });
+
+        // Latency-bound rows (see `dependent`).
+        g.bench_function("dep/maple_guard", |b| {
+            let mut next = batches(&addrs);
+            b.iter(|| {
+                let r = tree.pin();
+                dependent(next(), |a| r.get(a).map(|(rg, v)| (rg.start, *v)))
+            })
+        });
+        g.bench_function("dep/maple_pin", |b| {
+            let mut next = batches(&addrs);
+            b.iter(|| dependent(next(), |a| tree.pin().get(a).map(|(rg, v)| (rg.start, *v))))
+        });
+        g.bench_function("dep/btreemap", |b| {
+            let mut next = batches(&addrs);
+            b.iter(|| dependent(next(), |a| btree_get(&bt, a)))
+        });
+        g.bench_function("dep/sorted_vec", |b| {
+            let mut next = batches(&addrs);
+            b.iter(|| dependent(next(), |a| vec_get(&vec, a)))
         });
         g.finish();
     }
