@@ -6,6 +6,10 @@
 //! at once (see docs/DESIGN.md, "Loom").
 
 use std::sync::TryLockError;
+/// Weak references (std only: used by the optional helper thread, which is
+/// not modelled under loom).
+#[cfg(not(loom))]
+pub(crate) use std::sync::Weak;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
@@ -46,6 +50,9 @@ pub(crate) fn compiler_fence(order: Ordering) {
 pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::yield_now;
+    /// Named background threads (std only; see `sync::Weak`).
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::Builder;
     #[cfg(not(loom))]
     pub(crate) use std::thread::yield_now;
 
@@ -94,8 +101,22 @@ impl<T> UnsafeCell<T> {
 
 /// Thread-local storage: loom needs its own `thread_local!` so each modelled
 /// thread gets a fresh value.
+/// Under loom: `loom::thread_local!`, also accepting std's `const { .. }`
+/// initialiser form (loom's macro takes only a plain expression).
 #[cfg(loom)]
-pub(crate) use loom::thread_local;
+macro_rules! loom_thread_local {
+    () => {};
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const { $init:expr }; $($rest:tt)*) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init;);
+        $crate::sync::thread_local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init;);
+        $crate::sync::thread_local!($($rest)*);
+    };
+}
+#[cfg(loom)]
+pub(crate) use loom_thread_local as thread_local;
 #[cfg(not(loom))]
 pub(crate) use std::thread_local;
 

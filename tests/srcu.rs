@@ -391,7 +391,7 @@ struct Node {
 
 #[test]
 fn readers_never_see_a_retired_value() {
-    const SWAPS: usize = 3000;
+    const SWAPS: usize = 1000;
     let d = Srcu::new();
     let nodes: Arc<Vec<Node>> = Arc::new(
         (0..=SWAPS)
@@ -408,18 +408,31 @@ fn readers_never_see_a_retired_value() {
         let reader = || {
             let g = d.read();
             let i = current.load(Ordering::Acquire);
-            for _ in 0..8 {
+            // A critical section long enough (~µs) for a wrong grace period
+            // to retire the node under it.
+            for _ in 0..16 {
                 assert!(
                     !nodes[i].retired.load(Ordering::Relaxed),
                     "node {i} retired under a reader"
                 );
-                std::hint::spin_loop();
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             }
             drop(g);
             checks.fetch_add(1, Ordering::Relaxed);
+            thread::yield_now(); // leave the writer some CPU on small machines
         };
         spawn_loops(s, 2, &stop, reader);
         for i in 1..=SWAPS {
+            if i % 100 == 1 {
+                // Make sure readers really overlap the writer, even when the
+                // scheduler favours it.
+                let seen = checks.load(Ordering::Relaxed);
+                while checks.load(Ordering::Relaxed) < seen + 20 {
+                    thread::yield_now();
+                }
+            }
             let old = current.swap(i, Ordering::AcqRel);
             if i % 2 == 0 {
                 let nodes = nodes.clone();
@@ -432,7 +445,7 @@ fn readers_never_see_a_retired_value() {
         d.barrier();
         stop.store(true, Ordering::Relaxed);
     });
-    assert!(checks.load(Ordering::Relaxed) > 0);
+    assert!(checks.load(Ordering::Relaxed) >= 200);
     assert_eq!(
         nodes
             .iter()
@@ -440,4 +453,40 @@ fn readers_never_see_a_retired_value() {
             .count(),
         SWAPS
     );
+}
+
+#[test]
+fn helper_thread_reclaims_without_callers_driving() {
+    let d = Srcu::with_helper_thread();
+    let freed = Arc::new(AtomicUsize::new(0));
+    let g = d.read();
+    for _ in 0..10 {
+        d.retire(Box::new(Counted(freed.clone()))); // 10 < 64: no opportunistic poll
+    }
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        freed.load(Ordering::Relaxed),
+        0,
+        "freed under a live reader"
+    );
+    drop(g);
+    let t = Instant::now();
+    while freed.load(Ordering::Relaxed) < 10 && t.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        freed.load(Ordering::Relaxed),
+        10,
+        "the helper did not reclaim"
+    );
+    // Pending work at the last drop still runs, wherever the domain dies.
+    d.retire(Box::new(Counted(freed.clone())));
+    let weak = Arc::downgrade(&d);
+    drop(d);
+    let t = Instant::now();
+    while weak.strong_count() > 0 && t.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(weak.strong_count(), 0);
+    assert_eq!(freed.load(Ordering::Relaxed), 11);
 }

@@ -3,7 +3,7 @@
 //! # How it works
 //!
 //! A [`Srcu`] domain counts readers in per-thread slots of two counter pairs,
-//! `locks[2]` and `unlocks[2]` ([`slots`]). [`Srcu::read`] picks the current
+//! `locks[2]` and `unlocks[2]` (`slots.rs`). [`Srcu::read`] picks the current
 //! index `i = idx & 1`, bumps its own thread's `locks[i]` with a plain Relaxed
 //! store and issues the light barrier; dropping the guard issues the light
 //! barrier and bumps `unlocks[i]` in the slot of whichever thread drops it.
@@ -14,15 +14,15 @@
 //! as readers allow): wait until the inactive index is drained (sum of unlocks,
 //! heavy barrier, sum of locks, equal), flip `idx`, wait until the old index is
 //! drained. A scan's heavy barrier pairs with the readers' light barriers
-//! ([`barrier`]: `membarrier` against compiler fences where Linux allows,
+//! (`barrier.rs`: `membarrier` against compiler fences where Linux allows,
 //! `fence(SeqCst)` on both sides otherwise and under loom).
 //!
 //! Callbacks are queued tagged with the number of the grace period they need
 //! and run, outside every internal lock, in queue order once it has completed.
 //! Nothing runs in the background: `poll`, `synchronize`, `barrier`, and the
-//! queueing calls (every [`POLL_EVERY`] entries) drive progress.
+//! queueing calls (every `POLL_EVERY` = 64 entries) drive progress.
 //!
-//! The invariants `S1`..`S9` cited in comments and the ordering argument are
+//! The invariants `S1`..`S10` cited in comments and the ordering argument are
 //! in docs/DESIGN.md §3.
 
 mod barrier;
@@ -228,6 +228,34 @@ impl Srcu {
     /// A new, empty domain.
     pub fn new() -> Self {
         Self::with_barrier(Barrier::new())
+    }
+
+    /// A shared domain with a helper thread that calls [`Srcu::poll`] every
+    /// millisecond, so callbacks run and memory is reclaimed even when no
+    /// caller drives progress.
+    ///
+    /// The thread holds only a weak reference. It exits within a millisecond
+    /// of the last `Arc` being dropped (if that happens while it polls, the
+    /// domain is dropped, and its pending callbacks run, on the helper thread).
+    ///
+    /// # Panics
+    /// If the thread cannot be spawned.
+    #[cfg(not(loom))]
+    pub fn with_helper_thread() -> crate::sync::Arc<Srcu> {
+        use crate::sync::{Arc, Weak};
+        let domain = Arc::new(Self::new());
+        let weak: Weak<Srcu> = Arc::downgrade(&domain);
+        thread::Builder::new()
+            .name("maple-rcu-srcu-helper".into())
+            .spawn(move || {
+                while let Some(d) = weak.upgrade() {
+                    d.poll();
+                    drop(d);
+                    thread::backoff_sleep(Duration::from_millis(1));
+                }
+            })
+            .expect("spawn the Srcu helper thread");
+        domain
     }
 
     /// A domain whose readers use `fence(SeqCst)` even where `membarrier` is

@@ -14,8 +14,13 @@
 //! thread-locals are already destroyed), is bumped with `fetch_add`.
 
 use super::thread_id;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, lazy_static};
 use std::ptr;
+
+lazy_static! {
+    /// Source of domain uids (S10); 0 is never handed out.
+    static ref NEXT_UID: AtomicU64 = AtomicU64::new(1);
+}
 
 /// Number of buckets: ids up to `2^BUCKETS - 2` (ids are recycled, so this
 /// bounds the number of threads alive at once). Tiny under loom so that a scan
@@ -50,8 +55,8 @@ impl Slot {
     #[inline(always)]
     fn counter(&self, which: Counter, idx: usize) -> &AtomicUsize {
         match which {
-            Counter::Lock => &self.locks[idx],
-            Counter::Unlock => &self.unlocks[idx],
+            Counter::Lock => &self.locks[idx & 1],
+            Counter::Unlock => &self.unlocks[idx & 1],
         }
     }
 
@@ -85,6 +90,9 @@ fn locate(id: usize) -> (usize, usize) {
 /// A lock-free, grow-only table of slots indexed by thread id, plus the
 /// shared fallback slot.
 pub(super) struct SlotTable {
+    /// Unique per table for the life of the process, so a thread's cached
+    /// `(uid, slot)` can never name a slot of a dropped table (S10).
+    uid: u64,
     /// Bucket `b`: null or a leaked `Box<[Slot]>` of length `2^b`.
     buckets: [AtomicPtr<Slot>; BUCKETS],
     /// For threads whose thread-locals are gone (a guard dropped, or a read
@@ -95,6 +103,8 @@ pub(super) struct SlotTable {
 impl SlotTable {
     pub(super) fn new() -> Self {
         Self {
+            // Relaxed: uniqueness needs only the RMW's atomicity.
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
             buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             fallback: Slot::default(),
         }
@@ -103,14 +113,29 @@ impl SlotTable {
     /// Adds one to `which[idx]` in the calling thread's slot.
     #[inline(always)]
     pub(super) fn bump(&self, which: Counter, idx: usize) {
+        match thread_id::last_slot(self.uid) {
+            // SAFETY: S10: the cache holds `(self.uid, p)` only while `p` is
+            // this thread's slot in the table with that uid, which is `self`
+            // (uids are never reused), alive for `&self`; slots never move (S3).
+            Some(p) => unsafe { &*p.cast::<Slot>() }.bump_owned(which, idx),
+            None => self.bump_uncached(which, idx),
+        }
+    }
+
+    #[inline(never)]
+    fn bump_uncached(&self, which: Counter, idx: usize) {
         match thread_id::current() {
-            Some(id) => self.get(id).bump_owned(which, idx),
+            Some(id) => {
+                let slot = self.get(id);
+                thread_id::set_last_slot(self.uid, ptr::from_ref(slot).cast());
+                slot.bump_owned(which, idx);
+            }
             None => self.fallback.bump_shared(which, idx),
         }
     }
 
     /// The slot of thread `id`, allocating its bucket on first use.
-    #[inline(always)]
+    #[inline]
     fn get(&self, id: usize) -> &Slot {
         let (b, i) = locate(id);
         // Acquire: pairs with the AcqRel CAS in `alloc_bucket`, so the

@@ -250,3 +250,27 @@ fn guard_dropped_during_thread_teardown_uses_the_fallback_slot() {
     assert!(D.drained(0) && D.drained(1));
     D.synchronize();
 }
+
+#[test]
+fn slot_cache_never_outlives_its_domain() {
+    // Same stack slot, so very likely the same address: the cache is keyed
+    // by uid, not address, so the new domain must count in its own table.
+    let mut d = Srcu::new();
+    drop(d.read());
+    for _ in 0..3 {
+        d = Srcu::new();
+        let g = d.read();
+        assert!(!d.drained(0), "lock went to a dead domain's slot");
+        drop(g);
+        assert!(d.drained(0));
+    }
+    // Alternating domains miss the one-entry cache but still count right.
+    let (a, b) = (Srcu::new(), Srcu::new());
+    let ga = a.read();
+    let gb = b.read();
+    let ga2 = a.read();
+    drop(gb);
+    assert!(b.drained(0) && !a.drained(0));
+    drop((ga, ga2));
+    assert!(a.drained(0));
+}

@@ -12,6 +12,7 @@ use crate::sync::{Arc, Mutex, lazy_static, lock, thread_local};
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::ptr;
 
 /// The free list of ids: hand out the smallest free id first.
 #[derive(Default)]
@@ -56,8 +57,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // From now on this thread uses the shared fallback slot (see `current`).
+        // From now on this thread uses the shared fallback slot (see
+        // `current`), and no cached slot pointer survives the id (S10).
         let _ = CACHED.try_with(|c| c.set(0));
+        let _ = LAST.try_with(|c| c.set((0, ptr::null())));
         // The mutex release orders every counter store this thread made into
         // its slots before the next owner's acquisition of the id (S1).
         let mut ids = lock(&self.registry);
@@ -71,6 +74,25 @@ thread_local! {
     static CACHED: Cell<usize> = const { Cell::new(0) };
     /// Owns the id and returns it at thread exit.
     static REGISTRATION: Registration = Registration::new();
+    /// A one-entry cache: `(uid of the domain, this thread's slot in it)` of
+    /// the domain this thread used last. Uid 0 is never assigned (S10).
+    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
+}
+
+/// This thread's cached slot pointer for the domain with `uid`, if the last
+/// domain it used was that one.
+#[inline(always)]
+pub(super) fn last_slot(uid: u64) -> Option<*const ()> {
+    match LAST.try_with(Cell::get) {
+        Ok((u, p)) if u == uid => Some(p),
+        _ => None,
+    }
+}
+
+/// Caches `slot` as this thread's slot in the domain with `uid`. The caller
+/// must own the slot's id (it came from [`current`]).
+pub(super) fn set_last_slot(uid: u64, slot: *const ()) {
+    let _ = LAST.try_with(|c| c.set((uid, slot)));
 }
 
 /// This thread's id, or `None` while the thread is being torn down (its
