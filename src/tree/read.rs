@@ -32,6 +32,32 @@ impl<'a, V> LeafPos<'a, V> {
     }
 }
 
+/// Asks the CPU to start loading cache lines 1-3 of node `n` (line 0, with
+/// the header and the first pivots, is demand-loaded at once anyway).
+///
+/// A descent reads a node's pivots (lines 0-1), and only after comparing them
+/// the chosen child pointer or leaf entry (lines 1-3). Without the prefetch
+/// those are two dependent cache misses per level; with it, one. Prefetching
+/// never faults and changes no state a program can observe.
+#[inline(always)]
+fn prefetch_node(n: *const Header) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = n.cast::<i8>();
+        // SAFETY: a prefetch is only a hint: it never faults, whatever the
+        // address, and reads nothing into the program (wrapping_add keeps
+        // the pointer arithmetic itself defined).
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(192));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = n;
+}
+
 /// Walks down choosing a child with `pick(inner) -> Option<index>`, then lets
 /// `leaf_pick` choose an entry index.
 ///
@@ -48,6 +74,7 @@ unsafe fn descend<'a, V>(
         return None;
     }
     loop {
+        prefetch_node(n);
         // SAFETY: R1: `n` is reachable from the root, hence live for 'a.
         let hdr = unsafe { &*n };
         hdr.live.touch();
