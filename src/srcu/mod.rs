@@ -358,6 +358,15 @@ impl Srcu {
         }
     }
 
+    /// Queue one raw destructor behind a grace period. Never blocks; may
+    /// advance grace periods opportunistically.
+    ///
+    /// # Safety
+    /// `d` satisfies the requirements of [`Deferred::new`].
+    pub(crate) unsafe fn defer(&self, d: Deferred) {
+        self.enqueue(Entry::One(d));
+    }
+
     /// Registers interest in the first grace period that starts after now and
     /// returns its number; pushes `entry` tagged with it (S5).
     fn request(&self, entry: Option<Entry>) -> u64 {

@@ -20,8 +20,8 @@ pub use error::{Error, ErrorKind, ValidateError};
 pub use read::{Gaps, Iter};
 
 use crate::srcu::{Deferred, Srcu, SrcuGuard};
-use crate::sync::{AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering};
-use node::{Header, KIND_LEAF, as_inner, as_leaf, drop_value_erased, free_node, free_node_erased};
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering};
+use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
 use read::{Entry, GapQuery, LeafPos};
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -41,6 +41,9 @@ pub struct MapleTree<V> {
     /// Serialises writers; holds the next transaction id (I6).
     writer: Mutex<u64>,
     domain: Srcu,
+    /// Recycled node memory. Declared after `domain`: the domain's drop runs
+    /// the last retirements, which return nodes here (§2.7).
+    pool: Arc<NodePool>,
     _v: PhantomData<Box<V>>,
 }
 
@@ -72,7 +75,7 @@ unsafe impl<V: Sync> Send for ReadGuard<'_, V> {}
 /// Dropping it without commit leaves the tree unchanged.
 pub struct WriteTxn<'a, V> {
     tree: &'a MapleTree<V>,
-    core: write::Core<V>,
+    core: write::Core<'a, V>,
     _lock: MutexGuard<'a, u64>,
 }
 
@@ -110,6 +113,7 @@ impl<V> MapleTree<V> {
             len: AtomicUsize::new(0),
             writer: Mutex::new(1),
             domain: Srcu::new(),
+            pool: Arc::new(NodePool::new()),
             _v: PhantomData,
         }
     }
@@ -175,7 +179,7 @@ impl<V> MapleTree<V> {
         let len = self.len.load(Ordering::Relaxed);
         WriteTxn {
             tree: self,
-            core: write::Core::new(txn, root, len),
+            core: write::Core::new(txn, root, len, &self.pool),
             _lock: lock,
         }
     }
@@ -266,7 +270,7 @@ impl<V> Drop for MapleTree<V> {
                         free_all::<V>(c);
                     }
                 }
-                free_node::<V>(n);
+                release(n).free();
             }
         }
         // SAFETY: `&mut self`: no reader or writer exists; the live version is
@@ -450,29 +454,22 @@ impl<'a, V> WriteTxn<'a, V> {
         // pairs with the Acquire load in `MapleTree::pin` (I6).
         self.tree.root.store(self.core.root, Ordering::Release);
         self.tree.len.store(self.core.len, Ordering::Relaxed);
-        let nodes = std::mem::take(&mut self.core.old_nodes);
-        let vals = std::mem::take(&mut self.core.removed);
-        let mut batch = Vec::with_capacity(nodes.len() + vals.len());
-        // SAFETY: Deferred::new requirements: 1. nodes hold only plain data and values are
-        // `V: Send` (bound on the tree's Send/Sync). 2. the domain is owned by
-        // the tree, so it runs or drops these before the tree (and `V`'s
-        // lifetime) ends. Unlinked by the store above, they are freed only
-        // after a grace period (I7).
-        unsafe {
-            batch.extend(
-                nodes
-                    .into_iter()
-                    .map(|n| Deferred::new(n.cast(), free_node_erased::<V>)),
-            );
-            batch.extend(
-                vals.into_iter()
-                    .map(|v| Deferred::new(v.cast(), drop_value_erased::<V>)),
-            );
-        }
+        let garbage = Box::new(write::Garbage {
+            pool: self.tree.pool.clone(),
+            nodes: std::mem::take(&mut self.core.old_nodes),
+            vals: std::mem::take(&mut self.core.removed),
+        });
         self.core.inserted.clear();
         self.core.dirty = false;
-        // SAFETY: every entry satisfies Deferred::new's requirements (above).
-        unsafe { self.tree.domain.defer_batch(batch) };
+        // SAFETY: Deferred::new requirements: 1. node memory is plain data and
+        // values are `V: Send` (bound on the tree's Send/Sync), so `reclaim`
+        // may run on any thread; 2. the garbage owns what it frees, and the
+        // pool is kept alive by the Arc inside it. Unlinked by the store
+        // above, it runs only after a grace period (I7).
+        unsafe {
+            let d = Deferred::new(Box::into_raw(garbage).cast(), write::reclaim::<V>);
+            self.tree.domain.defer(d);
+        }
     }
 }
 

@@ -21,7 +21,8 @@
 //! changing it unless the node was created by the writer's own transaction
 //! (`hdr.txn == txn`), which no reader can have seen.
 
-use crate::sync::LiveCell;
+use crate::sync::{LiveCell, Mutex};
+use std::alloc::Layout;
 use std::ptr;
 
 /// Entries per leaf.
@@ -134,12 +135,15 @@ impl<V> Leaf<V> {
 
     /// A copy owned by transaction `txn` (values are shared pointers, never copied).
     pub(crate) fn copy_for(&self, txn: u64) -> Self {
-        let mut n = Self::new(txn);
-        n.hdr.len = self.hdr.len;
-        n.start = self.start;
-        n.end = self.end;
-        n.val = self.val;
-        n
+        Self {
+            hdr: Header {
+                len: self.hdr.len,
+                ..Header::new(KIND_LEAF, txn)
+            },
+            start: self.start,
+            end: self.end,
+            val: self.val,
+        }
     }
 
     #[inline(always)]
@@ -175,13 +179,16 @@ impl Inner {
 
     /// A copy owned by transaction `txn` (children are shared, not copied).
     pub(crate) fn copy_for(&self, txn: u64) -> Self {
-        let mut n = Self::new(txn);
-        n.hdr.len = self.hdr.len;
-        n.min = self.min;
-        n.max = self.max;
-        n.gap = self.gap;
-        n.child = self.child;
-        n
+        Self {
+            hdr: Header {
+                len: self.hdr.len,
+                ..Header::new(KIND_INNER, txn)
+            },
+            min: self.min,
+            max: self.max,
+            gap: self.gap,
+            child: self.child,
+        }
     }
 
     #[inline(always)]
@@ -362,52 +369,178 @@ pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::It
     (s.min, s.max, s.gap, child)
 }
 
-/// Heap-allocates a leaf and returns it as a node pointer.
-pub(crate) fn alloc_leaf<V>(leaf: Leaf<V>) -> *mut Header {
-    Box::into_raw(Box::new(leaf)).cast()
-}
-
-/// Heap-allocates an inner node and returns it as a node pointer.
-pub(crate) fn alloc_inner(inner: Inner) -> *mut Header {
-    Box::into_raw(Box::new(inner)).cast()
-}
-
-/// Frees one node (not its children, not its values).
-///
-/// # Safety
-/// 1. `n` came from `alloc_leaf::<V>` or `alloc_inner` and is not freed yet.
-/// 2. No reader can still reach `n` (it was never published, or a grace
-///    period has passed since it was unlinked — I7).
-pub(crate) unsafe fn free_node<V>(n: *mut Header) {
-    // SAFETY: requirement 1: `n` is a live allocation starting with a Header.
-    let hdr = unsafe { &*n };
-    hdr.live.kill();
-    if hdr.kind == KIND_LEAF {
-        // SAFETY: requirement 1: a leaf node was allocated as Box<Leaf<V>>.
-        drop(unsafe { Box::from_raw(n.cast::<Leaf<V>>()) });
+/// The memory layout of a node of `kind`. Outside loom both kinds are the
+/// same 256-byte, 64-aligned block (asserted above), which is what lets the
+/// pool recycle a leaf's memory as an inner node and back.
+pub(crate) fn node_layout(kind: u8) -> Layout {
+    if kind == KIND_LEAF {
+        Layout::new::<Leaf<()>>()
     } else {
-        // SAFETY: requirement 1: an inner node was allocated as Box<Inner>.
-        drop(unsafe { Box::from_raw(n.cast::<Inner>()) });
+        Layout::new::<Inner>()
     }
 }
 
-/// Type-erased destructor for the reclamation domain: frees node memory only.
-///
-/// # Safety
-/// As [`free_node`], with `p` a `*mut Header`.
-pub(crate) unsafe fn free_node_erased<V>(p: *mut ()) {
-    // SAFETY: same requirements as ours.
-    unsafe { free_node::<V>(p.cast()) }
+/// Writes `node` into fresh node memory taken from `cache` (or the allocator).
+pub(crate) fn place<N>(cache: &mut NodeCache<'_>, kind: u8, node: N) -> *mut Header {
+    let layout = node_layout(kind);
+    // Leaves of every `V` have one layout: value slots are thin pointers.
+    assert!(Layout::new::<N>() == layout);
+    let p = cache.take(kind).unwrap_or_else(|| {
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { std::alloc::alloc(layout) };
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        p.cast()
+    });
+    // SAFETY: `p` is an allocation of `layout` (the allocator's, or a node
+    // released through `release`, which ended the old node's life) and is
+    // owned by us; `N`'s layout is `layout`.
+    unsafe { p.cast::<N>().write(node) };
+    p
 }
 
-/// Type-erased destructor for the reclamation domain: drops a boxed value.
+/// Ends a node's life and returns its memory, without touching its children
+/// or values.
 ///
 /// # Safety
-/// `p` came from `Box::<V>::into_raw`, is dropped exactly once, and no reader
-/// can still reach it.
-pub(crate) unsafe fn drop_value_erased<V>(p: *mut ()) {
-    // SAFETY: our requirements.
-    drop(unsafe { Box::from_raw(p.cast::<V>()) });
+/// 1. `n` came from `place` and is not released yet.
+/// 2. No reader can still reach `n` (it was never published, or a grace
+///    period has passed since it was unlinked — I7).
+pub(crate) unsafe fn release(n: *mut Header) -> NodeBuf {
+    // SAFETY: requirement 1: `n` is a live node starting with a Header;
+    // requirement 2: nobody else touches it any more.
+    let kind = unsafe {
+        (*n).live.kill();
+        // The header's liveness cell is the only field with drop glue.
+        std::ptr::drop_in_place(&raw mut (*n).live);
+        (*n).kind
+    };
+    NodeBuf { ptr: n, kind }
+}
+
+/// Memory of a released node, with the kind that gives its layout.
+#[derive(Clone, Copy)]
+pub(crate) struct NodeBuf {
+    ptr: *mut Header,
+    kind: u8,
+}
+
+// SAFETY: a NodeBuf is uninitialised memory owned by whoever holds it.
+unsafe impl Send for NodeBuf {}
+
+impl NodeBuf {
+    /// Returns the memory to the allocator.
+    pub(crate) fn free(self) {
+        // SAFETY: the memory came from `std::alloc::alloc` with this layout
+        // (`place`) and is owned by us.
+        unsafe { std::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
+    }
+}
+
+/// Most node buffers a pool keeps; beyond this they go back to the allocator.
+const POOL_MAX: usize = 4096;
+/// Buffers a transaction takes from the pool at a time (a one-entry commit
+/// needs about height + 1).
+const CHUNK: usize = 8;
+
+/// Recycled node memory of one tree (docs/DESIGN.md §2.7). Retired nodes
+/// arrive here from the reclamation domain after their grace period; a write
+/// transaction takes a chunk of at most `CHUNK` buffers into its private
+/// [`NodeCache`] when it runs dry and hands back what it did not use at its
+/// end, so the pool's lock is taken about three times per commit, each time
+/// for O(`CHUNK`) work.
+pub(crate) struct NodePool {
+    free: Mutex<Vec<NodeBuf>>,
+}
+
+impl NodePool {
+    pub(crate) fn new() -> Self {
+        Self {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes back released node memory; what exceeds `POOL_MAX` (and, under
+    /// loom, everything) goes back to the allocator.
+    pub(crate) fn give(&self, bufs: impl IntoIterator<Item = NodeBuf>) {
+        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        for b in bufs {
+            if f.len() < POOL_MAX && cfg!(not(loom)) {
+                f.push(b);
+            } else {
+                b.free();
+            }
+        }
+    }
+}
+
+impl Drop for NodePool {
+    fn drop(&mut self) {
+        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        f.drain(..).for_each(NodeBuf::free);
+    }
+}
+
+/// A write transaction's private stock of node memory.
+pub(crate) struct NodeCache<'p> {
+    pool: &'p NodePool,
+    bufs: [NodeBuf; CHUNK],
+    n: usize,
+}
+
+impl<'p> NodeCache<'p> {
+    pub(crate) fn new(pool: &'p NodePool) -> Self {
+        let none = NodeBuf {
+            ptr: ptr::null_mut(),
+            kind: KIND_LEAF,
+        };
+        Self {
+            pool,
+            bufs: [none; CHUNK],
+            n: 0,
+        }
+    }
+
+    /// Memory for a node of `kind`, if any is stocked.
+    fn take(&mut self, kind: u8) -> Option<*mut Header> {
+        if self.n == 0 {
+            let mut f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            while self.n < CHUNK
+                && let Some(b) = f.pop()
+            {
+                self.bufs[self.n] = b;
+                self.n += 1;
+            }
+        }
+        // Outside loom every node buffer has the one node layout; under loom
+        // the two kinds differ in size, so look for a matching one.
+        let layout = node_layout(kind);
+        let i = (0..self.n)
+            .rev()
+            .find(|&i| cfg!(not(loom)) || node_layout(self.bufs[i].kind) == layout)?;
+        self.n -= 1;
+        self.bufs.swap(i, self.n);
+        Some(self.bufs[self.n].ptr)
+    }
+
+    /// Stocks the memory of a node this transaction released.
+    pub(crate) fn put(&mut self, b: NodeBuf) {
+        if self.n < CHUNK {
+            self.bufs[self.n] = b;
+            self.n += 1;
+        } else {
+            self.pool.give([b]);
+        }
+    }
+}
+
+impl Drop for NodeCache<'_> {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            self.pool.give(self.bufs[..self.n].iter().copied());
+        }
+    }
 }
 
 /// Views a node as a leaf.

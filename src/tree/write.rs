@@ -8,14 +8,15 @@
 //! at most once per transaction, however many operations it holds.
 
 use super::node::{
-    Header, Inner, KIND_LEAF, Leaf, Slots, Summary, alloc_inner, alloc_leaf, as_inner, as_leaf,
-    count_le, count_lt, distribute, free_node, gather, inner_item,
+    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodeCache, NodePool, Slots, Summary, as_inner,
+    as_leaf, count_le, count_lt, distribute, gather, inner_item, place, release,
 };
 use super::read;
+use crate::sync::Arc;
 use std::ptr;
 
 /// The mutable state of one write transaction.
-pub(crate) struct Core<V> {
+pub(crate) struct Core<'p, V> {
     /// This transaction's id (I6).
     pub(crate) txn: u64,
     /// Working root: null for an empty tree.
@@ -28,6 +29,8 @@ pub(crate) struct Core<V> {
     /// Values inserted by this transaction: dropped on abort.
     pub(crate) inserted: Vec<*mut V>,
     pub(crate) dirty: bool,
+    /// Node memory for this transaction (recycled through the tree's pool).
+    cache: NodeCache<'p>,
 }
 
 /// A node pointer with its kind resolved, mutable (fresh) or not.
@@ -90,8 +93,8 @@ unsafe fn underfull(n: *const Header) -> bool {
     }
 }
 
-impl<V> Core<V> {
-    pub(crate) fn new(txn: u64, root: *mut Header, len: usize) -> Self {
+impl<'p, V> Core<'p, V> {
+    pub(crate) fn new(txn: u64, root: *mut Header, len: usize, pool: &'p NodePool) -> Self {
         Self {
             txn,
             root,
@@ -100,6 +103,7 @@ impl<V> Core<V> {
             removed: Vec::new(),
             inserted: Vec::new(),
             dirty: false,
+            cache: NodeCache::new(pool),
         }
     }
 
@@ -118,9 +122,13 @@ impl<V> Core<V> {
         // SAFETY: our requirement and the kind tag.
         unsafe {
             if hdr.kind == KIND_LEAF {
-                alloc_leaf(as_leaf::<V>(n).copy_for(self.txn))
+                place(
+                    &mut self.cache,
+                    KIND_LEAF,
+                    as_leaf::<V>(n).copy_for(self.txn),
+                )
             } else {
-                alloc_inner(as_inner(n).copy_for(self.txn))
+                place(&mut self.cache, KIND_INNER, as_inner(n).copy_for(self.txn))
             }
         }
     }
@@ -134,7 +142,8 @@ impl<V> Core<V> {
         // SAFETY: our requirement.
         if unsafe { (*n).txn } == self.txn {
             // SAFETY: fresh nodes were never published (I6), and `n` is unlinked.
-            unsafe { free_node::<V>(n) }
+            let buf = unsafe { release(n) };
+            self.cache.put(buf);
         } else {
             self.old_nodes.push(n);
         }
@@ -149,7 +158,7 @@ impl<V> Core<V> {
         if self.root.is_null() {
             let mut l = Leaf::new(self.txn);
             l.insert_item(0, (start, end, val));
-            self.root = alloc_leaf(l);
+            self.root = place(&mut self.cache, KIND_LEAF, l);
             return;
         }
         // SAFETY: the working root is live (writer lock) and reachable.
@@ -163,7 +172,7 @@ impl<V> Core<V> {
                     r.insert_item(0, inner_item(n, summary_of::<V>(n)));
                     r.insert_item(1, inner_item(right, summary_of::<V>(right)));
                 }
-                alloc_inner(r)
+                place(&mut self.cache, KIND_INNER, r)
             }
         };
     }
@@ -213,7 +222,7 @@ impl<V> Core<V> {
         let items = gather(node, None, Some((pos, it)));
         let mut right = N::empty(self.txn);
         distribute(&items, node, &mut right);
-        Some(N::alloc(right))
+        Some(place(&mut self.cache, N::KIND, right))
     }
 
     /// Removes the entry starting at `start`, which must exist.
@@ -351,7 +360,8 @@ impl<V> Core<V> {
                     self.free_fresh(inn.child[i]);
                 }
             }
-            free_node::<V>(n);
+            let buf = release(n);
+            self.cache.put(buf);
         }
     }
 
@@ -368,21 +378,19 @@ impl<V> Core<V> {
     }
 }
 
-/// Allocation of a new empty node of one kind (used by splits).
+/// A new empty node of one kind (used by splits).
 pub(crate) trait NewNode: Sized {
+    const KIND: u8;
     fn empty(txn: u64) -> Self;
-    fn alloc(self) -> *mut Header;
     /// # Safety
     /// `n` is a fresh node of this kind with no other live reference.
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self;
 }
 
 impl<V> NewNode for Leaf<V> {
+    const KIND: u8 = KIND_LEAF;
     fn empty(txn: u64) -> Self {
         Leaf::new(txn)
-    }
-    fn alloc(self) -> *mut Header {
-        alloc_leaf(self)
     }
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
         // SAFETY: caller's requirement.
@@ -391,14 +399,38 @@ impl<V> NewNode for Leaf<V> {
 }
 
 impl NewNode for Inner {
+    const KIND: u8 = KIND_INNER;
     fn empty(txn: u64) -> Self {
         Inner::new(txn)
-    }
-    fn alloc(self) -> *mut Header {
-        alloc_inner(self)
     }
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
         // SAFETY: caller's requirement.
         unsafe { &mut *n.cast() }
+    }
+}
+
+/// Everything one commit unlinked, retired behind a single grace period.
+pub(crate) struct Garbage<V> {
+    pub(crate) pool: Arc<NodePool>,
+    pub(crate) nodes: Vec<*mut Header>,
+    pub(crate) vals: Vec<*mut V>,
+}
+
+/// Type-erased destructor for the reclamation domain: returns a commit's
+/// unlinked nodes to the pool and drops its removed values.
+///
+/// # Safety
+/// `p` came from `Box::<Garbage<V>>::into_raw` and runs once, after a grace
+/// period that began after the commit's publishing store (I7), so no reader
+/// can still reach any node or value in it; each value is dropped only here.
+pub(crate) unsafe fn reclaim<V>(p: *mut ()) {
+    // SAFETY: our requirement.
+    let g = unsafe { Box::from_raw(p.cast::<Garbage<V>>()) };
+    // SAFETY: release requirements 1 and 2: unlinked published nodes, past
+    // their grace period, each listed once.
+    g.pool.give(g.nodes.iter().map(|&n| unsafe { release(n) }));
+    for &v in &g.vals {
+        // SAFETY: removed values came from Box::into_raw and are dropped once.
+        drop(unsafe { Box::from_raw(v) });
     }
 }
