@@ -515,3 +515,777 @@ fn strace_rows() {
     assert_eq!(t.unfinished.len(), 1);
     assert!(t.calls.is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// mm (AddressSpace): rows M-*. Each row snapshots the maps text, the frame
+// counters, the program break and every fixture page's PTE, makes the call,
+// asserts the errno (or the documented non-error answer), and asserts the
+// snapshot unchanged and `check()` clean — except the rows Linux documents as
+// partial (mprotect and madvise over holes), which assert the partial effect.
+// ---------------------------------------------------------------------------
+
+use maple_rcu::mm::{
+    Access, AddressSpace, Advice, DEFAULT_BRK, FaultError, MapFlags, MmError, Prot, Pte,
+    RemapFlags, TASK_SIZE,
+};
+
+const P: u64 = 4096;
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
+const FIXED: MapFlags = ANON.union(MapFlags::FIXED);
+/// VMA `A`: 8 pages RW, all faulted; hole of 2 pages; `B`: 4 pages R, faulted.
+const A: u64 = 0x1000_0000;
+const B: u64 = A + 10 * P;
+/// A GROWSDOWN stack of 4 pages ending at `STACK_TOP`.
+const STACK_TOP: u64 = 0x2000_0000;
+/// A file mapping (file 5, offset 0), 4 pages R.
+const FILE: u64 = 0x3000_0000;
+
+fn mm_fixture() -> AddressSpace {
+    let mm = AddressSpace::new();
+    mm.mmap(Some(A), 8 * P, RW, FIXED).unwrap();
+    mm.mmap(Some(B), 4 * P, Prot::READ, FIXED).unwrap();
+    mm.mmap(
+        Some(STACK_TOP - 4 * P),
+        4 * P,
+        RW,
+        FIXED | MapFlags::GROWSDOWN,
+    )
+    .unwrap();
+    mm.mmap_file(
+        Some(FILE),
+        4 * P,
+        Prot::READ,
+        MapFlags::PRIVATE | MapFlags::FIXED,
+        5,
+        0,
+    )
+    .unwrap();
+    assert_eq!(mm.brk(DEFAULT_BRK + 3 * P), DEFAULT_BRK + 3 * P);
+    for i in 0..8 {
+        mm.fault(A + i * P, Access::Write).unwrap();
+    }
+    for i in 0..4 {
+        mm.fault(B + i * P, Access::Read).unwrap();
+        mm.fault(STACK_TOP - (i + 1) * P, Access::Write).unwrap();
+        mm.fault(FILE + i * P, Access::Read).unwrap();
+    }
+    mm.fault(DEFAULT_BRK, Access::Write).unwrap();
+    mm.check().unwrap();
+    mm
+}
+
+/// Every page of the fixture and its neighbourhood.
+fn fixture_pages() -> Vec<u64> {
+    let mut v: Vec<u64> = (A - 2 * P..B + 6 * P).step_by(P as usize).collect();
+    v.extend((STACK_TOP - 8 * P..STACK_TOP + P).step_by(P as usize));
+    v.extend((FILE..FILE + 5 * P).step_by(P as usize));
+    v.extend((DEFAULT_BRK..DEFAULT_BRK + 4 * P).step_by(P as usize));
+    v
+}
+
+#[derive(Debug, PartialEq)]
+struct MmSnap {
+    maps: String,
+    frames: (u64, u64, u64),
+    vmas: u64,
+    brk: Range<u64>,
+    ptes: Vec<Option<Pte>>,
+}
+
+fn snap(mm: &AddressSpace) -> MmSnap {
+    let s = mm.stats();
+    MmSnap {
+        maps: mm.maps_string(),
+        frames: (s.frames_allocated, s.frames_freed, s.frames_mapped),
+        vmas: s.vmas,
+        brk: mm.brk_range(),
+        ptes: fixture_pages().iter().map(|&a| mm.translate(a)).collect(),
+    }
+}
+
+/// Runs `call` on a fresh fixture and asserts that nothing observable changed.
+fn mm_unchanged<R>(row: &str, call: impl FnOnce(&AddressSpace) -> R) -> R {
+    let mm = mm_fixture();
+    let before = snap(&mm);
+    let out = call(&mm);
+    assert_eq!(snap(&mm), before, "{row}: state changed");
+    mm.check().unwrap_or_else(|e| panic!("{row}: check: {e}"));
+    out
+}
+
+fn errno<T: std::fmt::Debug>(row: &str, r: Result<T, MmError>) -> i32 {
+    r.expect_err(row).errno()
+}
+
+const EINVAL: i32 = 22;
+const ENOMEM: i32 = 12;
+const EEXIST: i32 = 17;
+const EFAULT: i32 = 14;
+const EPERM: i32 = 1;
+const EOVERFLOW: i32 = 75;
+
+#[test]
+fn mmap_rows() {
+    type Call = Box<dyn Fn(&AddressSpace) -> Result<u64, MmError>>;
+    let none = MapFlags::ANONYMOUS | MapFlags::FIXED;
+    let rows: Vec<(&str, Call, i32)> = vec![
+        (
+            "M-mmap-1 zero length",
+            Box::new(|mm| mm.mmap(None, 0, RW, ANON)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-1 zero length FIXED",
+            Box::new(|mm| mm.mmap(Some(A), 0, RW, FIXED)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-2 unaligned file offset",
+            Box::new(|mm| mm.mmap_file(None, P, RW, MapFlags::PRIVATE, 5, 0x123)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-3 FIXED unaligned addr",
+            Box::new(|mm| mm.mmap(Some(A + 1), P, RW, FIXED)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-4 len rounds past u64::MAX",
+            Box::new(|mm| mm.mmap(None, u64::MAX - 10, RW, ANON)),
+            ENOMEM,
+        ),
+        (
+            "M-mmap-4 len > TASK_SIZE",
+            Box::new(|mm| mm.mmap(None, 1 << 47, RW, ANON)),
+            ENOMEM,
+        ),
+        (
+            "M-mmap-5 FIXED addr + len past TASK_SIZE",
+            Box::new(|mm| mm.mmap(Some(TASK_SIZE - P), 2 * P, RW, FIXED)),
+            ENOMEM,
+        ),
+        (
+            "M-mmap-5 FIXED above TASK_SIZE",
+            Box::new(|mm| mm.mmap(Some(TASK_SIZE + P), P, RW, FIXED)),
+            ENOMEM,
+        ),
+        (
+            "M-mmap-5 FIXED at u64::MAX page",
+            Box::new(|mm| mm.mmap(Some(u64::MAX - P + 1), P, RW, FIXED)),
+            ENOMEM,
+        ),
+        (
+            "M-mmap-6 FIXED below mmap_min_addr",
+            Box::new(|mm| mm.mmap(Some(0x1000), P, RW, FIXED)),
+            EPERM,
+        ),
+        (
+            "M-mmap-6 FIXED at 0",
+            Box::new(|mm| mm.mmap(Some(0), P, RW, FIXED)),
+            EPERM,
+        ),
+        (
+            "M-mmap-7 neither SHARED nor PRIVATE",
+            Box::new(move |mm| mm.mmap(Some(A), P, RW, none)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-7 both SHARED and PRIVATE",
+            Box::new(move |mm| {
+                mm.mmap(Some(A), P, RW, none | MapFlags::SHARED | MapFlags::PRIVATE)
+            }),
+            EINVAL,
+        ),
+        (
+            "M-mmap-7 no type, non-FIXED",
+            Box::new(|mm| mm.mmap(None, P, RW, MapFlags::ANONYMOUS)),
+            EINVAL,
+        ),
+        (
+            "M-mmap-7 no type loses to EPERM (type checked after placement)",
+            Box::new(move |mm| mm.mmap(Some(0x1000), P, RW, none)),
+            EPERM,
+        ),
+        (
+            "M-mmap-8 FIXED_NOREPLACE inside a mapping",
+            Box::new(|mm| mm.mmap(Some(A + P), P, RW, ANON | MapFlags::FIXED_NOREPLACE)),
+            EEXIST,
+        ),
+        (
+            "M-mmap-8 FIXED_NOREPLACE over a hole and a mapping",
+            Box::new(|mm| mm.mmap(Some(A + 8 * P), 4 * P, RW, ANON | MapFlags::FIXED_NOREPLACE)),
+            EEXIST,
+        ),
+        (
+            "M-mmap-9 file offset + len overflows",
+            Box::new(|mm| mm.mmap_file(None, 2 * P, Prot::READ, MapFlags::PRIVATE, 5, !(P - 1))),
+            EOVERFLOW,
+        ),
+        (
+            "M-mmap-10 shared anonymous GROWSDOWN",
+            Box::new(|mm| {
+                mm.mmap(
+                    None,
+                    P,
+                    RW,
+                    MapFlags::SHARED | MapFlags::ANONYMOUS | MapFlags::GROWSDOWN,
+                )
+            }),
+            EINVAL,
+        ),
+    ];
+    for (row, call, want) in rows {
+        assert_eq!(errno(row, mm_unchanged(row, call)), want, "{row}");
+    }
+}
+
+#[test]
+fn munmap_rows() {
+    let rows: &[(&str, u64, u64)] = &[
+        ("M-munmap-1 unaligned addr", A + 1, P),
+        ("M-munmap-2 zero length", A, 0),
+        ("M-munmap-3 addr + len past TASK_SIZE", TASK_SIZE - P, 2 * P),
+        ("M-munmap-3 addr above TASK_SIZE", TASK_SIZE + P, P),
+        ("M-munmap-3 len u64::MAX (overflow)", A, u64::MAX),
+        ("M-munmap-3 u64::MAX page", u64::MAX - P + 1, P),
+    ];
+    for &(row, a, l) in rows {
+        assert_eq!(
+            errno(row, mm_unchanged(row, |mm| mm.munmap(a, l))),
+            EINVAL,
+            "{row}"
+        );
+    }
+    // Not an error: a hole (and below mmap_min_addr) unmaps nothing.
+    mm_unchanged("M-munmap-4 hole", |mm| mm.munmap(A + 8 * P, 2 * P)).unwrap();
+    mm_unchanged("M-munmap-4 page 0", |mm| mm.munmap(0, P)).unwrap();
+}
+
+#[test]
+fn mprotect_rows() {
+    let bad = Prot::from_bits_retain(0x40);
+    let rows: &[(&str, u64, u64, Prot, i32)] = &[
+        ("M-mprotect-1 unaligned", A + 1, P, Prot::READ, EINVAL),
+        (
+            "M-mprotect-3 len overflows",
+            A,
+            u64::MAX,
+            Prot::READ,
+            ENOMEM,
+        ),
+        (
+            "M-mprotect-3 len overflows (unknown bit too)",
+            A,
+            u64::MAX,
+            bad,
+            ENOMEM,
+        ),
+        ("M-mprotect-4 unknown prot bit", A, P, bad, EINVAL),
+        (
+            "M-mprotect-5 GROWSDOWN | GROWSUP",
+            A,
+            P,
+            Prot::READ | Prot::GROWSDOWN | Prot::GROWSUP,
+            EINVAL,
+        ),
+        (
+            "M-mprotect-6 GROWSDOWN on a non-stack VMA",
+            A + P,
+            P,
+            Prot::READ | Prot::GROWSDOWN,
+            EINVAL,
+        ),
+        (
+            "M-mprotect-7 GROWSUP (no such VMAs on x86-64)",
+            A,
+            P,
+            Prot::READ | Prot::GROWSUP,
+            EINVAL,
+        ),
+        (
+            "M-mprotect-8 starts in a hole",
+            A + 8 * P,
+            4 * P,
+            Prot::READ,
+            ENOMEM,
+        ),
+        (
+            "M-mprotect-8 nothing mapped",
+            0x10000,
+            P,
+            Prot::READ,
+            ENOMEM,
+        ),
+        (
+            "M-mprotect-8 above TASK_SIZE",
+            TASK_SIZE,
+            P,
+            Prot::READ,
+            ENOMEM,
+        ),
+    ];
+    for &(row, a, l, p, want) in rows {
+        assert_eq!(
+            errno(row, mm_unchanged(row, |mm| mm.mprotect(a, l, p))),
+            want,
+            "{row}"
+        );
+    }
+    // Zero length: success, even with a bad prot (Linux checks it later).
+    mm_unchanged("M-mprotect-2 zero length", |mm| mm.mprotect(A, 0, bad)).unwrap();
+    mm_unchanged("M-mprotect-2 zero length unaligned-free", |mm| {
+        mm.mprotect(0, 0, Prot::READ)
+    })
+    .unwrap();
+    // M-mprotect-9, partial effect: A is changed up to the hole, B is not.
+    let mm = mm_fixture();
+    let before = snap(&mm);
+    assert_eq!(
+        mm.mprotect(A + 4 * P, 10 * P, Prot::READ)
+            .unwrap_err()
+            .errno(),
+        ENOMEM
+    );
+    let v = mm.vmas();
+    let got: Vec<(Range<u64>, Prot)> = v
+        .iter()
+        .take(3)
+        .map(|v| (v.range.clone(), v.prot))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (A..A + 4 * P, RW),
+            (A + 4 * P..A + 8 * P, Prot::READ),
+            (B..B + 4 * P, Prot::READ)
+        ],
+        "M-mprotect-9: split at A+4P, hole stops it"
+    );
+    for i in 4..8 {
+        assert_eq!(
+            mm.translate(A + i * P).unwrap().prot,
+            Prot::READ,
+            "PTE downgraded"
+        );
+    }
+    assert_eq!(mm.translate(A).unwrap().prot, RW);
+    let s = mm.stats();
+    assert_eq!(
+        (s.frames_allocated, s.frames_freed, s.frames_mapped),
+        before.frames
+    );
+    mm.check().unwrap();
+    // GROWSDOWN extends the change down to the stack's start.
+    let mm = mm_fixture();
+    mm.mprotect(STACK_TOP - P, P, Prot::READ | Prot::GROWSDOWN)
+        .unwrap();
+    assert!(
+        mm.vmas()
+            .iter()
+            .any(|v| v.range == (STACK_TOP - 4 * P..STACK_TOP) && v.prot == Prot::READ)
+    );
+}
+
+#[test]
+fn mremap_rows() {
+    let mv = RemapFlags::MAYMOVE;
+    let mf = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+    let du = RemapFlags::MAYMOVE | RemapFlags::DONTUNMAP;
+    let t = 0x4000_0000;
+    type Row = (&'static str, u64, u64, u64, RemapFlags, Option<u64>, i32);
+    let rows: &[Row] = &[
+        (
+            "M-mremap-1 unknown flag",
+            A,
+            P,
+            P,
+            RemapFlags::from_bits_retain(8) | mv,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-2 FIXED without MAYMOVE",
+            A,
+            P,
+            P,
+            RemapFlags::FIXED,
+            Some(t),
+            EINVAL,
+        ),
+        (
+            "M-mremap-3 DONTUNMAP without MAYMOVE",
+            A,
+            P,
+            P,
+            RemapFlags::DONTUNMAP,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-3 DONTUNMAP changing the length",
+            A,
+            P,
+            2 * P,
+            du,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-4 unaligned old address",
+            A + 1,
+            P,
+            P,
+            mv,
+            None,
+            EINVAL,
+        ),
+        ("M-mremap-5 new length 0", A, P, 0, mv, None, EINVAL),
+        (
+            "M-mremap-5 old length 0 (private)",
+            A,
+            0,
+            P,
+            mv,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-5 new length rounds past u64::MAX",
+            A,
+            P,
+            u64::MAX,
+            mv,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-6 old range past TASK_SIZE",
+            TASK_SIZE - P,
+            2 * P,
+            P,
+            mv,
+            None,
+            EINVAL,
+        ),
+        (
+            "M-mremap-7 FIXED target unaligned",
+            A,
+            P,
+            P,
+            mf,
+            Some(t + 1),
+            EINVAL,
+        ),
+        (
+            "M-mremap-7 FIXED target past TASK_SIZE",
+            A,
+            P,
+            2 * P,
+            mf,
+            Some(TASK_SIZE - P),
+            EINVAL,
+        ),
+        (
+            "M-mremap-8 FIXED target overlaps the source",
+            A,
+            4 * P,
+            4 * P,
+            mf,
+            Some(A + 2 * P),
+            EINVAL,
+        ),
+        (
+            "M-mremap-8 DONTUNMAP hint overlaps the source",
+            A,
+            4 * P,
+            4 * P,
+            du,
+            Some(A + 2 * P),
+            EINVAL,
+        ),
+        (
+            "M-mremap-9 old address not in a VMA",
+            A + 8 * P,
+            P,
+            2 * P,
+            mv,
+            None,
+            EFAULT,
+        ),
+        (
+            "M-mremap-9 shrink at an unmapped address",
+            A + 8 * P,
+            2 * P,
+            P,
+            RemapFlags::empty(),
+            None,
+            EFAULT,
+        ),
+        (
+            "M-mremap-10 grow: old range crosses the VMA end",
+            A + 6 * P,
+            4 * P,
+            8 * P,
+            mv,
+            None,
+            EFAULT,
+        ),
+        (
+            "M-mremap-11 move: first min(old,new) bytes cross the VMA end",
+            A + 6 * P,
+            4 * P,
+            3 * P,
+            mf,
+            Some(t),
+            EFAULT,
+        ),
+        (
+            "M-mremap-12 cannot grow in place, may not move",
+            A,
+            8 * P,
+            12 * P,
+            RemapFlags::empty(),
+            None,
+            ENOMEM,
+        ),
+        (
+            "M-mremap-13 FIXED target below mmap_min_addr",
+            A,
+            P,
+            P,
+            mf,
+            Some(0x1000),
+            EPERM,
+        ),
+    ];
+    for &(row, old, ol, nl, f, na, want) in rows {
+        let r = mm_unchanged(row, |mm| mm.mremap(old, ol, nl, f, na));
+        assert_eq!(errno(row, r), want, "{row}");
+    }
+    // Not an error: a shrink in place unmaps the tail across VMA boundaries
+    // (and the hole) — Linux's documented behaviour.
+    let mm = mm_fixture();
+    assert_eq!(
+        mm.mremap(A + 4 * P, 12 * P, 2 * P, RemapFlags::empty(), None),
+        Ok(A + 4 * P)
+    );
+    let v: Vec<Range<u64>> = mm.vmas().iter().map(|v| v.range.clone()).take(2).collect();
+    assert_eq!(
+        v,
+        vec![A..A + 6 * P, STACK_TOP - 4 * P..STACK_TOP],
+        "B is gone too"
+    );
+    let s = mm.stats();
+    assert_eq!(s.frames_freed, 2 + 4, "A's tail and all of B zapped");
+    mm.check().unwrap();
+}
+
+#[test]
+fn brk_rows() {
+    let top = DEFAULT_BRK + 3 * P;
+    let rows: &[(&str, u64)] = &[
+        ("M-brk-1 below the start of the heap", DEFAULT_BRK - P),
+        ("M-brk-1 0 (the query form)", 0),
+        ("M-brk-2 above TASK_SIZE", TASK_SIZE + 1),
+        ("M-brk-2 u64::MAX", u64::MAX),
+    ];
+    for &(row, b) in rows {
+        assert_eq!(
+            mm_unchanged(row, |mm| mm.brk(b)),
+            top,
+            "{row}: returns the old break"
+        );
+    }
+    // M-brk-3: into a mapping (one page must stay free below the next VMA).
+    let mm = mm_fixture();
+    mm.mmap(Some(top + 4 * P), P, RW, FIXED).unwrap();
+    let before = snap(&mm);
+    assert_eq!(mm.brk(top + 4 * P), top, "M-brk-3 up to the next VMA");
+    assert_eq!(mm.brk(top + 3 * P + 1), top, "M-brk-3 within a page of it");
+    assert_eq!(mm.brk(top + 8 * P), top, "M-brk-3 past it");
+    assert_eq!(snap(&mm), before, "M-brk-3: state changed");
+    // M-brk-4: shrinking with nothing mapped in [newbrk, oldbrk) fails.
+    let mm = mm_fixture();
+    mm.munmap(DEFAULT_BRK, 3 * P).unwrap();
+    let before = snap(&mm);
+    assert_eq!(mm.brk(DEFAULT_BRK + P), top, "M-brk-4");
+    assert_eq!(snap(&mm), before, "M-brk-4: state changed");
+    mm.check().unwrap();
+}
+
+#[test]
+fn madvise_rows() {
+    let rows: &[(&str, u64, u64, i32)] = &[
+        ("M-madvise-1 unaligned", A + 1, P, EINVAL),
+        ("M-madvise-2 len rounds past u64::MAX", A, u64::MAX, EINVAL),
+        (
+            "M-madvise-2 addr + len overflows",
+            u64::MAX - P + 1,
+            2 * P,
+            EINVAL,
+        ),
+        ("M-madvise-4 nothing mapped", 0x10000, P, ENOMEM),
+        (
+            "M-madvise-4 the hole between A and B",
+            A + 8 * P,
+            2 * P,
+            ENOMEM,
+        ),
+        ("M-madvise-4 above TASK_SIZE", TASK_SIZE, P, ENOMEM),
+    ];
+    for &(row, a, l, want) in rows {
+        for adv in [Advice::DontNeed, Advice::Normal] {
+            let r = mm_unchanged(row, |mm| mm.madvise(a, l, adv));
+            assert_eq!(errno(row, r), want, "{row} {adv:?}");
+        }
+    }
+    mm_unchanged("M-madvise-3 zero length", |mm| {
+        mm.madvise(A, 0, Advice::DontNeed)
+    })
+    .unwrap();
+    // M-madvise-5, partial effect: every mapped part in the range is zapped,
+    // VMAs unchanged, then ENOMEM for the hole.
+    let mm = mm_fixture();
+    let before = snap(&mm);
+    assert_eq!(
+        mm.madvise(A + 6 * P, 6 * P, Advice::DontNeed)
+            .unwrap_err()
+            .errno(),
+        ENOMEM
+    );
+    assert_eq!(mm.maps_string(), before.maps, "M-madvise-5: VMAs unchanged");
+    for i in 6..8 {
+        assert!(mm.translate(A + i * P).is_none(), "zapped before the hole");
+    }
+    for i in 0..2 {
+        assert!(mm.translate(B + i * P).is_none(), "zapped after the hole");
+    }
+    assert!(mm.translate(A + 5 * P).is_some() && mm.translate(B + 2 * P).is_some());
+    let s = mm.stats();
+    assert_eq!(
+        (s.frames_allocated, s.frames_freed),
+        (before.frames.0, before.frames.1 + 4)
+    );
+    mm.check().unwrap();
+    // Other advice over a hole: ENOMEM and no effect.
+    let r = mm_unchanged("M-madvise-5 WillNeed", |mm| {
+        mm.madvise(A + 6 * P, 6 * P, Advice::WillNeed)
+    });
+    assert_eq!(errno("M-madvise-5 WillNeed", r), ENOMEM);
+}
+
+#[test]
+fn fault_rows() {
+    let rows: &[(&str, u64, Access, FaultError)] = &[
+        (
+            "M-fault-1 unmapped (the hole)",
+            A + 8 * P,
+            Access::Read,
+            FaultError::Segv,
+        ),
+        ("M-fault-1 page 0", 0, Access::Read, FaultError::Segv),
+        (
+            "M-fault-2 TASK_SIZE",
+            TASK_SIZE,
+            Access::Read,
+            FaultError::Segv,
+        ),
+        (
+            "M-fault-2 u64::MAX",
+            u64::MAX,
+            Access::Write,
+            FaultError::Segv,
+        ),
+        (
+            "M-fault-3 write to a read-only VMA",
+            B,
+            Access::Write,
+            FaultError::Access,
+        ),
+        (
+            "M-fault-3 exec in an RW VMA",
+            A,
+            Access::Exec,
+            FaultError::Access,
+        ),
+        (
+            "M-fault-3 write to a read-only file map",
+            FILE,
+            Access::Write,
+            FaultError::Access,
+        ),
+        (
+            "M-fault-4 below a non-stack VMA",
+            A - P,
+            Access::Write,
+            FaultError::Segv,
+        ),
+        (
+            "M-fault-4 far below the stack, past a mapping's guard gap",
+            FILE + 4 * P,
+            Access::Read,
+            FaultError::Segv,
+        ),
+    ];
+    for &(row, a, acc, want) in rows {
+        let mm = mm_fixture();
+        let before = snap(&mm);
+        assert_eq!(mm.fault(a, acc), Err(want), "{row}");
+        assert_eq!(snap(&mm), before, "{row}: state changed");
+        mm.check().unwrap();
+    }
+    // M-fault-4: inside the guard gap above a mapping, the stack does not grow.
+    let mm = mm_fixture();
+    let gap_end = STACK_TOP - 4 * P - maple_rcu::mm::STACK_GUARD_GAP;
+    mm.mmap(Some(gap_end - P), 2 * P, RW, FIXED).unwrap();
+    let before = snap(&mm);
+    assert_eq!(
+        mm.fault(gap_end + 2 * P, Access::Read),
+        Err(FaultError::Segv),
+        "M-fault-4 guard gap"
+    );
+    assert_eq!(snap(&mm), before, "M-fault-4 guard gap: state changed");
+    // translate outside the space
+    assert_eq!(mm.translate(u64::MAX), None);
+    assert_eq!(mm.translate(TASK_SIZE), None);
+}
+
+#[test]
+fn from_maps_rows() {
+    let rows: &[(&str, &str)] = &[
+        ("M-maps-1 not maps syntax", "zzz\n"),
+        (
+            "M-maps-1 reversed range",
+            "3000-1000 rw-p 00000000 00:00 0\n",
+        ),
+        (
+            "M-maps-2 unaligned start",
+            "10001000-10002001 rw-p 00000000 00:00 0\n",
+        ),
+        (
+            "M-maps-2 unaligned offset",
+            "10001000-10002000 r--p 00000123 08:01 42 /f\n",
+        ),
+        (
+            "M-maps-3 overlapping lines",
+            "10000000-10003000 rw-p 00000000 00:00 0\n10002000-10004000 rw-p 00000000 00:00 0\n",
+        ),
+        (
+            "M-maps-4 crosses TASK_SIZE",
+            "7fffffffe000-800000000000 rw-p 00000000 00:00 0\n",
+        ),
+    ];
+    for &(row, text) in rows {
+        let e = AddressSpace::from_maps(text).expect_err(row);
+        assert_eq!(e.errno(), EINVAL, "{row}: {e}");
+    }
+    // Not errors: lines out of order, lines above TASK_SIZE ([vsyscall]), empty text.
+    let mm = AddressSpace::from_maps(
+        "20000000-20001000 rw-p 00000000 00:00 0\n10000000-10001000 r--p 00000000 00:00 0\n",
+    )
+    .unwrap();
+    assert_eq!(mm.vmas().len(), 2);
+    mm.check().unwrap();
+    assert!(AddressSpace::from_maps("").unwrap().vmas().is_empty());
+}

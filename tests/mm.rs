@@ -2,12 +2,14 @@
 //! splits/merges, faults, frames balance — each under all three fault
 //! policies — plus a differential proptest and threaded invariant tests.
 
+#[path = "common/mm_model.rs"]
+mod mm_model;
+
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, HPAGE_SIZE, MMAP_BASE,
     MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, VmaInfo,
 };
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -600,209 +602,96 @@ fn maps_format_and_file_merge() {
 }
 
 // ----- differential proptest against a page model ---------------------------------
+//
+// The driver and the model are shared with the fuzz target `mm_ops`
+// (tests/common/mm_model.rs); operations are shaped from raw numbers by the
+// same `op_from_raw` the fuzzer uses.
 
-#[derive(Clone, Debug)]
-enum Op {
-    Map(u64, u64, u8),
-    Unmap(u64, u64),
-    Protect(u64, u64, u8),
-    Remap(u64, u64, u64, Option<u64>),
-    DontNeed(u64, u64),
-    Fault(u64, bool),
+fn raw() -> impl Strategy<Value = (u8, u32)> {
+    (any::<u8>(), any::<u32>())
 }
 
-const BASE: u64 = 0x1000_0000;
-const PAGES: u64 = 48;
-
-fn prot_of(b: u8) -> Prot {
-    Prot::from_bits_truncate(u32::from(b) & 3)
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    let pg = 0..PAGES;
-    let n = 1..8u64;
-    prop_oneof![
-        (pg.clone(), n.clone(), 0..4u8).prop_map(|(a, n, p)| Op::Map(a, n, p)),
-        (pg.clone(), n.clone()).prop_map(|(a, n)| Op::Unmap(a, n)),
-        (pg.clone(), n.clone(), 0..4u8).prop_map(|(a, n, p)| Op::Protect(a, n, p)),
-        (
-            pg.clone(),
-            n.clone(),
-            n.clone(),
-            proptest::option::of(pg.clone())
-        )
-            .prop_map(|(a, o, l, t)| Op::Remap(a, o, l, t)),
-        (pg.clone(), n).prop_map(|(a, n)| Op::DontNeed(a, n)),
-        (pg, any::<bool>()).prop_map(|(a, w)| Op::Fault(a, w)),
-    ]
-}
-
-/// page -> (prot, frame present)
-type Model = BTreeMap<u64, (Prot, bool)>;
-
-fn model_pages(m: &Model) -> Vec<(u64, Prot)> {
-    m.iter().map(|(&p, &(pr, _))| (p, pr)).collect()
-}
-
-fn real_pages(mm: &AddressSpace) -> Vec<(u64, Prot)> {
-    let mut v = Vec::new();
-    for i in mm.vmas() {
-        for p in (i.range.start..i.range.end).step_by(P as usize) {
-            v.push(((p - BASE) / P, i.prot));
-        }
-    }
-    v
-}
-
-fn run_ops(policy: FaultPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mm = AddressSpace::with_policy(policy);
-    let mut m: Model = BTreeMap::new();
-    let addr = |p: u64| BASE + p * P;
-    for op in ops {
-        match *op {
-            Op::Map(a, n, p) => {
-                mm.mmap(Some(addr(a)), n * P, prot_of(p), FIXED).unwrap();
-                for q in a..a + n {
-                    m.insert(q, (prot_of(p), false));
-                }
-            }
-            Op::Unmap(a, n) => {
-                mm.munmap(addr(a), n * P).unwrap();
-                for q in a..a + n {
-                    m.remove(&q);
-                }
-            }
-            Op::Protect(a, n, p) => {
-                let r = mm.mprotect(addr(a), n * P, prot_of(p));
-                let mut hole = false;
-                for q in a..a + n {
-                    match m.get_mut(&q) {
-                        Some(e) => e.0 = prot_of(p),
-                        None => {
-                            hole = true;
-                            break;
-                        }
-                    }
-                }
-                prop_assert_eq!(r.is_err(), hole);
-            }
-            Op::Remap(a, o, l, t) => {
-                // The model (Linux): `addr` must be inside a VMA; a shrink in
-                // place is then always allowed (it unmaps the tail across VMA
-                // boundaries, as the py traces show the kernel doing); a grow
-                // or a move needs the old range (for a move, its first
-                // min(old, new) bytes) inside that one VMA. VMA identity comes
-                // from the real tree (checked by other tests).
-                let vmas = mm.vmas();
-                let shrink = t.is_none() && l <= o;
-                let need = if t.is_some() { o.min(l) } else { o };
-                let one = vmas
-                    .iter()
-                    .find(|v| v.range.contains(&addr(a)))
-                    .filter(|v| shrink || addr(a + need) <= v.range.end);
-                let flags = match t {
-                    Some(_) => RemapFlags::MAYMOVE | RemapFlags::FIXED,
-                    None => RemapFlags::MAYMOVE,
-                };
-                let r = mm.mremap(addr(a), o * P, l * P, flags, t.map(addr));
-                let overlap = t.is_some_and(|t| a < t + l && t < a + o);
-                if overlap {
-                    prop_assert_eq!(r.clone().unwrap_err().errno(), 22);
-                    continue;
-                }
-                let Some(v) = one else {
-                    prop_assert_eq!(r.unwrap_err().errno(), 14);
-                    continue;
-                };
-                let new = r.unwrap();
-                if shrink {
-                    prop_assert_eq!(new, addr(a));
-                    for q in a + l..a + o {
-                        m.remove(&q);
-                    }
-                    continue;
-                }
-                let prot = v.prot;
-                let moved: Vec<(u64, bool)> = (a..a + o.min(l))
-                    .map(|q| (q, m.get(&q).unwrap().1))
-                    .collect();
-                if new == addr(a) {
-                    for q in a + l..a + o {
-                        m.remove(&q);
-                    }
-                    for q in a + o..a + l {
-                        m.insert(q, (prot, false));
-                    }
-                } else {
-                    for q in a..a + o {
-                        m.remove(&q);
-                    }
-                    if (BASE..BASE + 4 * PAGES * P).contains(&new) {
-                        let np = (new - BASE) / P;
-                        for q in np..np + l {
-                            m.insert(q, (prot, false));
-                        }
-                        for (q, f) in moved {
-                            m.get_mut(&(q - a + np)).unwrap().1 = f;
-                        }
-                    } else {
-                        // Moved out of the window: drop it again to keep the model small.
-                        mm.munmap(new, l * P).unwrap();
-                    }
-                }
-            }
-            Op::DontNeed(a, n) => {
-                let r = mm.madvise(addr(a), n * P, Advice::DontNeed);
-                let mut hole = false;
-                for q in a..a + n {
-                    match m.get_mut(&q) {
-                        Some(e) => e.1 = false,
-                        None => hole = true,
-                    }
-                }
-                prop_assert_eq!(r.is_err(), hole);
-            }
-            Op::Fault(a, w) => {
-                let acc = if w { Access::Write } else { Access::Read };
-                let r = mm.fault(addr(a), acc);
-                match m.get_mut(&a) {
-                    None => prop_assert_eq!(r, Err(FaultError::Segv)),
-                    Some(e) if !e.0.contains(acc.needs()) => {
-                        prop_assert_eq!(r, Err(FaultError::Access))
-                    }
-                    Some(e) => {
-                        prop_assert!(r.is_ok());
-                        prop_assert_eq!(r.unwrap() == FaultOutcome::Installed, !e.1);
-                        e.1 = true;
-                    }
-                }
-            }
-        }
-        prop_assert_eq!(real_pages(&mm), model_pages(&m));
-        for (&q, &(_, f)) in &m {
-            prop_assert_eq!(mm.translate(addr(q)).is_some(), f, "page {}", q);
-        }
-        mm.check().map_err(TestCaseError::fail)?;
-        // Adjacent anonymous VMAs with equal prot must have merged.
-        let v = mm.vmas();
-        for w in v.windows(2) {
-            prop_assert!(
-                !(w[0].range.end == w[1].range.start && w[0].prot == w[1].prot),
-                "unmerged neighbours {:?}",
-                w
-            );
-        }
-    }
-    Ok(())
+fn op() -> impl Strategy<Value = mm_model::Op> {
+    (any::<u8>(), raw(), raw(), raw(), any::<u8>(), any::<u8>())
+        .prop_map(|(k, a, b, c, f, g)| mm_model::op_from_raw(k, a, b, c, f, g))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    // `PROPTEST_CASES` raises the count for a longer run.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+    ))]
     #[test]
-    fn differential_against_page_model(ops in proptest::collection::vec(op(), 1..40)) {
-        for p in POLICIES {
-            run_ops(p, &ops)?;
-        }
+    fn differential_against_page_model(ops in proptest::collection::vec(op(), 1..48)) {
+        mm_model::run_all(&ops);
+    }
+}
+
+/// The cases the fuzzer and the proptest found (each was a bug in `src/mm`
+/// or in the first model), replayed under every policy.
+#[test]
+fn model_regressions() {
+    use mm_model::Op;
+    let dontunmap = RemapFlags::MAYMOVE | RemapFlags::DONTUNMAP;
+    let cases: Vec<Vec<Op>> = vec![
+        // MREMAP_DONTUNMAP without FIXED must move (it returned `old` and did nothing).
+        vec![
+            Op::Mmap {
+                hint: Some(0x10_0000),
+                len: 2 * P,
+                prot: RW,
+                flags: FIXED,
+                file: None,
+            },
+            Op::Fault(0x10_0000, Access::Write),
+            Op::Mremap {
+                old: 0x10_0000,
+                old_len: 2 * P,
+                new_len: 2 * P,
+                flags: dontunmap,
+                new_addr: None,
+            },
+            Op::Fault(0x10_0000, Access::Read),
+        ],
+        // brk shrink with nothing mapped in [newbrk, oldbrk) fails (Linux).
+        vec![
+            Op::Brk(maple_rcu::mm::DEFAULT_BRK + 3 * P),
+            Op::Munmap(maple_rcu::mm::DEFAULT_BRK, 3 * P),
+            Op::Brk(maple_rcu::mm::DEFAULT_BRK + P),
+        ],
+        // mprotect: zero length wins over unknown prot bits; ENOMEM before GROWSUP's EINVAL.
+        vec![
+            Op::Mprotect(0x10_0000, 0, Prot::from_bits_retain(0x40)),
+            Op::Mprotect(0x10_0000, u64::MAX, Prot::from_bits_retain(0x40)),
+            Op::Mmap {
+                hint: Some(0x10_1000),
+                len: P,
+                prot: RW,
+                flags: FIXED,
+                file: None,
+            },
+            Op::Mprotect(0x10_0000, 2 * P, Prot::READ | Prot::GROWSUP),
+        ],
+        // mmap: the map type is checked after placement; shared anonymous GROWSDOWN is EINVAL.
+        vec![
+            Op::Mmap {
+                hint: Some(0x1000),
+                len: P,
+                prot: RW,
+                flags: MapFlags::ANONYMOUS | MapFlags::FIXED,
+                file: None,
+            },
+            Op::Mmap {
+                hint: None,
+                len: P,
+                prot: RW,
+                flags: MapFlags::SHARED | MapFlags::ANONYMOUS | MapFlags::GROWSDOWN,
+                file: None,
+            },
+        ],
+    ];
+    for ops in &cases {
+        mm_model::run_all(ops);
     }
 }
 

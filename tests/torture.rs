@@ -11,14 +11,20 @@
 //!
 //! The harness ([`run`]) knows nothing about the structure under test: each
 //! subsystem is a [`Section`] (readers, a writer step, final accounting).
-//! `TreeSection` tortures `MapleTree`; an `MmSection` (fault threads as readers
-//! over an `AddressSpace`, mmap/munmap/mprotect/mremap as writer steps,
-//! frame/VMA accounting at the end) is added the same way when `mm` lands.
+//! `TreeSection` tortures `MapleTree`; `MmSection` tortures three
+//! `AddressSpace`s (one per `FaultPolicy`): fault threads are its readers,
+//! mmap/munmap/mprotect/mremap/madvise its writer steps, frame/VMA/table
+//! accounting its end. The two tests run side by side (libtest's default two
+//! test threads), so the whole run takes `TORTURE_SECS`, not twice that.
 
 #[path = "common/tree_model.rs"]
 mod tree_model;
 
 use maple_rcu::MapleTree;
+use maple_rcu::mm::{
+    Access, AddressSpace, Advice, FaultError, FaultPolicy, MapFlags, MmError, Prot, RemapFlags,
+    TASK_SIZE,
+};
 use maple_rcu::tree::ErrorKind;
 use std::ops::Range;
 use std::sync::Arc;
@@ -371,4 +377,336 @@ impl Section for TreeSection {
 #[ignore = "torture: run explicitly (TORTURE_SECS, default 10)"]
 fn torture_tree() {
     run("tree", TreeSection::new(2), 2);
+}
+
+// ---------------------------------------------------------------------------
+// mm: AddressSpace
+// ---------------------------------------------------------------------------
+
+const PG: u64 = 4096;
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const FIXED: MapFlags = MapFlags::PRIVATE
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+/// The stable region: even pages stay mapped RW for the whole run (faults on
+/// them must succeed); the writer splits and merges the VMA around them by
+/// changing, unmapping, remapping and moving the odd pages.
+const STABLE: u64 = 0x2000_0000;
+const STABLE_PAGES: u64 = 64;
+/// Where an odd stable page is moved to and back from.
+const SCRATCH: u64 = 0x2800_0000;
+/// The churn region (two 2 MiB page-table spans, so tables are emptied,
+/// retired and repopulated): anything goes.
+const CHURN: u64 = 0x3000_0000;
+const CHURN_PAGES: u64 = 1024;
+const POLICIES: [FaultPolicy; 3] = [
+    FaultPolicy::Speculative,
+    FaultPolicy::PerVmaLock,
+    FaultPolicy::MmapLock,
+];
+
+struct MmSection {
+    spaces: Vec<AddressSpace>,
+    /// Writer steps so far (picks the space: the writer rotates).
+    steps: AtomicUsize,
+    /// Writer-side counts: calls, successful calls, M5 page checks.
+    calls: AtomicUsize,
+    m5_checks: AtomicUsize,
+}
+
+impl MmSection {
+    fn new() -> Self {
+        let spaces: Vec<AddressSpace> = POLICIES
+            .iter()
+            .map(|&p| AddressSpace::with_policy(p))
+            .collect();
+        for mm in &spaces {
+            mm.mmap(Some(STABLE), STABLE_PAGES * PG, RW, FIXED).unwrap();
+            mm.mmap(Some(CHURN), CHURN_PAGES * PG, RW, FIXED).unwrap();
+        }
+        Self {
+            spaces,
+            steps: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            m5_checks: AtomicUsize::new(0),
+        }
+    }
+
+    /// Invariant M5 right after a writer call returned: no PTE in `r` grants
+    /// more than the VMA now covering it allows, and a PTE only lies inside a
+    /// VMA. The PTE is read first: VMAs change only by this (the only)
+    /// writer, or grow by a reader's stack expansion, which happens before
+    /// any PTE the expansion lets in.
+    fn m5(&self, mm: &AddressSpace, r: Range<u64>, what: &str) {
+        let ptes: Vec<(u64, Prot)> = (r.start..r.end.min(TASK_SIZE))
+            .step_by(PG as usize)
+            .filter_map(|a| mm.translate(a).map(|t| (a, t.prot)))
+            .collect();
+        let vmas = mm.vmas();
+        for (a, prot) in ptes {
+            let v = vmas.iter().find(|v| v.range.contains(&a));
+            let v = v.unwrap_or_else(|| panic!("{what}: PTE at {a:#x} outside every VMA"));
+            assert!(
+                v.prot.contains(prot),
+                "{what}: PTE at {a:#x} grants {prot:?}, VMA {:x?} allows {:?}",
+                v.range,
+                v.prot
+            );
+        }
+        self.m5_checks
+            .fetch_add(((r.end - r.start) / PG) as usize, Ordering::Relaxed);
+    }
+
+    /// A page-aligned range of 1..=32 pages inside the churn region.
+    fn churn_range(rng: &mut Rng) -> (u64, u64) {
+        let n = 1 + rng.below(32);
+        let a = CHURN + rng.below(CHURN_PAGES - n) * PG;
+        (a, n * PG)
+    }
+
+    fn random_prot(rng: &mut Rng) -> Prot {
+        [Prot::NONE, Prot::READ, RW, RW | Prot::EXEC][rng.below(4) as usize]
+    }
+
+    /// One call on the stable region (odd pages only).
+    fn stable_step(&self, mm: &AddressSpace, rng: &mut Rng) -> bool {
+        let odd = STABLE + (rng.below(STABLE_PAGES / 2) * 2 + 1) * PG;
+        let r = odd..odd + PG;
+        let ok = match rng.below(6) {
+            0 => mm.mprotect(odd, PG, Prot::READ).is_ok(),
+            1 => mm.mprotect(odd, PG, Prot::NONE).is_ok(),
+            // Merges the whole region back (ENOMEM if an odd page is out).
+            2 => mm.mprotect(STABLE, STABLE_PAGES * PG, RW).is_ok(),
+            3 => mm.munmap(odd, PG).is_ok(),
+            4 => mm.mmap(Some(odd), PG, RW, FIXED).is_ok(),
+            _ => {
+                // Move the odd page out and back (its frame travels along).
+                let mf = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+                match mm.mremap(odd, PG, PG, mf, Some(SCRATCH)) {
+                    Ok(d) => {
+                        assert_eq!(d, SCRATCH);
+                        self.m5(mm, SCRATCH..SCRATCH + PG, "mremap out");
+                        assert_eq!(mm.mremap(SCRATCH, PG, PG, mf, Some(odd)), Ok(odd));
+                        true
+                    }
+                    // The odd page is not mapped right now.
+                    Err(e) => {
+                        assert_eq!(e, MmError::Fault);
+                        false
+                    }
+                }
+            }
+        };
+        self.m5(mm, r, "stable");
+        if rng.chance(16) {
+            let _ = mm.madvise(STABLE, STABLE_PAGES * PG, Advice::DontNeed);
+            self.m5(mm, STABLE..STABLE + STABLE_PAGES * PG, "madvise stable");
+        }
+        ok
+    }
+
+    /// One call on the churn region.
+    fn churn_step(&self, mm: &AddressSpace, rng: &mut Rng) -> bool {
+        let (a, len) = Self::churn_range(rng);
+        match rng.below(10) {
+            0..=2 => {
+                let prot = Self::random_prot(rng);
+                let mut flags = FIXED;
+                if rng.chance(8) {
+                    flags |= MapFlags::GROWSDOWN;
+                } else if rng.chance(8) {
+                    flags = (flags - MapFlags::PRIVATE) | MapFlags::SHARED;
+                }
+                let r = if rng.chance(6) {
+                    let off = rng.below(16) * PG;
+                    mm.mmap_file(Some(a), len, prot, flags - MapFlags::ANONYMOUS, 7, off)
+                } else {
+                    mm.mmap(Some(a), len, prot, flags)
+                };
+                assert_eq!(r, Ok(a), "mmap FIXED {a:#x} {len:#x} {flags:?}");
+                self.m5(mm, a..a + len, "mmap");
+                let v = mm.vmas();
+                let v = v.iter().find(|v| v.range.contains(&a)).unwrap();
+                assert_eq!(v.prot, prot, "mmap: new VMA's prot");
+                true
+            }
+            3 | 4 => {
+                assert_eq!(mm.munmap(a, len), Ok(()));
+                self.m5(mm, a..a + len, "munmap");
+                for v in mm.vmas() {
+                    if v.range.start < a + len && a < v.range.end {
+                        assert!(v.growsdown, "munmap left {:x?} in {a:#x}+{len:#x}", v.range);
+                    }
+                }
+                true
+            }
+            5 | 6 => {
+                let prot = Self::random_prot(rng);
+                let r = mm.mprotect(a, len, prot);
+                assert!(matches!(r, Ok(()) | Err(MmError::NoMem)), "mprotect: {r:?}");
+                self.m5(mm, a..a + len, "mprotect");
+                if r.is_ok() {
+                    for v in mm.vmas() {
+                        if v.range.start < a + len && a < v.range.end {
+                            assert_eq!(v.prot, prot, "mprotect: {:x?}", v.range);
+                        }
+                    }
+                }
+                r.is_ok()
+            }
+            7 | 8 => {
+                let (b, new_len) = Self::churn_range(rng);
+                let (flags, target, new_len) = match rng.below(4) {
+                    0 => (RemapFlags::empty(), None, len / 2 / PG * PG + PG),
+                    1 => (RemapFlags::MAYMOVE, None, new_len),
+                    2 => (RemapFlags::MAYMOVE | RemapFlags::FIXED, Some(b), new_len),
+                    _ => (
+                        RemapFlags::MAYMOVE | RemapFlags::FIXED | RemapFlags::DONTUNMAP,
+                        Some(b),
+                        len,
+                    ),
+                };
+                let r = mm.mremap(a, len, new_len, flags, target);
+                self.m5(mm, a..a + len, "mremap source");
+                match r {
+                    Ok(d) => {
+                        self.m5(mm, d..d + new_len, "mremap target");
+                        if !(CHURN..CHURN + CHURN_PAGES * PG).contains(&d) {
+                            // Moved to the top: give it back.
+                            mm.munmap(d, new_len).unwrap();
+                            self.m5(mm, d..d + new_len, "munmap moved");
+                        }
+                        true
+                    }
+                    Err(MmError::Fault | MmError::NoMem | MmError::Inval) => false,
+                    Err(e) => panic!("mremap: {e:?}"),
+                }
+            }
+            _ => {
+                let r = mm.madvise(a, len, Advice::DontNeed);
+                assert!(matches!(r, Ok(()) | Err(MmError::NoMem)), "madvise: {r:?}");
+                self.m5(mm, a..a + len, "madvise");
+                r.is_ok()
+            }
+        }
+    }
+}
+
+impl Section for MmSection {
+    fn read(&self, reader: usize, rng: &mut Rng) -> u64 {
+        let mm = &self.spaces[(reader + rng.below(3) as usize) % 3];
+        let mut checks = 0;
+        for _ in 0..64 {
+            if rng.chance(2) {
+                // A stable page: must always succeed, whatever the writer does.
+                let a = STABLE + rng.below(STABLE_PAGES / 2) * 2 * PG + rng.below(PG);
+                let acc = if rng.chance(2) {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                let r = mm.fault(a, acc);
+                assert!(
+                    r.is_ok(),
+                    "{:?}: stable page {a:#x} {acc:?}: {r:?}",
+                    mm.policy()
+                );
+            } else {
+                // The churn region (and the odd stable pages): any outcome,
+                // but never a permission the VMA lacks.
+                let a = if rng.chance(4) {
+                    STABLE + rng.below(STABLE_PAGES) * PG
+                } else {
+                    CHURN + rng.below(CHURN_PAGES) * PG
+                };
+                let acc = [Access::Read, Access::Write, Access::Exec][rng.below(3) as usize];
+                match mm.fault(a, acc) {
+                    Ok(_) | Err(FaultError::Segv | FaultError::Access) => {}
+                }
+            }
+            checks += 1;
+        }
+        checks
+    }
+
+    fn write(&self, rng: &mut Rng) -> bool {
+        let step = self.steps.fetch_add(1, Ordering::Relaxed);
+        let mm = &self.spaces[step % 3];
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if rng.chance(3) {
+            self.stable_step(mm, rng)
+        } else {
+            self.churn_step(mm, rng)
+        }
+    }
+
+    fn finish(self) -> String {
+        let mut out = Vec::new();
+        for mm in &self.spaces {
+            let p = mm.policy();
+            mm.check().unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            let s = mm.stats();
+            assert_eq!(
+                s.frames_allocated,
+                s.frames_mapped + s.frames_freed,
+                "{p:?}"
+            );
+            assert_eq!(s.vmas, mm.vmas().len() as u64, "{p:?}: VMA count");
+            assert!(s.tables_freed <= s.tables_allocated, "{p:?}: {s:?}");
+            assert_eq!(
+                s.faults,
+                s.installed + s.present + s.upgraded + s.segv + s.access_errors,
+                "{p:?}: every fault has one outcome"
+            );
+            // Even pages of the stable region are still there, RW.
+            for i in (0..STABLE_PAGES).step_by(2) {
+                let v = mm.vmas();
+                let a = STABLE + i * PG;
+                let v = v
+                    .iter()
+                    .find(|v| v.range.contains(&a))
+                    .expect("stable page");
+                assert_eq!(v.prot, RW, "{p:?}: stable page {a:#x}");
+            }
+            out.push(format!(
+                "{p:?}: {} faults ({} installed, {} present, {} upgraded, {} segv, {} access, \
+                 {} retries, {} fallbacks, {} stack growths), {} VMAs, frames {}+{}={}, \
+                 tables {} allocated / {} freed",
+                s.faults,
+                s.installed,
+                s.present,
+                s.upgraded,
+                s.segv,
+                s.access_errors,
+                s.retries,
+                s.fallbacks,
+                s.stack_growths,
+                s.vmas,
+                s.frames_mapped,
+                s.frames_freed,
+                s.frames_allocated,
+                s.tables_allocated,
+                s.tables_freed
+            ));
+            // Unmapping everything frees every frame and every last-level table.
+            mm.munmap(0, TASK_SIZE).unwrap();
+            mm.check()
+                .unwrap_or_else(|e| panic!("{p:?} after munmap all: {e}"));
+            let e = mm.stats();
+            assert_eq!((e.vmas, e.frames_mapped), (0, 0), "{p:?}");
+            assert_eq!(e.frames_allocated, e.frames_freed, "{p:?}");
+        }
+        format!(
+            "{} writer calls, {} pages checked for M5; {}",
+            self.calls.load(Ordering::Relaxed),
+            self.m5_checks.load(Ordering::Relaxed),
+            out.join("; ")
+        )
+    }
+}
+
+#[test]
+#[ignore = "torture: run explicitly (TORTURE_SECS, default 10)"]
+fn torture_mm() {
+    run("mm", MmSection::new(), 2);
 }

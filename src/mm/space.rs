@@ -289,11 +289,16 @@ impl AddressSpace {
         if !offset.is_multiple_of(PAGE) || len == 0 {
             return Err(MmError::Inval);
         }
-        let shared = match flags.bits() & 0x3 {
-            1 => true,
-            2 => false,
-            _ => return Err(MmError::Inval),
+        // Linux's `do_mmap` switches on the map type only after placement
+        // (so a bad type loses to ENOMEM/EPERM/EEXIST); the THP rule only
+        // needs to know whether a valid type is shared.
+        let map_type = match flags.bits() & 0x3 {
+            1 if file.is_none() && flags.contains(MapFlags::GROWSDOWN) => Err(MmError::Inval),
+            1 => Ok(true),
+            2 => Ok(false),
+            _ => Err(MmError::Inval),
         };
+        let shared = map_type.clone().unwrap_or(false);
         let len = page_up(len).ok_or(MmError::NoMem)?;
         if file.is_some() && offset.checked_add(len).is_none() {
             return Err(MmError::Overflow);
@@ -309,6 +314,7 @@ impl AddressSpace {
         if flags.contains(MapFlags::FIXED_NOREPLACE) && txn.range(range.clone()).next().is_some() {
             return Err(MmError::Exist);
         }
+        map_type?;
         let mut attrs = Attrs::anon(prot, shared);
         attrs.growsdown = flags.contains(MapFlags::GROWSDOWN);
         if let Some((id, offset)) = file {
@@ -354,11 +360,10 @@ impl AddressSpace {
 
     /// `mprotect`: a hole → ENOMEM after the VMAs before it were changed.
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), MmError> {
-        if !addr.is_multiple_of(PAGE) {
-            return Err(MmError::Inval);
-        }
+        // Linux's order (`do_mprotect_pkey`): both GROWS bits, alignment,
+        // zero length (success), overflow (ENOMEM), then unknown bits.
         let grows = prot & (Prot::GROWSDOWN | Prot::GROWSUP);
-        if prot.bits() & !Prot::all().bits() != 0 || grows == Prot::GROWSDOWN | Prot::GROWSUP {
+        if grows == Prot::GROWSDOWN | Prot::GROWSUP || !addr.is_multiple_of(PAGE) {
             return Err(MmError::Inval);
         }
         if len == 0 {
@@ -367,6 +372,9 @@ impl AddressSpace {
         let len = page_up(len).ok_or(MmError::NoMem)?;
         let mut start = addr;
         let end = addr.checked_add(len).ok_or(MmError::NoMem)?;
+        if prot.bits() & !Prot::all().bits() != 0 {
+            return Err(MmError::Inval);
+        }
         let newprot = prot & Prot::ACCESS;
         let _w = self.write_lock();
         let txn = self.tree.write();
@@ -376,9 +384,6 @@ impl AddressSpace {
         if first.start >= end {
             return Err(MmError::NoMem);
         }
-        if grows.contains(Prot::GROWSUP) {
-            return Err(MmError::Inval);
-        }
         if grows.contains(Prot::GROWSDOWN) {
             if !fv.spec.attrs.growsdown {
                 return Err(MmError::Inval);
@@ -386,6 +391,8 @@ impl AddressSpace {
             start = first.start;
         } else if first.start > start {
             return Err(MmError::NoMem);
+        } else if grows.contains(Prot::GROWSUP) {
+            return Err(MmError::Inval); // no VM_GROWSUP VMAs on x86-64
         }
         let mut new = Vec::new();
         let mut cur = start;
@@ -432,19 +439,21 @@ impl AddressSpace {
         if new_len == 0 || old_len == 0 || old > TASK_SIZE || old_len > TASK_SIZE - old {
             return Err(MmError::Inval);
         }
-        let target = if flags.contains(RemapFlags::FIXED) {
-            let n = new_addr.unwrap_or(0);
+        // FIXED or DONTUNMAP: Linux's `mremap_to`, which always moves and
+        // checks the new address first (for DONTUNMAP without FIXED it is
+        // only a placement hint).
+        let dontunmap = flags.contains(RemapFlags::DONTUNMAP);
+        let to = flags.contains(RemapFlags::FIXED) || dontunmap;
+        let n = new_addr.unwrap_or(0);
+        if to {
             if !n.is_multiple_of(PAGE) || new_len > TASK_SIZE || n > TASK_SIZE - new_len {
                 return Err(MmError::Inval);
             }
             if old + old_len > n && n + new_len > old {
                 return Err(MmError::Inval);
             }
-            Some(n)
-        } else {
-            None
-        };
-        let dontunmap = flags.contains(RemapFlags::DONTUNMAP);
+        }
+        let target = flags.contains(RemapFlags::FIXED).then_some(n);
         let _w = self.write_lock();
         let txn = self.tree.write();
         let Some((vr, v)) = txn.get(old) else {
@@ -452,7 +461,7 @@ impl AddressSpace {
         };
         // Linux: after the lookup, a shrinking remap is always allowed — it
         // just unmaps the tail, across VMA boundaries (no `vma_to_resize`).
-        if target.is_none() && new_len <= old_len {
+        if !to && new_len <= old_len {
             drop(txn);
             if new_len < old_len {
                 self.unmap_locked(old + new_len..old + old_len);
@@ -461,11 +470,7 @@ impl AddressSpace {
         }
         // `mremap_to` shrinks the source first, so only `new_len` bytes of
         // it must lie in the VMA (`vma_to_resize`).
-        let checked = if target.is_some() {
-            old_len.min(new_len)
-        } else {
-            old_len
-        };
+        let checked = if to { old_len.min(new_len) } else { old_len };
         if old + checked > vr.end {
             return Err(MmError::Fault);
         }
@@ -486,12 +491,14 @@ impl AddressSpace {
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
             return Ok(dst);
         }
-        if new_len <= old_len {
-            if new_len < old_len {
-                let r = old + new_len..old + old_len;
-                self.replace(txn, r.clone(), Vec::new(), After::Unmap(vec![r]));
-            }
-            return Ok(old);
+        if dontunmap {
+            // Not FIXED: a new place (old_len == new_len here).
+            let moved = vspec.slice(old..old + old_len);
+            let file_off = moved.attrs.file.as_ref().map(|f| f.offset);
+            let thp = Thp::rule(new_len, file_off.is_none() && !moved.attrs.shared, file_off);
+            let dst = get_unmapped_area(&txn, n, new_len, false, thp)?;
+            self.move_vma(txn, &vspec, old, old_len, new_len, dst, true);
+            return Ok(dst);
         }
         // Grow in place when the old range ends the VMA and the gap allows.
         let new_end = old + new_len;
@@ -571,6 +578,10 @@ impl AddressSpace {
             return new;
         }
         if new <= w.brk {
+            // Linux: a shrink with no VMA in [newbrk, oldbrk) fails.
+            if self.tree.pin().range(newbrk..oldbrk).next().is_none() {
+                return orig;
+            }
             w.brk = new;
             self.unmap_locked(newbrk..oldbrk);
             return new;
