@@ -17,11 +17,9 @@ use super::{
     MAP_FIXED, MAP_FIXED_NOREPLACE, MREMAP_FIXED, MREMAP_MAYMOVE, MapsEntry, SysResult, Syscall,
     Trace, TraceCall,
 };
-use crate::mm::{AddressSpace, Advice, MapFlags, MmError, Prot, RemapFlags};
+use crate::mm::{AddressSpace, Advice, MapFlags, MmError, PAGE_SIZE as PAGE, Prot, RemapFlags};
 use std::ops::Range;
 use std::time::{Duration, Instant};
-
-const PAGE: u64 = 4096;
 
 /// How non-fixed placements are treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -161,15 +159,20 @@ fn placed(
     }
 }
 
-/// Applies one call; returns the model's result (None: not comparable).
+/// The result of a call that returns 0 on success.
+fn done(r: Result<(), MmError>) -> Result<u64, i32> {
+    r.map(|()| 0).map_err(|e| e.errno())
+}
+
+/// Applies one call; returns the model's result (an address/value or errno).
 fn apply(
     space: &AddressSpace,
     c: &TraceCall,
     mode: Mode,
     rep: &mut ReplayReport,
-) -> Option<Result<u64, i32>> {
+) -> Result<u64, i32> {
     let kernel_ok = c.result.ok();
-    Some(match c.call {
+    match c.call {
         Syscall::Mmap {
             addr,
             len,
@@ -180,8 +183,9 @@ fn apply(
         } => {
             let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
             let hint = (addr != 0).then_some(addr);
-            match (fixed, kernel_ok, mode) {
-                (false, Some(k), Mode::Exact) => errno_of(&do_mmap(
+            // The call at the kernel's address, refusing to clobber anything.
+            let at_kernel = |k| {
+                do_mmap(
                     space,
                     Some(k),
                     len,
@@ -189,39 +193,32 @@ fn apply(
                     flags | MAP_FIXED_NOREPLACE,
                     fd,
                     offset,
-                )),
-                (false, Some(k), Mode::Placement) => placed(
-                    rep,
-                    c.line,
-                    k,
-                    do_mmap(space, hint, len, prot, flags, fd, offset),
-                    |a| {
-                        // Undo the model's choice, then follow the kernel.
-                        let _ = space.munmap(a, page_up(len));
-                        do_mmap(
-                            space,
-                            Some(k),
-                            len,
-                            prot,
-                            flags | MAP_FIXED_NOREPLACE,
-                            fd,
-                            offset,
-                        )
-                    },
-                ),
+                )
+            };
+            match (fixed, kernel_ok, mode) {
+                (false, Some(k), Mode::Exact) => errno_of(&at_kernel(k)),
+                (false, Some(k), Mode::Placement) => {
+                    placed(
+                        rep,
+                        c.line,
+                        k,
+                        do_mmap(space, hint, len, prot, flags, fd, offset),
+                        |a| {
+                            // Undo the model's choice, then follow the kernel.
+                            let _ = space.munmap(a, page_up(len));
+                            at_kernel(k)
+                        },
+                    )
+                }
                 _ => errno_of(&do_mmap(space, hint, len, prot, flags, fd, offset)),
             }
         }
-        Syscall::Munmap { addr, len } => space.munmap(addr, len).map(|()| 0).map_err(|e| e.errno()),
-        Syscall::Mprotect { addr, len, prot } => space
-            .mprotect(addr, len, Prot::from_bits_retain(prot))
-            .map(|()| 0)
-            .map_err(|e| e.errno()),
+        Syscall::Munmap { addr, len } => done(space.munmap(addr, len)),
+        Syscall::Mprotect { addr, len, prot } => {
+            done(space.mprotect(addr, len, Prot::from_bits_retain(prot)))
+        }
         Syscall::Madvise { addr, len, advice } => match Advice::from_linux(advice) {
-            Some(a) => space
-                .madvise(addr, len, a)
-                .map(|()| 0)
-                .map_err(|e| e.errno()),
+            Some(a) => done(space.madvise(addr, len, a)),
             None => Err(22),
         },
         Syscall::Brk { addr } => Ok(space.brk(addr)),
@@ -264,7 +261,7 @@ fn apply(
                 _ => errno_of(&space.mremap(old_addr, old_len, new_len, rf, new_addr)),
             }
         }
-    })
+    }
 }
 
 /// Replays `trace` on `space` (already seeded, e.g. by
@@ -279,7 +276,7 @@ pub fn replay(space: &AddressSpace, trace: &Trace, opts: ReplayOptions) -> Repla
         }
         rep.calls += 1;
         let model = apply(space, c, opts.mode, &mut rep);
-        if let (Some(model), Some(kernel)) = (model, kernel_of(&c.result)) {
+        if let Some(kernel) = kernel_of(&c.result) {
             // Calls that succeed return 0 in the kernel (munmap, mprotect, …)
             // and in the model alike; mmap/mremap/brk return addresses.
             if model != kernel {
