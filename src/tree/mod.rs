@@ -22,7 +22,7 @@ pub use read::{Gaps, Iter};
 use crate::srcu::{Deferred, Srcu, SrcuGuard};
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering};
 use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
-use read::{Entry, GapQuery, LeafPos};
+use read::GapQuery;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::ptr;
@@ -296,7 +296,7 @@ macro_rules! read_methods {
         #[inline]
         pub fn next(&self, addr: u64) -> Option<(Range<u64>, &V)> {
             // SAFETY: as in `get`.
-            unsafe { read::next::<V>(self.root(), addr) }.map(|p: LeafPos<'_, V>| p.entry())
+            unsafe { read::next::<V>(self.root(), addr) }.map(|p| p.entry())
         }
 
         /// The last entry whose start is below `addr`.
@@ -487,5 +487,4 @@ fn _assert_traits() {
     send_sync::<MapleTree<u64>>();
     fn send<T: Send>() {}
     send::<ReadGuard<'static, u64>>();
-    let _: Option<Entry<'static, u64>> = None;
 }

@@ -360,7 +360,7 @@ impl Slots for Inner {
 impl Inner {
     /// Points slot `i` at `child` with its summary.
     pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) {
-        self.put(i, (s.min, s.max, s.gap, child));
+        self.put(i, inner_item(child, s));
     }
 }
 
