@@ -16,7 +16,7 @@
 use super::flags::Prot;
 use super::stats::{Counters, Ctr};
 use crate::srcu::{Deferred, Srcu};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock};
 use std::ptr;
 
 /// A writer's per-table visitor: (PMD entry, table, table base, lo, hi).
@@ -114,7 +114,7 @@ impl PteTable {
         self.live.touch();
         Ptl {
             t: self,
-            _g: self.ptl.lock().unwrap_or_else(|e| e.into_inner()),
+            _g: lock(&self.ptl),
         }
     }
 }

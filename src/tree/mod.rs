@@ -20,7 +20,7 @@ pub use error::{Error, ErrorKind, ValidateError};
 pub use read::{Gaps, Iter};
 
 use crate::srcu::{Deferred, Srcu, SrcuGuard};
-use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock};
 use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
 use read::GapQuery;
 use std::marker::PhantomData;
@@ -171,7 +171,7 @@ impl<V> MapleTree<V> {
 
     /// Starts a write transaction (blocks while another writer is active).
     pub fn write(&self) -> WriteTxn<'_, V> {
-        let mut lock = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lock = lock(&self.writer);
         let txn = *lock;
         *lock += 1;
         // Relaxed: under the writer lock we see the last committed root.

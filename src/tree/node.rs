@@ -21,7 +21,7 @@
 //! changing it unless the node was created by the writer's own transaction
 //! (`hdr.txn == txn`), which no reader can have seen.
 
-use crate::sync::{LiveCell, Mutex};
+use crate::sync::{LiveCell, Mutex, lock};
 use std::alloc::Layout;
 use std::ptr;
 
@@ -464,7 +464,7 @@ impl NodePool {
     /// Takes back released node memory; what exceeds `POOL_MAX` (and, under
     /// loom, everything) goes back to the allocator.
     pub(crate) fn give(&self, bufs: impl IntoIterator<Item = NodeBuf>) {
-        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = lock(&self.free);
         for b in bufs {
             if f.len() < POOL_MAX && cfg!(not(loom)) {
                 f.push(b);
@@ -477,7 +477,7 @@ impl NodePool {
 
 impl Drop for NodePool {
     fn drop(&mut self) {
-        let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = lock(&self.free);
         f.drain(..).for_each(NodeBuf::free);
     }
 }
@@ -505,7 +505,7 @@ impl<'p> NodeCache<'p> {
     /// Memory for a node of `kind`, if any is stocked.
     fn take(&mut self, kind: u8) -> Option<*mut Header> {
         if self.n == 0 {
-            let mut f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = lock(&self.pool.free);
             while self.n < CHUNK
                 && let Some(b) = f.pop()
             {
