@@ -335,28 +335,50 @@ impl PageTables {
     }
 
     /// Zaps every PTE in `lo..hi` (frames freed), under each table's PTL.
-    /// Then unlinks every visited table for which `free_table(base)` says its
-    /// 2 MiB span holds no VMA, and retires it through `domain`.
-    pub(crate) fn zap_range(
-        &self,
-        lo: u64,
-        hi: u64,
-        domain: &Srcu,
-        free_table: Option<&dyn Fn(u64) -> bool>,
-    ) {
-        let mut retired: Vec<Deferred> = Vec::new();
+    ///
+    /// Caller: a writer with every VMA covering `lo..hi` in the published
+    /// version dead and the replacements unpublished (M7), or madvise under
+    /// the address-space read lock (a racing fault then linearises before the
+    /// zap or after it; both are Linux's MADV_DONTNEED). Upper entries are
+    /// read with probes (race 2).
+    pub(crate) fn zap_range(&self, lo: u64, hi: u64) {
         let mut freed = 0u64;
-        self.for_each_table(lo, hi, true, &mut |entry, t, base, a, b| {
+        self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
             ptl.each_present(a, b, |_, _| {
                 freed += 1;
                 Some(0)
             });
-            let Some(ok) = free_table else { return };
-            if !ok(base) {
+        });
+        self.ctr.add(Ctr::FramesFreed, freed);
+    }
+
+    /// After a commit: unlinks every last-level table overlapping `lo..hi`
+    /// whose 2 MiB span holds no VMA in the committed version
+    /// (`span_empty(base)`), and retires it through `domain` (race 1).
+    ///
+    /// Caller: the writer that zapped `lo..hi` before its commit. Such a
+    /// table holds no PTE: the zap removed those of faults that validated
+    /// before it, and every later fault in the span found its VMA dead (the
+    /// zap's PTL section or probe follows the dead store, race 2) or found
+    /// no VMA in the committed version.
+    pub(crate) fn free_tables(
+        &self,
+        lo: u64,
+        hi: u64,
+        domain: &Srcu,
+        span_empty: &dyn Fn(u64) -> bool,
+    ) {
+        let mut retired: Vec<Deferred> = Vec::new();
+        self.for_each_table(lo, hi, true, &mut |entry, t, base, _, _| {
+            if !span_empty(base) {
                 return;
             }
-            debug_assert!((0..ENTRIES as u64).all(|i| ptl.get(base + i * PAGE) == 0));
+            let ptl = t.lock();
+            debug_assert!(
+                (0..ENTRIES as u64).all(|i| ptl.get(base + i * PAGE) == 0),
+                "a PTE in a span with no VMA at {base:#x}"
+            );
             // Relaxed: read only under the PTL, which we hold (race 1).
             t.linked.store(false, Ordering::Relaxed);
             drop(ptl);
@@ -370,7 +392,6 @@ impl PageTables {
             // walker that could still hold it (M3).
             retired.push(unsafe { Deferred::new(p.cast(), free_pte_table) });
         });
-        self.ctr.add(Ctr::FramesFreed, freed);
         if !retired.is_empty() {
             self.ctr.add(Ctr::TablesFreed, retired.len() as u64);
             // SAFETY: each entry satisfies Deferred::new (above).
@@ -379,6 +400,8 @@ impl PageTables {
     }
 
     /// Removes every permission `prot` does not allow from the PTEs in `lo..hi`.
+    /// Caller: a writer with the VMAs covering `lo..hi` dead, or unchanged
+    /// with `prot` already (M7).
     pub(crate) fn protect_range(&self, lo: u64, hi: u64, prot: Prot) {
         let keep = !(PTE_PERM & !perm_bits(prot));
         self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {

@@ -46,12 +46,15 @@ pub struct Pte {
     pub dirty: bool,
 }
 
-/// Work on PTEs after the commit.
+/// Work on PTEs, done after the replaced VMAs are dead and before the commit
+/// publishes their replacements (M7); `Unmap` also frees emptied tables
+/// after the commit.
 enum After {
     None,
-    /// Zap these ranges and free emptied tables.
+    /// Zap these ranges (before the commit) and free the tables the commit
+    /// left without a VMA (after it).
     Unmap(Vec<Range<u64>>),
-    /// Take away what `Prot` does not allow in the range.
+    /// Take away what `Prot` does not allow in the range (before the commit).
     Protect(Range<u64>, Prot),
 }
 
@@ -109,13 +112,17 @@ impl AddressSpace {
     /// Rewrites `range` in the pending version: every VMA overlapping it is
     /// cut to outside `range` (the cut pieces keep their attributes), the
     /// `new` specs (inside `range`) are added, and new specs merge with each
-    /// other and with touching neighbours. Unchanged VMAs are left alone.
+    /// other and with touching neighbours. Unchanged VMAs are left alone
+    /// unless `zap`: a writer that zaps `range` replaces every VMA
+    /// overlapping it, even by an identical copy, so that all of them are
+    /// dead while their PTEs go (M7).
     /// Returns the VMAs replaced (to be marked dead before commit).
     fn edit(
         &self,
         txn: &mut WriteTxn<'_, Vma>,
         range: Range<u64>,
         new: Vec<Spec>,
+        zap: bool,
         replaced: &mut Vec<*const Vma>,
     ) {
         let olds: Vec<(Range<u64>, *const Vma, Spec)> = txn
@@ -183,9 +190,12 @@ impl AddressSpace {
             }
             merged.push(p);
         }
-        // Keep VMAs that come out unchanged.
+        // Keep VMAs that come out unchanged (never when zapping: M7).
         let mut keep = vec![false; merged.len()];
         touched.retain(|(_, _, s)| {
+            if zap {
+                return true;
+            }
             if let Some(i) = merged.iter().position(|p| &p.spec == s) {
                 keep[i] = true;
                 false
@@ -206,14 +216,23 @@ impl AddressSpace {
         }
     }
 
-    /// Marks `replaced` dead (write-locking and detaching them first under
-    /// `PerVmaLock`), runs `before_commit`, commits, and does `after`.
+    /// The replace-and-retire step (docs/DESIGN.md §4.2, M2 and M7): marks
+    /// `replaced` dead (write-locking and detaching them first under
+    /// `PerVmaLock`), runs `before_commit` (mremap's move) and the PTE work
+    /// of `work` while they are dead and their replacements unpublished,
+    /// commits, then frees the tables the commit left without a VMA.
+    ///
+    /// No fault can install into, or keep a permission in, the PTEs changed
+    /// here: a fault that validated its (replaced) VMA under a PTL before our
+    /// section on that PTL is undone by it; one after sees `dead` (our dead
+    /// store precedes our PTL sections and probes: races 1 and 2); the new
+    /// VMAs are not reachable until the commit, after all PTE work.
     fn finish(
         &self,
         txn: WriteTxn<'_, Vma>,
         replaced: Vec<*const Vma>,
         before_commit: impl FnOnce(),
-        after: After,
+        work: After,
     ) {
         for &v in &replaced {
             // SAFETY: each pointer came from this pending transaction, which
@@ -228,26 +247,53 @@ impl AddressSpace {
             }
         }
         before_commit();
-        txn.commit();
-        match after {
+        match &work {
             After::None => {}
             After::Unmap(ranges) => {
-                let pin = self.tree.pin();
-                let empty = |base: u64| pin.range(base..base + PMD_SPAN).next().is_none();
                 for r in ranges {
-                    self.pt
-                        .zap_range(r.start, r.end, self.tree.domain(), Some(&empty));
+                    self.pt.zap_range(r.start, r.end);
                 }
             }
-            After::Protect(r, prot) => self.pt.protect_range(r.start, r.end, prot),
+            After::Protect(r, prot) => self.pt.protect_range(r.start, r.end, *prot),
+        }
+        txn.commit();
+        if let After::Unmap(ranges) = work {
+            let pin = self.tree.pin();
+            let empty = |base: u64| pin.range(base..base + PMD_SPAN).next().is_none();
+            for r in ranges {
+                self.pt
+                    .free_tables(r.start, r.end, self.tree.domain(), &empty);
+            }
         }
     }
 
     /// One-range convenience: edit + finish.
-    fn replace(&self, mut txn: WriteTxn<'_, Vma>, range: Range<u64>, new: Vec<Spec>, after: After) {
+    fn replace(&self, mut txn: WriteTxn<'_, Vma>, range: Range<u64>, new: Vec<Spec>, work: After) {
         let mut replaced = Vec::new();
-        self.edit(&mut txn, range, new, &mut replaced);
-        self.finish(txn, replaced, || {}, after);
+        let zap = matches!(work, After::Unmap(_));
+        self.edit(&mut txn, range, new, zap, &mut replaced);
+        self.finish(txn, replaced, || {}, work);
+    }
+
+    /// Replaces every VMA overlapping `range` by an identical copy, so that
+    /// the originals can be dead while PTEs under them move (mremap
+    /// DONTUNMAP's source, M7). No merging: the VMAs stay as they are.
+    fn renew(
+        &self,
+        txn: &mut WriteTxn<'_, Vma>,
+        range: Range<u64>,
+        replaced: &mut Vec<*const Vma>,
+    ) {
+        let olds: Vec<(Range<u64>, *const Vma, Spec)> = txn
+            .range(range)
+            .map(|(r, v)| (r, v as *const Vma, v.spec.clone()))
+            .collect();
+        for (r, v, spec) in olds {
+            replaced.push(v);
+            txn.remove(r.start);
+            let ok = txn.insert(r, Vma::new(spec));
+            debug_assert!(ok.is_ok(), "renew left an overlap");
+        }
     }
 
     // ----- mmap -------------------------------------------------------------
@@ -525,8 +571,10 @@ impl AddressSpace {
 
     /// Moves `[old, old + old_len)` of the VMA `vspec` to `dst` with length
     /// `new_len` (its PTEs move with it), unmapping whatever was at the
-    /// target, in one commit. The source VMAs are dead and the target is not
-    /// yet published while the PTEs move, so no fault can touch either side.
+    /// target, in one commit. The source VMAs are dead (with DONTUNMAP they
+    /// are replaced by identical copies published by the commit) and the
+    /// target is not yet published while the PTEs move, so no fault can
+    /// install on either side until the commit (M7).
     #[allow(clippy::too_many_arguments)]
     fn move_vma(
         &self,
@@ -542,22 +590,32 @@ impl AddressSpace {
         moved.range = dst..dst + new_len;
         let mut replaced = Vec::new();
         let src = old..old + old_len;
-        if !dontunmap {
-            self.edit(&mut txn, src.clone(), Vec::new(), &mut replaced);
+        if dontunmap {
+            self.renew(&mut txn, src.clone(), &mut replaced);
+        } else {
+            self.edit(&mut txn, src.clone(), Vec::new(), true, &mut replaced);
         }
         let target = dst..dst + new_len;
-        self.edit(&mut txn, target.clone(), vec![moved], &mut replaced);
+        self.edit(&mut txn, target.clone(), vec![moved], true, &mut replaced);
         let pt = &self.pt;
-        let domain = self.tree.domain();
         let keep = old_len.min(new_len);
+        // The source keeps a VMA under DONTUNMAP: nothing to zap or free
+        // there (its PTEs all moved). Otherwise zap what did not move (the
+        // source beyond `new_len` was unmapped already by mremap) and free
+        // its emptied tables after the commit.
+        let work = if dontunmap {
+            After::None
+        } else {
+            After::Unmap(vec![src])
+        };
         self.finish(
             txn,
             replaced,
             || {
-                pt.zap_range(target.start, target.end, domain, None);
+                pt.zap_range(target.start, target.end);
                 pt.move_range(old, dst, keep);
             },
-            After::Unmap(vec![src]),
+            work,
         );
     }
 
@@ -636,7 +694,7 @@ impl AddressSpace {
         hole |= cur < end;
         if advice == Advice::DontNeed {
             for p in parts {
-                self.pt.zap_range(p.start, p.end, self.tree.domain(), None);
+                self.pt.zap_range(p.start, p.end);
             }
         }
         if hole { Err(MmError::NoMem) } else { Ok(()) }

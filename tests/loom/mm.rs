@@ -95,3 +95,57 @@ fn vma_lock_handshake() {
         balanced(&mm);
     });
 }
+
+/// Issue 10 item 1 (M7): mmap(MAP_FIXED) on an empty range racing a write
+/// fault. The fault can only succeed on the new VMA, so if it installed, the
+/// PTE must still be there when both are done (the old code committed the new
+/// VMA first and zapped after, losing the install).
+#[test]
+fn mmap_fixed_vs_fault() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                mm.mmap(Some(A), P, RW, FIXED).unwrap();
+            })
+        };
+        let r = mm.fault(A, Access::Write);
+        w.join().unwrap();
+        match r {
+            Ok(_) => assert!(mm.translate(A).is_some(), "installed write lost"),
+            Err(e) => assert_eq!(e, FaultError::Segv),
+        }
+        balanced(&mm);
+    });
+}
+
+/// Issue 10 item 2 (M7): mremap(MREMAP_DONTUNMAP) keeps the source mapped
+/// while its PTEs move. A racing write fault on the source always succeeds
+/// (the source is mapped before and after) and its frame ends at the source
+/// (fault after the move) or at the target (before): nothing is freed.
+#[test]
+fn mremap_dontunmap_vs_fault() {
+    use maple_rcu::mm::RemapFlags;
+    const B: u64 = 0x2000_0000;
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                let f = RemapFlags::MAYMOVE | RemapFlags::FIXED | RemapFlags::DONTUNMAP;
+                assert_eq!(mm.mremap(A, P, P, f, Some(B)).unwrap(), B);
+            })
+        };
+        let r = mm.fault(A, Access::Write);
+        w.join().unwrap();
+        assert!(r.is_ok(), "source faulted {r:?}");
+        assert!(
+            mm.translate(A).is_some() || mm.translate(B).is_some(),
+            "the write is at neither source nor target"
+        );
+        assert_eq!(mm.stats().frames_freed, 0);
+        balanced(&mm);
+    });
+}
