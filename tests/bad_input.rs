@@ -1289,3 +1289,18 @@ fn from_maps_rows() {
     mm.check().unwrap();
     assert!(AddressSpace::from_maps("").unwrap().vmas().is_empty());
 }
+
+/// Issue 10 item 4: `MapsEntry` has public fields, so a hand-built entry
+/// may have `end < start`; `len()` used to underflow (a panic in the test
+/// profile). It is 0 now, like `is_empty()` says.
+#[test]
+fn maps_entry_len_never_underflows() {
+    let mut e: maple_rcu::trace::MapsEntry = "1000-2000 r--p 00000000 00:00 0".parse().unwrap();
+    assert_eq!(e.len(), 0x1000);
+    e.start = 0x3000;
+    assert_eq!(e.len(), 0);
+    assert!(e.is_empty());
+    e.start = u64::MAX;
+    e.end = 0;
+    assert_eq!(e.len(), 0);
+}

@@ -7,7 +7,7 @@ mod mm_model;
 
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, HPAGE_SIZE, MMAP_BASE,
-    MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, VmaInfo,
+    MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, TASK_SIZE, VmaInfo,
 };
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -793,4 +793,346 @@ fn torture_table_free() {
         assert_eq!(s.frames_mapped, 0);
         balance(&mm);
     }
+}
+
+// ----- issue 10 items 4 and 6: arithmetic on user input, Linux limits -----------
+
+/// Runs `f` once per fault policy on a space built by `setup`.
+fn each_with(setup: impl Fn(&mut AddressSpace), f: impl Fn(&AddressSpace)) {
+    for p in POLICIES {
+        let mut mm = AddressSpace::with_policy(p);
+        setup(&mut mm);
+        f(&mm);
+        mm.check().unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    }
+}
+
+/// Issue 10 item 4: `old + new_len` overflowed (a panic in the test profile,
+/// `Ok(a)` in release). Linux 6.17's `check_mremap_params` refuses
+/// `new_len > TASK_SIZE` with EINVAL first.
+#[test]
+fn mremap_huge_new_len_is_einval() {
+    each(|mm| {
+        let a = mm.mmap(None, P, RW, ANON).unwrap();
+        let before = mm.maps_string();
+        for new_len in [u64::MAX - 8191, u64::MAX - P + 1, 1 << 63, TASK_SIZE + P] {
+            for flags in [RemapFlags::MAYMOVE, RemapFlags::empty()] {
+                assert_eq!(mm.mremap(a, P, new_len, flags, None), Err(MmError::Inval));
+                mm.check().unwrap();
+            }
+            assert_eq!(
+                mm.mremap(
+                    a,
+                    P,
+                    new_len,
+                    RemapFlags::MAYMOVE | RemapFlags::FIXED,
+                    Some(0x20_0000)
+                ),
+                Err(MmError::Inval)
+            );
+        }
+        assert_eq!(mm.maps_string(), before);
+    });
+}
+
+/// RLIMIT_STACK: a GROWSDOWN VMA may grow while `vm_end - new_start <=
+/// rlimit` (`acct_stack_growth`: `size > rlimit` fails), for any GROWSDOWN
+/// VMA; a fault past it is Segv and changes nothing.
+#[test]
+fn stack_rlimit_caps_growth() {
+    let top = 0x7000_0000_0000u64;
+    let grows = ANON.union(MapFlags::FIXED).union(MapFlags::GROWSDOWN);
+    each(|mm| {
+        assert_eq!(mm.stack_rlimit(), 8 << 20);
+        let s = mm.mmap(Some(top - 4 * P), 4 * P, RW, grows).unwrap();
+        // Exactly 8 MiB: allowed.
+        let lowest = top - (8 << 20);
+        assert_eq!(mm.fault(lowest, Access::Read), Ok(FaultOutcome::Installed));
+        mm.check().unwrap();
+        assert_eq!(ranges(mm), vec![(lowest, top, RW)]);
+        // One page more: Segv, nothing changes.
+        assert_eq!(mm.fault(lowest - 1, Access::Write), Err(FaultError::Segv));
+        assert_eq!(
+            mm.fault(lowest - 100 * (1 << 30), Access::Read),
+            Err(FaultError::Segv)
+        );
+        assert_eq!(ranges(mm), vec![(lowest, top, RW)]);
+        assert!(s > lowest);
+    });
+    // Settable per space; a smaller limit refuses a growth the default allows.
+    each_with(
+        |mm| mm.set_stack_rlimit(16 * P),
+        |mm| {
+            mm.mmap(Some(top - 4 * P), 4 * P, RW, grows).unwrap();
+            assert_eq!(mm.fault(top - 17 * P, Access::Read), Err(FaultError::Segv));
+            assert_eq!(
+                mm.fault(top - 16 * P, Access::Read),
+                Ok(FaultOutcome::Installed)
+            );
+            assert_eq!(ranges(mm), vec![(top - 16 * P, top, RW)]);
+        },
+    );
+}
+
+/// A real process's maps (from `from_maps`): a fault far below `[stack]`
+/// used to grow it by ~100 GiB.
+#[test]
+fn stack_rlimit_applies_to_imported_maps() {
+    let maps = "\
+555555554000-555555556000 r--p 00000000 08:01 1 /usr/bin/cat
+7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0                          [stack]
+";
+    let mm = AddressSpace::from_maps(maps).unwrap();
+    let before = mm.maps_string();
+    assert_eq!(
+        mm.fault(0x7fe0_0000_0000, Access::Read),
+        Err(FaultError::Segv)
+    );
+    assert_eq!(
+        mm.fault(0x7fff_ff7f_f000 - P, Access::Read),
+        Err(FaultError::Segv)
+    );
+    assert_eq!(mm.maps_string(), before);
+    // Within 8 MiB of the stack's end: grows.
+    assert_eq!(
+        mm.fault(0x7fff_ff7f_f000, Access::Read),
+        Ok(FaultOutcome::Installed)
+    );
+    mm.check().unwrap();
+}
+
+/// Three separate 1-page VMAs at `BASE`, `BASE + 2P`, `BASE + 4P` and a
+/// 5-page VMA at `BASE + 8P` (prot R so nothing merges by accident).
+const BASE: u64 = 0x10_0000;
+fn four_vmas(mm: &AddressSpace) {
+    for a in [BASE, BASE + 2 * P, BASE + 4 * P] {
+        mm.mmap(Some(a), P, RW, FIXED).unwrap();
+    }
+    mm.mmap(Some(BASE + 8 * P), 5 * P, Prot::READ, FIXED)
+        .unwrap();
+    assert_eq!(mm.stats().vmas, 4);
+}
+
+/// vm.max_map_count, mmap and brk: `map_count > max` fails (Linux 6.17
+/// `do_mmap` / `do_brk_flags`), so a mapping at exactly the limit is still
+/// allowed and the count can reach `max + 1`.
+#[test]
+fn max_map_count_mmap_and_brk() {
+    each_with(
+        |mm| mm.set_max_map_count(4),
+        |mm| {
+            four_vmas(mm);
+            // count == max: allowed.
+            mm.mmap(Some(BASE + 20 * P), P, RW, FIXED).unwrap();
+            assert_eq!(mm.stats().vmas, 5);
+            let before = mm.maps_string();
+            // count > max: ENOMEM, FIXED or not, even where it would merge.
+            assert_eq!(
+                mm.mmap(Some(BASE + 30 * P), P, RW, FIXED),
+                Err(MmError::NoMem)
+            );
+            assert_eq!(mm.mmap(None, P, RW, ANON), Err(MmError::NoMem));
+            assert_eq!(
+                mm.mmap(Some(BASE + 21 * P), P, RW, FIXED),
+                Err(MmError::NoMem)
+            );
+            let brk = mm.brk_range();
+            assert_eq!(mm.brk(brk.end + P), brk.end);
+            assert_eq!(mm.maps_string(), before);
+            mm.check().unwrap();
+            // Back at the limit, brk may create its VMA.
+            mm.munmap(BASE + 20 * P, P).unwrap();
+            assert_eq!(mm.brk(brk.end + P), brk.end + P);
+            assert_eq!(mm.stats().vmas, 5);
+            mm.check().unwrap();
+        },
+    );
+}
+
+/// munmap (`vms_gather_munmap_vmas`): only an unmap strictly inside one VMA
+/// is refused at the limit; a split at one end is not checked.
+#[test]
+fn max_map_count_munmap() {
+    each_with(
+        |mm| mm.set_max_map_count(4),
+        |mm| {
+            four_vmas(mm);
+            let before = mm.maps_string();
+            // Both ends inside the 5-page VMA, count == max: ENOMEM.
+            assert_eq!(mm.munmap(BASE + 9 * P, P), Err(MmError::NoMem));
+            assert_eq!(mm.maps_string(), before);
+            mm.check().unwrap();
+            // One end only: allowed at the limit (count stays 4).
+            mm.munmap(BASE + 12 * P, P).unwrap();
+            mm.munmap(BASE + 8 * P, P).unwrap();
+            assert_eq!(mm.stats().vmas, 4);
+            // Across a VMA boundary, splitting both outer VMAs: allowed.
+            mm.munmap(BASE + 10 * P, 2 * P).unwrap();
+            mm.check().unwrap();
+            // Below the limit the middle split is fine.
+            mm.munmap(BASE, P).unwrap();
+            mm.mmap(Some(BASE + 40 * P), 3 * P, RW, FIXED).unwrap();
+            assert_eq!(mm.stats().vmas, 4);
+            assert_eq!(mm.munmap(BASE + 41 * P, P), Err(MmError::NoMem));
+            mm.munmap(BASE + 2 * P, P).unwrap();
+            mm.munmap(BASE + 41 * P, P).unwrap();
+            assert_eq!(mm.stats().vmas, 4);
+            // brk shrink and mremap shrink use the same rule.
+            let before = mm.maps_string();
+            assert_eq!(
+                mm.mremap(BASE + 40 * P, P, P / 2, RemapFlags::empty(), None),
+                Ok(BASE + 40 * P)
+            );
+            assert_eq!(mm.maps_string(), before, "shrink to the same page count");
+            mm.check().unwrap();
+        },
+    );
+}
+
+/// mprotect: `split_vma` refuses at `map_count >= max`; merges never fail;
+/// the VMAs before the failing one keep their change (Linux's partial effect).
+#[test]
+fn max_map_count_mprotect() {
+    each_with(
+        |mm| mm.set_max_map_count(4),
+        |mm| {
+            four_vmas(mm);
+            let before = mm.maps_string();
+            // A split at one end of the 5-page VMA: count == max → ENOMEM.
+            assert_eq!(mm.mprotect(BASE + 8 * P, P, RW), Err(MmError::NoMem));
+            assert_eq!(mm.maps_string(), before);
+            // Whole VMAs need no split; a prot the VMA already has needs nothing.
+            mm.mprotect(BASE + 8 * P, 5 * P, Prot::READ).unwrap();
+            mm.mprotect(BASE + 2 * P, P, Prot::READ).unwrap();
+            assert_eq!(mm.stats().vmas, 4);
+            mm.check().unwrap();
+            // A merge with the neighbour instead of a split: allowed.
+            mm.mmap(Some(BASE + 13 * P), P, RW, FIXED).unwrap();
+            mm.munmap(BASE + 13 * P, P).unwrap();
+            mm.munmap(BASE, P).unwrap();
+            mm.mmap(Some(BASE + 7 * P), P, RW, FIXED).unwrap();
+            // VMAs: [2P,3P) R, [4P,5P) RW, [7P,8P) RW, [8P,13P) R.
+            assert_eq!(mm.stats().vmas, 4);
+            mm.mprotect(BASE + 8 * P, P, RW).unwrap();
+            assert_eq!(
+                ranges(mm)[2..],
+                [
+                    (BASE + 7 * P, BASE + 9 * P, RW),
+                    (BASE + 9 * P, BASE + 13 * P, Prot::READ)
+                ]
+            );
+        },
+    );
+    // Partial effect across VMAs: the first VMAs change, then the split of
+    // the last one fails.
+    each_with(
+        |mm| mm.set_max_map_count(4),
+        |mm| {
+            let shared = MapFlags::SHARED | MapFlags::ANONYMOUS | MapFlags::FIXED;
+            mm.mmap(Some(BASE), 8 * P, RW, shared).unwrap();
+            mm.mmap(Some(BASE + 8 * P), 5 * P, Prot::READ, FIXED)
+                .unwrap();
+            mm.mmap(Some(BASE + 20 * P), P, RW, FIXED).unwrap();
+            mm.mmap(Some(BASE + 22 * P), P, RW, FIXED).unwrap();
+            assert_eq!(mm.stats().vmas, 4);
+            // Whole first (shared) VMA → NONE (no split), then the private
+            // R VMA's first page, which cannot merge with a shared VMA: a
+            // split at count == max → ENOMEM after the first change.
+            assert_eq!(mm.mprotect(BASE, 9 * P, Prot::empty()), Err(MmError::NoMem));
+            assert_eq!(
+                ranges(mm)[..2],
+                [
+                    (BASE, BASE + 8 * P, Prot::empty()),
+                    (BASE + 8 * P, BASE + 13 * P, Prot::READ)
+                ]
+            );
+            mm.check().unwrap();
+        },
+    );
+    // Strictly inside one VMA at max - 1: the first split succeeds, the
+    // second fails — Linux leaves the VMA split in two, prot unchanged.
+    each_with(
+        |mm| mm.set_max_map_count(5),
+        |mm| {
+            four_vmas(mm);
+            assert_eq!(mm.mprotect(BASE + 9 * P, P, RW), Err(MmError::NoMem));
+            assert_eq!(
+                ranges(mm)[3..],
+                [
+                    (BASE + 8 * P, BASE + 9 * P, Prot::READ),
+                    (BASE + 9 * P, BASE + 13 * P, Prot::READ)
+                ]
+            );
+            assert_eq!(mm.stats().vmas, 5);
+        },
+    );
+}
+
+/// mremap: FIXED / DONTUNMAP need `map_count + 2 < max - 3`
+/// (`check_mremap_params`), every move `map_count < max - 3`
+/// (`prep_move_vma`); growing in place needs nothing.
+#[test]
+fn max_map_count_mremap() {
+    let mv = RemapFlags::MAYMOVE;
+    // Count 4: FIXED needs max > 9 (4 + 2 >= max - 3 fails up to max = 9).
+    for (max, fixed_ok, move_ok) in [(9, false, true), (10, true, true), (7, false, false)] {
+        each_with(
+            |mm| mm.set_max_map_count(max),
+            |mm| {
+                four_vmas(mm);
+                let before = mm.maps_string();
+                let r = mm.mremap(BASE, P, P, mv | RemapFlags::FIXED, Some(BASE + 30 * P));
+                assert_eq!(r.is_ok(), fixed_ok, "max {max}: {r:?}");
+                if !fixed_ok {
+                    assert_eq!(r, Err(MmError::NoMem));
+                    assert_eq!(mm.maps_string(), before);
+                    let r = mm.mremap(BASE, P, P, mv | RemapFlags::DONTUNMAP, None);
+                    assert_eq!(r, Err(MmError::NoMem));
+                }
+                mm.check().unwrap();
+                // Grow the 1-page VMA at BASE + 4P past its neighbour: a move.
+                mm.mmap(Some(BASE + 5 * P), P, Prot::READ, FIXED).ok();
+                let before = mm.maps_string();
+                let r = mm.mremap(BASE + 4 * P, P, 2 * P, mv, None);
+                assert_eq!(r.is_ok(), move_ok, "max {max}: {r:?}");
+                if !move_ok {
+                    assert_eq!(r, Err(MmError::NoMem));
+                    assert_eq!(mm.maps_string(), before);
+                    // Growing in place into free space needs no room.
+                    let top = ranges(mm).last().unwrap().1;
+                    assert!(mm.mremap(top - 5 * P, 5 * P, 6 * P, mv, None).is_ok());
+                }
+                mm.check().unwrap();
+            },
+        );
+    }
+}
+
+/// mremap(DONTUNMAP) without FIXED takes a fitting hint as is, and
+/// `__get_unmapped_area`'s `security_mmap_addr` refuses one below
+/// mmap_min_addr with EPERM (the model used to move elsewhere and succeed).
+#[test]
+fn mremap_dontunmap_hint_below_mmap_min_addr() {
+    let du = RemapFlags::MAYMOVE | RemapFlags::DONTUNMAP;
+    each(|mm| {
+        let a = mm.mmap(Some(BASE), 2 * P, RW, FIXED).unwrap();
+        mm.fault(a, Access::Write).unwrap();
+        let before = mm.maps_string();
+        for hint in [P, 0x8000, 0x10000 - 2 * P] {
+            assert_eq!(
+                mm.mremap(a, 2 * P, 2 * P, du, Some(hint)),
+                Err(MmError::Perm)
+            );
+            assert_eq!(mm.maps_string(), before);
+            mm.check().unwrap();
+        }
+        assert!(mm.translate(a).is_some());
+        // A hint that does not fit (crosses into the VMA above it) is not
+        // taken: the search places it elsewhere.
+        mm.mmap(Some(0x10000), P, RW, FIXED).unwrap();
+        let r = mm.mremap(a, 2 * P, 2 * P, du, Some(0x10000 - P)).unwrap();
+        assert!(r >= 0x10000 && r != 0x10000 - P);
+        // Hint 0 = no hint.
+        assert!(mm.mremap(a, 2 * P, 2 * P, du, Some(0)).unwrap() >= 0x10000);
+    });
 }

@@ -18,6 +18,7 @@
 mod error;
 mod fault;
 mod flags;
+mod limits;
 mod maps;
 mod pagetable;
 mod placement;
@@ -27,6 +28,7 @@ mod vma;
 
 pub use error::{FaultError, MmError};
 pub use flags::{Access, Advice, FaultOutcome, FaultPolicy, MapFlags, MapSource, Prot, RemapFlags};
+pub use limits::{DEFAULT_MAX_MAP_COUNT, DEFAULT_STACK_RLIMIT};
 pub use space::{AddressSpace, Pte};
 pub use stats::MmStats;
 pub use vma::VmaInfo;

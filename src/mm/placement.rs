@@ -70,9 +70,11 @@ fn search(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
     topdown(txn, len).or_else(|| bottomup(txn, len))
 }
 
-/// Whether a free `[addr, addr + len)` satisfies x86's hint rule.
+/// Whether a free `[addr, addr + len)` satisfies x86's hint rule
+/// (`mmap_address_hint_valid`, then free below the next `vm_start_gap`).
+/// mmap_min_addr is not part of it: see `get_unmapped_area`.
 fn hint_fits(txn: &WriteTxn<'_, Vma>, addr: u64, len: u64) -> bool {
-    if addr < MMAP_MIN_ADDR || len > TASK_SIZE || addr > TASK_SIZE - len {
+    if len > TASK_SIZE || addr > TASK_SIZE - len {
         return false;
     }
     match txn.next(addr) {
@@ -139,6 +141,13 @@ pub(crate) fn get_unmapped_area(
     }
     if hint != 0 {
         if hint_fits(txn, hint, len) {
+            // `__get_unmapped_area` ends with `security_mmap_addr(addr)`:
+            // EPERM below mmap_min_addr. Only mremap's DONTUNMAP hint gets
+            // here with such an address (mmap's went through
+            // `round_hint_to_min`).
+            if hint < MMAP_MIN_ADDR {
+                return Err(MmError::Perm);
+            }
             return Ok(hint);
         }
     } else if let Thp::Offset(off) = thp

@@ -6,6 +6,7 @@
 
 use super::error::MmError;
 use super::flags::{Advice, FaultPolicy, MapFlags, Prot, RemapFlags};
+use super::limits::ProtectStop;
 use super::pagetable::{PAGE, PMD_SPAN, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
 use super::pagetable::{PageTables, pte_pfn};
 use super::placement::{Thp, get_unmapped_area, round_hint_to_min, vm_start_gap};
@@ -33,6 +34,10 @@ pub struct AddressSpace {
     pub(crate) policy: FaultPolicy,
     /// VMAs above TASK_SIZE (`[vsyscall]`), kept apart like Linux's gate VMA.
     pub(crate) gate: Vec<MapsEntry>,
+    /// `RLIMIT_STACK` in bytes (`limits.rs`).
+    pub(crate) stack_rlimit: u64,
+    /// `vm.max_map_count` (`limits.rs`).
+    pub(crate) max_map_count: u64,
 }
 
 /// A page-table entry as seen by [`AddressSpace::translate`].
@@ -91,6 +96,8 @@ impl AddressSpace {
             }),
             policy,
             gate: Vec::new(),
+            stack_rlimit: super::DEFAULT_STACK_RLIMIT,
+            max_map_count: super::DEFAULT_MAX_MAP_COUNT,
         }
     }
 
@@ -355,12 +362,20 @@ impl AddressSpace {
         let thp = Thp::rule(len, file.is_none() && !shared, file.map(|f| f.1));
         let _w = self.write_lock();
         let txn = self.tree.write();
+        // Linux `do_mmap`: "Too many mappings?" before placement.
+        if self.too_many_maps(txn.len()) {
+            return Err(MmError::NoMem);
+        }
         let addr = get_unmapped_area(&txn, hint, len, fixed, thp)?;
         let range = addr..addr + len;
         if flags.contains(MapFlags::FIXED_NOREPLACE) && txn.range(range.clone()).next().is_some() {
             return Err(MmError::Exist);
         }
         map_type?;
+        // `__mmap_region` unmaps what the range covers with the munmap rule.
+        if self.unmap_needs_room(&txn, &range) {
+            return Err(MmError::NoMem);
+        }
         let mut attrs = Attrs::anon(prot, shared);
         attrs.growsdown = flags.contains(MapFlags::GROWSDOWN);
         if let Some((id, offset)) = file {
@@ -393,8 +408,38 @@ impl AddressSpace {
             return Err(MmError::Inval);
         }
         let _w = self.write_lock();
-        self.unmap_locked(addr..addr + len);
+        self.unmap_checked(addr..addr + len)
+    }
+
+    /// `unmap_locked` after the munmap rule of `vm.max_map_count`
+    /// ([`unmap_needs_room`](Self::unmap_needs_room)): ENOMEM and no change
+    /// when the unmap would split one VMA in three at the limit.
+    fn unmap_checked(&self, r: Range<u64>) -> Result<(), MmError> {
+        let txn = self.tree.write();
+        if self.unmap_needs_room(&txn, &r) {
+            return Err(MmError::NoMem);
+        }
+        self.replace(txn, r.clone(), Vec::new(), After::Unmap(vec![r]));
         Ok(())
+    }
+
+    /// Splits the VMA containing `at` into two with its attributes, nothing
+    /// else (Linux's state after `split_vma` succeeded at the start of an
+    /// mprotect range and failed at its end: `limits.rs`).
+    fn split_only(&self, mut txn: WriteTxn<'_, Vma>, at: u64) {
+        let Some((r, v)) = txn.get(at) else {
+            return;
+        };
+        if r.start == at {
+            return;
+        }
+        let (vp, spec) = (v as *const Vma, v.spec.clone());
+        txn.remove(r.start);
+        for part in [r.start..at, at..r.end] {
+            let ok = txn.insert(part.clone(), Vma::new(spec.slice(part)));
+            debug_assert!(ok.is_ok());
+        }
+        self.finish(txn, vec![vp], || {}, After::None);
     }
 
     fn unmap_locked(&self, r: Range<u64>) {
@@ -455,7 +500,25 @@ impl AddressSpace {
         }
         hole |= cur < end;
         if cur > start {
-            self.replace(txn, start..cur, new, After::Protect(start..cur, newprot));
+            // vm.max_map_count: Linux's loop may run out of VMAs part way.
+            match self.mprotect_stop(&txn, start..cur, newprot) {
+                None => self.replace(txn, start..cur, new, After::Protect(start..cur, newprot)),
+                Some(ProtectStop::SplitOnly(at)) => {
+                    self.split_only(txn, at);
+                    return Err(MmError::NoMem);
+                }
+                Some(ProtectStop::At(at)) => {
+                    if at > start {
+                        let new = new
+                            .into_iter()
+                            .filter(|s| s.range.start < at)
+                            .map(|s| s.slice(s.range.start..s.range.end.min(at)))
+                            .collect();
+                        self.replace(txn, start..at, new, After::Protect(start..at, newprot));
+                    }
+                    return Err(MmError::NoMem);
+                }
+            }
         }
         if hole { Err(MmError::NoMem) } else { Ok(()) }
     }
@@ -485,6 +548,12 @@ impl AddressSpace {
         if new_len == 0 || old_len == 0 || old > TASK_SIZE || old_len > TASK_SIZE - old {
             return Err(MmError::Inval);
         }
+        // Linux 6.17 `check_mremap_params`: "Is the new length silly?" (6.16
+        // and older: ENOMEM later, from `get_unmapped_area`). Without it,
+        // `old + new_len` below overflowed.
+        if new_len > TASK_SIZE {
+            return Err(MmError::Inval);
+        }
         // FIXED or DONTUNMAP: Linux's `mremap_to`, which always moves and
         // checks the new address first (for DONTUNMAP without FIXED it is
         // only a placement hint).
@@ -502,6 +571,10 @@ impl AddressSpace {
         let target = flags.contains(RemapFlags::FIXED).then_some(n);
         let _w = self.write_lock();
         let txn = self.tree.write();
+        // `check_mremap_params`' map-count reserve, before the lookup.
+        if to && self.mremap_to_needs_room(txn.len()) {
+            return Err(MmError::NoMem);
+        }
         let Some((vr, v)) = txn.get(old) else {
             return Err(MmError::Fault);
         };
@@ -510,7 +583,7 @@ impl AddressSpace {
         if !to && new_len <= old_len {
             drop(txn);
             if new_len < old_len {
-                self.unmap_locked(old + new_len..old + old_len);
+                self.unmap_checked(old + new_len..old + old_len)?;
             }
             return Ok(old);
         }
@@ -534,6 +607,9 @@ impl AddressSpace {
             } else {
                 (txn, old_len)
             };
+            if self.move_needs_room(txn.len()) {
+                return Err(MmError::NoMem);
+            }
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
             return Ok(dst);
         }
@@ -543,6 +619,9 @@ impl AddressSpace {
             let file_off = moved.attrs.file.as_ref().map(|f| f.offset);
             let thp = Thp::rule(new_len, file_off.is_none() && !moved.attrs.shared, file_off);
             let dst = get_unmapped_area(&txn, n, new_len, false, thp)?;
+            if self.move_needs_room(txn.len()) {
+                return Err(MmError::NoMem);
+            }
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, true);
             return Ok(dst);
         }
@@ -565,6 +644,9 @@ impl AddressSpace {
         let anon_private = file_off.is_none() && !moved.attrs.shared;
         let thp = Thp::rule(new_len, anon_private, file_off);
         let dst = get_unmapped_area(&txn, 0, new_len, false, thp)?;
+        if self.move_needs_room(txn.len()) {
+            return Err(MmError::NoMem);
+        }
         self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
         Ok(dst)
     }
@@ -640,8 +722,11 @@ impl AddressSpace {
             if self.tree.pin().range(newbrk..oldbrk).next().is_none() {
                 return orig;
             }
+            // Linux restores the old break when the unmap fails.
+            if self.unmap_checked(newbrk..oldbrk).is_err() {
+                return orig;
+            }
             w.brk = new;
-            self.unmap_locked(newbrk..oldbrk);
             return new;
         }
         let txn = self.tree.write();
@@ -649,6 +734,9 @@ impl AddressSpace {
             && newbrk + PAGE > vm_start_gap(next)
         {
             return orig;
+        }
+        if self.too_many_maps(txn.len()) {
+            return orig; // `do_brk_flags`, even when it would only extend
         }
         let spec = Spec {
             range: oldbrk..newbrk,
@@ -730,6 +818,9 @@ impl AddressSpace {
             {
                 return false;
             }
+        }
+        if !self.stack_growth_fits(r.end, new_start) {
+            return false; // RLIMIT_STACK
         }
         let delta = r.start - new_start;
         let mut s = vspec;

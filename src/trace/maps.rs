@@ -58,9 +58,10 @@ impl MapsEntry {
         bit(self.read, PROT_READ) | bit(self.write, PROT_WRITE) | bit(self.exec, PROT_EXEC)
     }
 
-    /// The size in bytes.
+    /// The size in bytes (0 for a hand-built entry with `end < start`: the
+    /// fields are public, so this must not underflow).
     pub fn len(&self) -> u64 {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
 
     /// Whether the entry covers no bytes (never true of a parsed entry).

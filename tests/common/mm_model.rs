@@ -21,8 +21,9 @@
 #![allow(dead_code)]
 
 use maple_rcu::mm::{
-    Access, AddressSpace, Advice, DEFAULT_BRK, FaultError, FaultOutcome, FaultPolicy, MMAP_BASE,
-    MMAP_MIN_ADDR, MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, TASK_SIZE,
+    Access, AddressSpace, Advice, DEFAULT_BRK, DEFAULT_STACK_RLIMIT, FaultError, FaultOutcome,
+    FaultPolicy, MMAP_BASE, MMAP_MIN_ADDR, MapFlags, MapSource, MmError, Prot, RemapFlags,
+    STACK_GUARD_GAP, TASK_SIZE,
 };
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -78,12 +79,33 @@ const EDGES: [u64; 13] = [
     MMAP_BASE,
 ];
 
+/// A value where `addr + len` or a page rounding overflows or crosses
+/// TASK_SIZE: pages just below TASK_SIZE and `u64::MAX`, `u64::MAX - 8191`
+/// (issue 10's mremap), 2^63 and up, unaligned values at TASK_SIZE, and
+/// lengths just too long for the space.
+pub fn near_top(x: u32) -> u64 {
+    let k = u64::from(x >> 4) % 4;
+    match x % 7 {
+        0 => TASK_SIZE - (k + 1) * P,
+        1 => TASK_SIZE - k,
+        2 => u64::MAX - k * P,
+        3 => u64::MAX - 8191 - k * P,
+        4 => (1 << 63) + k * P,
+        // Just too long to fit above mmap_min_addr (valid huge lengths
+        // would make the page model allocate billions of pages).
+        5 => TASK_SIZE - MMAP_MIN_ADDR + (k + 1) * P,
+        _ => TASK_SIZE + 1 + k * P,
+    }
+}
+
 /// An address: mostly a page of the window, sometimes unaligned, near
-/// `MMAP_BASE` (where non-FIXED maps go), or an edge value.
+/// `MMAP_BASE` (where non-FIXED maps go), an edge value or near the top
+/// ([`near_top`]).
 pub fn addr(sel: u8, x: u32) -> u64 {
     let page = BASE + u64::from(x % WIN) * P;
     match sel % 16 {
-        0..=10 => page,
+        0..=9 => page,
+        10 => near_top(x),
         11 => page + u64::from(x >> 16) % P,
         12 | 13 => MMAP_BASE - u64::from(x % 64 + 1) * P,
         _ => EDGES[x as usize % EDGES.len()],
@@ -99,7 +121,8 @@ pub fn len(sel: u8, x: u32) -> u64 {
         11 => (pages - 1) * P + 1 + u64::from(x >> 8) % (P - 1),
         12 => 0,
         13 => u64::from(WIN) * P,
-        _ => [u64::MAX, u64::MAX - P + 2, 1 << 47, TASK_SIZE + 1][x as usize % 4],
+        14 => [u64::MAX, u64::MAX - P + 2, 1 << 47, TASK_SIZE + 1][x as usize % 4],
+        _ => near_top(x),
     }
 }
 
@@ -357,6 +380,31 @@ impl Model {
         out
     }
 
+    /// Whether a free `len`-byte window exists where placement searches:
+    /// below `MMAP_BASE` (top-down) or above `PAGE_ALIGN(TASK_SIZE / 3)`
+    /// (the bottom-up fallback), clear of GROWSDOWN guard gaps. Lengths near
+    /// TASK_SIZE fit nowhere.
+    fn room_for(&self, len: u64) -> bool {
+        let legacy = (TASK_SIZE / 3 + P - 1) & !(P - 1);
+        let mut lo = MMAP_MIN_ADDR;
+        let fits = |a: u64, b: u64| {
+            let top = b.min(MMAP_BASE);
+            let fit = |x: u64, y: u64| y > x && y - x >= len;
+            fit(a, top) || fit(a.max(legacy), b)
+        };
+        let mut any = false;
+        for (r, at) in self.vmas() {
+            let end = if at.grows {
+                r.start.saturating_sub(STACK_GUARD_GAP)
+            } else {
+                r.start
+            };
+            any |= fits(lo, end);
+            lo = lo.max(r.end);
+        }
+        any || fits(lo, TASK_SIZE)
+    }
+
     fn free_in(&self, r: &Range<u64>) -> bool {
         self.pages.range(r.clone()).next().is_none()
     }
@@ -441,7 +489,13 @@ impl Model {
     /// x86's hint rule: `[a, a + len)` inside the space and below the next
     /// VMA's `vm_start_gap`.
     fn hint_fits(&self, a: u64, len: u64) -> bool {
-        if a < MMAP_MIN_ADDR || len > TASK_SIZE || a > TASK_SIZE - len {
+        a >= MMAP_MIN_ADDR && self.hint_fits_raw(a, len)
+    }
+
+    /// [`hint_fits`](Self::hint_fits) without the mmap_min_addr floor (x86's
+    /// `mmap_address_hint_valid` and the gap below the next VMA).
+    fn hint_fits_raw(&self, a: u64, len: u64) -> bool {
+        if len > TASK_SIZE || a > TASK_SIZE - len {
             return false;
         }
         match self.next_vma(a) {
@@ -557,6 +611,7 @@ impl Model {
                 }
                 // The window always has room: only the map type (checked
                 // after placement) may fail a non-FIXED map.
+                Err(MmError::NoMem) if !self.room_for(len) => return Err(MmError::NoMem),
                 Err(e) => {
                     return Err(map_type(flags, file.is_some())
                         .err()
@@ -666,6 +721,10 @@ impl Model {
         if new_len == 0 || old_len == 0 || old > TASK_SIZE || old_len > TASK_SIZE - old {
             return Err(MmError::Inval);
         }
+        // Linux 6.17 `check_mremap_params`: "Is the new length silly?"
+        if new_len > TASK_SIZE {
+            return Err(MmError::Inval);
+        }
         // `mremap_to` (FIXED or DONTUNMAP) checks the new address first.
         let to = flags.contains(RemapFlags::FIXED) || dontunmap;
         let n = new_addr.unwrap_or(0);
@@ -726,8 +785,14 @@ impl Model {
         if !flags.contains(RemapFlags::MAYMOVE) {
             return Err(MmError::NoMem);
         }
-        if new_len > TASK_SIZE {
-            return Err(MmError::NoMem); // get_unmapped_area
+        // DONTUNMAP without FIXED: a hint that fits is taken as is, and
+        // `__get_unmapped_area`'s `security_mmap_addr` refuses it (EPERM)
+        // below mmap_min_addr.
+        if dontunmap && n != 0 && n < MMAP_MIN_ADDR && self.hint_fits_raw(n, new_len) {
+            return Err(MmError::Perm);
+        }
+        if *real == Err(MmError::NoMem) && !self.room_for(new_len) {
+            return Err(MmError::NoMem);
         }
         let dst = *real
             .as_ref()
@@ -818,6 +883,10 @@ impl Model {
                 && !pa.prot.is_empty()
                 && p - pr.end < STACK_GUARD_GAP
             {
+                return Some(Err(FaultError::Segv));
+            }
+            // RLIMIT_STACK (`acct_stack_growth`): the whole VMA after growing.
+            if r.end - p > DEFAULT_STACK_RLIMIT {
                 return Some(Err(FaultError::Segv));
             }
             let delta = r.start - p;
