@@ -15,14 +15,22 @@
 //! assert_eq!(s.frames_allocated, s.frames_mapped + s.frames_freed);
 //! ```
 
+mod brk;
 mod error;
 mod fault;
 mod flags;
 mod limits;
+mod madvise;
 mod maps;
+mod mmap;
+mod mprotect;
+mod mremap;
+mod munmap;
 mod pagetable;
 mod placement;
+mod retire;
 mod space;
+mod stack;
 mod stats;
 mod vma;
 
