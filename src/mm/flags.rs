@@ -163,6 +163,19 @@ pub enum FaultPolicy {
     MmapLock,
 }
 
+/// How writers (mmap, munmap, mprotect, mremap, brk, stack growth) exclude
+/// each other (issue 11; docs/DESIGN.md §4.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WriterLocking {
+    /// Writers on disjoint ranges run in parallel: each write-locks the range
+    /// it changes, extended to whole VMAs and mergeable neighbours.
+    #[default]
+    Range,
+    /// Every writer locks the whole address space (the old `mmap_lock` held
+    /// for write), for comparison.
+    Global,
+}
+
 /// How a fault completed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultOutcome {

@@ -35,7 +35,9 @@ mod stats;
 mod vma;
 
 pub use error::{FaultError, MmError};
-pub use flags::{Access, Advice, FaultOutcome, FaultPolicy, MapFlags, MapSource, Prot, RemapFlags};
+pub use flags::{
+    Access, Advice, FaultOutcome, FaultPolicy, MapFlags, MapSource, Prot, RemapFlags, WriterLocking,
+};
 pub use limits::{DEFAULT_MAX_MAP_COUNT, DEFAULT_STACK_RLIMIT};
 pub use space::{AddressSpace, Pte};
 pub use stats::MmStats;

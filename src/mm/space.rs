@@ -5,7 +5,7 @@
 //! `retire.rs` (docs/DESIGN.md §4.2): kill the VMAs being replaced, do the PTE
 //! work, then publish the replacements in one commit (M2, M7).
 
-use super::flags::{FaultPolicy, Prot};
+use super::flags::{FaultPolicy, Prot, WriterLocking};
 use super::pagetable::{PAGE, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
 use super::pagetable::{PageTables, pte_pfn};
 use super::stats::{Counters, Ctr, MmStats};
@@ -29,6 +29,7 @@ pub struct AddressSpace {
     /// fallbacks, madvise and stats take it for read.
     pub(crate) lock: RwLock<WState>,
     pub(crate) policy: FaultPolicy,
+    pub(crate) locking: WriterLocking,
     /// VMAs above TASK_SIZE (`[vsyscall]`), kept apart like Linux's gate VMA.
     pub(crate) gate: Vec<MapsEntry>,
     /// `RLIMIT_STACK` in bytes (`limits.rs`).
@@ -66,6 +67,11 @@ impl AddressSpace {
 
     /// An empty address space with the given fault policy.
     pub fn with_policy(policy: FaultPolicy) -> AddressSpace {
+        Self::with_locking(policy, WriterLocking::default())
+    }
+
+    /// An empty address space with the given fault policy and writer locking.
+    pub fn with_locking(policy: FaultPolicy, locking: WriterLocking) -> AddressSpace {
         AddressSpace {
             tree: MapleTree::new(),
             pt: PageTables::new(),
@@ -74,10 +80,16 @@ impl AddressSpace {
                 brk: DEFAULT_BRK,
             }),
             policy,
+            locking,
             gate: Vec::new(),
             stack_rlimit: super::DEFAULT_STACK_RLIMIT,
             max_map_count: super::DEFAULT_MAX_MAP_COUNT,
         }
+    }
+
+    /// How writers exclude each other.
+    pub fn writer_locking(&self) -> WriterLocking {
+        self.locking
     }
 
     /// The fault policy.
