@@ -25,9 +25,13 @@
 //! the conflicting requests that arrived before it (FIFO among conflicting
 //! requests). So a writer is never starved by a stream of later readers, nor
 //! readers by a stream of later writers. A *nested* request (any later request
-//! of a non-empty [`RangeLockSet`]) waits only for conflicting requests that
-//! already hold their lock, and goes ahead of conflicting waiting ones; this
-//! is what makes address-ordered nesting deadlock-free (see below).
+//! of a non-empty [`RangeLockSet`]) waits for conflicting requests that hold
+//! their lock and for waiting nested requests that start at or above it; it
+//! goes ahead of every other waiting request (R5). This is what makes
+//! address-ordered nesting deadlock-free: under plain FIFO, a thread holding
+//! `[0, 10)` and asking for `[15, 30)` deadlocks with a thread that queued for
+//! `[5, 20)` in between. The price: a waiting request can be overtaken by
+//! nested requests, i.e. by threads that already hold part of the lock.
 //!
 //! # Lock order and deadlock freedom
 //! * A thread that holds a guard of a `RangeLock` must not *block* on another
@@ -39,15 +43,15 @@
 //!   something lower, release the set (or drop guards) and start again from
 //!   the lowest range, then revalidate.
 //!
-//! Why this cannot deadlock: a top-level request's thread holds nothing, and it
-//! waits only for requests that arrived earlier or for nested requests; a
-//! nested request waits only for *held* requests. Follow a cycle of waiting
-//! threads: a top-level waiter cannot be on it (nobody holding a lock waits for
-//! a waiting top-level request, and top-level requests wait for earlier
-//! top-level ones only, so such a chain ends). Between nested waiters, thread
-//! `T` waiting on held range `G` of thread `U` gives
-//! `T.request.start < G.end <= U.request.start`: the start of the waited-on
-//! request strictly increases along the cycle, which therefore cannot close.
+//! Why this cannot deadlock (in full in docs/DESIGN.md): a top-level
+//! waiter's thread holds nothing, and only later top-level requests wait for
+//! it, which in turn wait only for earlier ones or nested ones, so no cycle
+//! passes through a top-level waiter. Between nested waiters `T → U`, either
+//! `T` waits for a held range `G` of `U`, and then
+//! `T.request.start < G.end <= U.request.start`, or for `U`'s waiting nested
+//! request, which then starts higher, or as high and earlier. The pair
+//! (start, earlier arrival) of the waited-on request strictly increases along
+//! any chain, so no cycle closes.
 //!
 //! # Empty and inverted ranges
 //! `start > end` is [`RangeLockError::Inverted`]. An empty range (`start ==
@@ -220,7 +224,7 @@ impl RangeLock {
             for &o in &ov {
                 let n = t.node(o);
                 if n.conflicts(start, end, write) {
-                    if nested && n.blocking > 0 {
+                    if nested && goes_ahead_of(n, start) {
                         jumped += 1;
                     } else {
                         before += 1;
@@ -237,12 +241,12 @@ impl RangeLock {
                 me = Some(thread::current());
                 continue;
             }
-            let i = t.insert(start, end, write);
+            let i = t.insert(start, end, write, nested);
             // R2: record who waits for whom, exactly once per conflicting pair.
             for &o in &ov {
                 let n = t.node_mut(o);
                 if n.conflicts(start, end, write) {
-                    if nested && n.blocking > 0 {
+                    if nested && goes_ahead_of(n, start) {
                         n.blocking += 1; // R5: `i` goes first.
                     } else {
                         n.dependents += 1;
@@ -308,6 +312,17 @@ impl RangeLock {
             w.unpark();
         }
     }
+}
+
+/// R5: whether a new *nested* request starting at `start` goes ahead of the
+/// conflicting request `n` (which then waits for it) instead of waiting for
+/// `n`. It goes ahead of every waiting top-level request, and of a waiting
+/// nested request that starts lower; it waits for granted requests and for
+/// waiting nested requests that start at or above `start`. So along every
+/// wait between nested requests the waited-on request starts higher, or
+/// starts as high and arrived earlier: no cycle (docs/DESIGN.md).
+fn goes_ahead_of(n: &tree::Node, start: u64) -> bool {
+    n.blocking > 0 && (!n.nested || n.start < start)
 }
 
 impl fmt::Debug for RangeLock {
@@ -395,9 +410,10 @@ guard_common!(RangeWriteGuard, "RangeWriteGuard");
 ///
 /// The first request is top-level (FIFO). Each later one must start at or
 /// above the end of every range held ([`RangeLockError::Order`] otherwise) and
-/// is *nested*: it waits only for conflicting requests that hold their lock,
-/// going ahead of waiting ones, which is what keeps address-ordered nesting
-/// deadlock-free (module docs). One thread should use one set per lock and
+/// is *nested*: it waits for conflicting requests that hold their lock and
+/// for waiting nested ones that start at or above it, going ahead of other
+/// waiting ones, which keeps address-ordered nesting deadlock-free (module
+/// docs). One thread should use one set per lock and
 /// hold no other guard of that lock while a set request blocks.
 #[must_use = "the ranges are unlocked when the set is dropped"]
 pub struct RangeLockSet<'a> {

@@ -30,6 +30,8 @@ pub(super) struct Node {
     left: u32,
     right: u32,
     pub(super) write: bool,
+    /// Made by a set that already held a lock (R5).
+    pub(super) nested: bool,
     /// Requests this one still waits for (0: granted).
     pub(super) blocking: u32,
     /// Requests that wait for this one.
@@ -132,7 +134,7 @@ impl Table {
     }
 
     /// Adds a request and returns its index. O(log n) expected.
-    pub(super) fn insert(&mut self, start: u64, end: u64, write: bool) -> u32 {
+    pub(super) fn insert(&mut self, start: u64, end: u64, write: bool, nested: bool) -> u32 {
         // xorshift32: treap priorities need only be independent of the keys.
         let mut x = self.rng;
         x ^= x << 13;
@@ -149,6 +151,7 @@ impl Table {
             left: NIL,
             right: NIL,
             write,
+            nested,
             blocking: 0,
             dependents: 0,
             waiter: None,
