@@ -8,5 +8,9 @@ pub mod trace;
 pub mod tree;
 
 pub mod mm;
+pub mod rangelock;
 
+pub use rangelock::{
+    RangeLock, RangeLockError, RangeLockSet, RangeMode, RangeReadGuard, RangeWriteGuard,
+};
 pub use tree::MapleTree;

@@ -54,11 +54,17 @@ pub(crate) fn compiler_fence(order: Ordering) {
 pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::yield_now;
+    /// Parking: a blocked range-lock request sleeps with `park` and is woken
+    /// by `Thread::unpark` (loom models both, including spurious wake-ups).
+    #[cfg(loom)]
+    pub(crate) use loom::thread::{Thread, current, park};
     /// Named background threads (std only; see `sync::Weak`).
     #[cfg(not(loom))]
     pub(crate) use std::thread::Builder;
     #[cfg(not(loom))]
     pub(crate) use std::thread::yield_now;
+    #[cfg(not(loom))]
+    pub(crate) use std::thread::{Thread, current, park};
 
     /// Sleep (std) or yield (loom, which has no time).
     #[allow(dead_code)]

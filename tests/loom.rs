@@ -4,6 +4,8 @@
 
 #[path = "loom/mm.rs"]
 mod mm;
+#[path = "loom/rangelock.rs"]
+mod rangelock;
 #[path = "loom/srcu.rs"]
 mod srcu;
 #[path = "loom/tree.rs"]

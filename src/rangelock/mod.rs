@@ -1,0 +1,509 @@
+//! `RangeLock`: reader–writer locks over half-open `u64` ranges `[start, end)`.
+//!
+//! Overlapping writers exclude each other and readers; overlapping readers
+//! share; requests on disjoint ranges never wait for each other.
+//!
+//! # Design
+//! After the interval-tree range lock of Jan Kara and Davidlohr Bueso (Linux
+//! `range_rwlock` series). One mutex protects a table of every *held and
+//! waiting* request, an interval treap keyed by `(start, arrival)` and
+//! augmented with the subtree's largest `end` ([`tree`]). A new request,
+//! under the mutex, visits the requests overlapping it, counts the
+//! *conflicting* ones (overlap, and at least one of the two writes) that it
+//! must wait for into its `blocking` count, and inserts itself. With a count of
+//! zero it holds the lock at once (one mutex round trip, no allocation once the
+//! arena is warm). Otherwise it parks until the count reaches zero. A release
+//! removes the request and, if anything waits for it (`dependents > 0`),
+//! decrements the count of every conflicting request overlapping it, waking
+//! those that reach zero. The invariants (R1–R6), the fairness and the
+//! deadlock-freedom argument are in docs/DESIGN.md, "Range locks: the
+//! primitive".
+//!
+//! # Fairness
+//! A request made with [`RangeLock::read`], [`RangeLock::write`] or as the
+//! first request of a [`RangeLockSet`] is *top-level*: it waits for exactly
+//! the conflicting requests that arrived before it (FIFO among conflicting
+//! requests). So a writer is never starved by a stream of later readers, nor
+//! readers by a stream of later writers. A *nested* request (any later request
+//! of a non-empty [`RangeLockSet`]) waits for conflicting requests that hold
+//! their lock and for waiting nested requests that start at or above it; it
+//! goes ahead of every other waiting request (R5). This is what makes
+//! address-ordered nesting deadlock-free: under plain FIFO, a thread holding
+//! `[0, 10)` and asking for `[15, 30)` deadlocks with a thread that queued for
+//! `[5, 20)` in between. The price: a waiting request can be overtaken by
+//! nested requests, i.e. by threads that already hold part of the lock.
+//!
+//! # Lock order and deadlock freedom
+//! * A thread that holds a guard of a `RangeLock` must not *block* on another
+//!   request of the same lock through [`RangeLock::read`], [`RangeLock::write`]
+//!   or [`RangeLock::wait`]; `try_` requests are always allowed.
+//! * To hold several ranges at once, use one [`RangeLockSet`] and request them
+//!   **lowest address first**: each request must start at or above the end of
+//!   every range the set holds ([`RangeLockError::Order`] otherwise). To lock
+//!   something lower, release the set (or drop guards) and start again from
+//!   the lowest range, then revalidate.
+//!
+//! Why this cannot deadlock (in full in docs/DESIGN.md): a top-level
+//! waiter's thread holds nothing, and only later top-level requests wait for
+//! it, which in turn wait only for earlier ones or nested ones, so no cycle
+//! passes through a top-level waiter. Between nested waiters `T → U`, either
+//! `T` waits for a held range `G` of `U`, and then
+//! `T.request.start < G.end <= U.request.start`, or for `U`'s waiting nested
+//! request, which then starts higher, or as high and earlier. The pair
+//! (start, earlier arrival) of the waited-on request strictly increases along
+//! any chain, so no cycle closes.
+//!
+//! # Empty and inverted ranges
+//! `start > end` is [`RangeLockError::Inverted`]. An empty range (`start ==
+//! end`) is [`RangeLockError::Empty`]: it would exclude nothing, and in an
+//! address-space model it always means a caller bug. No method panics on bad
+//! input.
+
+mod tree;
+
+use crate::sync::{self, Mutex, thread};
+use std::fmt;
+use tree::{NIL, Table};
+
+/// What a request wants: shared or exclusive access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RangeMode {
+    /// Shared with other readers of overlapping ranges.
+    Read,
+    /// Exclusive against every overlapping request.
+    Write,
+}
+
+/// Errors of [`RangeLock`] and [`RangeLockSet`] requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RangeLockError {
+    /// `start > end`.
+    #[error("range [{start:#x}, {end:#x}) has start > end")]
+    Inverted {
+        /// Requested start.
+        start: u64,
+        /// Requested end.
+        end: u64,
+    },
+    /// `start == end`: empty ranges are not locks.
+    #[error("empty range at {start:#x}")]
+    Empty {
+        /// Requested start (= end).
+        start: u64,
+    },
+    /// A [`RangeLockSet`] request below the end of a range the set holds
+    /// (the lock order is lowest address first).
+    #[error("range at {start:#x} is below {held_end:#x}, the end of a range this set holds")]
+    Order {
+        /// Requested start.
+        start: u64,
+        /// The highest end the set holds.
+        held_end: u64,
+    },
+    /// A `try_` request would have had to wait.
+    #[error("range is locked")]
+    WouldBlock,
+}
+
+fn check(start: u64, end: u64) -> Result<(), RangeLockError> {
+    if start > end {
+        Err(RangeLockError::Inverted { start, end })
+    } else if start == end {
+        Err(RangeLockError::Empty { start })
+    } else {
+        Ok(())
+    }
+}
+
+/// A reader–writer lock over `[start, end)` ranges of `u64`, fair among
+/// conflicting requests. See the [module docs](self) for the lock order.
+///
+/// ```
+/// use maple_rcu::RangeLock;
+/// let lock = RangeLock::new();
+/// let a = lock.write(0x1000, 0x3000).unwrap();
+/// let b = lock.write(0x3000, 0x5000).unwrap(); // disjoint: no wait
+/// assert!(lock.try_read(0x2000, 0x4000).is_err());
+/// drop((a, b));
+/// assert!(lock.try_read(0x2000, 0x4000).is_ok());
+/// ```
+pub struct RangeLock {
+    table: Mutex<Table>,
+}
+
+impl Default for RangeLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RangeLock {
+    /// An unlocked range lock.
+    pub fn new() -> Self {
+        Self {
+            table: Mutex::new(Table::new()),
+        }
+    }
+
+    /// Locks `[start, end)` for reading, sleeping while a conflicting earlier
+    /// request exists. Must not be called while this thread holds a guard of
+    /// this lock (see the lock order).
+    pub fn read(&self, start: u64, end: u64) -> Result<RangeReadGuard<'_>, RangeLockError> {
+        let idx = self.acquire(start, end, false, false, true)?;
+        Ok(RangeReadGuard(Held::new(self, idx, start, end)))
+    }
+
+    /// Locks `[start, end)` for writing, sleeping while a conflicting earlier
+    /// request exists. Must not be called while this thread holds a guard of
+    /// this lock (see the lock order).
+    pub fn write(&self, start: u64, end: u64) -> Result<RangeWriteGuard<'_>, RangeLockError> {
+        let idx = self.acquire(start, end, true, false, true)?;
+        Ok(RangeWriteGuard(Held::new(self, idx, start, end)))
+    }
+
+    /// Locks `[start, end)` for reading if no request (held or waiting)
+    /// conflicts with it; [`RangeLockError::WouldBlock`] otherwise. Never
+    /// sleeps (beyond the internal mutex); allowed while holding guards.
+    pub fn try_read(&self, start: u64, end: u64) -> Result<RangeReadGuard<'_>, RangeLockError> {
+        let idx = self.acquire(start, end, false, false, false)?;
+        Ok(RangeReadGuard(Held::new(self, idx, start, end)))
+    }
+
+    /// Locks `[start, end)` for writing if no request (held or waiting)
+    /// overlaps it; [`RangeLockError::WouldBlock`] otherwise.
+    pub fn try_write(&self, start: u64, end: u64) -> Result<RangeWriteGuard<'_>, RangeLockError> {
+        let idx = self.acquire(start, end, true, false, false)?;
+        Ok(RangeWriteGuard(Held::new(self, idx, start, end)))
+    }
+
+    /// Waits, holding nothing afterwards, until every request overlapping
+    /// `[start, end)` that arrived before this call has been released (it
+    /// queues a write request and drops it once granted). For "release
+    /// everything, wait for that area, then retry". Same rule as
+    /// [`write`](Self::write): do not call while holding a guard of this lock.
+    pub fn wait(&self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        self.write(start, end).map(drop)
+    }
+
+    /// An empty [`RangeLockSet`] for holding several ranges in address order.
+    pub fn set(&self) -> RangeLockSet<'_> {
+        RangeLockSet {
+            lock: self,
+            held: Vec::new(),
+        }
+    }
+
+    /// Number of requests in the table, held and waiting (a snapshot, for
+    /// diagnostics and tests).
+    pub fn requests(&self) -> usize {
+        sync::lock(&self.table).len()
+    }
+
+    /// The request protocol (R3). `nested`: the caller's set holds a lock, so
+    /// it goes ahead of waiting requests (R5). `block`: wait, or fail with
+    /// `WouldBlock` instead.
+    fn acquire(
+        &self,
+        start: u64,
+        end: u64,
+        write: bool,
+        nested: bool,
+        block: bool,
+    ) -> Result<u32, RangeLockError> {
+        check(start, end)?;
+        // The thread handle is fetched only on the slow path, outside the
+        // mutex, and before anything is inserted: nothing between the
+        // insertion and the grant can panic, so a waiting request is never
+        // abandoned in the table (R6).
+        let mut me: Option<thread::Thread> = None;
+        let idx = loop {
+            let mut t = sync::lock(&self.table);
+            let ov = t.overlaps(start, end);
+            let mut before = 0u32;
+            let mut jumped = 0u32;
+            for &o in &ov {
+                let n = t.node(o);
+                if n.conflicts(start, end, write) {
+                    if nested && goes_ahead_of(n, start) {
+                        jumped += 1;
+                    } else {
+                        before += 1;
+                    }
+                }
+            }
+            if before > 0 && !block {
+                t.put_scratch(ov);
+                return Err(RangeLockError::WouldBlock);
+            }
+            if before > 0 && me.is_none() {
+                t.put_scratch(ov);
+                drop(t);
+                me = Some(thread::current());
+                continue;
+            }
+            let i = t.insert(start, end, write, nested);
+            // R2: record who waits for whom, exactly once per conflicting pair.
+            for &o in &ov {
+                let n = t.node_mut(o);
+                if n.conflicts(start, end, write) {
+                    if nested && goes_ahead_of(n, start) {
+                        n.blocking += 1; // R5: `i` goes first.
+                    } else {
+                        n.dependents += 1;
+                    }
+                }
+            }
+            t.put_scratch(ov);
+            let n = t.node_mut(i);
+            n.blocking = before;
+            n.dependents = jumped;
+            if before == 0 {
+                return Ok(i);
+            }
+            n.waiter = me.take();
+            break i;
+        };
+        // Sleep until the last request we wait for is released (it sets our
+        // count to 0 under the mutex, then unparks us). `park` may return
+        // spuriously or for an old token, so re-check under the mutex.
+        loop {
+            thread::park();
+            let t = sync::lock(&self.table);
+            if t.node(idx).blocking == 0 {
+                return Ok(idx);
+            }
+        }
+    }
+
+    /// Releases granted request `idx` (R4).
+    fn release(&self, idx: u32) {
+        let mut wake: Vec<thread::Thread> = Vec::new();
+        {
+            let mut t = sync::lock(&self.table);
+            let n = t.node(idx);
+            debug_assert_eq!(n.blocking, 0, "releasing a request that is not granted");
+            let (start, end, write, dependents) = (n.start, n.end, n.write, n.dependents);
+            if dependents > 0 {
+                let ov = t.overlaps(start, end);
+                let mut seen = 0;
+                for &o in &ov {
+                    if o == idx {
+                        continue;
+                    }
+                    let m = t.node_mut(o);
+                    // R2: we are granted, so every conflicting request in the
+                    // table waits for us.
+                    if m.conflicts(start, end, write) {
+                        seen += 1;
+                        m.blocking -= 1;
+                        if m.blocking == 0
+                            && let Some(w) = m.waiter.take()
+                        {
+                            wake.push(w);
+                        }
+                    }
+                }
+                t.put_scratch(ov);
+                debug_assert_eq!(seen, dependents, "R2: dependents count");
+            }
+            t.remove(idx);
+        }
+        for w in wake {
+            w.unpark();
+        }
+    }
+}
+
+/// R5: whether a new *nested* request starting at `start` goes ahead of the
+/// conflicting request `n` (which then waits for it) instead of waiting for
+/// `n`. It goes ahead of every waiting top-level request, and of a waiting
+/// nested request that starts lower; it waits for granted requests and for
+/// waiting nested requests that start at or above `start`. So along every
+/// wait between nested requests the waited-on request starts higher, or
+/// starts as high and arrived earlier: no cycle (docs/DESIGN.md).
+fn goes_ahead_of(n: &tree::Node, start: u64) -> bool {
+    n.blocking > 0 && (!n.nested || n.start < start)
+}
+
+impl fmt::Debug for RangeLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RangeLock");
+        match sync::try_lock(&self.table) {
+            Some(t) => {
+                let e: Vec<_> = t
+                    .entries()
+                    .into_iter()
+                    .map(|(s, e, w, b)| {
+                        let mode = if w { "W" } else { "R" };
+                        let state = if b == 0 { "held" } else { "waiting" };
+                        format!("{mode} [{s:#x}, {e:#x}) {state}")
+                    })
+                    .collect();
+                d.field("requests", &e)
+            }
+            None => d.field("requests", &"<busy>"),
+        };
+        d.finish()
+    }
+}
+
+/// A granted request; releases it on drop (also during unwinding).
+struct Held<'a> {
+    lock: &'a RangeLock,
+    idx: u32,
+    start: u64,
+    end: u64,
+}
+
+impl<'a> Held<'a> {
+    fn new(lock: &'a RangeLock, idx: u32, start: u64, end: u64) -> Self {
+        debug_assert_ne!(idx, NIL);
+        Self {
+            lock,
+            idx,
+            start,
+            end,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.lock.release(self.idx);
+    }
+}
+
+/// Shared access to `[start, end)` of a [`RangeLock`]; released on drop.
+/// `Send`: it may be dropped on another thread.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct RangeReadGuard<'a>(Held<'a>);
+
+/// Exclusive access to `[start, end)` of a [`RangeLock`]; released on drop.
+/// `Send`: it may be dropped on another thread.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct RangeWriteGuard<'a>(Held<'a>);
+
+macro_rules! guard_common {
+    ($t:ident, $name:literal) => {
+        impl $t<'_> {
+            /// First address of the locked range.
+            pub fn start(&self) -> u64 {
+                self.0.start
+            }
+            /// End (exclusive) of the locked range.
+            pub fn end(&self) -> u64 {
+                self.0.end
+            }
+        }
+        impl fmt::Debug for $t<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}[{:#x}, {:#x})", $name, self.0.start, self.0.end)
+            }
+        }
+    };
+}
+guard_common!(RangeReadGuard, "RangeReadGuard");
+guard_common!(RangeWriteGuard, "RangeWriteGuard");
+
+/// Several ranges of one [`RangeLock`], acquired lowest address first and
+/// released together on drop (or by [`release_all`](Self::release_all)).
+///
+/// The first request is top-level (FIFO). Each later one must start at or
+/// above the end of every range held ([`RangeLockError::Order`] otherwise) and
+/// is *nested*: it waits for conflicting requests that hold their lock and
+/// for waiting nested ones that start at or above it, going ahead of other
+/// waiting ones, which keeps address-ordered nesting deadlock-free (module
+/// docs). One thread should use one set per lock and
+/// hold no other guard of that lock while a set request blocks.
+#[must_use = "the ranges are unlocked when the set is dropped"]
+pub struct RangeLockSet<'a> {
+    lock: &'a RangeLock,
+    held: Vec<(Held<'a>, RangeMode)>,
+}
+
+impl<'a> RangeLockSet<'a> {
+    fn add(
+        &mut self,
+        start: u64,
+        end: u64,
+        mode: RangeMode,
+        block: bool,
+    ) -> Result<(), RangeLockError> {
+        check(start, end)?;
+        let held_end = self.held_end();
+        if !self.held.is_empty() && start < held_end {
+            return Err(RangeLockError::Order { start, held_end });
+        }
+        let nested = !self.held.is_empty();
+        let idx = self
+            .lock
+            .acquire(start, end, mode == RangeMode::Write, nested, block)?;
+        self.held
+            .push((Held::new(self.lock, idx, start, end), mode));
+        Ok(())
+    }
+
+    /// Adds a read lock on `[start, end)`, sleeping if needed.
+    pub fn read(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        self.add(start, end, RangeMode::Read, true)
+    }
+
+    /// Adds a write lock on `[start, end)`, sleeping if needed.
+    pub fn write(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        self.add(start, end, RangeMode::Write, true)
+    }
+
+    /// Adds a read lock on `[start, end)` if that needs no waiting.
+    pub fn try_read(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        self.add(start, end, RangeMode::Read, false)
+    }
+
+    /// Adds a write lock on `[start, end)` if that needs no waiting.
+    pub fn try_write(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        self.add(start, end, RangeMode::Write, false)
+    }
+
+    /// The highest end held (0 when empty): the next request must start at
+    /// or above it.
+    pub fn held_end(&self) -> u64 {
+        self.held.last().map_or(0, |(h, _)| h.end)
+    }
+
+    /// The held ranges, in address order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64, RangeMode)> + '_ {
+        self.held.iter().map(|(h, m)| (h.start, h.end, *m))
+    }
+
+    /// Whether the set holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Releases every range; the set can then start again from any address.
+    pub fn release_all(&mut self) {
+        self.held.clear();
+    }
+}
+
+impl fmt::Debug for RangeLockSet<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.held
+                    .iter()
+                    .map(|(h, m)| format!("{m:?} [{:#x}, {:#x})", h.start, h.end)),
+            )
+            .finish()
+    }
+}
+
+/// Guards and sets may move to (and be dropped on) another thread.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<RangeReadGuard<'static>>();
+    send::<RangeWriteGuard<'static>>();
+    send::<RangeLockSet<'static>>();
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! Unit tests of the request protocol; threaded fairness and stress tests
+//! are in tests/rangelock.rs, loom models in tests/loom/rangelock.rs.
+
+use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Waits (polling) until `lock` has `n` requests; panics after 5 s.
+fn until_requests(lock: &RangeLock, n: usize) {
+    let t0 = Instant::now();
+    while lock.requests() != n {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{lock:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn validate(lock: &RangeLock) {
+    sync::lock(&lock.table).validate();
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let l = RangeLock::new();
+    assert_eq!(
+        l.write(5, 4).unwrap_err(),
+        RangeLockError::Inverted { start: 5, end: 4 }
+    );
+    assert_eq!(
+        l.read(7, 7).unwrap_err(),
+        RangeLockError::Empty { start: 7 }
+    );
+    assert_eq!(
+        l.try_read(u64::MAX, 0).unwrap_err(),
+        RangeLockError::Inverted {
+            start: u64::MAX,
+            end: 0
+        }
+    );
+    assert_eq!(
+        l.wait(3, 3).unwrap_err(),
+        RangeLockError::Empty { start: 3 }
+    );
+    let mut s = l.set();
+    assert_eq!(
+        s.write(9, 1).unwrap_err(),
+        RangeLockError::Inverted { start: 9, end: 1 }
+    );
+    assert!(s.is_empty());
+    assert_eq!(l.requests(), 0);
+    // The full u64 span is a valid range.
+    let g = l.write(0, u64::MAX).unwrap();
+    assert_eq!((g.start(), g.end()), (0, u64::MAX));
+}
+
+#[test]
+fn readers_share_writers_exclude_disjoint_never_conflict() {
+    let l = RangeLock::new();
+    let r1 = l.read(0, 100).unwrap();
+    let r2 = l.try_read(50, 150).unwrap();
+    assert_eq!(
+        l.try_write(99, 100).unwrap_err(),
+        RangeLockError::WouldBlock
+    );
+    assert_eq!(
+        l.try_write(140, 141).unwrap_err(),
+        RangeLockError::WouldBlock
+    );
+    let w = l.try_write(150, 200).unwrap(); // adjacent: half-open
+    assert_eq!(
+        l.try_read(199, 300).unwrap_err(),
+        RangeLockError::WouldBlock
+    );
+    let w2 = l.try_write(200, 300).unwrap();
+    validate(&l);
+    drop(r1);
+    assert!(l.try_write(0, 50).is_ok());
+    assert_eq!(l.try_write(0, 51).unwrap_err(), RangeLockError::WouldBlock);
+    drop((r2, w, w2));
+    assert_eq!(l.requests(), 0);
+    assert!(l.try_write(0, u64::MAX).is_ok());
+}
+
+#[test]
+fn fifo_a_waiting_request_blocks_later_conflicting_ones() {
+    let l = Arc::new(RangeLock::new());
+    let w = l.write(0, 10).unwrap();
+    let l2 = l.clone();
+    let waiter = std::thread::spawn(move || {
+        let r = l2.read(5, 15).unwrap();
+        (r.start(), r.end())
+    });
+    until_requests(&l, 2);
+    // [12, 20) is not held by anyone, but a reader that arrived earlier waits
+    // on [5, 15): a writer must queue behind it; a reader need not.
+    assert_eq!(l.try_write(12, 20).unwrap_err(), RangeLockError::WouldBlock);
+    let r = l.try_read(12, 20).unwrap();
+    let s = format!("{l:?}");
+    assert!(s.contains("R [0x5, 0xf) waiting"), "{s}");
+    assert!(s.contains("W [0x0, 0xa) held"), "{s}");
+    validate(&l);
+    drop(w);
+    assert_eq!(waiter.join().unwrap(), (5, 15));
+    drop(r);
+    assert_eq!(l.requests(), 0);
+}
+
+#[test]
+fn nested_request_goes_ahead_of_waiting_one() {
+    // The deadlock that plain FIFO would have: this thread holds [0, 10),
+    // another waits for [5, 20) (behind us), and we want [15, 30).
+    let l = Arc::new(RangeLock::new());
+    let mut set = l.set();
+    set.write(0, 10).unwrap();
+    let l2 = l.clone();
+    let other = std::thread::spawn(move || drop(l2.write(5, 20).unwrap()));
+    until_requests(&l, 2);
+    assert_eq!(l.try_write(15, 30).unwrap_err(), RangeLockError::WouldBlock);
+    // Blocking call: would hang forever under plain FIFO.
+    set.write(15, 30).unwrap();
+    validate(&l);
+    assert_eq!(
+        set.ranges().collect::<Vec<_>>(),
+        [(0, 10, RangeMode::Write), (15, 30, RangeMode::Write)]
+    );
+    assert_eq!(
+        format!("{set:?}"),
+        "[\"Write [0x0, 0xa)\", \"Write [0xf, 0x1e)\"]"
+    );
+    drop(set);
+    other.join().unwrap();
+    assert_eq!(l.requests(), 0);
+}
+
+#[test]
+fn set_enforces_address_order() {
+    let l = RangeLock::new();
+    let mut s = l.set();
+    s.read(100, 200).unwrap();
+    assert_eq!(
+        s.write(50, 60).unwrap_err(),
+        RangeLockError::Order {
+            start: 50,
+            held_end: 200
+        }
+    );
+    assert_eq!(
+        s.write(199, 300).unwrap_err(),
+        RangeLockError::Order {
+            start: 199,
+            held_end: 200
+        }
+    );
+    s.try_write(200, 300).unwrap();
+    assert_eq!(s.held_end(), 300);
+    s.release_all();
+    assert_eq!(l.requests(), 0);
+    s.write(0, 1).unwrap(); // after release, start anywhere
+    assert_eq!(l.requests(), 1);
+}
+
+#[test]
+fn guard_is_released_on_another_thread_and_on_panic() {
+    let l = RangeLock::new();
+    let g = l.write(0, 10).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || drop(g));
+    });
+    assert_eq!(l.requests(), 0);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _g = l.write(0, 10).unwrap();
+        panic!("boom");
+    }));
+    assert!(r.is_err());
+    assert_eq!(l.requests(), 0);
+    assert!(l.try_write(0, 10).is_ok());
+}
+
+#[test]
+fn debug_output() {
+    let l = RangeLock::new();
+    let g = l.write(0x1000, 0x2000).unwrap();
+    let r = l.read(0x3000, 0x4000).unwrap();
+    assert_eq!(format!("{g:?}"), "RangeWriteGuard[0x1000, 0x2000)");
+    assert_eq!(format!("{r:?}"), "RangeReadGuard[0x3000, 0x4000)");
+    assert_eq!(
+        format!("{l:?}"),
+        "RangeLock { requests: [\"W [0x1000, 0x2000) held\", \"R [0x3000, 0x4000) held\"] }"
+    );
+}
+
+/// Single-threaded differential test of the table: random `try_` requests
+/// and releases against a brute-force model of held ranges.
+#[test]
+fn try_requests_match_a_brute_force_model() {
+    let l = RangeLock::new();
+    let mut held: Vec<(RangeModeGuard<'_>, u64, u64, bool)> = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for step in 0..20_000 {
+        if !held.is_empty() && rnd(3) == 0 {
+            let i = rnd(held.len() as u64) as usize;
+            held.swap_remove(i);
+        } else {
+            let start = rnd(1000);
+            let span = if rnd(8) == 0 { 500 } else { 20 };
+            let end = start + 1 + rnd(span);
+            let write = rnd(2) == 0;
+            let expect_ok = !held
+                .iter()
+                .any(|&(_, s, e, w)| (w || write) && s < end && start < e);
+            let got = if write {
+                l.try_write(start, end).map(RangeModeGuard::W)
+            } else {
+                l.try_read(start, end).map(RangeModeGuard::R)
+            };
+            match got {
+                Ok(g) => {
+                    assert!(
+                        expect_ok,
+                        "step {step}: granted a conflicting {start}..{end}"
+                    );
+                    held.push((g, start, end, write));
+                }
+                Err(e) => {
+                    assert_eq!(e, RangeLockError::WouldBlock);
+                    assert!(!expect_ok, "step {step}: refused a free {start}..{end}");
+                }
+            }
+        }
+        assert_eq!(l.requests(), held.len());
+        if step % 64 == 0 {
+            validate(&l);
+        }
+    }
+}
+
+#[allow(dead_code)] // held only for their Drop
+enum RangeModeGuard<'a> {
+    R(RangeReadGuard<'a>),
+    W(RangeWriteGuard<'a>),
+}
+
+#[test]
+fn waiters_are_counted_and_woken_in_a_chain() {
+    // W0 held; R1, R2 (readers) and W3 queue; dropping W0 grants R1 and R2
+    // together, and W3 only after both.
+    let l = Arc::new(RangeLock::new());
+    let w0 = l.write(0, 100).unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut hs = Vec::new();
+    for (k, (s, e, w)) in [(0, 50, false), (40, 100, false), (10, 60, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let (l2, o2) = (l.clone(), order.clone());
+        hs.push(std::thread::spawn(move || {
+            if w {
+                let _g = l2.write(s, e).unwrap();
+                o2.lock().unwrap().push(k);
+            } else {
+                let _g = l2.read(s, e).unwrap();
+                o2.lock().unwrap().push(k);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+        until_requests(&l, k + 2);
+    }
+    validate(&l);
+    drop(w0);
+    for h in hs {
+        h.join().unwrap();
+    }
+    let o = order.lock().unwrap().clone();
+    assert_eq!(o[2], 2, "writer granted before the earlier readers: {o:?}");
+}
