@@ -8,6 +8,7 @@ mod mm_model;
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, HPAGE_SIZE, MMAP_BASE,
     MapFlags, MapSource, MmError, Prot, RemapFlags, STACK_GUARD_GAP, TASK_SIZE, VmaInfo,
+    WriterLocking,
 };
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -17,18 +18,21 @@ const P: u64 = 4096;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
 const FIXED: MapFlags = ANON.union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 3] = [
+const POLICIES: [FaultPolicy; 4] = [
     FaultPolicy::Speculative,
     FaultPolicy::PerVmaLock,
     FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
 ];
 
 /// Runs `f` once per fault policy, then checks the invariants.
 fn each(f: impl Fn(&AddressSpace)) {
     for p in POLICIES {
-        let mm = AddressSpace::with_policy(p);
-        f(&mm);
-        mm.check().unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        for l in [WriterLocking::Range, WriterLocking::Global] {
+            let mm = AddressSpace::with_locking(p, l);
+            f(&mm);
+            mm.check().unwrap_or_else(|e| panic!("{p:?} {l:?}: {e}"));
+        }
     }
 }
 
@@ -492,7 +496,7 @@ fn fault_outcomes() {
             // The address above TASK_SIZE is refused before any path runs.
             FaultPolicy::Speculative => assert_eq!(s.speculative_ok, 6),
             FaultPolicy::PerVmaLock => assert_eq!(s.vma_lock_ok, 6),
-            FaultPolicy::MmapLock => assert_eq!(s.locked_ok, 6),
+            FaultPolicy::MmapLock | FaultPolicy::RangeLock => assert_eq!(s.locked_ok, 6),
         }
     });
 }

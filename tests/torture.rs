@@ -399,10 +399,11 @@ const SCRATCH: u64 = 0x2800_0000;
 /// retired and repopulated): anything goes.
 const CHURN: u64 = 0x3000_0000;
 const CHURN_PAGES: u64 = 1024;
-const POLICIES: [FaultPolicy; 3] = [
+const POLICIES: [FaultPolicy; 4] = [
     FaultPolicy::Speculative,
     FaultPolicy::PerVmaLock,
     FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
 ];
 
 struct MmSection {

@@ -21,17 +21,18 @@ const RW: Prot = Prot::READ.union(Prot::WRITE);
 const FIXED: MapFlags = MapFlags::PRIVATE
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 3] = [
+const POLICIES: [FaultPolicy; 4] = [
     FaultPolicy::Speculative,
     FaultPolicy::PerVmaLock,
     FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
 ];
 
 fn rounds() -> usize {
     std::env::var("WF_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3000)
+        .unwrap_or(1000)
 }
 
 /// Runs `rounds()` rounds of `setup` (single-threaded), then `writer` and

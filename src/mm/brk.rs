@@ -12,7 +12,8 @@ use std::ops::Range;
 impl AddressSpace {
     /// `brk`: the new break on success, the old one on failure.
     pub fn brk(&self, new: u64) -> u64 {
-        let mut w = self.write_lock();
+        let mut w = self.brk_lock();
+        let _l = self.lock_whole();
         let orig = w.brk;
         if new < w.start_brk || new > TASK_SIZE {
             return orig;
@@ -42,7 +43,7 @@ impl AddressSpace {
         {
             return orig;
         }
-        if self.too_many_maps(txn.len()) {
+        if self.too_many_maps(self.map_count(&txn)) {
             return orig; // `do_brk_flags`, even when it would only extend
         }
         let spec = Spec {
@@ -56,7 +57,7 @@ impl AddressSpace {
 
     /// The current program break and the start of the heap.
     pub fn brk_range(&self) -> Range<u64> {
-        let w = self.read_lock();
+        let w = self.brk_read();
         w.start_brk..w.brk
     }
 }

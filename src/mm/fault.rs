@@ -11,13 +11,16 @@
 //! Optimistic paths retry at most `MAX_RETRIES` times, then take the locked
 //! path, so every fault completes.
 
-use super::TASK_SIZE;
 use super::error::FaultError;
+use super::flags::WriterLocking;
 use super::flags::{Access, FaultOutcome, FaultPolicy};
+use super::pagetable::{PAGE, PMD_SPAN};
 use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PageTables, perm_bits};
 use super::space::AddressSpace;
+use super::space::granted;
 use super::stats::Ctr;
 use super::vma::Vma;
+use super::{STACK_GUARD_GAP, TASK_SIZE};
 use crate::sync::thread;
 use crate::tree::ReadGuard;
 
@@ -61,7 +64,8 @@ impl AddressSpace {
             match self.policy {
                 FaultPolicy::Speculative => self.fault_speculative(addr, access),
                 FaultPolicy::PerVmaLock => self.fault_vma_lock(addr, access),
-                FaultPolicy::MmapLock => self.fault_locked(addr, access),
+                FaultPolicy::MmapLock => self.fault_locked(addr, access, true),
+                FaultPolicy::RangeLock => self.fault_range_lock(addr, access),
             }
         };
         c.add(
@@ -94,7 +98,49 @@ impl AddressSpace {
             }
         }
         self.pt.ctr.add(Ctr::Fallbacks, 1);
-        self.fault_locked(addr, access)
+        self.fault_locked(addr, access, false)
+    }
+
+    /// `RangeLock` (Lespinasse's design): read-lock the 2 MiB-aligned range
+    /// around `addr` (an anonymous VMA) or the VMA's range (a file VMA), then
+    /// look up and fault under it. No VMA covering `addr` changes while the
+    /// lock is held: a writer write-locks every VMA it replaces (R-M1).
+    fn fault_range_lock(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
+        loop {
+            let l = {
+                let pin = self.tree.pin();
+                match lookup(&pin, addr) {
+                    Ok(v) if v.spec.attrs.file.is_none() => {
+                        let lo = addr & !(PMD_SPAN - 1);
+                        lo..lo + PMD_SPAN
+                    }
+                    Ok(v) => v.spec.range.clone(),
+                    // Segv: no VMA in a consistent snapshot, as the
+                    // speculative path decides it.
+                    Err(Try::Done(r)) => {
+                        self.pt.ctr.add(Ctr::LockedOk, 1);
+                        return r;
+                    }
+                    Err(_) => return self.fault_locked(addr, access, false),
+                }
+            };
+            let g = self.read_range(l);
+            match self.attempt(&self.tree.pin(), addr, access) {
+                Try::Done(r) => {
+                    self.pt.ctr.add(Ctr::LockedOk, 1);
+                    return r;
+                }
+                Try::Retry => {
+                    drop(g);
+                    self.pt.ctr.add(Ctr::Retries, 1);
+                    thread::yield_now();
+                }
+                Try::Locked => {
+                    drop(g);
+                    return self.fault_locked(addr, access, false);
+                }
+            }
+        }
     }
 
     fn fault_vma_lock(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
@@ -112,7 +158,7 @@ impl AddressSpace {
             }
         }
         self.pt.ctr.add(Ctr::Fallbacks, 1);
-        self.fault_locked(addr, access)
+        self.fault_locked(addr, access, false)
     }
 
     /// One attempt under a per-VMA read reference.
@@ -134,32 +180,73 @@ impl AddressSpace {
         t
     }
 
-    /// The classic path: the address-space lock for read (for write to grow a stack).
+    /// The locked path: `whole` (policy `MmapLock`) read-locks the whole
+    /// space like Linux's mmap_lock; otherwise (the fallback of the
+    /// optimistic policies) only `addr`'s page, which excludes every writer
+    /// that changes a VMA covering it or frees its table (R-M1), so the
+    /// attempt cannot meet a dead VMA and completes. Stack growth write-locks
+    /// the stack VMA and the guard gap below it.
     pub(crate) fn fault_locked(
         &self,
         addr: u64,
         access: Access,
+        whole: bool,
     ) -> Result<FaultOutcome, FaultError> {
+        let page = addr & !(PAGE - 1);
         loop {
             {
-                let _r = self.read_lock();
+                let r = if whole {
+                    self.read_whole()
+                } else {
+                    self.read_range(page..page + PAGE)
+                };
                 let pin = self.tree.pin();
                 match self.attempt(&pin, addr, access) {
                     Try::Done(r) => {
                         self.pt.ctr.add(Ctr::LockedOk, 1);
                         return r;
                     }
-                    // Impossible with writers excluded; harmless to loop.
-                    Try::Retry => continue,
+                    // Not expected with the writers excluded; never spin
+                    // holding the lock.
+                    Try::Retry => {
+                        drop((pin, r));
+                        thread::yield_now();
+                        continue;
+                    }
                     Try::Locked => {}
                 }
             }
-            let _w = self.write_lock();
-            if !self.expand_stack_locked(addr) {
-                self.pt.ctr.add(Ctr::LockedOk, 1);
-                return Err(FaultError::Segv);
+            match self.grow_stack(addr) {
+                Some(true) => {}
+                Some(false) => {
+                    self.pt.ctr.add(Ctr::LockedOk, 1);
+                    return Err(FaultError::Segv);
+                }
+                None => thread::yield_now(),
             }
         }
+    }
+
+    /// Grows the GROWSDOWN VMA above `addr` under a write lock of it and the
+    /// guard gap below `addr` (everything `expand_stack` reads). `None`: the
+    /// VMAs changed before we got the lock; try again.
+    fn grow_stack(&self, addr: u64) -> Option<bool> {
+        let page = addr & !(PAGE - 1);
+        let end = match self.tree.pin().next(addr) {
+            Some((r, _)) => r.end,
+            None => return Some(false),
+        };
+        let lo = page.saturating_sub(STACK_GUARD_GAP + PAGE);
+        let _w = match self.locking {
+            WriterLocking::Global => self.lock_whole(),
+            WriterLocking::Range => granted(self.rl.write(lo, end.max(lo + 1))),
+        };
+        let locked = if self.locking == WriterLocking::Global {
+            0..u64::MAX
+        } else {
+            lo..end
+        };
+        self.expand_stack_locked(addr, locked)
     }
 
     /// One lockless attempt (also used under the lock, where it cannot retry).

@@ -159,8 +159,13 @@ pub enum FaultPolicy {
     Speculative,
     /// Lockless lookup, then a per-VMA read reference (Linux 6.4+/6.15).
     PerVmaLock,
-    /// The classic process-wide lock: faults read-lock, writers write-lock.
+    /// The classic process-wide lock: faults read-lock the whole space,
+    /// which excludes every writer.
     MmapLock,
+    /// Range locks (Lespinasse): a fault read-locks the 2 MiB-aligned range
+    /// around the address (anonymous VMA) or the VMA's range (file VMA), so
+    /// only writers on that range exclude it.
+    RangeLock,
 }
 
 /// How writers (mmap, munmap, mprotect, mremap, brk, stack growth) exclude

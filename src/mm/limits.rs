@@ -75,7 +75,7 @@ impl AddressSpace {
     /// unmap removes at least that piece again.
     pub(crate) fn unmap_needs_room(&self, txn: &WriteTxn<'_, Vma>, r: &Range<u64>) -> bool {
         matches!(txn.get(r.start), Some((vr, _)) if vr.start < r.start && r.end < vr.end)
-            && txn.len() as u64 >= self.max_map_count
+            && self.map_count(txn) as u64 >= self.max_map_count
     }
 
     /// `check_mremap_params` (mm/mremap.c, 6.17), for MREMAP_FIXED or
@@ -108,7 +108,7 @@ impl AddressSpace {
         newprot: super::Prot,
     ) -> Option<ProtectStop> {
         let max = self.max_map_count;
-        let mut count = txn.len() as u64;
+        let mut count = self.map_count(txn) as u64;
         let mut prev: Option<Spec> = txn
             .prev(range.start)
             .filter(|(r, _)| r.end <= range.start)

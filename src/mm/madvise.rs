@@ -18,7 +18,7 @@ impl AddressSpace {
             return Ok(());
         }
         // Like Linux's MADV_DONTNEED: the address-space lock for read.
-        let _r = self.read_lock();
+        let _r = self.read_range(addr..end);
         let pin = self.tree.pin();
         let mut cur = addr;
         let mut hole = false;

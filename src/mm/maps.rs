@@ -168,7 +168,7 @@ impl AddressSpace {
             txn.commit();
         }
         if let Some(h) = heap {
-            let mut w = mm.write_lock();
+            let mut w = mm.brk_lock();
             w.start_brk = h.start;
             w.brk = h.end;
         }
@@ -181,7 +181,7 @@ impl AddressSpace {
     /// does (replays take it from the trace's first `brk(NULL)`). The heap is
     /// empty afterwards; existing VMAs are not touched.
     pub fn set_initial_brk(&self, addr: u64) {
-        let mut w = self.write_lock();
+        let mut w = self.brk_lock();
         w.start_brk = addr;
         w.brk = addr;
     }

@@ -1,14 +1,75 @@
 //! `mmap` (anonymous and file).
 
 use crate::mm::error::MmError;
+use crate::mm::flags::WriterLocking;
 use crate::mm::flags::{MapFlags, Prot};
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area, round_hint_to_min};
 use crate::mm::retire::After;
-use crate::mm::space::{AddressSpace, page_up};
+use crate::mm::space::{AddressSpace, extent, granted, page_up};
+use crate::mm::vma::Vma;
 use crate::mm::vma::{Attrs, FileMap, Spec};
+use crate::rangelock::RangeWriteGuard;
+use crate::tree::WriteTxn;
 
 impl AddressSpace {
+    /// Linux's "too many mappings?" check and `get_unmapped_area`, returning
+    /// the address with its area write-locked (docs/DESIGN.md §4.8) and the
+    /// open transaction. FIXED: lock the range, then check. Otherwise the
+    /// search runs in the transaction and claims its result with a
+    /// `try_write` of the area before the transaction ends, so two threads
+    /// never get the same area; an area some writer holds is waited for
+    /// (holding nothing) and the search redone. A failed search is retried
+    /// while writers are in flight (their unmaps may free room).
+    pub(crate) fn place(
+        &self,
+        hint: u64,
+        len: u64,
+        fixed: bool,
+        thp: Thp,
+    ) -> Result<(RangeWriteGuard<'_>, WriteTxn<'_, Vma>, u64), MmError> {
+        if fixed || self.locking == WriterLocking::Global {
+            let w = if fixed {
+                self.lock_for(hint..hint.saturating_add(len), false)
+            } else {
+                self.lock_whole()
+            };
+            let txn = self.tree.write();
+            // Linux `do_mmap`: "Too many mappings?" before placement.
+            if self.too_many_maps(self.map_count(&txn)) {
+                return Err(MmError::NoMem);
+            }
+            let addr = get_unmapped_area(&txn, hint, len, fixed, thp)?;
+            return Ok((w, txn, addr));
+        }
+        let mut waits = 0;
+        loop {
+            let txn = self.tree.write();
+            if self.too_many_maps(self.map_count(&txn)) {
+                return Err(MmError::NoMem);
+            }
+            let addr = match get_unmapped_area(&txn, hint, len, false, thp) {
+                Ok(a) => a,
+                Err(MmError::NoMem) if waits < 64 && self.rl.requests() > 0 => {
+                    drop(txn);
+                    waits += 1;
+                    granted(self.rl.wait(0, u64::MAX));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let (lo, hi) = (addr.saturating_sub(PAGE), (addr + len).saturating_add(PAGE));
+            let l = extent(lo..hi, txn.range(lo..hi).map(|(r, _)| r), false);
+            match self.rl.try_write(l.start, l.end) {
+                Ok(w) => return Ok((w, txn, addr)),
+                Err(_) => {
+                    drop(txn);
+                    granted(self.rl.wait(l.start, l.end));
+                }
+            }
+        }
+    }
+
     /// `mmap` of anonymous memory (`MapFlags::ANONYMOUS` is implied). `hint`
     /// is the address argument (`None` = NULL). Returns the start address.
     pub fn mmap(
@@ -64,13 +125,7 @@ impl AddressSpace {
         let hint = hint.unwrap_or(0);
         let hint = if fixed { hint } else { round_hint_to_min(hint) };
         let thp = Thp::rule(len, file.is_none() && !shared, file.map(|f| f.1));
-        let _w = self.write_lock();
-        let txn = self.tree.write();
-        // Linux `do_mmap`: "Too many mappings?" before placement.
-        if self.too_many_maps(txn.len()) {
-            return Err(MmError::NoMem);
-        }
-        let addr = get_unmapped_area(&txn, hint, len, fixed, thp)?;
+        let (_w, txn, addr) = self.place(hint, len, fixed, thp)?;
         let range = addr..addr + len;
         if flags.contains(MapFlags::FIXED_NOREPLACE) && txn.range(range.clone()).next().is_some() {
             return Err(MmError::Exist);

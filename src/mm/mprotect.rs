@@ -26,7 +26,7 @@ impl AddressSpace {
             return Err(MmError::Inval);
         }
         let newprot = prot & Prot::ACCESS;
-        let _w = self.write_lock();
+        let _w = self.lock_for(addr..end, false);
         let txn = self.tree.write();
         let Some((first, fv)) = txn.next(start) else {
             return Err(MmError::NoMem);

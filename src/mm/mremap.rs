@@ -4,7 +4,7 @@ use crate::mm::error::MmError;
 use crate::mm::flags::RemapFlags;
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area};
-use crate::mm::retire::After;
+use crate::mm::retire::{After, Edit};
 use crate::mm::space::{AddressSpace, page_up};
 use crate::mm::vma::{Spec, Vma};
 use crate::mm::{MMAP_MIN_ADDR, TASK_SIZE};
@@ -55,10 +55,11 @@ impl AddressSpace {
             }
         }
         let target = flags.contains(RemapFlags::FIXED).then_some(n);
-        let _w = self.write_lock();
+        // Coarse: mremap locks the whole space (docs/DESIGN.md §4.8).
+        let _w = self.lock_whole();
         let txn = self.tree.write();
         // `check_mremap_params`' map-count reserve, before the lookup.
-        if to && self.mremap_to_needs_room(txn.len()) {
+        if to && self.mremap_to_needs_room(self.map_count(&txn)) {
             return Err(MmError::NoMem);
         }
         let Some((vr, v)) = txn.get(old) else {
@@ -93,7 +94,7 @@ impl AddressSpace {
             } else {
                 (txn, old_len)
             };
-            if self.move_needs_room(txn.len()) {
+            if self.move_needs_room(self.map_count(&txn)) {
                 return Err(MmError::NoMem);
             }
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
@@ -105,7 +106,7 @@ impl AddressSpace {
             let file_off = moved.attrs.file.as_ref().map(|f| f.offset);
             let thp = Thp::rule(new_len, file_off.is_none() && !moved.attrs.shared, file_off);
             let dst = get_unmapped_area(&txn, n, new_len, false, thp)?;
-            if self.move_needs_room(txn.len()) {
+            if self.move_needs_room(self.map_count(&txn)) {
                 return Err(MmError::NoMem);
             }
             self.move_vma(txn, &vspec, old, old_len, new_len, dst, true);
@@ -130,7 +131,7 @@ impl AddressSpace {
         let anon_private = file_off.is_none() && !moved.attrs.shared;
         let thp = Thp::rule(new_len, anon_private, file_off);
         let dst = get_unmapped_area(&txn, 0, new_len, false, thp)?;
-        if self.move_needs_room(txn.len()) {
+        if self.move_needs_room(self.map_count(&txn)) {
             return Err(MmError::NoMem);
         }
         self.move_vma(txn, &vspec, old, old_len, new_len, dst, dontunmap);
@@ -146,7 +147,7 @@ impl AddressSpace {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn move_vma(
         &self,
-        mut txn: WriteTxn<'_, Vma>,
+        txn: WriteTxn<'_, Vma>,
         vspec: &Spec,
         old: u64,
         old_len: u64,
@@ -156,15 +157,15 @@ impl AddressSpace {
     ) {
         let mut moved = vspec.slice(old..old + old_len);
         moved.range = dst..dst + new_len;
-        let mut replaced = Vec::new();
+        let mut e = Edit::new(txn);
         let src = old..old + old_len;
         if dontunmap {
-            self.renew(&mut txn, src.clone(), &mut replaced);
+            self.renew(&mut e, src.clone());
         } else {
-            self.edit(&mut txn, src.clone(), Vec::new(), true, &mut replaced);
+            self.edit(&mut e, src.clone(), Vec::new(), true);
         }
         let target = dst..dst + new_len;
-        self.edit(&mut txn, target.clone(), vec![moved], true, &mut replaced);
+        self.edit(&mut e, target.clone(), vec![moved], true);
         let pt = &self.pt;
         let keep = old_len.min(new_len);
         // The source keeps a VMA under DONTUNMAP: nothing to zap or free
@@ -176,14 +177,10 @@ impl AddressSpace {
         } else {
             After::Unmap(vec![src])
         };
-        self.finish(
-            txn,
-            replaced,
-            || {
-                pt.zap_range(target.start, target.end);
-                pt.move_range(old, dst, keep);
-            },
-            work,
-        );
+        let move_ptes = || {
+            pt.zap_range(target.start, target.end);
+            pt.move_range(old, dst, keep);
+        };
+        self.finish(e, Some(&move_ptes), work);
     }
 }

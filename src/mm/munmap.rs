@@ -3,7 +3,7 @@
 use crate::mm::TASK_SIZE;
 use crate::mm::error::MmError;
 use crate::mm::pagetable::PAGE;
-use crate::mm::retire::After;
+use crate::mm::retire::{After, Edit};
 use crate::mm::space::{AddressSpace, page_up};
 use crate::mm::vma::Vma;
 use crate::tree::WriteTxn;
@@ -19,7 +19,7 @@ impl AddressSpace {
         if len == 0 {
             return Err(MmError::Inval);
         }
-        let _w = self.write_lock();
+        let _w = self.lock_for(addr..addr + len, true);
         self.unmap_checked(addr..addr + len)
     }
 
@@ -38,20 +38,20 @@ impl AddressSpace {
     /// Splits the VMA containing `at` into two with its attributes, nothing
     /// else (Linux's state after `split_vma` succeeded at the start of an
     /// mprotect range and failed at its end: `limits.rs`).
-    pub(crate) fn split_only(&self, mut txn: WriteTxn<'_, Vma>, at: u64) {
+    pub(crate) fn split_only(&self, txn: WriteTxn<'_, Vma>, at: u64) {
         let Some((r, v)) = txn.get(at) else {
             return;
         };
         if r.start == at {
             return;
         }
-        let (vp, spec) = (v as *const Vma, v.spec.clone());
-        txn.remove(r.start);
+        let spec = v.spec.clone();
+        let mut e = Edit::new(txn);
+        e.remove(r.start);
         for part in [r.start..at, at..r.end] {
-            let ok = txn.insert(part.clone(), Vma::new(spec.slice(part)));
-            debug_assert!(ok.is_ok());
+            e.insert(spec.slice(part));
         }
-        self.finish(txn, vec![vp], || {}, After::None);
+        self.finish(e, None, After::None);
     }
 
     pub(crate) fn unmap_locked(&self, r: Range<u64>) {

@@ -1,6 +1,9 @@
-//! The replace-and-retire core every writer uses (docs/DESIGN.md §4.2, M2, M7):
-//! `edit` computes the new VMAs in a pending tree transaction, `finish` kills
-//! the replaced ones, does the PTE work, commits and frees emptied tables.
+//! The replace-and-retire core every writer uses (docs/DESIGN.md §4.2, M2,
+//! M7, §4.8): `edit` computes the new VMAs in a pending tree transaction and
+//! logs each change; `finish` kills the replaced VMAs, does the PTE work with
+//! the tree's writer mutex released (the writer's range lock keeps its area
+//! stable), replays the log in a second short transaction, commits and frees
+//! emptied tables. A writer with no PTE work commits its first transaction.
 
 use crate::mm::flags::FaultPolicy;
 use crate::mm::flags::Prot;
@@ -9,6 +12,49 @@ use crate::mm::space::AddressSpace;
 use crate::mm::vma::{Spec, Vma};
 use crate::tree::WriteTxn;
 use std::ops::Range;
+
+/// One change of an [`Edit`], replayable on a later version (§4.8).
+enum Op {
+    Remove(u64),
+    Insert(Spec),
+}
+
+/// A pending tree transaction of one writer, with the log of its changes and
+/// the VMAs it replaces. All reads and changes go through it.
+pub(crate) struct Edit<'t> {
+    /// The pending version (read it freely; change it only through
+    /// [`remove`](Edit::remove) and [`insert`](Edit::insert)).
+    pub(crate) txn: WriteTxn<'t, Vma>,
+    log: Vec<Op>,
+    replaced: Vec<*const Vma>,
+}
+
+impl<'t> Edit<'t> {
+    pub(crate) fn new(txn: WriteTxn<'t, Vma>) -> Edit<'t> {
+        Edit {
+            txn,
+            log: Vec::new(),
+            replaced: Vec::new(),
+        }
+    }
+
+    /// Removes the entry starting at `start`; it is replaced (killed before
+    /// the commit) if it is a published VMA.
+    pub(crate) fn remove(&mut self, start: u64) {
+        if let Some((_, v)) = self.txn.get(start) {
+            self.replaced.push(v as *const Vma);
+        }
+        self.txn.remove(start);
+        self.log.push(Op::Remove(start));
+    }
+
+    /// Inserts a new VMA (the range lock guarantees the room).
+    pub(crate) fn insert(&mut self, spec: Spec) {
+        let ok = self.txn.insert(spec.range.clone(), Vma::new(spec.clone()));
+        debug_assert!(ok.is_ok(), "edit left an overlap");
+        self.log.push(Op::Insert(spec));
+    }
+}
 
 /// Work on PTEs, done after the replaced VMAs are dead and before the commit
 /// publishes their replacements (M7); `Unmap` also frees emptied tables
@@ -37,14 +83,8 @@ impl AddressSpace {
     /// overlapping it, even by an identical copy, so that all of them are
     /// dead while their PTEs go (M7).
     /// Returns the VMAs replaced (to be marked dead before commit).
-    pub(crate) fn edit(
-        &self,
-        txn: &mut WriteTxn<'_, Vma>,
-        range: Range<u64>,
-        new: Vec<Spec>,
-        zap: bool,
-        replaced: &mut Vec<*const Vma>,
-    ) {
+    pub(crate) fn edit(&self, e: &mut Edit<'_>, range: Range<u64>, new: Vec<Spec>, zap: bool) {
+        let txn = &e.txn;
         let olds: Vec<(Range<u64>, *const Vma, Spec)> = txn
             .range(range.clone())
             .map(|(r, v)| (r, v as *const Vma, v.spec.clone()))
@@ -123,21 +163,18 @@ impl AddressSpace {
                 true
             }
         });
-        for (r, v, _) in touched {
-            replaced.push(v);
-            txn.remove(r.start);
+        for (r, _, _) in touched {
+            e.remove(r.start);
         }
         for (p, k) in merged.into_iter().zip(keep) {
             if !k {
-                let r = p.spec.range.clone();
-                let ok = txn.insert(r, Vma::new(p.spec));
-                debug_assert!(ok.is_ok(), "edit left an overlap");
+                e.insert(p.spec);
             }
         }
     }
 
-    /// The replace-and-retire step (docs/DESIGN.md §4.2, M2 and M7): marks
-    /// `replaced` dead (write-locking and detaching them first under
+    /// The replace-and-retire step (docs/DESIGN.md §4.2 M2, M7; §4.8): marks
+    /// the replaced VMAs dead (write-locking and detaching them first under
     /// `PerVmaLock`), runs `before_commit` (mremap's move) and the PTE work
     /// of `work` while they are dead and their replacements unpublished,
     /// commits, then frees the tables the commit left without a VMA.
@@ -147,26 +184,63 @@ impl AddressSpace {
     /// section on that PTL is undone by it; one after sees `dead` (our dead
     /// store precedes our PTL sections and probes: races 1 and 2); the new
     /// VMAs are not reachable until the commit, after all PTE work.
-    pub(crate) fn finish(
-        &self,
-        txn: WriteTxn<'_, Vma>,
-        replaced: Vec<*const Vma>,
-        before_commit: impl FnOnce(),
-        work: After,
-    ) {
-        for &v in &replaced {
-            // SAFETY: each pointer came from this pending transaction, which
-            // keeps removed values alive until it commits (below).
-            let v = unsafe { &*v };
-            if self.policy == FaultPolicy::PerVmaLock {
-                v.lock.write_lock();
+    ///
+    /// With PTE work to do, the first transaction is aborted before it and
+    /// its log replayed in a second one after it, so the tree's writer mutex
+    /// is never held across PTE work (§4.8). The replay reproduces the same
+    /// version of the writer's area because the caller holds a range write
+    /// lock over every entry the log touches (R-M1) and no other writer
+    /// changes entries there.
+    pub(crate) fn finish(&self, e: Edit<'_>, before_commit: Option<&dyn Fn()>, work: After) {
+        let Edit { txn, log, replaced } = e;
+        // SAFETY: each pointer came from `txn`, which is alive until the
+        // abort or commit below and keeps removed and fresh values alive.
+        let vma = |v: *const Vma| unsafe { &*v };
+        let overlaps = |v: *const Vma, r: &Range<u64>| {
+            let s = &vma(v).spec.range;
+            s.start < r.end && r.start < s.end
+        };
+        let pte_work = before_commit.is_some()
+            || match &work {
+                After::None => false,
+                After::Unmap(rs) => replaced.iter().any(|&v| rs.iter().any(|r| overlaps(v, r))),
+                After::Protect(r, _) => replaced.iter().any(|&v| overlaps(v, r)),
+            };
+        if !pte_work {
+            // Nothing in the page tables changes: kill and publish at once.
+            for &v in &replaced {
+                self.kill(vma(v));
             }
-            v.mark_dead();
-            if self.policy == FaultPolicy::PerVmaLock {
-                v.lock.detach();
-            }
+            txn.commit();
+            return;
         }
-        before_commit();
+        // Keep the replaced VMAs that are published (a VMA this transaction
+        // created and then replaced again dies with the abort below). They
+        // stay alive until our second commit retires them: only a writer
+        // holding a range lock over them could remove them (R-M1).
+        let published: Vec<*const Vma> = {
+            let pin = self.tree.pin();
+            replaced
+                .into_iter()
+                .filter(|&v| {
+                    let start = vma(v).spec.range.start;
+                    pin.get(start).is_some_and(|(_, p)| std::ptr::eq(p, v))
+                })
+                .collect()
+        };
+        // VMAs this call adds, reserved for `vm.max_map_count` checks of
+        // writers that run meanwhile (limits.rs).
+        let growth = txn.len().saturating_sub(self.tree.len());
+        self.reserve_maps(growth as isize);
+        drop(txn);
+        for &v in &published {
+            // SAFETY: published and in our locked area: alive until our
+            // commit below retires it (R-M1, M3).
+            self.kill(unsafe { &*v });
+        }
+        if let Some(f) = before_commit {
+            f();
+        }
         match &work {
             After::None => {}
             After::Unmap(ranges) => {
@@ -176,6 +250,19 @@ impl AddressSpace {
             }
             After::Protect(r, prot) => self.pt.protect_range(r.start, r.end, *prot),
         }
+        let mut txn = self.tree.write();
+        for op in log {
+            match op {
+                Op::Remove(start) => {
+                    txn.remove(start);
+                }
+                Op::Insert(spec) => {
+                    let ok = txn.insert(spec.range.clone(), Vma::new(spec));
+                    debug_assert!(ok.is_ok(), "replay found its area changed");
+                }
+            }
+        }
+        self.reserve_maps(-(growth as isize));
         txn.commit();
         if let After::Unmap(ranges) = work {
             let pin = self.tree.pin();
@@ -187,38 +274,40 @@ impl AddressSpace {
         }
     }
 
+    /// Marks `v` dead; under `PerVmaLock` waits out its readers first and
+    /// detaches it (M2).
+    fn kill(&self, v: &Vma) {
+        if self.policy == FaultPolicy::PerVmaLock {
+            v.lock.write_lock();
+        }
+        v.mark_dead();
+        if self.policy == FaultPolicy::PerVmaLock {
+            v.lock.detach();
+        }
+    }
+
     /// One-range convenience: edit + finish.
     pub(crate) fn replace(
         &self,
-        mut txn: WriteTxn<'_, Vma>,
+        txn: WriteTxn<'_, Vma>,
         range: Range<u64>,
         new: Vec<Spec>,
         work: After,
     ) {
-        let mut replaced = Vec::new();
+        let mut e = Edit::new(txn);
         let zap = matches!(work, After::Unmap(_));
-        self.edit(&mut txn, range, new, zap, &mut replaced);
-        self.finish(txn, replaced, || {}, work);
+        self.edit(&mut e, range, new, zap);
+        self.finish(e, None, work);
     }
 
     /// Replaces every VMA overlapping `range` by an identical copy, so that
     /// the originals can be dead while PTEs under them move (mremap
     /// DONTUNMAP's source, M7). No merging: the VMAs stay as they are.
-    pub(crate) fn renew(
-        &self,
-        txn: &mut WriteTxn<'_, Vma>,
-        range: Range<u64>,
-        replaced: &mut Vec<*const Vma>,
-    ) {
-        let olds: Vec<(Range<u64>, *const Vma, Spec)> = txn
-            .range(range)
-            .map(|(r, v)| (r, v as *const Vma, v.spec.clone()))
-            .collect();
-        for (r, v, spec) in olds {
-            replaced.push(v);
-            txn.remove(r.start);
-            let ok = txn.insert(r, Vma::new(spec));
-            debug_assert!(ok.is_ok(), "renew left an overlap");
+    pub(crate) fn renew(&self, e: &mut Edit<'_>, range: Range<u64>) {
+        let olds: Vec<Spec> = e.txn.range(range).map(|(_, v)| v.spec.clone()).collect();
+        for spec in olds {
+            e.remove(spec.range.start);
+            e.insert(spec);
         }
     }
 }

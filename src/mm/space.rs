@@ -6,14 +6,17 @@
 //! work, then publish the replacements in one commit (M2, M7).
 
 use super::flags::{FaultPolicy, Prot, WriterLocking};
-use super::pagetable::{PAGE, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
+use super::pagetable::{PAGE, PMD_SPAN, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
 use super::pagetable::{PageTables, pte_pfn};
 use super::stats::{Counters, Ctr, MmStats};
 use super::vma::{Vma, VmaInfo};
 use super::{DEFAULT_BRK, TASK_SIZE};
+use crate::rangelock::{RangeLock, RangeReadGuard, RangeWriteGuard};
 use crate::sync::RwLock;
+use crate::sync::{AtomicUsize, Ordering};
 use crate::trace::MapsEntry;
-use crate::tree::MapleTree;
+use crate::tree::{MapleTree, ReadGuard, WriteTxn};
+use std::ops::Range;
 
 /// State owned by the writer lock.
 pub(crate) struct WState {
@@ -25,9 +28,16 @@ pub(crate) struct WState {
 pub struct AddressSpace {
     pub(crate) tree: MapleTree<Vma>,
     pub(crate) pt: PageTables,
-    /// The old `mmap_lock`: writers take it for write; `MmapLock` faults,
-    /// fallbacks, madvise and stats take it for read.
+    /// The program break (`brk` holds it across its call; innermost after
+    /// the range lock).
     pub(crate) lock: RwLock<WState>,
+    /// The writers' range lock (docs/DESIGN.md §4.8): writers write-lock
+    /// their area, `MmapLock`/`RangeLock` faults, fallbacks and madvise
+    /// read-lock theirs, coarse callers take `[0, u64::MAX)`.
+    pub(crate) rl: RangeLock,
+    /// VMAs that writers between their two transactions will add; changed
+    /// and read only under the tree's writer mutex (limits.rs).
+    pub(crate) reserved_maps: AtomicUsize,
     pub(crate) policy: FaultPolicy,
     pub(crate) locking: WriterLocking,
     /// VMAs above TASK_SIZE (`[vsyscall]`), kept apart like Linux's gate VMA.
@@ -36,6 +46,15 @@ pub struct AddressSpace {
     pub(crate) stack_rlimit: u64,
     /// `vm.max_map_count` (`limits.rs`).
     pub(crate) max_map_count: u64,
+}
+
+/// A range-lock result for a range we built ourselves (never empty or
+/// inverted, and the blocking calls never return `WouldBlock`).
+pub(crate) fn granted<G>(r: Result<G, crate::rangelock::RangeLockError>) -> G {
+    match r {
+        Ok(g) => g,
+        Err(e) => unreachable!("range lock refused a valid range: {e}"),
+    }
 }
 
 /// A page-table entry as seen by [`AddressSpace::translate`].
@@ -79,6 +98,8 @@ impl AddressSpace {
                 start_brk: DEFAULT_BRK,
                 brk: DEFAULT_BRK,
             }),
+            rl: RangeLock::new(),
+            reserved_maps: AtomicUsize::new(0),
             policy,
             locking,
             gate: Vec::new(),
@@ -97,12 +118,112 @@ impl AddressSpace {
         self.policy
     }
 
-    pub(crate) fn write_lock(&self) -> crate::sync::RwLockWriteGuard<'_, WState> {
+    pub(crate) fn brk_lock(&self) -> crate::sync::RwLockWriteGuard<'_, WState> {
         self.lock.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn read_lock(&self) -> crate::sync::RwLockReadGuard<'_, WState> {
+    pub(crate) fn brk_read(&self) -> crate::sync::RwLockReadGuard<'_, WState> {
         self.lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- range locks (docs/DESIGN.md §4.8) ------------------------------
+
+    /// The whole address space for writing: what every writer takes under
+    /// `WriterLocking::Global`, and the coarse writers (brk, mremap) always.
+    pub(crate) fn lock_whole(&self) -> RangeWriteGuard<'_> {
+        granted(self.rl.write(0, u64::MAX))
+    }
+
+    /// The whole address space for reading (`MmapLock` faults, `stats`,
+    /// `check`): excludes every writer.
+    pub(crate) fn read_whole(&self) -> RangeReadGuard<'_> {
+        granted(self.rl.read(0, u64::MAX))
+    }
+
+    /// `r` for reading (madvise, fallback faults); the whole space under
+    /// `WriterLocking::Global`, like Linux's mmap_lock.
+    pub(crate) fn read_range(&self, r: Range<u64>) -> RangeReadGuard<'_> {
+        match self.locking {
+            WriterLocking::Global => self.read_whole(),
+            WriterLocking::Range => granted(self.rl.read(r.start, r.end.max(r.start + 1))),
+        }
+    }
+
+    /// The area a writer that changes `r` must hold (R-M1): `r` and one page
+    /// on each side (so two writers making touching VMAs never run at once
+    /// and miss a merge), extended to the whole VMAs that overlap it (they
+    /// may be split, merged or replaced), and with `span` out to 2 MiB
+    /// boundaries (the last-level tables an unmap may free, race 1).
+    pub(crate) fn lock_extent(
+        &self,
+        view: &ReadGuard<'_, Vma>,
+        r: &Range<u64>,
+        span: bool,
+    ) -> Range<u64> {
+        let lo0 = r.start.saturating_sub(PAGE);
+        let hi0 = r.end.saturating_add(PAGE);
+        extent(lo0..hi0, view.range(lo0..hi0).map(|(vr, _)| vr), span)
+    }
+}
+
+/// `r` extended to the `overlapping` ranges, and with `span` to 2 MiB.
+pub(crate) fn extent(
+    r: Range<u64>,
+    overlapping: impl Iterator<Item = Range<u64>>,
+    span: bool,
+) -> Range<u64> {
+    {
+        let (mut lo, mut hi) = (r.start, r.end);
+        for vr in overlapping {
+            lo = lo.min(vr.start);
+            hi = hi.max(vr.end);
+        }
+        if span {
+            lo &= !(PMD_SPAN - 1);
+            hi = hi.checked_next_multiple_of(PMD_SPAN).unwrap_or(u64::MAX);
+        }
+        lo..hi
+    }
+}
+
+impl AddressSpace {
+    /// Write-locks the area a writer changing `r` needs (see
+    /// [`lock_extent`](Self::lock_extent)), the whole space under
+    /// `WriterLocking::Global`. Blocks; the caller holds no range lock.
+    /// Revalidates after the wait: if the VMAs there changed meanwhile so
+    /// that the area grew, locks the larger area instead.
+    pub(crate) fn lock_for(&self, r: Range<u64>, span: bool) -> RangeWriteGuard<'_> {
+        if self.locking == WriterLocking::Global {
+            return self.lock_whole();
+        }
+        let mut want = r;
+        loop {
+            let l = self.lock_extent(&self.tree.pin(), &want, span);
+            let g = granted(self.rl.write(l.start, l.end));
+            let now = self.lock_extent(&self.tree.pin(), &want, span);
+            if now.start >= l.start && now.end <= l.end {
+                return g;
+            }
+            drop(g);
+            want = l.start.min(now.start)..l.end.max(now.end);
+        }
+    }
+
+    /// Adds `n` (may be negative) to the VMAs reserved by writers between
+    /// their two transactions. Caller holds the tree's writer mutex (a
+    /// `WriteTxn`), which orders every access: Relaxed.
+    pub(crate) fn reserve_maps(&self, n: isize) {
+        if n != 0 {
+            self.reserved_maps.fetch_add(n as usize, Ordering::Relaxed);
+        }
+    }
+
+    /// The VMA count `vm.max_map_count` checks see: the pending version's,
+    /// plus what writers in flight will add (limits.rs). Under the tree's
+    /// writer mutex (`txn`).
+    pub(crate) fn map_count(&self, txn: &WriteTxn<'_, Vma>) -> usize {
+        // Relaxed: see `reserve_maps`.
+        txn.len() + self.reserved_maps.load(Ordering::Relaxed)
     }
 
     // ----- inspection -------------------------------------------------------
@@ -139,7 +260,7 @@ impl AddressSpace {
 
     /// The counters (sums of per-thread shards; exact when no call runs).
     pub fn stats(&self) -> MmStats {
-        let _r = self.read_lock();
+        let _r = self.read_whole();
         let c: &Counters = &self.pt.ctr;
         MmStats {
             faults: c.sum(Ctr::Faults),
@@ -167,7 +288,7 @@ impl AddressSpace {
     /// invariants, VMAs page aligned and non-overlapping, no PTE outside a
     /// VMA, no PTE granting more than its VMA allows (M5), frames balance.
     pub fn check(&self) -> Result<(), String> {
-        let _r = self.read_lock();
+        let _r = self.read_whole();
         self.tree.validate().map_err(|e| e.to_string())?;
         let pin = self.tree.pin();
         let mut last = 0;

@@ -1042,6 +1042,7 @@ pub fn run_all(ops: &[Op]) {
         FaultPolicy::Speculative,
         FaultPolicy::PerVmaLock,
         FaultPolicy::MmapLock,
+        FaultPolicy::RangeLock,
     ] {
         let mut h = Harness::new(p);
         for op in ops {
