@@ -312,11 +312,31 @@ impl Srcu {
     }
 
     /// Run `f` after a grace period. Never blocks.
+    ///
+    /// `f` may run on any thread that drives this domain, hence `Send`, and
+    /// after the caller's borrows have ended, hence `'static`:
+    ///
+    /// ```compile_fail,E0277
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let rc = std::rc::Rc::new(1);
+    /// d.call(move || drop(rc));
+    /// ```
+    ///
+    /// (With `std::sync::Arc` in place of `Rc`, the same compiles:
+    /// `let rc = std::sync::Arc::new(1); d.call(move || drop(rc));`.)
     pub fn call<F: FnOnce() + Send + 'static>(&self, f: F) {
         self.enqueue(Entry::One(Deferred::from_fn(f)));
     }
 
     /// Drop `value` after a grace period. Never blocks.
+    ///
+    /// The value may be dropped on any thread that drives this domain, hence
+    /// `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.retire(Box::new(std::rc::Rc::new(1)));
+    /// ```
     pub fn retire<T: Send + 'static>(&self, value: Box<T>) {
         self.enqueue(Entry::One(Deferred::from_box(value)));
     }

@@ -34,7 +34,81 @@ use std::ptr;
 /// `u64::MAX` itself therefore never lies inside an entry. Values live at
 /// stable heap addresses: a `&V` obtained from a read handle keeps its address
 /// as long as that handle lives, and values may carry interior-mutable state.
-pub struct MapleTree<V> {
+///
+/// # Why `V: Send`
+/// A removed value is dropped after a grace period by whichever thread runs
+/// the tree's reclamation ([`Srcu::poll`] or [`Srcu::barrier`] on
+/// [`MapleTree::domain`], [`MapleTree::reclaim`]), and `&Srcu` may be
+/// handed to any thread. So `V` must be `Send`, and the bound sits on the type
+/// itself, where no constructor (`new`, `Default`, any later one) can skip it.
+/// Sharing the tree between threads (`Sync`), or sending a [`ReadGuard`] to
+/// another thread, additionally needs `V: Sync`, since readers on several
+/// threads then hold `&V` at once.
+///
+/// A tree of `Rc` values therefore does not compile (it did before issue 10
+/// item 3, and dropping its values from another thread raced on the counts):
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::rc::Rc;
+/// let t: MapleTree<Rc<u32>> = MapleTree::new();
+/// ```
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// let t: MapleTree<std::rc::Rc<u32>> = Default::default();
+/// ```
+///
+/// The same snippets with `Arc` (`Send + Sync`) compile and run (rustdoc
+/// checks the error code of a `compile_fail` test only on nightly, so each
+/// failing snippet has this passing twin):
+///
+/// ```
+/// use maple_rcu::MapleTree;
+/// use std::sync::Arc;
+/// let t: MapleTree<Arc<u32>> = MapleTree::new();
+/// let u: MapleTree<Arc<u32>> = Default::default();
+/// t.insert(0..1, Arc::new(1)).unwrap();
+/// let r = t.pin();
+/// std::thread::scope(|s| {
+///     s.spawn(|| t.pin().get(0).map(|(_, v)| **v));
+///     s.spawn(move || r.get(0).map(|(_, v)| **v));
+///     s.spawn(|| t.domain().barrier());
+/// });
+/// # drop(u);
+/// ```
+///
+/// A tree of `Send` but not `Sync` values works on one thread, but cannot be
+/// shared, and its read handles cannot be sent:
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// std::thread::scope(|s| {
+///     s.spawn(|| t.pin().get(0).map(|(_, v)| v.get()));
+/// });
+/// ```
+///
+/// ```
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// t.insert(0..1, Cell::new(1)).unwrap();
+/// t.pin().get(0).unwrap().1.set(2);
+/// assert_eq!(t.pin().get(0).unwrap().1.get(), 2);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// let r = t.pin();
+/// std::thread::scope(|s| {
+///     s.spawn(move || r.get(0).map(|(_, v)| v.get()));
+/// });
+/// ```
+pub struct MapleTree<V: Send> {
     /// The published root (null: empty). Written only under `writer` (I6).
     root: AtomicPtr<Header>,
     len: AtomicUsize,
@@ -48,8 +122,8 @@ pub struct MapleTree<V> {
 }
 
 // SAFETY: the tree owns `V`s (moved in by any thread, dropped by whichever
-// thread runs the domain's callbacks: `V: Send`) and hands out `&V` to readers
-// on any thread (`V: Sync`). Nodes are immutable once published (I6) and freed
+// thread runs the domain's callbacks: `V: Send`, required by the type itself)
+// and hands out `&V` to readers on any thread (`V: Sync`). Nodes are immutable once published (I6) and freed
 // only after a grace period (I7).
 unsafe impl<V: Send + Sync> Send for MapleTree<V> {}
 // SAFETY: as above; all shared mutation goes through atomics, the writer
@@ -73,13 +147,13 @@ unsafe impl<V: Sync> Send for ReadGuard<'_, V> {}
 /// A write transaction. Operations act on a private pending version; readers
 /// see none of it until [`WriteTxn::commit`] publishes everything at once.
 /// Dropping it without commit leaves the tree unchanged.
-pub struct WriteTxn<'a, V> {
+pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
     core: write::Core<'a, V>,
     _lock: MutexGuard<'a, u64>,
 }
 
-impl<V> Default for MapleTree<V> {
+impl<V: Send> Default for MapleTree<V> {
     fn default() -> Self {
         Self::new()
     }
@@ -105,7 +179,7 @@ fn gap_query(size: u64, align: u64, within: &Range<u64>, rev: bool) -> Result<Ga
     })
 }
 
-impl<V> MapleTree<V> {
+impl<V: Send> MapleTree<V> {
     /// An empty tree with its own reclamation domain.
     pub fn new() -> Self {
         Self {
@@ -249,7 +323,7 @@ impl<V> MapleTree<V> {
     }
 }
 
-impl<V> Drop for MapleTree<V> {
+impl<V: Send> Drop for MapleTree<V> {
     fn drop(&mut self) {
         /// # Safety
         /// `n` is null or an exclusively owned live node.
@@ -353,7 +427,7 @@ impl<'a, V> ReadGuard<'a, V> {
     read_methods!();
 }
 
-impl<'a, V> WriteTxn<'a, V> {
+impl<'a, V: Send> WriteTxn<'a, V> {
     #[inline(always)]
     fn root(&self) -> *const Header {
         self.core.root
@@ -462,7 +536,7 @@ impl<'a, V> WriteTxn<'a, V> {
         self.core.inserted.clear();
         self.core.dirty = false;
         // SAFETY: Deferred::new requirements: 1. node memory is plain data and
-        // values are `V: Send` (bound on the tree's Send/Sync), so `reclaim`
+        // values are `V: Send` (bound on `MapleTree` itself), so `reclaim`
         // may run on any thread; 2. the garbage owns what it frees, and the
         // pool is kept alive by the Arc inside it. Unlinked by the store
         // above, it runs only after a grace period (I7).
@@ -473,7 +547,7 @@ impl<'a, V> WriteTxn<'a, V> {
     }
 }
 
-impl<V> Drop for WriteTxn<'_, V> {
+impl<V: Send> Drop for WriteTxn<'_, V> {
     fn drop(&mut self) {
         if self.core.dirty {
             self.core.abort();
