@@ -7,10 +7,23 @@
 //!   and no shared write.
 //! * Writers ([`MapleTree::write`]) are serialised by the tree's mutex, copy
 //!   only the nodes on their paths, publish the new root with one Release
-//!   store at commit, and retire the replaced nodes and removed values to the
-//!   domain, which frees them after every reader that could see them is gone.
+//!   store at commit, and retire the replaced nodes and removed values, which
+//!   are freed after every reader that could see them is gone.
+//!
+//! # Where user code runs
+//! The tree runs no code of yours while it holds its writer lock: values are
+//! moved in and out, never cloned, compared or dropped there. A removed value
+//! is dropped only by a call that exists to run reclamation:
+//! [`MapleTree::reclaim`], `poll` or `barrier` on [`MapleTree::domain`], or the
+//! tree's own `Drop`; never inside `insert`, `remove`, `alloc_range` or
+//! [`WriteTxn::commit`]. So a value's `Drop` may use the tree, and a panicking
+//! `Drop` is caught and reported as a [`Panicked`] by the call that ran it.
+//! Until then, removed values with drop glue stay queued: call `reclaim` now
+//! and then (node memory, and values without drop glue, are recycled by later
+//! commits on their own).
 
 mod error;
+mod garbage;
 mod node;
 mod read;
 mod validate;
@@ -19,8 +32,11 @@ mod write;
 pub use error::{Error, ErrorKind, ValidateError};
 pub use read::{Gaps, Iter};
 
-use crate::srcu::{Deferred, Srcu, SrcuGuard};
-use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock};
+pub use crate::srcu::Panicked;
+
+use crate::srcu::{Srcu, SrcuGuard};
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock, try_lock};
+use garbage::Writer;
 use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
 use read::GapQuery;
 use std::marker::PhantomData;
@@ -34,6 +50,16 @@ use std::ptr;
 /// `u64::MAX` itself therefore never lies inside an entry. Values live at
 /// stable heap addresses: a `&V` obtained from a read handle keeps its address
 /// as long as that handle lives, and values may carry interior-mutable state.
+///
+/// # Memory and reclamation
+/// Readers never block writers, so a commit cannot free what it unlinks at
+/// once. Replaced node memory (and removed values of types without drop
+/// glue) is recycled by later commits once a grace period has passed.
+/// Removed values *with* drop glue are dropped only when someone runs the
+/// domain: [`MapleTree::reclaim`] (non-blocking), `tree.domain().barrier()`
+/// (waits for readers), or dropping the tree. If nobody does, they accumulate:
+/// call `reclaim` periodically (for example after each batch of writes, or
+/// from a timer thread) to bound memory.
 ///
 /// # Why `V: Send`
 /// A removed value is dropped after a grace period by whichever thread runs
@@ -73,7 +99,7 @@ use std::ptr;
 /// std::thread::scope(|s| {
 ///     s.spawn(|| t.pin().get(0).map(|(_, v)| **v));
 ///     s.spawn(move || r.get(0).map(|(_, v)| **v));
-///     s.spawn(|| t.domain().barrier());
+///     s.spawn(|| t.domain().barrier().unwrap());
 /// });
 /// # drop(u);
 /// ```
@@ -112,11 +138,11 @@ pub struct MapleTree<V: Send> {
     /// The published root (null: empty). Written only under `writer` (I6).
     root: AtomicPtr<Header>,
     len: AtomicUsize,
-    /// Serialises writers; holds the next transaction id (I6).
-    writer: Mutex<u64>,
+    /// Serialises writers; holds the next transaction id (I6) and the node
+    /// garbage waiting for a grace period (§2.7).
+    writer: Mutex<Writer<V>>,
     domain: Srcu,
-    /// Recycled node memory. Declared after `domain`: the domain's drop runs
-    /// the last retirements, which return nodes here (§2.7).
+    /// Recycled node memory (§2.7).
     pool: Arc<NodePool>,
     _v: PhantomData<Box<V>>,
 }
@@ -147,10 +173,18 @@ unsafe impl<V: Sync> Send for ReadGuard<'_, V> {}
 /// A write transaction. Operations act on a private pending version; readers
 /// see none of it until [`WriteTxn::commit`] publishes everything at once.
 /// Dropping it without commit leaves the tree unchanged.
+///
+/// It holds the tree's writer lock for as long as it lives, so whatever code
+/// of yours runs between its calls runs under that lock (another write on
+/// this tree from that code deadlocks). Its own methods run none of yours.
+/// Dropping it without commit drops the values it inserted *after* releasing
+/// the lock (a panicking drop is caught, the others still dropped, then the
+/// first panic re-raised unless the thread is already unwinding).
 pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
     core: write::Core<'a, V>,
-    _lock: MutexGuard<'a, u64>,
+    /// The writer lock; `None` only while dropping.
+    writer: Option<MutexGuard<'a, Writer<V>>>,
 }
 
 impl<V: Send> Default for MapleTree<V> {
@@ -185,7 +219,7 @@ impl<V: Send> MapleTree<V> {
         Self {
             root: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
-            writer: Mutex::new(1),
+            writer: Mutex::new(Writer::new()),
             domain: Srcu::new(),
             pool: Arc::new(NodePool::new()),
             _v: PhantomData,
@@ -195,8 +229,32 @@ impl<V: Send> MapleTree<V> {
     /// The tree's reclamation domain. Holding `domain().read()` keeps every
     /// node and value that was reachable when the guard was taken alive, so
     /// users may retire their own objects here in step with the tree.
+    /// `domain().poll()` and `domain().barrier()` run the drops of removed
+    /// values (and your own callbacks); `barrier` waits for readers.
     pub fn domain(&self) -> &Srcu {
         &self.domain
+    }
+
+    /// Frees what earlier commits removed and no reader can see any more,
+    /// without blocking: drops removed values whose grace period has passed
+    /// (their `Drop` runs here, on this thread, and may use the tree), and
+    /// recycles node memory unless a writer is active. Advances grace periods
+    /// as far as current readers allow; use `domain().barrier()` to wait
+    /// for them instead.
+    ///
+    /// Call it now and then if `V` has drop glue: nothing else drops removed
+    /// values before the tree is dropped. Must not be called from a value's
+    /// `Drop` run by it (it would find the runner busy and return).
+    ///
+    /// # Errors
+    /// [`Panicked`], after every ready drop and callback has run, if any of
+    /// them panicked (one payload each, in order).
+    pub fn reclaim(&self) -> Result<(), Panicked> {
+        let r = self.domain.poll();
+        if let Some(mut w) = try_lock(&self.writer) {
+            w.collect(&self.domain, &self.pool);
+        }
+        r
     }
 
     /// Number of entries in the latest published version.
@@ -243,24 +301,29 @@ impl<V: Send> MapleTree<V> {
         }
     }
 
-    /// Starts a write transaction (blocks while another writer is active).
+    /// Starts a write transaction (blocks while another writer is active;
+    /// deadlocks if this thread already holds one of this tree's).
     pub fn write(&self) -> WriteTxn<'_, V> {
         let mut lock = lock(&self.writer);
-        let txn = *lock;
-        *lock += 1;
+        let txn = lock.next_txn;
+        lock.next_txn += 1;
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
         WriteTxn {
             tree: self,
             core: write::Core::new(txn, root, len, &self.pool),
-            _lock: lock,
+            writer: Some(lock),
         }
     }
 
     /// Inserts `range -> value`. Errors (the value is given back, the tree is
     /// unchanged): [`ErrorKind::EmptyRange`] for `start >= end`,
     /// [`ErrorKind::Overlap`] if any entry intersects `range`.
+    ///
+    /// Runs no user code (no value is dropped here, see the module docs), so
+    /// it neither panics because of a value's `Drop` nor deadlocks when one
+    /// uses the tree.
     pub fn insert(&self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
         let mut w = self.write();
         w.insert(range, value)?;
@@ -268,8 +331,10 @@ impl<V: Send> MapleTree<V> {
         Ok(())
     }
 
-    /// Removes the whole entry containing `addr` and returns its range; the
-    /// value is dropped after every reader that may see it is gone.
+    /// Removes the whole entry containing `addr` and returns its range. The
+    /// value is not dropped here: [`MapleTree::reclaim`] (or `poll`/`barrier`
+    /// on the domain, or the tree's drop) drops it once every reader that may
+    /// see it is gone. Runs no user code.
     pub fn remove(&self, addr: u64) -> Option<Range<u64>> {
         let mut w = self.write();
         let r = w.remove(addr)?;
@@ -280,7 +345,7 @@ impl<V: Send> MapleTree<V> {
     /// Atomically finds the lowest aligned free range of `size` bytes inside
     /// `within` (see [`ReadGuard::find_gap`]) and inserts `value` there.
     /// Errors (value given back, tree unchanged): `ZeroSize`, `BadAlignment`,
-    /// `EmptyWindow`, `NoSpace`.
+    /// `EmptyWindow`, `NoSpace`. Runs no user code.
     pub fn alloc_range(
         &self,
         size: u64,
@@ -291,7 +356,8 @@ impl<V: Send> MapleTree<V> {
         self.alloc(size, align, within, value, false)
     }
 
-    /// As [`MapleTree::alloc_range`], taking the highest fit.
+    /// As [`MapleTree::alloc_range`], taking the highest fit. Runs no user
+    /// code.
     pub fn alloc_range_rev(
         &self,
         size: u64,
@@ -324,10 +390,14 @@ impl<V: Send> MapleTree<V> {
 }
 
 impl<V: Send> Drop for MapleTree<V> {
+    /// Frees the live version (dropping its values here), the node garbage,
+    /// and then, as the domain drops, every removed value still queued.
+    /// Each value's drop is caught; the first panic is re-raised after
+    /// everything is freed, unless the thread is already unwinding.
     fn drop(&mut self) {
         /// # Safety
         /// `n` is null or an exclusively owned live node.
-        unsafe fn free_all<V>(n: *mut Header) {
+        unsafe fn free_all<V>(n: *mut Header, vals: &mut Vec<*mut V>) {
             if n.is_null() {
                 return;
             }
@@ -335,22 +405,25 @@ impl<V: Send> Drop for MapleTree<V> {
             unsafe {
                 if (*n).kind == KIND_LEAF {
                     let l = as_leaf::<V>(n);
-                    for &v in &l.val[..l.len()] {
-                        drop(Box::from_raw(v));
-                    }
+                    vals.extend_from_slice(&l.val[..l.len()]);
                 } else {
                     let inn = as_inner(n);
                     for &c in &inn.child[..inn.len()] {
-                        free_all::<V>(c);
+                        free_all::<V>(c, vals);
                     }
                 }
                 release(n).free();
             }
         }
+        let mut vals = Vec::with_capacity(self.len());
         // SAFETY: `&mut self`: no reader or writer exists; the live version is
-        // owned by the tree alone (retired versions belong to the domain,
-        // which runs their destructors when it drops right after this).
-        unsafe { free_all::<V>(self.root.load(Ordering::Relaxed)) };
+        // owned by the tree alone (removed values belong to the domain, which
+        // runs their destructors when it drops right after this).
+        unsafe {
+            lock(&self.writer).free_all();
+            free_all::<V>(self.root.load(Ordering::Relaxed), &mut vals);
+            garbage::drop_now(vals);
+        }
     }
 }
 
@@ -519,7 +592,10 @@ impl<'a, V: Send> WriteTxn<'a, V> {
     }
 
     /// Publishes every change of this transaction at once, then retires the
-    /// replaced nodes and removed values to the tree's domain.
+    /// replaced nodes and removed values. Runs no user code: no value is
+    /// dropped and no callback runs here (see the module docs), so it cannot
+    /// panic or deadlock because of a value's `Drop`. Node memory whose grace
+    /// period has passed is recycled here.
     pub fn commit(mut self) {
         if !self.core.dirty {
             return;
@@ -528,21 +604,16 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         // pairs with the Acquire load in `MapleTree::pin` (I6).
         self.tree.root.store(self.core.root, Ordering::Release);
         self.tree.len.store(self.core.len, Ordering::Relaxed);
-        let garbage = Box::new(write::Garbage {
-            pool: self.tree.pool.clone(),
-            nodes: std::mem::take(&mut self.core.old_nodes),
-            vals: std::mem::take(&mut self.core.removed),
-        });
+        let nodes = std::mem::take(&mut self.core.old_nodes);
+        let vals = std::mem::take(&mut self.core.removed);
         self.core.inserted.clear();
         self.core.dirty = false;
-        // SAFETY: Deferred::new requirements: 1. node memory is plain data and
-        // values are `V: Send` (bound on `MapleTree` itself), so `reclaim`
-        // may run on any thread; 2. the garbage owns what it frees, and the
-        // pool is kept alive by the Arc inside it. Unlinked by the store
-        // above, it runs only after a grace period (I7).
-        unsafe {
-            let d = Deferred::new(Box::into_raw(garbage).cast(), write::reclaim::<V>);
-            self.tree.domain.defer(d);
+        let tree = self.tree;
+        if let Some(w) = self.writer.as_mut() {
+            // SAFETY: retire requirements: 1. the Release store above unlinked
+            // them (O2); 2. `old_nodes` holds each replaced published node once
+            // (`cow`/`discard`), `removed` each removed value once (I7).
+            unsafe { w.retire(&tree.domain, &tree.pool, nodes, vals) };
         }
     }
 }
@@ -550,7 +621,12 @@ impl<'a, V: Send> WriteTxn<'a, V> {
 impl<V: Send> Drop for WriteTxn<'_, V> {
     fn drop(&mut self) {
         if self.core.dirty {
-            self.core.abort();
+            let inserted = self.core.abort();
+            // Unlock before the values' drops: they are user code.
+            drop(self.writer.take());
+            // SAFETY: the values this transaction inserted were never
+            // published (I6) and `abort` handed them to us alone.
+            unsafe { garbage::drop_now(inserted) };
         }
     }
 }

@@ -33,7 +33,7 @@ fn publish_vs_reader() {
             assert_eq!(r.get(12).map(|(_, v)| *v), Some(1));
         });
         t.insert(40..45, 9).unwrap(); // splits the full root leaf
-        t.domain().poll();
+        t.reclaim().unwrap();
         reader.join().unwrap();
         t.validate().unwrap();
     });
@@ -63,9 +63,9 @@ fn retire_after_last_reader() {
             }
         });
         t.remove(2).unwrap();
-        t.domain().poll();
+        t.reclaim().unwrap();
         reader.join().unwrap();
-        t.domain().barrier();
+        t.domain().barrier().unwrap();
         assert_eq!(dropped.load(Ordering::Relaxed), 1);
     });
 }
