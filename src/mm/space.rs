@@ -98,7 +98,7 @@ impl AddressSpace {
 
     pub(crate) fn write_lock(&self) -> crate::sync::RwLockWriteGuard<'_, WState> {
         // Removed VMAs and emptied page tables wait in the tree's domain, which
-        // commits never run (DESIGN §2.8): each writer call frees what earlier
+        // commits never run (DESIGN §3.7): each writer call frees what earlier
         // ones retired. Only crate destructors are queued there (the domain is
         // not public), and none of them panics.
         if let Err(p) = self.tree.reclaim() {

@@ -415,6 +415,11 @@ impl Srcu {
     /// Advance grace periods without blocking and run ready callbacks (unless
     /// another thread is already running them).
     ///
+    /// The callbacks run on this thread, so they may block it: one that calls
+    /// `synchronize` waits for every reader, including a guard this thread
+    /// holds. Poll from a thread that holds no guard of this domain if your
+    /// callbacks may do that.
+    ///
     /// # Errors
     /// [`Panicked`] with the payloads of the callbacks that panicked while
     /// this call ran them (and of any the helper thread caught since the last

@@ -1,4 +1,4 @@
-//! What a commit unlinks, and where it is freed (docs/DESIGN.md §2.7, §2.8).
+//! What a commit unlinks, and where it is freed (docs/DESIGN.md §2.7, §3.7).
 //!
 //! A commit splits its garbage by whether freeing it runs user code:
 //! * **Node memory**, and removed values whose type has no drop glue

@@ -243,8 +243,11 @@ impl<V: Send> MapleTree<V> {
     /// for them instead.
     ///
     /// Call it now and then if `V` has drop glue: nothing else drops removed
-    /// values before the tree is dropped. Must not be called from a value's
-    /// `Drop` run by it (it would find the runner busy and return).
+    /// values before the tree is dropped. The drops (and any callbacks you
+    /// queued on [`MapleTree::domain`]) run on this thread; if one of them
+    /// waits for readers, do not call this while holding a read handle of this
+    /// tree. Called again from inside one of those drops, it finds the
+    /// runner busy and returns at once.
     ///
     /// # Errors
     /// [`Panicked`], after every ready drop and callback has run, if any of
