@@ -522,7 +522,8 @@ impl<'a, V: Send> WriteTxn<'a, V> {
     }
 
     /// Inserts `range -> value` into the pending version. Errors as
-    /// [`MapleTree::insert`], checked against the pending state.
+    /// [`MapleTree::insert`], checked against the pending state. Runs no
+    /// user code.
     pub fn insert(&mut self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
         if range.start >= range.end {
             return Err(Error::new(ErrorKind::EmptyRange, value));
@@ -536,14 +537,17 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         Ok(())
     }
 
-    /// Removes the entry containing `addr` from the pending version.
+    /// Removes the entry containing `addr` from the pending version. Runs no
+    /// user code: after commit the value is dropped later, as for
+    /// [`MapleTree::remove`]; on abort it stays in the tree (or, if this
+    /// transaction inserted it, is dropped with the other inserted values).
     pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
         let r = self.get(addr)?.0;
         self.core.remove(r.start);
         Some(r)
     }
 
-    /// Lowest-first allocation in the pending version.
+    /// Lowest-first allocation in the pending version. Runs no user code.
     pub fn alloc_range(
         &mut self,
         size: u64,
@@ -554,7 +558,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         self.alloc(size, align, within, value, false)
     }
 
-    /// Highest-first allocation in the pending version.
+    /// Highest-first allocation in the pending version. Runs no user code.
     pub fn alloc_range_rev(
         &mut self,
         size: u64,
