@@ -482,6 +482,12 @@ impl Srcu {
         completed(self.gp.gp_seq.load(Ordering::Acquire)) >= cookie
     }
 
+    /// Destructors waiting in the queue (for tests elsewhere in the crate).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.gp.queue).pending
+    }
+
     /// Advances grace periods as far as readers allow. Never blocks, runs
     /// nothing.
     pub(crate) fn advance(&self) {
