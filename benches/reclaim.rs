@@ -199,7 +199,7 @@ fn retire_cost(c: &mut Criterion) {
     g.bench_function("srcu_retire", |b| {
         b.iter(|| srcu.retire(Box::new(black_box(7u64))))
     });
-    srcu.barrier();
+    srcu.barrier().unwrap();
     let collector = crossbeam_epoch::Collector::new();
     let handle = collector.register();
     g.bench_function("crossbeam_epoch_collector_defer_destroy", |b| {

@@ -7,8 +7,8 @@
 //! different random entries (a FIFO of 64 removed entries sits between them),
 //! so a transaction touches about k random leaves. Reported time is per
 //! operation (`Throughput::Elements(k)`), measured as the thread's CPU time
-//! (see `common::ThreadTime`; MapleTree's reclamation callbacks run on the
-//! writing thread, so they are counted).
+//! (see `common::ThreadTime`; MapleTree's values are `u64`, so commits recycle
+//! all of their garbage inline on the writing thread, and it is counted).
 
 #[path = "common/mod.rs"]
 mod common;

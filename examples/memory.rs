@@ -93,7 +93,7 @@ fn main() {
         for (i, &(s, e)) in ranges.iter().enumerate() {
             t.insert(s..e, i as u64).unwrap();
         }
-        t.domain().barrier();
+        t.domain().barrier().unwrap();
         t
     });
     t.validate().unwrap();
@@ -107,7 +107,7 @@ fn main() {
                 let (s, e) = ranges[i];
                 t.insert(s..e, i as u64).unwrap();
             }
-            t.domain().barrier();
+            t.domain().barrier().unwrap();
             t
         },
     );

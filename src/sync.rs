@@ -66,6 +66,9 @@ pub(crate) mod thread {
     #[cfg(not(loom))]
     pub(crate) use std::thread::{Thread, current, park};
 
+    /// Whether this thread is unwinding (the same on both backends).
+    pub(crate) use std::thread::panicking;
+
     /// Sleep (std) or yield (loom, which has no time).
     #[allow(dead_code)]
     pub(crate) fn backoff_sleep(d: std::time::Duration) {
@@ -77,6 +80,26 @@ pub(crate) mod thread {
         #[cfg(not(loom))]
         std::thread::sleep(d);
     }
+}
+
+/// Runs `f`, catching a panic (std). Deferred user code (callbacks, value
+/// drops) runs through this, so one panic neither stops nor leaks the rest
+/// (docs/DESIGN.md §3.7). `AssertUnwindSafe`: `f` is consumed, and the caller
+/// holds no lock and no half-updated state while it runs.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), Box<dyn std::any::Any + Send>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Under loom, panics are how a model reports a failure (an assertion, or a
+/// causality violation inside a destructor that frees): let them through, so
+/// that catching one can never hide a bug from the model checker.
+#[cfg(loom)]
+#[inline]
+pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), Box<dyn std::any::Any + Send>> {
+    f();
+    Ok(())
 }
 
 /// An `UnsafeCell` with loom's closure-based API on both backends, so loom can

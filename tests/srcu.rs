@@ -1,5 +1,8 @@
 //! Threaded tests of `maple_rcu::srcu` through its public API (issue 3).
 
+#[path = "common/watchdog.rs"]
+mod watchdog;
+
 use maple_rcu::srcu::{Srcu, SrcuGuard};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
@@ -145,7 +148,7 @@ fn callbacks_run_exactly_once_in_grace_period_order() {
                         });
                         match i % 500 {
                             0 => d.synchronize(),
-                            250 => d.poll(),
+                            250 => d.poll().unwrap(),
                             _ => {}
                         }
                     }
@@ -155,7 +158,7 @@ fn callbacks_run_exactly_once_in_grace_period_order() {
         for p in producers {
             p.join().unwrap();
         }
-        d.barrier();
+        d.barrier().unwrap();
         stop.store(true, Ordering::Relaxed);
     });
     for (id, n) in ran.iter().enumerate() {
@@ -187,7 +190,7 @@ fn callback_queued_after_synchronize_runs_after_earlier_ones() {
     for i in 0..3 {
         let l = log.clone();
         d.call(move || l.lock().unwrap().push(i));
-        d.poll();
+        d.poll().unwrap();
     }
     assert!(
         log.lock().unwrap().is_empty(),
@@ -197,7 +200,7 @@ fn callback_queued_after_synchronize_runs_after_earlier_ones() {
     d.synchronize();
     let l = log.clone();
     d.call(move || l.lock().unwrap().push(3));
-    d.barrier();
+    d.barrier().unwrap();
     assert_eq!(*log.lock().unwrap(), [0, 1, 2, 3]);
 }
 
@@ -221,11 +224,11 @@ fn barrier_waits_for_every_queued_callback() {
         }
         assert_eq!(n.load(Ordering::Relaxed), 0, "ran under a live reader");
         let t = Instant::now();
-        d.barrier();
+        d.barrier().unwrap();
         assert_eq!(n.load(Ordering::Relaxed), 1000);
         assert!(t.elapsed() >= Duration::from_millis(30));
     });
-    d.barrier(); // nothing pending: returns at once
+    d.barrier().unwrap(); // nothing pending: returns at once
 }
 
 #[test]
@@ -241,7 +244,7 @@ fn dropping_the_domain_runs_pending_callbacks() {
                 n.fetch_add(1, Ordering::Relaxed);
             });
         }
-        d.poll();
+        d.poll().unwrap();
         assert_eq!(n.load(Ordering::Relaxed), 0);
     }
     drop(d);
@@ -273,8 +276,8 @@ fn a_stalled_reader_delays_only_its_own_domain() {
         for _ in 0..N {
             busy.retire(Box::new(Counted(freed_busy.clone())));
         }
-        stalled.poll();
-        busy.poll();
+        stalled.poll().unwrap();
+        busy.poll().unwrap();
         // No barrier: the opportunistic polls alone must have reclaimed nearly all.
         let freed = freed_busy.load(Ordering::Relaxed);
         assert!(
@@ -283,11 +286,11 @@ fn a_stalled_reader_delays_only_its_own_domain() {
         );
         assert_eq!(freed_stalled.load(Ordering::Relaxed), 0);
         busy.synchronize(); // not held up either
-        busy.barrier();
+        busy.barrier().unwrap();
         assert_eq!(freed_busy.load(Ordering::Relaxed), N);
         release.send(()).unwrap();
     });
-    stalled.barrier();
+    stalled.barrier().unwrap();
     assert_eq!(freed_stalled.load(Ordering::Relaxed), 1000);
 }
 
@@ -442,7 +445,7 @@ fn readers_never_see_a_retired_value() {
                 nodes[old].retired.store(true, Ordering::Relaxed);
             }
         }
-        d.barrier();
+        d.barrier().unwrap();
         stop.store(true, Ordering::Relaxed);
     });
     assert!(checks.load(Ordering::Relaxed) >= 200);
@@ -489,4 +492,67 @@ fn helper_thread_reclaims_without_callers_driving() {
     }
     assert_eq!(weak.strong_count(), 0);
     assert_eq!(freed.load(Ordering::Relaxed), 11);
+}
+
+/// Issue 10 item 5 (a). `call` and `retire` used to run ready callbacks inline
+/// (an opportunistic poll every 64 queued entries), so a callback that calls
+/// `synchronize` (allowed, S9) could run inside `call` on a thread holding a
+/// guard and wait for that guard forever: this test deadlocked (watchdog)
+/// before. Now they only queue, and the callback runs in `barrier`.
+#[test]
+fn call_and_retire_never_run_callbacks_so_one_may_synchronize() {
+    watchdog::within(60, "call with a guard held", || {
+        let d = Arc::new(Srcu::new());
+        let ran = Arc::new(AtomicUsize::new(0));
+        {
+            let (d2, ran) = (d.clone(), ran.clone());
+            d.call(move || {
+                d2.synchronize();
+                ran.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        d.synchronize(); // its grace period has passed: the callback is ready
+        let g = d.read();
+        for i in 0..300u64 {
+            d.call(|| {});
+            d.retire(Box::new(i));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "call/retire ran a callback");
+        drop(g);
+        d.barrier().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Panics caught on the helper thread are reported once, by a later `poll`
+/// on any thread; a panicking callback stops neither the helper nor the
+/// callbacks queued after it.
+#[test]
+fn helper_thread_panics_are_reported_by_the_next_poll() {
+    let d = Srcu::with_helper_thread();
+    let ran = Arc::new(AtomicUsize::new(0));
+    d.call(|| panic!("helper callback panic (expected by the test)"));
+    for _ in 0..3 {
+        let ran = ran.clone();
+        d.call(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    let t0 = Instant::now();
+    let err = loop {
+        // Whichever thread ran it (the helper or this poll), it is reported
+        // here exactly once.
+        if let Err(e) = d.poll() {
+            break e;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never reported");
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(err.count(), 1);
+    assert_eq!(
+        err.message(),
+        Some("helper callback panic (expected by the test)")
+    );
+    d.barrier().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
 }

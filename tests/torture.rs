@@ -343,7 +343,7 @@ impl Section for TreeSection {
         self.generation
             .store(generation as usize, Ordering::Relaxed);
         if generation.is_multiple_of(16) {
-            self.t.domain().poll();
+            self.t.reclaim().unwrap();
         }
         if generation.is_multiple_of(64) {
             self.t.validate().unwrap();
@@ -356,7 +356,7 @@ impl Section for TreeSection {
         let len = self.t.len();
         let committed = self.generation.load(Ordering::Relaxed);
         let before_barrier = self.live.load(Ordering::Relaxed);
-        self.t.domain().barrier();
+        self.t.domain().barrier().unwrap();
         let live = self.live.load(Ordering::Relaxed);
         assert_eq!(live, len, "after barrier every retired value is dropped");
         let counter = self.live.clone();

@@ -7,12 +7,14 @@
 mod tree_model;
 #[path = "common/tree_ops.rs"]
 mod tree_ops;
+#[path = "common/watchdog.rs"]
+mod watchdog;
 
 use maple_rcu::MapleTree;
 use maple_rcu::tree::ErrorKind;
 use proptest::prelude::*;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use tree_model::Model;
 use tree_ops::{Harness, Op, TxnOp, entries};
 
@@ -336,7 +338,7 @@ fn values_dropped_exactly_once_no_leaks() {
         w.commit();
         t.validate().unwrap();
         assert_eq!(t.len(), 1000);
-        t.domain().barrier();
+        t.domain().barrier().unwrap();
         assert_eq!(
             live.load(Ordering::Relaxed),
             1000,
@@ -467,7 +469,7 @@ fn stress_readers_see_old_or_new_never_a_mix() {
         w.commit();
         flips += 1;
         if flips.is_multiple_of(256) {
-            t.domain().poll();
+            t.reclaim().unwrap();
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -495,4 +497,144 @@ fn height_is_logarithmic() {
         "height {} bound {bound}",
         t.height()
     );
+}
+
+/// A registry entry whose `Drop` writes to the tree it lives in (it leaves a
+/// tombstone at `at`), as caches and registries do.
+struct Reentrant {
+    tree: Weak<MapleTree<Reentrant>>,
+    at: u64,
+}
+
+impl Reentrant {
+    fn plain() -> Self {
+        Self {
+            tree: Weak::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Drop for Reentrant {
+    fn drop(&mut self) {
+        if let Some(t) = self.tree.upgrade() {
+            t.insert(self.at..self.at + 1, Reentrant::plain()).unwrap();
+        }
+    }
+}
+
+/// Issue 10 item 5 (b). Removed values used to be dropped inside a later,
+/// unrelated commit (every 64th), under the writer lock: a `Drop` that
+/// writes to the same tree deadlocked there (watchdog) before. Now commits
+/// never drop values, and `barrier` runs the drop, which may write.
+#[test]
+fn a_removed_values_drop_may_write_to_the_tree() {
+    watchdog::within(60, "drop writes to its tree", || {
+        let t = Arc::new(MapleTree::new());
+        let entry = Reentrant {
+            tree: Arc::downgrade(&t),
+            at: 1_000_000,
+        };
+        t.insert(0..1, entry).unwrap();
+        t.remove(0).unwrap();
+        for i in 10..310u64 {
+            t.insert(i..i + 1, Reentrant::plain()).unwrap();
+            t.remove(i).unwrap();
+        }
+        assert!(t.pin().get(1_000_000).is_none(), "a commit ran the drop");
+        t.domain().barrier().unwrap();
+        assert!(t.pin().get(1_000_000).is_some(), "the drop did not run");
+        t.validate().unwrap();
+    });
+}
+
+/// An aborted transaction drops its inserted values after releasing the
+/// writer lock (before, under it: this deadlocked).
+#[test]
+fn an_aborted_values_drop_may_write_to_the_tree() {
+    watchdog::within(60, "abort drop writes to its tree", || {
+        let t = Arc::new(MapleTree::new());
+        {
+            let mut w = t.write();
+            let entry = Reentrant {
+                tree: Arc::downgrade(&t),
+                at: 2_000_000,
+            };
+            w.insert(0..1, entry).unwrap();
+        }
+        assert!(t.pin().get(0).is_none());
+        assert!(t.pin().get(2_000_000).is_some(), "the drop did not run");
+    });
+}
+
+/// Counts drops; the one marked `bomb` panics in its drop.
+struct Bomb(Arc<AtomicUsize>, bool);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        if self.1 {
+            panic!("value drop panic (expected by the test)");
+        }
+    }
+}
+
+/// A tree of `n` counted values at `i * 10..i * 10 + 5`; the one at index
+/// `bomb` panics in its drop.
+fn bombs(n: u64, bomb: u64) -> (Arc<AtomicUsize>, MapleTree<Bomb>) {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let t = MapleTree::new();
+    for i in 0..n {
+        t.insert(i * 10..i * 10 + 5, Bomb(dropped.clone(), i == bomb))
+            .unwrap();
+    }
+    (dropped, t)
+}
+
+/// Issue 10 item 5 (c). A panicking `Drop` used to escape from an unrelated
+/// `insert` that had already committed, and the rest of that batch leaked.
+/// Now no insert runs it; `reclaim` runs the whole batch and reports the
+/// panic once.
+#[test]
+fn a_panicking_drop_is_reported_by_reclaim_and_leaks_nothing() {
+    let (dropped, t) = bombs(10, 3);
+    let mut w = t.write();
+    for i in 0..10u64 {
+        w.remove(i * 10).unwrap();
+    }
+    w.commit();
+    let churn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for i in 1000..1300u64 {
+            t.insert(i..i + 1, Bomb(dropped.clone(), false)).unwrap();
+            t.remove(i).unwrap();
+        }
+    }));
+    assert!(churn.is_ok(), "an unrelated insert or remove panicked");
+    let err = t.reclaim().unwrap_err();
+    assert_eq!(err.count(), 1);
+    assert_eq!(
+        err.message(),
+        Some("value drop panic (expected by the test)")
+    );
+    t.domain().barrier().unwrap(); // reported once
+    assert_eq!(dropped.load(Ordering::SeqCst), 310, "a value leaked");
+    t.insert(0..1, Bomb(dropped.clone(), false)).unwrap();
+    drop(t);
+    assert_eq!(dropped.load(Ordering::SeqCst), 311);
+}
+
+/// Dropping the tree frees everything exactly once even when a value's drop
+/// panics (live and removed values alike), then re-raises the first panic.
+#[test]
+fn tree_drop_frees_everything_once_despite_a_panicking_drop() {
+    let (dropped, t) = bombs(100, 42);
+    for i in 0..50u64 {
+        t.remove(i * 20).unwrap(); // 50 removed and queued, 50 live
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(t)));
+    assert_eq!(
+        r.unwrap_err().downcast_ref::<&str>(),
+        Some(&"value drop panic (expected by the test)")
+    );
+    assert_eq!(dropped.load(Ordering::SeqCst), 100);
 }

@@ -42,6 +42,7 @@ impl AddressSpace {
             let addr = get_unmapped_area(&txn, hint, len, fixed, thp)?;
             return Ok((w, txn, addr));
         }
+        self.reclaim_retired();
         let mut waits = 0;
         loop {
             let txn = self.tree.write();

@@ -131,6 +131,7 @@ impl AddressSpace {
     /// The whole address space for writing: what every writer takes under
     /// `WriterLocking::Global`, and the coarse writers (brk, mremap) always.
     pub(crate) fn lock_whole(&self) -> RangeWriteGuard<'_> {
+        self.reclaim_retired();
         granted(self.rl.write(0, u64::MAX))
     }
 
@@ -138,6 +139,17 @@ impl AddressSpace {
     /// `check`): excludes every writer.
     pub(crate) fn read_whole(&self) -> RangeReadGuard<'_> {
         granted(self.rl.read(0, u64::MAX))
+    }
+
+    /// Frees what earlier writer calls retired. Removed VMAs and emptied page
+    /// tables wait in the tree's domain, which commits never run (DESIGN
+    /// §3.7), so each writer call, holding no lock yet, frees what earlier
+    /// ones retired. Only crate destructors are queued there (the domain is
+    /// not public), and none of them panics.
+    pub(crate) fn reclaim_retired(&self) {
+        if let Err(p) = self.tree.reclaim() {
+            p.resume();
+        }
     }
 
     /// `r` for reading (madvise, fallback faults); the whole space under
@@ -196,6 +208,7 @@ impl AddressSpace {
         if self.locking == WriterLocking::Global {
             return self.lock_whole();
         }
+        self.reclaim_retired();
         let mut want = r;
         loop {
             let l = self.lock_extent(&self.tree.pin(), &want, span);

@@ -19,15 +19,31 @@
 //!
 //! Callbacks are queued tagged with the number of the grace period they need
 //! and run, outside every internal lock, in queue order once it has completed.
-//! Nothing runs in the background: `poll`, `synchronize`, `barrier`, and the
-//! queueing calls (every `POLL_EVERY` = 64 entries) drive progress.
+//! Nothing runs in the background unless asked for
+//! ([`Srcu::with_helper_thread`]): `poll`, `synchronize`, `barrier`, and the
+//! queueing calls (every `POLL_EVERY` = 64 entries) advance grace periods.
 //!
-//! The invariants `S1`..`S10` cited in comments and the ordering argument are
+//! # Where user code runs
+//!
+//! Callbacks ([`Srcu::call`]) and retired values' drops ([`Srcu::retire`]) run
+//! only in calls that exist to run them: [`Srcu::poll`], [`Srcu::barrier`],
+//! the helper thread of [`Srcu::with_helper_thread`], and the domain's `Drop`.
+//! Never inside `call`, `retire`, `synchronize` or `read`, so a callback may
+//! call `synchronize` and a value's drop may take the locks of whoever retired
+//! it. Each runs under `catch_unwind`; the panics are returned as a
+//! [`Panicked`] by the `poll` or `barrier` that ran them (see there for the
+//! helper thread and `Drop`). Until something runs them, pending callbacks
+//! and their captures stay queued: a domain nobody polls grows without bound.
+//! The invariants `S1`..`S11` cited in comments and the ordering argument are
 //! in docs/DESIGN.md §3.
 
 mod barrier;
+mod panicked;
 mod slots;
 mod thread_id;
+
+pub use panicked::{Panicked, Payload};
+pub(crate) use panicked::{resume_first, run_caught};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
 use barrier::Barrier;
@@ -37,12 +53,13 @@ use std::fmt;
 use std::time::Duration;
 
 /// Queueing this many more callbacks (or batched destructors) while some are
-/// pending triggers an opportunistic [`Srcu::poll`]. Small under loom so that
-/// models reach that path.
+/// pending advances grace periods opportunistically (it runs nothing, S11).
+/// The tree uses the same period for its node garbage. Small under loom so
+/// that models reach that path.
 #[cfg(not(loom))]
-const POLL_EVERY: usize = 64;
+pub(crate) const POLL_EVERY: usize = 64;
 #[cfg(loom)]
-const POLL_EVERY: usize = 2;
+pub(crate) const POLL_EVERY: usize = 2;
 
 /// `gp_seq` low bits: the phase of the current grace period.
 const PHASE_MASK: u64 = 3;
@@ -97,6 +114,9 @@ struct GpSide {
     invoke: Mutex<()>,
     /// Entries that have finished running, for `barrier`.
     done: AtomicU64,
+    /// Panics caught on the helper thread, which has no caller to return them
+    /// to: the next `poll` or `barrier` returns them.
+    unclaimed: Mutex<Vec<Payload>>,
 }
 
 #[derive(Default)]
@@ -125,10 +145,16 @@ impl Entry {
         }
     }
 
-    fn run(self) {
+    /// Runs every destructor, each under `catch_unwind` (S11), so a panic
+    /// neither stops nor leaks the rest of a batch.
+    fn run(self, panics: &mut Vec<Payload>) {
         match self {
-            Entry::One(d) => d.run(),
-            Entry::Batch(v) => v.into_iter().for_each(Deferred::run),
+            Entry::One(d) => run_caught(panics, || d.run()),
+            Entry::Batch(v) => {
+                for d in v {
+                    run_caught(panics, || d.run());
+                }
+            }
         }
     }
 }
@@ -238,6 +264,11 @@ impl Srcu {
     /// of the last `Arc` being dropped (if that happens while it polls, the
     /// domain is dropped, and its pending callbacks run, on the helper thread).
     ///
+    /// Callbacks that panic on the helper thread are caught; their payloads
+    /// are kept in the domain and returned by the next [`Srcu::poll`] or
+    /// [`Srcu::barrier`] on any thread. Panics in the domain's final drop on
+    /// the helper thread have nobody to go to and are discarded.
+    ///
     /// # Panics
     /// If the thread cannot be spawned.
     #[cfg(not(loom))]
@@ -249,8 +280,13 @@ impl Srcu {
             .name("maple-rcu-srcu-helper".into())
             .spawn(move || {
                 while let Some(d) = weak.upgrade() {
-                    d.poll();
-                    drop(d);
+                    let mut panics = Vec::new();
+                    d.try_advance();
+                    d.run_ready(&mut panics);
+                    lock(&d.gp.unclaimed).extend(panics);
+                    // If ours was the last `Arc`, this drops the domain, which
+                    // runs what is left; a panic there has no one to go to.
+                    let _ = crate::sync::catch_unwind(move || drop(d));
                     thread::backoff_sleep(Duration::from_millis(1));
                 }
             })
@@ -282,6 +318,7 @@ impl Srcu {
                 queue: Mutex::new(Queue::default()),
                 invoke: Mutex::new(()),
                 done: AtomicU64::new(0),
+                unclaimed: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -302,7 +339,9 @@ impl Srcu {
     /// Wait until every reader that began before this call has ended.
     ///
     /// Must not be called while the calling thread holds a guard of this
-    /// domain (it would wait for itself forever).
+    /// domain (it would wait for itself forever). Runs no callback, so a
+    /// callback may call it (when `poll` or `barrier` runs the callback on a
+    /// thread that holds no guard).
     pub fn synchronize(&self) {
         let need = self.request(None);
         let mut backoff = Backoff::default();
@@ -311,43 +350,100 @@ impl Srcu {
         }
     }
 
-    /// Run `f` after a grace period. Never blocks.
+    /// Run `f` after a grace period. Never blocks, and never runs `f` or any
+    /// other callback itself: `f` runs later in [`Srcu::poll`],
+    /// [`Srcu::barrier`], the helper thread, or the domain's drop, under
+    /// `catch_unwind` (a panic is reported there). So `f` may call
+    /// `synchronize`, or take locks the caller of `call` holds.
+    ///
+    /// `f` may run on any thread that drives this domain, hence `Send`, and
+    /// after the caller's borrows have ended, hence `'static`:
+    ///
+    /// ```compile_fail,E0277
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let rc = std::rc::Rc::new(1);
+    /// d.call(move || drop(rc));
+    /// ```
+    ///
+    /// (With `std::sync::Arc` in place of `Rc`, the same compiles:
+    /// `let rc = std::sync::Arc::new(1); d.call(move || drop(rc));`.)
     pub fn call<F: FnOnce() + Send + 'static>(&self, f: F) {
         self.enqueue(Entry::One(Deferred::from_fn(f)));
     }
 
-    /// Drop `value` after a grace period. Never blocks.
+    /// Drop `value` after a grace period. Never blocks, and runs no drop or
+    /// callback itself: the drop runs where [`Srcu::call`]'s callbacks do.
+    ///
+    /// The value may be dropped on any thread that drives this domain, hence
+    /// `Send`:
+    ///
+    /// ```compile_fail,E0277
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.retire(Box::new(std::rc::Rc::new(1)));
+    /// ```
     pub fn retire<T: Send + 'static>(&self, value: Box<T>) {
         self.enqueue(Entry::One(Deferred::from_box(value)));
     }
 
-    /// Wait until every callback queued before this call has run.
+    /// Wait until every callback queued before this call has run (here or
+    /// on another thread), running ready callbacks meanwhile.
     ///
     /// Must not be called from a callback of this domain, nor while holding
     /// one of its guards.
-    pub fn barrier(&self) {
+    ///
+    /// # Errors
+    /// [`Panicked`] with the payloads of the callbacks that panicked while
+    /// *this* call ran them (and of any the helper thread caught since the
+    /// last report). Every callback queued before the call has still run:
+    /// a panic skips and leaks nothing.
+    pub fn barrier(&self) -> Result<(), Panicked> {
         let target = lock(&self.gp.queue).pushed;
         let mut backoff = Backoff::default();
+        let mut panics = Vec::new();
         loop {
             self.try_advance();
-            self.run_ready();
+            self.run_ready(&mut panics);
             // Acquire: pairs with the Release `done` increment in
             // `run_ready`, so the callbacks' effects are visible to our caller.
             if self.gp.done.load(Ordering::Acquire) >= target {
-                return;
+                return self.report(panics);
             }
             backoff.snooze();
         }
     }
 
-    /// Advance grace periods without blocking and run ready callbacks.
-    pub fn poll(&self) {
+    /// Advance grace periods without blocking and run ready callbacks (unless
+    /// another thread is already running them).
+    ///
+    /// The callbacks run on this thread, so they may block it: one that calls
+    /// `synchronize` waits for every reader, including a guard this thread
+    /// holds. Poll from a thread that holds no guard of this domain if your
+    /// callbacks may do that.
+    ///
+    /// # Errors
+    /// [`Panicked`] with the payloads of the callbacks that panicked while
+    /// this call ran them (and of any the helper thread caught since the last
+    /// report). Every other ready callback has still run.
+    pub fn poll(&self) -> Result<(), Panicked> {
+        let mut panics = Vec::new();
         self.try_advance();
-        self.run_ready();
+        self.run_ready(&mut panics);
+        self.report(panics)
     }
 
-    /// Queue a batch of raw destructors behind one grace period. Never blocks;
-    /// may advance grace periods opportunistically.
+    /// `panics` plus the helper thread's, as the result of `poll`/`barrier`.
+    fn report(&self, mut panics: Vec<Payload>) -> Result<(), Panicked> {
+        {
+            let mut unclaimed = lock(&self.gp.unclaimed);
+            if !unclaimed.is_empty() {
+                panics.append(&mut unclaimed);
+            }
+        }
+        Panicked::from_payloads(panics).map_or(Ok(()), Err)
+    }
+
+    /// Queue a batch of raw destructors behind one grace period. Never blocks,
+    /// runs nothing; may advance grace periods opportunistically.
     ///
     /// # Safety
     /// Each `Deferred` satisfies the requirements of [`Deferred::new`].
@@ -358,13 +454,44 @@ impl Srcu {
         }
     }
 
-    /// Queue one raw destructor behind a grace period. Never blocks; may
-    /// advance grace periods opportunistically.
+    /// Queue one raw destructor behind a grace period. Never blocks, runs
+    /// nothing; may advance grace periods opportunistically. Returns the
+    /// number of the grace period it waits for, as [`Srcu::start_poll`].
     ///
     /// # Safety
     /// `d` satisfies the requirements of [`Deferred::new`].
-    pub(crate) unsafe fn defer(&self, d: Deferred) {
-        self.enqueue(Entry::One(d));
+    pub(crate) unsafe fn defer(&self, d: Deferred) -> u64 {
+        self.request(Some(Entry::One(d)))
+    }
+
+    /// Requests a grace period that starts after this call and returns its
+    /// number (a cookie for [`Srcu::gp_passed`]; Linux's
+    /// `start_poll_synchronize_srcu`). Never blocks, runs nothing. Memory
+    /// unlinked before this call may be reused once `gp_passed(cookie)`.
+    pub(crate) fn start_poll(&self) -> u64 {
+        self.request(None)
+    }
+
+    /// Whether grace period `cookie` (from [`Srcu::start_poll`] or
+    /// [`Srcu::defer`]) has completed (Linux's `poll_state_synchronize_srcu`).
+    /// Does not advance anything: see [`Srcu::advance`].
+    #[inline]
+    pub(crate) fn gp_passed(&self, cookie: u64) -> bool {
+        // Acquire: pairs with the Release completion store in `try_advance`:
+        // both scans of that grace period happen before the caller's reuse.
+        completed(self.gp.gp_seq.load(Ordering::Acquire)) >= cookie
+    }
+
+    /// Destructors waiting in the queue (for tests elsewhere in the crate).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.gp.queue).pending
+    }
+
+    /// Advances grace periods as far as readers allow. Never blocks, runs
+    /// nothing.
+    pub(crate) fn advance(&self) {
+        self.try_advance();
     }
 
     /// Registers interest in the first grace period that starts after now and
@@ -383,7 +510,8 @@ impl Srcu {
             q.entries.push_back((need, entry));
             if before / POLL_EVERY != q.pending / POLL_EVERY {
                 drop(q);
-                self.poll();
+                // Advance only: never run a callback here (S11).
+                self.try_advance();
             }
         }
         need
@@ -457,8 +585,9 @@ impl Srcu {
     }
 
     /// Runs the callbacks whose grace period has completed, in queue order,
-    /// unless another thread is already doing so.
-    fn run_ready(&self) {
+    /// unless another thread is already doing so; collects their panics.
+    /// Called only from `poll`, `barrier` and the helper thread (S11).
+    fn run_ready(&self, panics: &mut Vec<Payload>) {
         let gp = &*self.gp;
         let Some(_invoking) = try_lock(&gp.invoke) else {
             return;
@@ -482,13 +611,9 @@ impl Srcu {
                 ready
             };
             // Run outside the queue lock (S9): a callback may call into us.
-            let mut running = Running {
-                done: &gp.done,
-                left: ready.len() as u64,
-            };
+            // Each destructor is caught (S11), so every entry completes.
             for entry in ready {
-                entry.run();
-                running.left -= 1;
+                entry.run(panics);
                 // Release: pairs with the Acquire load in `barrier`.
                 gp.done.fetch_add(1, Ordering::Release);
             }
@@ -496,30 +621,19 @@ impl Srcu {
     }
 }
 
-/// Counts a panicking batch's unrun entries as done (they are leaked), so that
-/// `barrier` cannot hang on them.
-struct Running<'a> {
-    done: &'a AtomicU64,
-    left: u64,
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if self.left > 0 {
-            // Release: pairs with the Acquire load in `barrier`.
-            self.done.fetch_add(self.left, Ordering::Release);
-        }
-    }
-}
-
 impl Drop for Srcu {
+    /// Runs every pending entry, in queue order, each under `catch_unwind`;
+    /// then re-raises the first panic, unless this thread is already
+    /// unwinding (then the payloads are dropped: a second panic would abort).
     fn drop(&mut self) {
         // No guard is alive: every `SrcuGuard` borrows the domain. So no reader
         // is inside, and every pending entry may run now, in queue order.
         let entries = std::mem::take(&mut lock(&self.gp.queue).entries);
+        let mut panics = std::mem::take(&mut *lock(&self.gp.unclaimed));
         for (_, entry) in entries {
-            entry.run();
+            entry.run(&mut panics);
         }
+        resume_first(panics);
     }
 }
 

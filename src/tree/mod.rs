@@ -7,10 +7,23 @@
 //!   and no shared write.
 //! * Writers ([`MapleTree::write`]) are serialised by the tree's mutex, copy
 //!   only the nodes on their paths, publish the new root with one Release
-//!   store at commit, and retire the replaced nodes and removed values to the
-//!   domain, which frees them after every reader that could see them is gone.
+//!   store at commit, and retire the replaced nodes and removed values, which
+//!   are freed after every reader that could see them is gone.
+//!
+//! # Where user code runs
+//! The tree runs no code of yours while it holds its writer lock: values are
+//! moved in and out, never cloned, compared or dropped there. A removed value
+//! is dropped only by a call that exists to run reclamation:
+//! [`MapleTree::reclaim`], `poll` or `barrier` on [`MapleTree::domain`], or the
+//! tree's own `Drop`; never inside `insert`, `remove`, `alloc_range` or
+//! [`WriteTxn::commit`]. So a value's `Drop` may use the tree, and a panicking
+//! `Drop` is caught and reported as a [`Panicked`] by the call that ran it.
+//! Until then, removed values with drop glue stay queued: call `reclaim` now
+//! and then (node memory, and values without drop glue, are recycled by later
+//! commits on their own).
 
 mod error;
+mod garbage;
 mod node;
 mod read;
 mod validate;
@@ -19,8 +32,11 @@ mod write;
 pub use error::{Error, ErrorKind, ValidateError};
 pub use read::{Gaps, Iter};
 
-use crate::srcu::{Deferred, Srcu, SrcuGuard};
-use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock};
+pub use crate::srcu::Panicked;
+
+use crate::srcu::{Srcu, SrcuGuard};
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock, try_lock};
+use garbage::Writer;
 use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
 use read::GapQuery;
 use std::marker::PhantomData;
@@ -34,22 +50,106 @@ use std::ptr;
 /// `u64::MAX` itself therefore never lies inside an entry. Values live at
 /// stable heap addresses: a `&V` obtained from a read handle keeps its address
 /// as long as that handle lives, and values may carry interior-mutable state.
-pub struct MapleTree<V> {
+///
+/// # Memory and reclamation
+/// Readers never block writers, so a commit cannot free what it unlinks at
+/// once. Replaced node memory (and removed values of types without drop
+/// glue) is recycled by later commits once a grace period has passed.
+/// Removed values *with* drop glue are dropped only when someone runs the
+/// domain: [`MapleTree::reclaim`] (non-blocking), `tree.domain().barrier()`
+/// (waits for readers), or dropping the tree. If nobody does, they accumulate:
+/// call `reclaim` periodically (for example after each batch of writes, or
+/// from a timer thread) to bound memory.
+///
+/// # Why `V: Send`
+/// A removed value is dropped after a grace period by whichever thread runs
+/// the tree's reclamation ([`Srcu::poll`] or [`Srcu::barrier`] on
+/// [`MapleTree::domain`], [`MapleTree::reclaim`]), and `&Srcu` may be
+/// handed to any thread. So `V` must be `Send`, and the bound sits on the type
+/// itself, where no constructor (`new`, `Default`, any later one) can skip it.
+/// Sharing the tree between threads (`Sync`), or sending a [`ReadGuard`] to
+/// another thread, additionally needs `V: Sync`, since readers on several
+/// threads then hold `&V` at once.
+///
+/// A tree of `Rc` values therefore does not compile (it did before issue 10
+/// item 3, and dropping its values from another thread raced on the counts):
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::rc::Rc;
+/// let t: MapleTree<Rc<u32>> = MapleTree::new();
+/// ```
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// let t: MapleTree<std::rc::Rc<u32>> = Default::default();
+/// ```
+///
+/// The same snippets with `Arc` (`Send + Sync`) compile and run (rustdoc
+/// checks the error code of a `compile_fail` test only on nightly, so each
+/// failing snippet has this passing twin):
+///
+/// ```
+/// use maple_rcu::MapleTree;
+/// use std::sync::Arc;
+/// let t: MapleTree<Arc<u32>> = MapleTree::new();
+/// let u: MapleTree<Arc<u32>> = Default::default();
+/// t.insert(0..1, Arc::new(1)).unwrap();
+/// let r = t.pin();
+/// std::thread::scope(|s| {
+///     s.spawn(|| t.pin().get(0).map(|(_, v)| **v));
+///     s.spawn(move || r.get(0).map(|(_, v)| **v));
+///     s.spawn(|| t.domain().barrier().unwrap());
+/// });
+/// # drop(u);
+/// ```
+///
+/// A tree of `Send` but not `Sync` values works on one thread, but cannot be
+/// shared, and its read handles cannot be sent:
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// std::thread::scope(|s| {
+///     s.spawn(|| t.pin().get(0).map(|(_, v)| v.get()));
+/// });
+/// ```
+///
+/// ```
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// t.insert(0..1, Cell::new(1)).unwrap();
+/// t.pin().get(0).unwrap().1.set(2);
+/// assert_eq!(t.pin().get(0).unwrap().1.get(), 2);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use maple_rcu::MapleTree;
+/// use std::cell::Cell;
+/// let t: MapleTree<Cell<u32>> = MapleTree::new();
+/// let r = t.pin();
+/// std::thread::scope(|s| {
+///     s.spawn(move || r.get(0).map(|(_, v)| v.get()));
+/// });
+/// ```
+pub struct MapleTree<V: Send> {
     /// The published root (null: empty). Written only under `writer` (I6).
     root: AtomicPtr<Header>,
     len: AtomicUsize,
-    /// Serialises writers; holds the next transaction id (I6).
-    writer: Mutex<u64>,
+    /// Serialises writers; holds the next transaction id (I6) and the node
+    /// garbage waiting for a grace period (§2.7).
+    writer: Mutex<Writer<V>>,
     domain: Srcu,
-    /// Recycled node memory. Declared after `domain`: the domain's drop runs
-    /// the last retirements, which return nodes here (§2.7).
+    /// Recycled node memory (§2.7).
     pool: Arc<NodePool>,
     _v: PhantomData<Box<V>>,
 }
 
 // SAFETY: the tree owns `V`s (moved in by any thread, dropped by whichever
-// thread runs the domain's callbacks: `V: Send`) and hands out `&V` to readers
-// on any thread (`V: Sync`). Nodes are immutable once published (I6) and freed
+// thread runs the domain's callbacks: `V: Send`, required by the type itself)
+// and hands out `&V` to readers on any thread (`V: Sync`). Nodes are immutable once published (I6) and freed
 // only after a grace period (I7).
 unsafe impl<V: Send + Sync> Send for MapleTree<V> {}
 // SAFETY: as above; all shared mutation goes through atomics, the writer
@@ -73,13 +173,21 @@ unsafe impl<V: Sync> Send for ReadGuard<'_, V> {}
 /// A write transaction. Operations act on a private pending version; readers
 /// see none of it until [`WriteTxn::commit`] publishes everything at once.
 /// Dropping it without commit leaves the tree unchanged.
-pub struct WriteTxn<'a, V> {
+///
+/// It holds the tree's writer lock for as long as it lives, so whatever code
+/// of yours runs between its calls runs under that lock (another write on
+/// this tree from that code deadlocks). Its own methods run none of yours.
+/// Dropping it without commit drops the values it inserted *after* releasing
+/// the lock (a panicking drop is caught, the others still dropped, then the
+/// first panic re-raised unless the thread is already unwinding).
+pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
     core: write::Core<'a, V>,
-    _lock: MutexGuard<'a, u64>,
+    /// The writer lock; `None` only while dropping.
+    writer: Option<MutexGuard<'a, Writer<V>>>,
 }
 
-impl<V> Default for MapleTree<V> {
+impl<V: Send> Default for MapleTree<V> {
     fn default() -> Self {
         Self::new()
     }
@@ -105,13 +213,13 @@ fn gap_query(size: u64, align: u64, within: &Range<u64>, rev: bool) -> Result<Ga
     })
 }
 
-impl<V> MapleTree<V> {
+impl<V: Send> MapleTree<V> {
     /// An empty tree with its own reclamation domain.
     pub fn new() -> Self {
         Self {
             root: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
-            writer: Mutex::new(1),
+            writer: Mutex::new(Writer::new()),
             domain: Srcu::new(),
             pool: Arc::new(NodePool::new()),
             _v: PhantomData,
@@ -121,8 +229,35 @@ impl<V> MapleTree<V> {
     /// The tree's reclamation domain. Holding `domain().read()` keeps every
     /// node and value that was reachable when the guard was taken alive, so
     /// users may retire their own objects here in step with the tree.
+    /// `domain().poll()` and `domain().barrier()` run the drops of removed
+    /// values (and your own callbacks); `barrier` waits for readers.
     pub fn domain(&self) -> &Srcu {
         &self.domain
+    }
+
+    /// Frees what earlier commits removed and no reader can see any more,
+    /// without blocking: drops removed values whose grace period has passed
+    /// (their `Drop` runs here, on this thread, and may use the tree), and
+    /// recycles node memory unless a writer is active. Advances grace periods
+    /// as far as current readers allow; use `domain().barrier()` to wait
+    /// for them instead.
+    ///
+    /// Call it now and then if `V` has drop glue: nothing else drops removed
+    /// values before the tree is dropped. The drops (and any callbacks you
+    /// queued on [`MapleTree::domain`]) run on this thread; if one of them
+    /// waits for readers, do not call this while holding a read handle of this
+    /// tree. Called again from inside one of those drops, it finds the
+    /// runner busy and returns at once.
+    ///
+    /// # Errors
+    /// [`Panicked`], after every ready drop and callback has run, if any of
+    /// them panicked (one payload each, in order).
+    pub fn reclaim(&self) -> Result<(), Panicked> {
+        let r = self.domain.poll();
+        if let Some(mut w) = try_lock(&self.writer) {
+            w.collect(&self.domain, &self.pool);
+        }
+        r
     }
 
     /// Number of entries in the latest published version.
@@ -169,24 +304,29 @@ impl<V> MapleTree<V> {
         }
     }
 
-    /// Starts a write transaction (blocks while another writer is active).
+    /// Starts a write transaction (blocks while another writer is active;
+    /// deadlocks if this thread already holds one of this tree's).
     pub fn write(&self) -> WriteTxn<'_, V> {
         let mut lock = lock(&self.writer);
-        let txn = *lock;
-        *lock += 1;
+        let txn = lock.next_txn;
+        lock.next_txn += 1;
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
         WriteTxn {
             tree: self,
             core: write::Core::new(txn, root, len, &self.pool),
-            _lock: lock,
+            writer: Some(lock),
         }
     }
 
     /// Inserts `range -> value`. Errors (the value is given back, the tree is
     /// unchanged): [`ErrorKind::EmptyRange`] for `start >= end`,
     /// [`ErrorKind::Overlap`] if any entry intersects `range`.
+    ///
+    /// Runs no user code (no value is dropped here, see the module docs), so
+    /// it neither panics because of a value's `Drop` nor deadlocks when one
+    /// uses the tree.
     pub fn insert(&self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
         let mut w = self.write();
         w.insert(range, value)?;
@@ -194,8 +334,10 @@ impl<V> MapleTree<V> {
         Ok(())
     }
 
-    /// Removes the whole entry containing `addr` and returns its range; the
-    /// value is dropped after every reader that may see it is gone.
+    /// Removes the whole entry containing `addr` and returns its range. The
+    /// value is not dropped here: [`MapleTree::reclaim`] (or `poll`/`barrier`
+    /// on the domain, or the tree's drop) drops it once every reader that may
+    /// see it is gone. Runs no user code.
     pub fn remove(&self, addr: u64) -> Option<Range<u64>> {
         let mut w = self.write();
         let r = w.remove(addr)?;
@@ -206,7 +348,7 @@ impl<V> MapleTree<V> {
     /// Atomically finds the lowest aligned free range of `size` bytes inside
     /// `within` (see [`ReadGuard::find_gap`]) and inserts `value` there.
     /// Errors (value given back, tree unchanged): `ZeroSize`, `BadAlignment`,
-    /// `EmptyWindow`, `NoSpace`.
+    /// `EmptyWindow`, `NoSpace`. Runs no user code.
     pub fn alloc_range(
         &self,
         size: u64,
@@ -217,7 +359,8 @@ impl<V> MapleTree<V> {
         self.alloc(size, align, within, value, false)
     }
 
-    /// As [`MapleTree::alloc_range`], taking the highest fit.
+    /// As [`MapleTree::alloc_range`], taking the highest fit. Runs no user
+    /// code.
     pub fn alloc_range_rev(
         &self,
         size: u64,
@@ -249,11 +392,15 @@ impl<V> MapleTree<V> {
     }
 }
 
-impl<V> Drop for MapleTree<V> {
+impl<V: Send> Drop for MapleTree<V> {
+    /// Frees the live version (dropping its values here), the node garbage,
+    /// and then, as the domain drops, every removed value still queued.
+    /// Each value's drop is caught; the first panic is re-raised after
+    /// everything is freed, unless the thread is already unwinding.
     fn drop(&mut self) {
         /// # Safety
         /// `n` is null or an exclusively owned live node.
-        unsafe fn free_all<V>(n: *mut Header) {
+        unsafe fn free_all<V>(n: *mut Header, vals: &mut Vec<*mut V>) {
             if n.is_null() {
                 return;
             }
@@ -261,22 +408,25 @@ impl<V> Drop for MapleTree<V> {
             unsafe {
                 if (*n).kind == KIND_LEAF {
                     let l = as_leaf::<V>(n);
-                    for &v in &l.val[..l.len()] {
-                        drop(Box::from_raw(v));
-                    }
+                    vals.extend_from_slice(&l.val[..l.len()]);
                 } else {
                     let inn = as_inner(n);
                     for &c in &inn.child[..inn.len()] {
-                        free_all::<V>(c);
+                        free_all::<V>(c, vals);
                     }
                 }
                 release(n).free();
             }
         }
+        let mut vals = Vec::with_capacity(self.len());
         // SAFETY: `&mut self`: no reader or writer exists; the live version is
-        // owned by the tree alone (retired versions belong to the domain,
-        // which runs their destructors when it drops right after this).
-        unsafe { free_all::<V>(self.root.load(Ordering::Relaxed)) };
+        // owned by the tree alone (removed values belong to the domain, which
+        // runs their destructors when it drops right after this).
+        unsafe {
+            lock(&self.writer).free_all();
+            free_all::<V>(self.root.load(Ordering::Relaxed), &mut vals);
+            garbage::drop_now(vals);
+        }
     }
 }
 
@@ -353,7 +503,7 @@ impl<'a, V> ReadGuard<'a, V> {
     read_methods!();
 }
 
-impl<'a, V> WriteTxn<'a, V> {
+impl<'a, V: Send> WriteTxn<'a, V> {
     #[inline(always)]
     fn root(&self) -> *const Header {
         self.core.root
@@ -372,7 +522,8 @@ impl<'a, V> WriteTxn<'a, V> {
     }
 
     /// Inserts `range -> value` into the pending version. Errors as
-    /// [`MapleTree::insert`], checked against the pending state.
+    /// [`MapleTree::insert`], checked against the pending state. Runs no
+    /// user code.
     pub fn insert(&mut self, range: Range<u64>, value: V) -> Result<(), Error<V>> {
         if range.start >= range.end {
             return Err(Error::new(ErrorKind::EmptyRange, value));
@@ -386,14 +537,17 @@ impl<'a, V> WriteTxn<'a, V> {
         Ok(())
     }
 
-    /// Removes the entry containing `addr` from the pending version.
+    /// Removes the entry containing `addr` from the pending version. Runs no
+    /// user code: after commit the value is dropped later, as for
+    /// [`MapleTree::remove`]; on abort it stays in the tree (or, if this
+    /// transaction inserted it, is dropped with the other inserted values).
     pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
         let r = self.get(addr)?.0;
         self.core.remove(r.start);
         Some(r)
     }
 
-    /// Lowest-first allocation in the pending version.
+    /// Lowest-first allocation in the pending version. Runs no user code.
     pub fn alloc_range(
         &mut self,
         size: u64,
@@ -404,7 +558,7 @@ impl<'a, V> WriteTxn<'a, V> {
         self.alloc(size, align, within, value, false)
     }
 
-    /// Highest-first allocation in the pending version.
+    /// Highest-first allocation in the pending version. Runs no user code.
     pub fn alloc_range_rev(
         &mut self,
         size: u64,
@@ -445,7 +599,10 @@ impl<'a, V> WriteTxn<'a, V> {
     }
 
     /// Publishes every change of this transaction at once, then retires the
-    /// replaced nodes and removed values to the tree's domain.
+    /// replaced nodes and removed values. Runs no user code: no value is
+    /// dropped and no callback runs here (see the module docs), so it cannot
+    /// panic or deadlock because of a value's `Drop`. Node memory whose grace
+    /// period has passed is recycled here.
     pub fn commit(mut self) {
         if !self.core.dirty {
             return;
@@ -454,29 +611,29 @@ impl<'a, V> WriteTxn<'a, V> {
         // pairs with the Acquire load in `MapleTree::pin` (I6).
         self.tree.root.store(self.core.root, Ordering::Release);
         self.tree.len.store(self.core.len, Ordering::Relaxed);
-        let garbage = Box::new(write::Garbage {
-            pool: self.tree.pool.clone(),
-            nodes: std::mem::take(&mut self.core.old_nodes),
-            vals: std::mem::take(&mut self.core.removed),
-        });
+        let nodes = std::mem::take(&mut self.core.old_nodes);
+        let vals = std::mem::take(&mut self.core.removed);
         self.core.inserted.clear();
         self.core.dirty = false;
-        // SAFETY: Deferred::new requirements: 1. node memory is plain data and
-        // values are `V: Send` (bound on the tree's Send/Sync), so `reclaim`
-        // may run on any thread; 2. the garbage owns what it frees, and the
-        // pool is kept alive by the Arc inside it. Unlinked by the store
-        // above, it runs only after a grace period (I7).
-        unsafe {
-            let d = Deferred::new(Box::into_raw(garbage).cast(), write::reclaim::<V>);
-            self.tree.domain.defer(d);
+        let tree = self.tree;
+        if let Some(w) = self.writer.as_mut() {
+            // SAFETY: retire requirements: 1. the Release store above unlinked
+            // them (O2); 2. `old_nodes` holds each replaced published node once
+            // (`cow`/`discard`), `removed` each removed value once (I7).
+            unsafe { w.retire(&tree.domain, &tree.pool, nodes, vals) };
         }
     }
 }
 
-impl<V> Drop for WriteTxn<'_, V> {
+impl<V: Send> Drop for WriteTxn<'_, V> {
     fn drop(&mut self) {
         if self.core.dirty {
-            self.core.abort();
+            let inserted = self.core.abort();
+            // Unlock before the values' drops: they are user code.
+            drop(self.writer.take());
+            // SAFETY: the values this transaction inserted were never
+            // published (I6) and `abort` handed them to us alone.
+            unsafe { garbage::drop_now(inserted) };
         }
     }
 }

@@ -12,7 +12,6 @@ use super::node::{
     as_leaf, count_le, count_lt, distribute, gather, inner_item, place, release,
 };
 use super::read;
-use crate::sync::Arc;
 use std::ptr;
 
 /// The mutable state of one write transaction.
@@ -330,18 +329,18 @@ impl<'p, V> Core<'p, V> {
         }
     }
 
-    /// Abort: frees every fresh node and drops every value this transaction
-    /// inserted. Published nodes and values are untouched.
-    pub(crate) fn abort(&mut self) {
+    /// Abort: frees every fresh node and returns every value this
+    /// transaction inserted, for the caller to drop once it has released the
+    /// writer lock (user code). Published nodes and values are untouched.
+    /// Inserted values came from `Box::into_raw`, were never published, and
+    /// are dropped only by abort's caller or retired via `removed` (commit),
+    /// never both.
+    pub(crate) fn abort(&mut self) -> Vec<*mut V> {
         // SAFETY: the working root's fresh nodes were never published (I6).
         unsafe { self.free_fresh(self.root) };
         self.root = ptr::null_mut();
-        for v in self.inserted.drain(..) {
-            // SAFETY: inserted values came from Box::into_raw, were never
-            // published, and are dropped only here (abort) or retired via
-            // `removed` (commit) — never both.
-            drop(unsafe { Box::from_raw(v) });
-        }
+        self.dirty = false;
+        std::mem::take(&mut self.inserted)
     }
 
     /// # Safety
@@ -406,31 +405,5 @@ impl NewNode for Inner {
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
         // SAFETY: caller's requirement.
         unsafe { &mut *n.cast() }
-    }
-}
-
-/// Everything one commit unlinked, retired behind a single grace period.
-pub(crate) struct Garbage<V> {
-    pub(crate) pool: Arc<NodePool>,
-    pub(crate) nodes: Vec<*mut Header>,
-    pub(crate) vals: Vec<*mut V>,
-}
-
-/// Type-erased destructor for the reclamation domain: returns a commit's
-/// unlinked nodes to the pool and drops its removed values.
-///
-/// # Safety
-/// `p` came from `Box::<Garbage<V>>::into_raw` and runs once, after a grace
-/// period that began after the commit's publishing store (I7), so no reader
-/// can still reach any node or value in it; each value is dropped only here.
-pub(crate) unsafe fn reclaim<V>(p: *mut ()) {
-    // SAFETY: our requirement.
-    let g = unsafe { Box::from_raw(p.cast::<Garbage<V>>()) };
-    // SAFETY: release requirements 1 and 2: unlinked published nodes, past
-    // their grace period, each listed once.
-    g.pool.give(g.nodes.iter().map(|&n| unsafe { release(n) }));
-    for &v in &g.vals {
-        // SAFETY: removed values came from Box::into_raw and are dropped once.
-        drop(unsafe { Box::from_raw(v) });
     }
 }

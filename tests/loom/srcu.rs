@@ -163,7 +163,7 @@ fn retire_waits_for_reader() {
                 let old = s.publish();
                 s.domain.retire(Box::new(Retired(old)));
             }
-            s.domain.barrier();
+            s.domain.barrier().unwrap();
         });
     });
 }
@@ -260,11 +260,11 @@ fn call_then_barrier() {
                 drop(g);
             })
         };
-        d.barrier();
+        d.barrier().unwrap();
         assert_eq!(runs.load(Ordering::Relaxed), 1);
         reader.join().unwrap();
-        poller.join().unwrap();
-        d.barrier();
+        poller.join().unwrap().unwrap();
+        d.barrier().unwrap();
         assert_eq!(runs.load(Ordering::Relaxed), 1);
     });
 }

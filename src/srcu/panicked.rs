@@ -1,0 +1,130 @@
+//! Where a panicking callback or deferred drop is reported (docs/DESIGN.md
+//! §3.7, "Where user code runs").
+//!
+//! Every callback, retired value's drop and tree value's drop runs under
+//! [`catch_unwind`](crate::sync::catch_unwind): one panic never stops the
+//! rest of the queue, and never leaks the rest of its batch. The payloads are
+//! collected and handed to the caller that ran them, as a [`Panicked`].
+
+use std::any::Any;
+use std::fmt;
+
+/// A caught panic's payload, as `std::panic::catch_unwind` returns it.
+pub type Payload = Box<dyn Any + Send + 'static>;
+
+/// The panics of the callbacks or deferred drops that one call ran.
+///
+/// Returned by [`Srcu::poll`](super::Srcu::poll),
+/// [`Srcu::barrier`](super::Srcu::barrier) and
+/// [`MapleTree::reclaim`](crate::MapleTree::reclaim) after they ran *every*
+/// entry that was ready, so nothing was skipped or leaked because of the
+/// panic. [`Panicked::resume`] re-raises the first panic (for callers who want
+/// a panicking destructor to panic their thread, as an inline drop would), and
+/// [`Panicked::into_payloads`] gives every payload.
+///
+/// It is `Send + Sync + 'static` and implements `std::error::Error`, so it
+/// travels through `?` into `Box<dyn Error + Send + Sync>`.
+#[must_use = "a callback or a value's drop panicked; report or resume it"]
+pub struct Panicked {
+    /// At least one payload, in the order the panics happened.
+    payloads: Vec<Payload>,
+}
+
+// SAFETY: `Sync` lets several threads hold `&Panicked` at once. Through a
+// shared reference this type exposes only `count` and `message`, which read a
+// payload only after downcasting it to `&'static str` or `String`, both `Sync`;
+// a payload of any other (possibly `!Sync`) type is never reachable through
+// `&Panicked`. Owned access (`into_payloads`, `resume`) needs the value itself.
+unsafe impl Sync for Panicked {}
+
+impl Panicked {
+    /// `None` if nothing panicked.
+    pub(crate) fn from_payloads(payloads: Vec<Payload>) -> Option<Self> {
+        (!payloads.is_empty()).then_some(Self { payloads })
+    }
+
+    /// Adds a caught payload to `into`. A payload that is itself a
+    /// `Panicked` (a batch that caught panics of its own and re-raised them
+    /// together, like the tree's value batches) is flattened.
+    pub(crate) fn collect(into: &mut Vec<Payload>, payload: Payload) {
+        match payload.downcast::<Panicked>() {
+            Ok(inner) => into.extend(inner.payloads),
+            Err(other) => into.push(other),
+        }
+    }
+
+    /// How many callbacks or drops panicked (at least 1).
+    pub fn count(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// The first panic's message, if it was a string (as `panic!` makes).
+    pub fn message(&self) -> Option<&str> {
+        message(&self.payloads[0])
+    }
+
+    /// Every payload, in the order the panics happened.
+    pub fn into_payloads(self) -> Vec<Payload> {
+        self.payloads
+    }
+
+    /// Re-raises the first panic with `std::panic::resume_unwind` (the other
+    /// payloads are dropped).
+    pub fn resume(self) -> ! {
+        let first = self.payloads.into_iter().next();
+        std::panic::resume_unwind(first.expect("a Panicked holds at least one payload"))
+    }
+}
+
+/// The message of a `panic!` payload.
+fn message(p: &Payload) -> Option<&str> {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        Some(s)
+    } else {
+        p.downcast_ref::<String>().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panicked")
+            .field("count", &self.count())
+            .field("first", &self.message())
+            .finish()
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} deferred callback(s) or drop(s) panicked",
+            self.count()
+        )?;
+        match self.message() {
+            Some(m) => write!(f, "; first: {m}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Panicked {}
+
+/// Runs `f`, catching a panic into `panics` (flattening a `Panicked`).
+#[inline]
+pub(crate) fn run_caught(panics: &mut Vec<Payload>, f: impl FnOnce()) {
+    if let Err(p) = crate::sync::catch_unwind(f) {
+        Panicked::collect(panics, p);
+    }
+}
+
+/// Re-raises the first of `panics` unless this thread is already unwinding
+/// (a second panic would abort): for destructors (the domain's and the tree's
+/// `Drop`), which have no caller to return a report to.
+pub(crate) fn resume_first(panics: Vec<Payload>) {
+    if let Some(p) = Panicked::from_payloads(panics)
+        && !crate::sync::thread::panicking()
+    {
+        p.resume();
+    }
+}

@@ -1,0 +1,212 @@
+//! What a commit unlinks, and where it is freed (docs/DESIGN.md §2.7, §3.7).
+//!
+//! A commit splits its garbage by whether freeing it runs user code:
+//! * **Node memory**, and removed values whose type has no drop glue
+//!   (`!needs_drop::<V>()`: freeing one is a plain deallocation), stay with
+//!   the writer state as a [`Batch`] tagged with a grace-period cookie. Later
+//!   commits (and [`MapleTree::reclaim`](super::MapleTree::reclaim)) recycle
+//!   every batch whose grace period has passed, under the writer lock they
+//!   already hold: the node pool's fast path, with no callback and no queue.
+//! * **Removed values with drop glue** are user code. They go to the tree's
+//!   Srcu domain as one entry per commit, which runs only in `poll`,
+//!   `barrier`, `MapleTree::reclaim` or the domain's drop, never inside a
+//!   commit (S11), each drop under `catch_unwind`.
+
+use super::node::{Header, NodePool, release};
+use crate::srcu::{Deferred, POLL_EVERY, Panicked, Srcu, resume_first, run_caught};
+use std::collections::VecDeque;
+use std::mem::needs_drop;
+
+/// The state behind the tree's writer mutex.
+pub(crate) struct Writer<V> {
+    /// The next transaction id (I6).
+    pub(crate) next_txn: u64,
+    /// Unlinked node memory (and drop-free values) waiting for a grace
+    /// period, oldest first; cookies are non-decreasing.
+    pending: VecDeque<Batch<V>>,
+    /// Commits that retired something, to advance grace periods every
+    /// `POLL_EVERY` of them.
+    retires: usize,
+}
+
+/// One commit's unlinked nodes and drop-free values.
+struct Batch<V> {
+    /// The grace period after which no reader can reach them.
+    cookie: u64,
+    nodes: Vec<*mut Header>,
+    vals: Vec<*mut V>,
+}
+
+impl<V: Send> Writer<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_txn: 1,
+            pending: VecDeque::new(),
+            retires: 0,
+        }
+    }
+
+    /// Retires what one commit unlinked, then recycles every batch whose
+    /// grace period has passed. Runs no user code: values with drop glue go
+    /// to `domain`'s queue, which only `poll`/`barrier`/drop run.
+    ///
+    /// # Safety
+    /// 1. The commit's publishing store, which unlinked every node in `nodes`
+    ///    and value in `vals` from the live version, happens before this call.
+    /// 2. Each node came from `place`, each value from `Box::into_raw`, and
+    ///    each is listed once and owned by this call from now on.
+    pub(crate) unsafe fn retire(
+        &mut self,
+        domain: &Srcu,
+        pool: &NodePool,
+        nodes: Vec<*mut Header>,
+        vals: Vec<*mut V>,
+    ) {
+        if !nodes.is_empty() || !vals.is_empty() {
+            let (cookie, vals) = if needs_drop::<V>() && !vals.is_empty() {
+                let data = Box::into_raw(Box::new(vals)).cast::<()>();
+                // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
+                // consumes the box once, and `V: Send` (a bound of the tree
+                // type itself) may be dropped on any thread; 2. the box is
+                // owned by the entry alone. It runs after a grace period that
+                // starts after the store (our requirement 1, S5), so no reader
+                // can reach the values (I7).
+                let cookie = unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) };
+                (cookie, Vec::new())
+            } else {
+                (domain.start_poll(), vals)
+            };
+            self.pending.push_back(Batch {
+                cookie,
+                nodes,
+                vals,
+            });
+            self.retires += 1;
+            if self.retires.is_multiple_of(POLL_EVERY) {
+                domain.advance();
+            }
+        }
+        self.collect(domain, pool);
+    }
+
+    /// Recycles every pending batch whose grace period has passed: node
+    /// memory to `pool`, drop-free values to the allocator. Runs no user code.
+    pub(crate) fn collect(&mut self, domain: &Srcu, pool: &NodePool) {
+        while let Some(b) = self.pending.front() {
+            if !domain.gp_passed(b.cookie) {
+                return;
+            }
+            let Some(b) = self.pending.pop_front() else {
+                return;
+            };
+            // SAFETY: release requirements: 1. listed once, from `place`
+            // (`retire`'s requirement 2); 2. unlinked before the cookie was
+            // taken (`retire`'s requirement 1) and the grace period has passed
+            // (`gp_passed` Acquire, I7).
+            pool.give(b.nodes.iter().map(|&n| unsafe { release(n) }));
+            for &v in &b.vals {
+                // SAFETY: from `Box::into_raw`, freed once, unreachable as
+                // above. `V` has no drop glue, so this only deallocates.
+                drop(unsafe { Box::from_raw(v) });
+            }
+        }
+    }
+
+    /// Frees every pending batch now, without waiting.
+    ///
+    /// # Safety
+    /// No reader of the tree exists (the tree is being dropped).
+    pub(crate) unsafe fn free_all(&mut self) {
+        for b in self.pending.drain(..) {
+            for &n in &b.nodes {
+                // SAFETY: release requirements: 1. as in `collect`; 2. no
+                // reader exists (our requirement).
+                unsafe { release(n) }.free();
+            }
+            for &v in &b.vals {
+                // SAFETY: from `Box::into_raw`, freed once; no drop glue.
+                drop(unsafe { Box::from_raw(v) });
+            }
+        }
+    }
+}
+
+/// Drops boxed values one by one, each under `catch_unwind`, so that a
+/// panicking drop leaks none of the others; then re-raises the first panic
+/// unless this thread is already unwinding. For the tree's own `Drop` and an
+/// aborted transaction's values (after the writer lock is released).
+///
+/// # Safety
+/// Each pointer came from `Box::into_raw`, is owned by the caller, and no
+/// reader can reach it.
+pub(crate) unsafe fn drop_now<V>(vals: impl IntoIterator<Item = *mut V>) {
+    let mut panics = Vec::new();
+    for v in vals {
+        // SAFETY: our requirement; each is dropped once.
+        run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
+    }
+    resume_first(panics);
+}
+
+/// The domain entry for one commit's removed values with drop glue.
+///
+/// # Safety
+/// `p` came from `Box::<Vec<*mut V>>::into_raw` in [`Writer::retire`] and
+/// runs once, after a grace period that began after the commit's publishing
+/// store (I7), so no reader can still reach any of the values.
+unsafe fn drop_values<V>(p: *mut ()) {
+    // SAFETY: our requirement.
+    let vals = unsafe { Box::from_raw(p.cast::<Vec<*mut V>>()) };
+    let mut panics = Vec::new();
+    for &v in vals.iter() {
+        // SAFETY: removed values came from `Box::into_raw` and are dropped
+        // only here, once (our requirement).
+        run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
+    }
+    if let Some(p) = Panicked::from_payloads(panics) {
+        // The domain's runner catches this and flattens it into its report
+        // (`Panicked::collect`), so each value's panic is reported once.
+        std::panic::resume_unwind(Box::new(p));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::MapleTree;
+    use crate::srcu::POLL_EVERY;
+    use crate::sync::lock;
+
+    fn churn<V: Send>(t: &MapleTree<V>, make: impl Fn(u64) -> V, rounds: u64) {
+        for i in 0..rounds {
+            let k = i % 64;
+            t.insert(k * 10..k * 10 + 5, make(i)).unwrap();
+            t.remove(k * 10).unwrap();
+        }
+    }
+
+    /// Without any reclaim call, a tree of plain data keeps at most about
+    /// two advance periods of node garbage: commits recycle it themselves.
+    #[test]
+    fn commits_bound_node_garbage_without_reclaim() {
+        let t = MapleTree::new();
+        for k in 0..64u64 {
+            t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
+        }
+        churn(&t, |i| i, 10_000);
+        let pending = lock(&t.writer).pending.len();
+        assert!(pending <= 2 * POLL_EVERY, "{pending} batches pending");
+        assert_eq!(t.domain.pending(), 0, "u64 values queued");
+    }
+
+    /// Values with drop glue wait in the domain until `reclaim`, which frees
+    /// them all when no reader is active.
+    #[test]
+    fn values_with_drop_glue_wait_for_reclaim() {
+        let t = MapleTree::new();
+        churn(&t, |i| i.to_string(), 1000);
+        assert_eq!(t.domain.pending(), 1000);
+        t.reclaim().unwrap();
+        assert_eq!(t.domain.pending(), 0);
+        assert!(lock(&t.writer).pending.is_empty());
+    }
+}
