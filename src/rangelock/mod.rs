@@ -7,7 +7,7 @@
 //! After the interval-tree range lock of Jan Kara and Davidlohr Bueso (Linux
 //! `range_rwlock` series). One mutex protects a table of every *held and
 //! waiting* request, an interval treap keyed by `(start, arrival)` and
-//! augmented with the subtree's largest `end` ([`tree`]). A new request,
+//! augmented with the subtree's largest `end` (`tree.rs`). A new request,
 //! under the mutex, visits the requests overlapping it, counts the
 //! *conflicting* ones (overlap, and at least one of the two writes) that it
 //! must wait for into its `blocking` count, and inserts itself. With a count of
