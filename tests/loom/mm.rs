@@ -149,3 +149,83 @@ fn mremap_dontunmap_vs_fault() {
         balanced(&mm);
     });
 }
+
+/// Range locks (issue 11, DESIGN §4.8): two writers making touching VMAs
+/// lock one page past each end and the whole VMAs there (contagion), so they
+/// never run at once and the second always sees the first and merges with
+/// it: one VMA in every interleaving. The writer on the right replaces a
+/// mapping, so it has PTE work between its two transactions (the window in
+/// which a writer that did not lock its neighbour would merge with the dead
+/// VMA and corrupt the replay: checked by removing the margin).
+#[test]
+fn adjacent_writers_merge() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A + P), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                mm.mmap(Some(A + P), P, RW, FIXED).unwrap();
+            })
+        };
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        w.join().unwrap();
+        let v = mm.vmas();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].range, A..A + 2 * P);
+        balanced(&mm);
+    });
+}
+
+/// Two placements racing for the same gap get different areas (the search
+/// claims its result with a range lock inside its tree transaction).
+#[test]
+fn placements_claim_distinct_gaps() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.mmap(None, P, RW, anon).unwrap())
+        };
+        let a = mm.mmap(None, P, RW, anon).unwrap();
+        let b = w.join().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.abs_diff(b), P, "top-down placements are adjacent");
+        let v = mm.vmas();
+        assert_eq!(v.len(), 1, "adjacent anonymous VMAs merge: {v:?}");
+        balanced(&mm);
+    });
+}
+
+/// An munmap racing an mmap(MAP_FIXED_NOREPLACE) into the same range: the
+/// mmap either sees the old VMA (EEXIST; the munmap then leaves a hole) or
+/// maps after the munmap (its VMA survives, with no stale PTE), and a
+/// write fault on it is never lost.
+#[test]
+fn munmap_vs_mmap_same_hole() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        mm.fault(A, Access::Write).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(A, P).unwrap())
+        };
+        let noreplace = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED_NOREPLACE;
+        let r = mm.mmap(Some(A), P, RW, noreplace);
+        w.join().unwrap();
+        match r {
+            Ok(a) => {
+                assert_eq!(a, A);
+                assert_eq!(mm.vmas().len(), 1);
+                assert!(mm.translate(A).is_none(), "stale PTE in the new mapping");
+            }
+            Err(e) => {
+                assert_eq!(e.errno(), 17, "{e:?}");
+                assert!(mm.vmas().is_empty());
+            }
+        }
+        balanced(&mm);
+    });
+}
