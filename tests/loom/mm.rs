@@ -224,8 +224,164 @@ fn munmap_vs_mmap_same_hole() {
             Err(e) => {
                 assert_eq!(e.errno(), 17, "{e:?}");
                 assert!(mm.vmas().is_empty());
+// ---------------------------------------------------------------------------
+// Hostile models (breaker): the writers-versus-faults table, rows not covered
+// above, each under the policy it stresses.
+// ---------------------------------------------------------------------------
+
+/// Two VMAs share one last-level table; munmap of one frees nothing while a
+/// write fault on the other (which must populate the upper levels itself)
+/// installs: the install is never lost and the unmapped VMA keeps no PTE.
+#[test]
+fn shared_table_munmap_vs_fault_other() {
+    for policy in [FaultPolicy::Speculative, FaultPolicy::PerVmaLock] {
+        model(move || {
+            let mm = Arc::new(AddressSpace::with_policy(policy));
+            mm.mmap(Some(A), P, RW, FIXED).unwrap();
+            mm.mmap(Some(A + 4 * P), P, RW, FIXED).unwrap();
+            let w = {
+                let mm = mm.clone();
+                thread::spawn(move || mm.munmap(A, P).unwrap())
+            };
+            let r = mm.fault(A + 4 * P, Access::Write);
+            w.join().unwrap();
+            assert!(r.is_ok(), "{policy:?}: stable page faulted {r:?}");
+            assert!(mm.translate(A + 4 * P).is_some(), "{policy:?}: install lost");
+            assert!(mm.translate(A).is_none());
+            balanced(&mm);
+        });
+    }
+}
+
+/// mmap(FIXED) next to an identical VMA merges with it (the neighbour is
+/// replaced, dead while the merged VMA is unpublished): a write fault on the
+/// neighbour never fails and is never lost.
+#[test]
+fn merge_vs_fault_on_neighbour() {
+    for policy in [FaultPolicy::Speculative, FaultPolicy::PerVmaLock] {
+        model(move || {
+            let mm = Arc::new(AddressSpace::with_policy(policy));
+            mm.mmap(Some(A), P, RW, FIXED).unwrap();
+            let w = {
+                let mm = mm.clone();
+                thread::spawn(move || {
+                    mm.mmap(Some(A + P), P, RW, FIXED).unwrap();
+                })
+            };
+            let r = mm.fault(A, Access::Write);
+            w.join().unwrap();
+            assert!(r.is_ok(), "{policy:?}: neighbour faulted {r:?}");
+            assert!(mm.translate(A).is_some(), "{policy:?}: install lost");
+            assert_eq!(mm.vmas().len(), 1);
+            balanced(&mm);
+        });
+    }
+}
+
+/// mremap grow in place racing a write fault just above the old end: Segv
+/// (before) or Installed and kept (after).
+#[test]
+fn mremap_grow_vs_fault_above() {
+    use maple_rcu::mm::{FaultOutcome, RemapFlags};
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                assert_eq!(mm.mremap(A, P, 2 * P, RemapFlags::empty(), None), Ok(A));
+            })
+        };
+        let r = mm.fault(A + P, Access::Write);
+        w.join().unwrap();
+        match r {
+            Ok(o) => {
+                assert_eq!(o, FaultOutcome::Installed);
+                assert!(mm.translate(A + P).is_some(), "install lost");
+            }
+            Err(e) => assert_eq!(e, FaultError::Segv),
+        }
+        balanced(&mm);
+    });
+}
+
+/// mprotect(R → RW) racing a write fault on a read-installed PTE: Access
+/// (before) or Upgraded (after, kept writable); never a writable PTE in an R
+/// VMA, never an upgrade lost.
+#[test]
+fn mprotect_upgrade_vs_write() {
+    use maple_rcu::mm::FaultOutcome;
+    model(|| {
+        let mm = Arc::new(AddressSpace::with_policy(FaultPolicy::PerVmaLock));
+        mm.mmap(Some(A), P, Prot::READ, FIXED).unwrap();
+        mm.fault(A, Access::Read).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.mprotect(A, P, RW).unwrap())
+        };
+        let r = mm.fault(A, Access::Write);
+        w.join().unwrap();
+        let pte = mm.translate(A).unwrap();
+        match r {
+            Ok(o) => {
+                assert_eq!(o, FaultOutcome::Upgraded);
+                assert!(pte.prot.contains(Prot::WRITE), "upgrade lost");
+            }
+            Err(e) => {
+                assert_eq!(e, FaultError::Access);
+                assert!(!pte.prot.contains(Prot::WRITE));
             }
         }
         balanced(&mm);
     });
+}
+
+/// Stack growth (the fault takes the writer lock) racing munmap of a VMA in
+/// the guard gap: Segv (growth refused, munmap later) or Installed (munmap
+/// first); a grown page is never lost.
+#[test]
+fn stack_growth_vs_munmap_guard() {
+    use maple_rcu::mm::FaultOutcome;
+    const ST: u64 = 0x3000_0000 + 64 * P;
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(ST - P), P, RW, FIXED | MapFlags::GROWSDOWN)
+            .unwrap();
+        mm.mmap(Some(ST - 8 * P), P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(ST - 8 * P, P).unwrap())
+        };
+        let r = mm.fault(ST - 2 * P, Access::Write);
+        w.join().unwrap();
+        match r {
+            Ok(o) => {
+                assert_eq!(o, FaultOutcome::Installed);
+                assert!(mm.translate(ST - 2 * P).is_some(), "grown page lost");
+            }
+            Err(e) => assert_eq!(e, FaultError::Segv),
+        }
+        balanced(&mm);
+    });
+}
+
+/// fault_vs_munmap under the other two policies (the original model runs
+/// Speculative only).
+#[test]
+fn fault_vs_munmap_other_policies() {
+    for policy in [FaultPolicy::PerVmaLock, FaultPolicy::MmapLock] {
+        model(move || {
+            let mm = Arc::new(AddressSpace::with_policy(policy));
+            mm.mmap(Some(A), P, RW, FIXED).unwrap();
+            let w = {
+                let mm = mm.clone();
+                thread::spawn(move || mm.munmap(A, P).unwrap())
+            };
+            let r = mm.fault(A, Access::Write);
+            assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
+            w.join().unwrap();
+            assert!(mm.translate(A).is_none(), "{policy:?}: PTE survived munmap");
+            balanced(&mm);
+        });
+    }
 }
