@@ -9,4 +9,7 @@ pub mod tree;
 
 pub mod mm;
 
+#[cfg(all(feature = "uffd", target_os = "linux", not(loom)))]
+pub mod uffd;
+
 pub use tree::MapleTree;
