@@ -149,6 +149,8 @@ mod linux {
         }
     }
 
+    type RunCase = fn(&Args, usize, &Arc<Image>) -> Option<Case>;
+
     struct Owned {
         region: Region,
         backing: Backing,
@@ -304,7 +306,7 @@ mod linux {
             }
         };
         let mut ops = 0u64;
-        while ops % 64 != 0 || Instant::now() < deadline {
+        while !ops.is_multiple_of(64) || Instant::now() < deadline {
             ops += 1;
             let i = (next() % mine.len() as u64) as usize;
             let r = next() % 1000;
@@ -332,10 +334,8 @@ mod linux {
                         state,
                     } = o;
                     // SAFETY: our region; no reference into it is alive.
-                    assert_eq!(
-                        unsafe { libc::munmap(region.addr as *mut _, region.len as usize) },
-                        0
-                    );
+                    let rc = unsafe { libc::munmap(region.addr as *mut _, region.len as usize) };
+                    assert_eq!(rc, 0);
                     match pager.map_at(region.addr, region.len, backing.clone()) {
                         Ok(r) => {
                             *region = r;
@@ -393,7 +393,7 @@ mod linux {
         }
         for &n in &args.regions {
             let mut three = Vec::new();
-            let runs: [fn(&Args, usize, &Arc<Image>) -> Option<Case>; 3] = [
+            let runs: [RunCase; 3] = [
                 run_case::<TreeIndex>,
                 run_case::<RwLockIndex>,
                 run_case::<LinearIndex>,

@@ -71,6 +71,12 @@ fn touch(addr: u64) -> &'static [u8] {
     page_slice(addr)
 }
 
+/// Unmaps a test's own mapping.
+fn unmap(addr: u64, len: u64) {
+    // SAFETY: callers pass their own mapping, with no reference into it alive.
+    assert_eq!(unsafe { libc::munmap(addr as *mut _, len as usize) }, 0);
+}
+
 fn expected(b: &Backing, delta: u64) -> Vec<u8> {
     let p = page_size() as usize;
     match b {
@@ -206,11 +212,7 @@ fn contents_and_counts<I: Index>(index: I) {
         addr: c.addr + 24 * ps,
         len: 24 * ps,
     };
-    // SAFETY: our own mapping; no reference into it is alive.
-    assert_eq!(
-        unsafe { libc::munmap(half.addr as *mut _, half.len as usize) },
-        0
-    );
+    unmap(half.addr, half.len);
     let s3 = settled(&pager);
     assert_eq!(s3.unmaps, 1, "{s3:?}");
     let idx = pager.index();
@@ -230,8 +232,7 @@ fn contents_and_counts<I: Index>(index: I) {
             len: 24 * ps,
         },
     ] {
-        // SAFETY: our own mappings; no reference into them is alive.
-        assert_eq!(unsafe { libc::munmap(r.addr as *mut _, r.len as usize) }, 0);
+        unmap(r.addr, r.len);
     }
     let s = handlers.stop();
     assert_eq!(s.unmaps, 5, "{s:?}");
@@ -254,7 +255,7 @@ fn real_faults_linear_baseline() {
     contents_and_counts(LinearIndex::new());
 }
 
-/// The race of docs/DESIGN.md §7: a handler has looked a page up and is
+/// The race of docs/DESIGN.md §8: a handler has looked a page up and is
 /// about to COPY the snapshot (`fill_delay` holds it there) when the
 /// program drops the page. After `madvise` has returned and the faulting
 /// read is done, the page must read as zeros. Returns the stale pages seen.
@@ -308,8 +309,7 @@ fn remove_vs_copy(gate: bool, pages: u64) -> Option<u64> {
             }
         }
     });
-    // SAFETY: our mapping; no reference into it is alive.
-    assert_eq!(unsafe { libc::munmap(r.addr as *mut _, r.len as usize) }, 0);
+    unmap(r.addr, r.len);
     let s = handlers.stop();
     eprintln!("gate={gate}: {s:?}");
     Some(stale.load(Ordering::Relaxed))
@@ -334,6 +334,10 @@ fn without_the_gate_pages_resurrect() {
         assert!(stale > 0, "expected the race to show without the gate");
     }
 }
+
+/// A worker's region, its backing and, per page, the expected contents of
+/// its next first read (`None`: present).
+type Owned = (Region, Backing, Vec<Option<Vec<u8>>>);
 
 /// Stress: workers fault (random and sequential reads and writes) while
 /// dropping and unmapping their own ranges and mapping new ones.
@@ -367,10 +371,10 @@ fn stress_faults_vs_munmap_and_madvise() {
                     rng
                 };
                 // (region, backing, per-page expectation: None = present)
-                let mut mine: Vec<(Region, Backing, Vec<Option<Vec<u8>>>)> = Vec::new();
+                let mut mine: Vec<Owned> = Vec::new();
                 let new_region = |n: &mut dyn FnMut() -> u64| {
                     let pages = 1 + n() % 16;
-                    let backing = if n() % 4 == 0 {
+                    let backing = if n().is_multiple_of(4) {
                         Backing::Zero
                     } else {
                         Backing::Image {
@@ -393,11 +397,7 @@ fn stress_faults_vs_munmap_and_madvise() {
                         0..=1 => {
                             // munmap the whole region, map a new one.
                             let (r, _, _) = mine.swap_remove(i);
-                            // SAFETY: our mapping; no reference into it is alive.
-                            assert_eq!(
-                                unsafe { libc::munmap(r.addr as *mut _, r.len as usize) },
-                                0
-                            );
+                            unmap(r.addr, r.len);
                             mine.push(new_region(&mut next));
                         }
                         2..=6 => {
@@ -429,9 +429,9 @@ fn stress_faults_vs_munmap_and_madvise() {
                                 let j = (next() % n as u64) as usize;
                                 (j, j + 1)
                             };
-                            for j in from..to {
+                            for (j, e) in exp.iter_mut().enumerate().take(to).skip(from) {
                                 let addr = r.addr + j as u64 * ps;
-                                if let Some(want) = exp[j].take() {
+                                if let Some(want) = e.take() {
                                     touched.fetch_add(1, Ordering::Relaxed);
                                     if touch(addr) != want.as_slice() {
                                         wrong.fetch_add(1, Ordering::Relaxed);
@@ -446,8 +446,7 @@ fn stress_faults_vs_munmap_and_madvise() {
                     }
                 }
                 for (r, _, _) in mine {
-                    // SAFETY: our mapping.
-                    assert_eq!(unsafe { libc::munmap(r.addr as *mut _, r.len as usize) }, 0);
+                    unmap(r.addr, r.len);
                 }
             });
         }

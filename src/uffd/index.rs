@@ -68,11 +68,13 @@ fn carve(
     // Adjacent zero records coalesce (repeated drops do not fragment).
     let mut merged: Vec<(Range<u64>, Backing)> = Vec::with_capacity(out.len());
     for (r, b) in out {
-        if let Some((pr, pb)) = merged.last_mut() {
-            if pb.is_zero() && b.is_zero() && pr.end == r.start {
-                pr.end = r.end;
-                continue;
-            }
+        if let Some((pr, pb)) = merged.last_mut()
+            && pb.is_zero()
+            && b.is_zero()
+            && pr.end == r.start
+        {
+            pr.end = r.end;
+            continue;
         }
         merged.push((r, b));
     }
@@ -112,11 +114,13 @@ impl TreeIndex {
         let mut old = old;
         let mut span = cut.clone();
         if zero {
-            if let Some((r, b)) = w.prev(cut.start) {
-                if b.is_zero() && r.end == cut.start && r.start < old[0].0.start {
-                    old.insert(0, (r.clone(), Backing::Zero));
-                    span.start = r.start;
-                }
+            if let Some((r, b)) = w.prev(cut.start)
+                && b.is_zero()
+                && r.end == cut.start
+                && r.start < old[0].0.start
+            {
+                old.insert(0, (r.clone(), Backing::Zero));
+                span.start = r.start;
             }
             if let Some((r, b)) = w.next(cut.end) {
                 let last = old.last().map(|(r, _)| r.end).unwrap_or(0);
@@ -207,10 +211,10 @@ impl Index for RwLockIndex {
 
     fn add(&self, range: Range<u64>, backing: Backing) -> Result<(), Overlap> {
         let mut m = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, (e, _))) = m.range(..range.end).next_back() {
-            if *e > range.start {
-                return Err(Overlap);
-            }
+        if let Some((_, (e, _))) = m.range(..range.end).next_back()
+            && *e > range.start
+        {
+            return Err(Overlap);
         }
         m.insert(range.start, (range.end, backing));
         Ok(())

@@ -12,7 +12,7 @@
 //!
 //! The fill gate that keeps a COPY in flight from resurrecting a page the
 //! program just dropped is described, with its invariants U1–U6, in
-//! docs/DESIGN.md §7.
+//! docs/DESIGN.md §8.
 //!
 //! ```no_run
 //! use maple_rcu::uffd::{Backing, Image, Pager, TreeIndex};

@@ -1,6 +1,6 @@
 //! The pager: registered regions, N handler threads, and the fill gate that
 //! keeps a COPY from resurrecting a page the program dropped
-//! (docs/DESIGN.md §7, invariants U1–U6).
+//! (docs/DESIGN.md §8, invariants U1–U6).
 
 use std::io;
 use std::ops::Range;
@@ -335,10 +335,12 @@ impl<I: Index> Pager<I> {
                 match fill {
                     None => None,
                     Some(Fill::Zero) => Some((self.uffd.zeropage(page, len), false)),
-                    // SAFETY: 1. `src` is a page of an image that the index
-                    // keeps alive for the whole closure (`with_fill`).
                     Some(Fill::Copy(src)) => {
-                        Some((unsafe { self.uffd.copy(page, src.as_ptr(), len) }, true))
+                        // SAFETY: 1. `src` is a page-sized slice of an image
+                        // that the index keeps alive for the whole closure
+                        // (`with_fill`).
+                        let r = unsafe { self.uffd.copy(page, src.as_ptr(), len) };
+                        Some((r, true))
                     }
                 }
             })
