@@ -10,6 +10,9 @@ pub mod tree;
 pub mod mm;
 pub mod rangelock;
 
+#[cfg(all(feature = "uffd", target_os = "linux", not(loom)))]
+pub mod uffd;
+
 pub use rangelock::{
     RangeLock, RangeLockError, RangeLockSet, RangeMode, RangeReadGuard, RangeWriteGuard,
 };

@@ -224,6 +224,12 @@ fn munmap_vs_mmap_same_hole() {
             Err(e) => {
                 assert_eq!(e.errno(), 17, "{e:?}");
                 assert!(mm.vmas().is_empty());
+            }
+        }
+        balanced(&mm);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Hostile models (breaker): the writers-versus-faults table, rows not covered
 // above, each under the policy it stresses.
@@ -246,7 +252,10 @@ fn shared_table_munmap_vs_fault_other() {
             let r = mm.fault(A + 4 * P, Access::Write);
             w.join().unwrap();
             assert!(r.is_ok(), "{policy:?}: stable page faulted {r:?}");
-            assert!(mm.translate(A + 4 * P).is_some(), "{policy:?}: install lost");
+            assert!(
+                mm.translate(A + 4 * P).is_some(),
+                "{policy:?}: install lost"
+            );
             assert!(mm.translate(A).is_none());
             balanced(&mm);
         });
