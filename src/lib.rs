@@ -3,6 +3,8 @@
 
 pub(crate) mod sync;
 
+pub mod parse;
+
 pub mod srcu;
 pub mod trace;
 pub mod tree;

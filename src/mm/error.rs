@@ -26,7 +26,7 @@ pub enum MmError {
     Overflow,
     /// `from_maps`: a line that is not /proc/pid/maps syntax (errno EINVAL).
     #[error("bad maps text: {0}")]
-    Parse(#[from] crate::trace::ParseError),
+    Parse(#[from] crate::parse::ParseError),
     /// `from_maps`: a line that parses but cannot be a VMA here (unaligned,
     /// overlapping, out of order); errno EINVAL.
     #[error("maps line {line}: {why}")]

@@ -1,14 +1,14 @@
 //! `/proc/pid/maps` out ([`AddressSpace::maps_string`]) and in
 //! ([`AddressSpace::from_maps`]), using the kernel-exact printer and parser
-//! of [`crate::trace`].
+//! in `procmaps.rs` (also re-exported by [`crate::trace`]).
 
 use super::TASK_SIZE;
 use super::error::MmError;
 use super::flags::{FaultPolicy, MapSource, Prot};
 use super::pagetable::PAGE;
+use super::procmaps::{MapsEntry, parse_maps};
 use super::space::AddressSpace;
 use super::vma::{Attrs, FileMap, Spec, Vma, VmaInfo};
-use crate::trace::{MapsEntry, parse_maps};
 use std::ops::Range;
 
 /// FNV-1a, to give path-only files (`00:00 0 /path`) a stable identity.

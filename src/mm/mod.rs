@@ -28,6 +28,7 @@ mod mremap;
 mod munmap;
 mod pagetable;
 mod placement;
+pub(crate) mod procmaps;
 mod retire;
 mod space;
 mod stack;

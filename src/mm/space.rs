@@ -8,13 +8,13 @@
 use super::flags::{FaultPolicy, Prot, WriterLocking};
 use super::pagetable::{PAGE, PMD_SPAN, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
 use super::pagetable::{PageTables, pte_pfn};
+use super::procmaps::MapsEntry;
 use super::stats::{Counters, Ctr, MmStats};
 use super::vma::{Vma, VmaInfo};
 use super::{DEFAULT_BRK, TASK_SIZE};
 use crate::rangelock::{RangeLock, RangeReadGuard, RangeWriteGuard};
 use crate::sync::RwLock;
 use crate::sync::{AtomicUsize, Ordering};
-use crate::trace::MapsEntry;
 use crate::tree::{MapleTree, ReadGuard, WriteTxn};
 use std::ops::Range;
 

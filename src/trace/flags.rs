@@ -5,7 +5,7 @@
 //! `linux/mman.h`, `asm/mman.h` for x86, `asm-generic/errno*.h`), spelled out
 //! here so that the trace is decoded the same way on any host.
 
-use super::error::ParseErrorKind;
+use crate::parse::ParseErrorKind;
 
 /// `PROT_NONE`: no access.
 pub const PROT_NONE: u32 = 0;

@@ -7,15 +7,13 @@
 //! space model can convert them into its own flag types. See `docs/DESIGN.md`
 //! section 6 for the formats accepted and what a replay must know about them.
 
-mod error;
 mod flags;
-mod maps;
 pub mod replay;
 mod strace;
 
-pub use error::{ParseError, ParseErrorKind};
+pub use crate::mm::procmaps::{MapsEntry, format_maps, parse_maps};
+pub use crate::parse::{ParseError, ParseErrorKind};
 pub use flags::*;
-pub use maps::{MapsEntry, format_maps, parse_maps};
 pub use strace::{
     MEMORY_CALLS, StraceParser, SysResult, Syscall, Trace, TraceCall, Unfinished, parse_strace,
     parse_strace_lenient,

@@ -18,11 +18,11 @@
 //! that does not parse is a [`ParseError`] with its line number; no input
 //! makes the parser panic.
 
-use super::error::{ParseError, ParseErrorKind};
 use super::flags::{
     FlagKind, MADV_NORMAL, errno_name, errno_number, format_advice, format_map_flags,
     format_mremap_flags, format_prot, parse_flags, parse_i64, parse_u64,
 };
+use crate::parse::{ParseError, ParseErrorKind};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 

@@ -1,4 +1,5 @@
-//! A parser and printer for `/proc/pid/maps`.
+//! A parser and printer for `/proc/pid/maps` (re-exported by `crate::trace`; it lives
+//! here so that `mm` does not depend on `trace`).
 //!
 //! The kernel prints each VMA (`fs/proc/task_mmu.c`, `show_vma_header_prefix`
 //! and `show_map_vma`) as
@@ -10,8 +11,12 @@
 //! byte; [`MapsEntry::format_compact`] prints the single-space form some tools
 //! (and the sanitised `*.initial` files) use. The parser accepts both.
 
-use super::error::{ParseError, ParseErrorKind};
-use super::flags::{PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::parse::{ParseError, ParseErrorKind};
+
+// Linux `PROT_*` values (the same bits as `mm::Prot`).
+const PROT_READ: u32 = 0x1;
+const PROT_WRITE: u32 = 0x2;
+const PROT_EXEC: u32 = 0x4;
 use std::fmt;
 use std::str::FromStr;
 
