@@ -24,6 +24,7 @@ enum Op {
     Advise(u64, u64),
     Fault(u64, Access),
     Grow(u64, u64, u64),
+    Move(u64, u64, u64),
 }
 
 /// A tiny deterministic generator (xorshift), so failures reproduce.
@@ -58,6 +59,7 @@ fn script(seed: u64, base: u64, len: usize) -> Vec<Op> {
                 4 => Op::Protect(a, n, prots[r.below(4) as usize]),
                 5 => Op::Advise(a, n),
                 6 => Op::Grow(a, n, n + 1 + r.below(4)),
+                7 => Op::Move(a, n, base + r.below(SPAN_PAGES) * P),
                 _ => Op::Fault(
                     a,
                     if r.below(2) == 0 {
@@ -89,6 +91,12 @@ fn run(mm: &AddressSpace, ops: &[Op]) {
                 // Grow in place or fail (no MAYMOVE): stays in the window
                 // as long as the window has room above.
                 let _ = mm.mremap(a, n * P, m * P, RemapFlags::empty(), None);
+            }
+            Op::Move(a, n, to) => {
+                // A FIXED move inside the window (EINVAL when it overlaps
+                // its source; EFAULT when the source is not mapped).
+                let f = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+                let _ = mm.mremap(a, n * P, n * P, f, Some(to));
             }
             Op::Fault(a, acc) => {
                 let _ = mm.fault(a, acc);
@@ -205,6 +213,60 @@ fn stable_faults_beside_churning_writers() {
         w.join().unwrap();
         for i in 0..256 {
             assert!(mm.translate(stable + i * P).is_some(), "{policy:?}: lost");
+        }
+        mm.check().unwrap();
+    }
+}
+
+/// Threads each move their own mapping back and forth with placed (non-FIXED)
+/// mremaps while writing to it: every page keeps its frame across moves (the
+/// PTEs move with the VMA), no two threads' mappings ever overlap, and the
+/// final state checks.
+#[test]
+fn concurrent_placed_mremaps_keep_their_pages() {
+    for locking in [WriterLocking::Range, WriterLocking::Global] {
+        let mm = Arc::new(AddressSpace::with_locking(
+            FaultPolicy::Speculative,
+            locking,
+        ));
+        let go = Arc::new(Barrier::new(THREADS as usize));
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (mm, go) = (mm.clone(), go.clone());
+                thread::spawn(move || {
+                    let rw = Prot::READ | Prot::WRITE;
+                    let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
+                    let n = 4 + t;
+                    let mut a = mm.mmap(None, n * P, rw, anon).unwrap();
+                    for i in 0..n {
+                        mm.fault(a + i * P, Access::Write).unwrap();
+                    }
+                    let frames: Vec<u64> = (0..n)
+                        .map(|i| mm.translate(a + i * P).unwrap().frame)
+                        .collect();
+                    go.wait();
+                    for round in 0..200 {
+                        // Grow (moving when the neighbour is in the way),
+                        // then shrink back: the frames travel along.
+                        a = mm
+                            .mremap(a, n * P, (n + 1) * P, RemapFlags::MAYMOVE, None)
+                            .unwrap();
+                        a = mm
+                            .mremap(a, (n + 1) * P, n * P, RemapFlags::empty(), None)
+                            .unwrap();
+                        for (i, f) in frames.iter().enumerate() {
+                            let pte = mm.translate(a + i as u64 * P);
+                            assert_eq!(pte.map(|p| p.frame), Some(*f), "round {round} page {i}");
+                        }
+                    }
+                    (a, n)
+                })
+            })
+            .collect();
+        let mut areas: Vec<(u64, u64)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        areas.sort();
+        for w in areas.windows(2) {
+            assert!(w[0].0 + w[0].1 * P <= w[1].0, "overlap {areas:x?}");
         }
         mm.check().unwrap();
     }

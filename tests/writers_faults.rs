@@ -32,7 +32,7 @@ fn rounds() -> usize {
     std::env::var("WF_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(500)
 }
 
 /// Runs `rounds()` rounds of `setup` (single-threaded), then `writer` and
