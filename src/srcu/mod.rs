@@ -26,8 +26,8 @@
 //! in docs/DESIGN.md §3.
 
 mod barrier;
-mod slots;
-mod thread_id;
+pub(crate) mod slots;
+pub(crate) mod thread_id;
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
 use barrier::Barrier;
@@ -78,7 +78,7 @@ pub struct Srcu {
     /// Flipped (incremented) once per grace period; readers use `idx & 1` (S8).
     idx: AtomicUsize,
     barrier: Barrier,
-    slots: SlotTable,
+    slots: SlotTable<slots::Slot>,
     // Grace-period side, boxed so its writes never share a line with the above.
     gp: Box<GpSide>,
 }
@@ -275,7 +275,7 @@ impl Srcu {
         Self {
             idx: AtomicUsize::new(0),
             barrier,
-            slots: SlotTable::new(),
+            slots: SlotTable::new(thread_id::Cache::Srcu),
             gp: Box::new(GpSide {
                 gp_seq: AtomicU64::new(0),
                 gp_lock: Mutex::new(()),
