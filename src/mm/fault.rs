@@ -16,7 +16,7 @@ use super::error::FaultError;
 use super::flags::{Access, FaultOutcome, FaultPolicy};
 use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PageTables, perm_bits};
 use super::space::AddressSpace;
-use super::stats::Ctr;
+use super::stats::{Ctr, Path};
 use super::vma::Vma;
 use crate::sync::thread;
 use crate::tree::ReadGuard;
@@ -53,28 +53,16 @@ impl AddressSpace {
     /// upgrades the PTE) when a VMA allows `access`, grows a GROWSDOWN stack
     /// just below it, else `Segv` / `Access`.
     pub fn fault(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
-        let c = &self.pt.ctr;
-        c.add(Ctr::Faults, 1);
-        let r = if addr >= TASK_SIZE {
-            Err(FaultError::Segv)
-        } else {
-            match self.policy {
-                FaultPolicy::Speculative => self.fault_speculative(addr, access),
-                FaultPolicy::PerVmaLock => self.fault_vma_lock(addr, access),
-                FaultPolicy::MmapLock => self.fault_locked(addr, access),
-            }
-        };
-        c.add(
-            match r {
-                Ok(FaultOutcome::Installed) => Ctr::Installed,
-                Ok(FaultOutcome::Present) => Ctr::Present,
-                Ok(FaultOutcome::Upgraded) => Ctr::Upgraded,
-                Err(FaultError::Segv) => Ctr::Segv,
-                Err(FaultError::Access) => Ctr::AccessErr,
-            },
-            1,
-        );
-        r
+        if addr >= TASK_SIZE {
+            let r = Err(FaultError::Segv);
+            self.pt.ctr.fault_done(Path::None, &r);
+            return r;
+        }
+        match self.policy {
+            FaultPolicy::Speculative => self.fault_speculative(addr, access),
+            FaultPolicy::PerVmaLock => self.fault_vma_lock(addr, access),
+            FaultPolicy::MmapLock => self.fault_locked(addr, access),
+        }
     }
 
     fn fault_speculative(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
@@ -83,7 +71,7 @@ impl AddressSpace {
             let t = self.attempt(&self.tree.pin(), addr, access);
             match t {
                 Try::Done(r) => {
-                    self.pt.ctr.add(Ctr::SpeculativeOk, 1);
+                    self.pt.ctr.fault_done(Path::Speculative, &r);
                     return r;
                 }
                 Try::Retry => {
@@ -101,7 +89,7 @@ impl AddressSpace {
         for _ in 0..MAX_RETRIES {
             match self.vma_lock_attempt(addr, access) {
                 Try::Done(r) => {
-                    self.pt.ctr.add(Ctr::VmaLockOk, 1);
+                    self.pt.ctr.fault_done(Path::VmaLock, &r);
                     return r;
                 }
                 Try::Locked => break,
@@ -146,7 +134,7 @@ impl AddressSpace {
                 let pin = self.tree.pin();
                 match self.attempt(&pin, addr, access) {
                     Try::Done(r) => {
-                        self.pt.ctr.add(Ctr::LockedOk, 1);
+                        self.pt.ctr.fault_done(Path::Locked, &r);
                         return r;
                     }
                     // Impossible with writers excluded; harmless to loop.
@@ -156,8 +144,9 @@ impl AddressSpace {
             }
             let _w = self.write_lock();
             if !self.expand_stack_locked(addr) {
-                self.pt.ctr.add(Ctr::LockedOk, 1);
-                return Err(FaultError::Segv);
+                let r = Err(FaultError::Segv);
+                self.pt.ctr.fault_done(Path::Locked, &r);
+                return r;
             }
         }
     }
