@@ -1,23 +1,35 @@
 //! The main job: a many-threaded process in which fault threads touch pages
 //! while writer threads mmap / munmap / mprotect elsewhere, under each
-//! `FaultPolicy`. Writers run at a FIXED rate, so every policy faces the same
-//! write load.
+//! `FaultPolicy` and each `WriterLocking`. In cases a–c every policy is
+//! OFFERED the same write load (each writer is due one operation per
+//! `--writer-period-us`); how much of it a writer ACHIEVES depends on the
+//! policy (under `MmapLock` and `PerVmaLock` it waits for faults), so every
+//! row prints the achieved writer ops/s next to the offered rate.
 //!
 //! ```text
-//! cargo run --release --example fault_storm            # all cases, defaults
+//! cargo run --release --example fault_storm            # cases a–f, defaults
 //! cargo run --release --example fault_storm -- --case b --secs 5 --threads 8 --json
+//! cargo run --release --example fault_storm -- --case e --threads 2 --locking global
 //! ```
 //!
-//! Cases:
+//! Cases (also in `--help`):
 //! * `a` — each fault thread in its own region, writer churn (mmap + munmap) in other regions;
 //! * `b` — all fault threads in ONE large shared VMA, each in its own 2 MiB chunks (they share
 //!   the VMA, not a page-table lock: the cache-line-bouncing case of per-VMA reference counts);
 //! * `c` — mprotect storm on the neighbours of the faulted VMAs (splits and merges next door);
-//! * `d` — no writers: the pure fault-path cost of each policy.
+//! * `d` — no writers: the pure fault-path cost of each policy;
+//! * `e` — N threads each loop mmap(64 pages) → write-fault every page → munmap in its own 1 GiB
+//!   window (`fixed`: MAP_FIXED in the window; `nonfixed`: placement puts the blocks next to each
+//!   other, so they merge and range locks spread to neighbours). Reports loops/s, scaling against
+//!   one thread, and the ratio against the same threads each in a separate address space;
+//! * `f` — the mixed process: allocators mmap/munmap 1–4 MiB blocks, faulters fault a stable
+//!   region they own, one thread spawns "thread stacks" (mmap 8 MiB + a PROT_NONE guard page,
+//!   unmapped later). Reports each role's ops/s against every thread in its own address space,
+//!   and the faulters' rate against the same writers running in another address space.
 
 use clap::{Parser, ValueEnum};
-use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, MmStats, Prot};
-use std::io::Write;
+use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, MmStats, Prot, WriterLocking};
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -28,27 +40,73 @@ const CHUNK: u64 = 2 << 20;
 /// Pages each fault thread cycles through before zapping its range and starting over.
 const REGION_PAGES: u64 = 16 * 512;
 
+/// The cases (`--case`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Case {
+    /// Each fault thread in its own region; writers mmap + munmap 16-page
+    /// mappings in other regions at the offered rate.
     A,
+    /// All fault threads in ONE shared VMA, each in its own 2 MiB chunks
+    /// (per-VMA reference counts bounce); writers as in a.
     B,
+    /// Writers mprotect the neighbour pages of the faulted VMAs back and
+    /// forth (splits and merges next door).
     C,
+    /// No writers: the pure fault-path cost of each policy.
     D,
+    /// N threads each loop mmap(64 pages) → write every page → munmap in its
+    /// own 1 GiB window (FIXED and non-FIXED); vs one thread and vs separate
+    /// address spaces.
+    E,
+    /// Mixed: big-block allocators (mmap/munmap 1–4 MiB), faulters on a
+    /// stable region, one thread-stack spawner (8 MiB + guard page); each
+    /// role vs separate address spaces.
+    F,
+    /// Cases a to f in turn.
     All,
 }
 
-/// Fault scalability of the three fault policies under a fixed write load.
+/// Which writer locking to run (`--locking`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Locking {
+    /// Writers lock the ranges they change (`WriterLocking::Range`).
+    Range,
+    /// Every writer locks the whole address space (`WriterLocking::Global`).
+    Global,
+    /// Each case under both, global first.
+    Both,
+}
+
+/// A run length in seconds: finite and positive.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a positive number of seconds, got {s}"))
+    }
+}
+
+/// Fault scalability of the three fault policies under a fixed offered
+/// write load (cases a–d), and writer scalability under range locks versus
+/// the global writer lock (cases e–f).
 #[derive(Parser, Debug)]
 struct Args {
-    /// Total threads (fault threads + writer threads); default 2 × available cores.
+    /// Total threads (fault threads + writer threads); default 2 × available
+    /// cores for cases a–d, the number of cores for e–f.
     #[arg(long)]
     threads: Option<usize>,
-    /// Seconds per case and policy.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds per run (positive). Cases e and f make three runs per row.
+    #[arg(long, default_value_t = 3.0, value_parser = parse_secs, allow_negative_numbers = true)]
     secs: f64,
     /// Which case to run.
     #[arg(long, value_enum, default_value = "all")]
     case: Case,
+    /// Writer locking of the address spaces: range, global or both.
+    #[arg(long, value_enum, default_value = "both")]
+    locking: Locking,
     /// Microseconds between two operations of one writer thread.
     #[arg(long, default_value_t = 20)]
     writer_period_us: u64,
@@ -66,6 +124,7 @@ type Work = (Vec<u64>, Vec<(u64, u64)>);
 struct Row {
     case: char,
     policy: FaultPolicy,
+    locking: WriterLocking,
     faults_per_sec: f64,
     writer_ops_per_sec: f64,
     p50_ns: u64,
@@ -140,9 +199,20 @@ fn writer(stop: &AtomicBool, period: Duration, ops: &AtomicU64, mut op: impl FnM
     }
 }
 
-fn run_case(case: char, policy: FaultPolicy, args: &Args, threads: usize) -> Row {
-    let mm = Arc::new(AddressSpace::with_policy(policy));
-    let writers = if case == 'd' { 0 } else { (threads / 4).max(1) };
+/// Writer threads of case a–d with `threads` threads in all.
+fn writers(case: char, threads: usize) -> usize {
+    if case == 'd' { 0 } else { (threads / 4).max(1) }
+}
+
+fn run_case(
+    case: char,
+    policy: FaultPolicy,
+    locking: WriterLocking,
+    args: &Args,
+    threads: usize,
+) -> Row {
+    let mm = Arc::new(AddressSpace::with_locking(policy, locking));
+    let writers = writers(case, threads);
     let faulters = (threads - writers).max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let wops = Arc::new(AtomicU64::new(0));
@@ -246,6 +316,7 @@ fn run_case(case: char, policy: FaultPolicy, args: &Args, threads: usize) -> Row
     Row {
         case,
         policy,
+        locking,
         faults_per_sec: faults as f64 / secs,
         writer_ops_per_sec: wops.load(Ordering::Relaxed) as f64 / secs,
         p50_ns: pct(0.50),
@@ -256,6 +327,44 @@ fn run_case(case: char, policy: FaultPolicy, args: &Args, threads: usize) -> Row
     }
 }
 
+/// Progress on stderr, only when it is a terminal (no escape codes in logs).
+struct Progress {
+    on: bool,
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn new(json: bool, total: usize) -> Progress {
+        Progress {
+            on: !json && std::io::stderr().is_terminal(),
+            done: 0,
+            total,
+        }
+    }
+
+    fn start(&mut self, what: &str) {
+        self.done += 1;
+        if self.on {
+            eprint!("\r\x1b[K[{}/{}] {what}...", self.done, self.total);
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+const POLICIES: [FaultPolicy; 3] = [
+    FaultPolicy::MmapLock,
+    FaultPolicy::PerVmaLock,
+    FaultPolicy::Speculative,
+];
+
 fn main() {
     let args = Args::parse();
     let cores = thread::available_parallelism().map_or(2, |n| n.get());
@@ -265,24 +374,74 @@ fn main() {
         Case::B => vec!['b'],
         Case::C => vec!['c'],
         Case::D => vec!['d'],
-        Case::All => vec!['a', 'b', 'c', 'd'],
+        Case::E => vec!['e'],
+        Case::F => vec!['f'],
+        Case::All => vec!['a', 'b', 'c', 'd', 'e', 'f'],
     };
-    let policies = [
-        FaultPolicy::MmapLock,
-        FaultPolicy::PerVmaLock,
-        FaultPolicy::Speculative,
-    ];
+    let lockings: Vec<WriterLocking> = match args.locking {
+        Locking::Range => vec![WriterLocking::Range],
+        Locking::Global => vec![WriterLocking::Global],
+        Locking::Both => vec![WriterLocking::Global, WriterLocking::Range],
+    };
+    let storm: Vec<char> = cases.iter().copied().filter(|c| *c <= 'd').collect();
+    let total = lockings.len()
+        * POLICIES.len()
+        * (storm.len() + cases.iter().filter(|c| **c > 'd').count() * 2);
+    let mut progress = Progress::new(args.json, total);
+    let mut rows = Vec::new();
+    if !storm.is_empty() {
+        storm_cases(
+            &args,
+            &storm,
+            &lockings,
+            threads,
+            cores,
+            &mut progress,
+            &mut rows,
+        );
+    }
+    let wthreads = args.threads.unwrap_or(cores).max(1);
+    if cases.contains(&'e') {
+        sharing::case_e(&args, &lockings, wthreads, &mut progress);
+    }
+    if cases.contains(&'f') {
+        sharing::case_f(&args, &lockings, wthreads.max(3), &mut progress);
+    }
+    if let Some(path) = &args.svg {
+        let first: Vec<&Row> = rows.iter().filter(|r| r.locking == lockings[0]).collect();
+        match chart(path, &first, threads, lockings[0]) {
+            Ok(()) => eprintln!("chart written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Cases a–d: one row per case, locking and policy.
+fn storm_cases(
+    args: &Args,
+    cases: &[char],
+    lockings: &[WriterLocking],
+    threads: usize,
+    cores: usize,
+    progress: &mut Progress,
+    rows: &mut Vec<Row>,
+) {
+    let target = 1e6 / args.writer_period_us.max(1) as f64;
     if !args.json {
         println!(
-            "fault_storm: {threads} threads ({cores} cores), {:.1} s per run, writers: 1 op / {} µs each",
+            "fault_storm a-d: {threads} threads ({cores} cores), {:.1} s per run, \
+             offered write load: 1 op / {} µs per writer ({target:.0} ops/s each; \
+             wr ops/s is what the writers achieved)",
             args.secs, args.writer_period_us
         );
         println!(
-            "{:<4} {:<12} {:>12} {:>10} {:>8} {:>8} {:>9} {:>9} {:>8}",
+            "{:<4} {:<7} {:<12} {:>12} {:>10} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8}",
             "case",
+            "locking",
             "policy",
             "faults/s",
             "wr ops/s",
+            "wr %",
             "p50 ns",
             "p99 ns",
             "retries",
@@ -290,55 +449,54 @@ fn main() {
             "vs mmap"
         );
     }
-    let total = cases.len() * policies.len();
-    let mut rows = Vec::new();
-    let mut done = 0;
-    for &case in &cases {
-        let mut base = None;
-        for &policy in &policies {
-            if !args.json {
-                eprint!("\r\x1b[K[{}/{}] case {case} {policy:?}...", done + 1, total);
-                let _ = std::io::stderr().flush();
+    for &case in cases {
+        for &locking in lockings {
+            let mut base = None;
+            for &policy in &POLICIES {
+                progress.start(&format!("case {case} {locking:?} {policy:?}"));
+                let mut row = run_case(case, policy, locking, args, threads);
+                progress.clear();
+                let b = *base.get_or_insert(row.faults_per_sec);
+                row.ratio = row.faults_per_sec / b;
+                let writers = writers(case, threads);
+                let offered = target * writers as f64;
+                if args.json {
+                    println!(
+                        "{{\"case\":\"{}\",\"policy\":\"{:?}\",\"locking\":\"{:?}\",\"threads\":{threads},\"faults_per_sec\":{:.0},\"writer_ops_per_sec\":{:.0},\"writer_offered_ops_per_sec\":{offered:.0},\"p50_ns\":{},\"p99_ns\":{},\"retries\":{},\"fallbacks\":{},\"ratio_vs_mmaplock\":{:.3}}}",
+                        row.case,
+                        row.policy,
+                        row.locking,
+                        row.faults_per_sec,
+                        row.writer_ops_per_sec,
+                        row.p50_ns,
+                        row.p99_ns,
+                        row.retries,
+                        row.fallbacks,
+                        row.ratio
+                    );
+                } else {
+                    let pct = if writers == 0 {
+                        "-".to_string()
+                    } else {
+                        format!("{:.0}%", 100.0 * row.writer_ops_per_sec / offered)
+                    };
+                    println!(
+                        "{:<4} {:<7} {:<12} {:>12.0} {:>10.0} {:>6} {:>8} {:>8} {:>9} {:>9} {:>7.2}x",
+                        row.case,
+                        format!("{:?}", row.locking),
+                        format!("{:?}", row.policy),
+                        row.faults_per_sec,
+                        row.writer_ops_per_sec,
+                        pct,
+                        row.p50_ns,
+                        row.p99_ns,
+                        row.retries,
+                        row.fallbacks,
+                        row.ratio
+                    );
+                }
+                rows.push(row);
             }
-            let mut row = run_case(case, policy, &args, threads);
-            done += 1;
-            let b = *base.get_or_insert(row.faults_per_sec);
-            row.ratio = row.faults_per_sec / b;
-            if args.json {
-                println!(
-                    "{{\"case\":\"{}\",\"policy\":\"{:?}\",\"threads\":{threads},\"faults_per_sec\":{:.0},\"writer_ops_per_sec\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"retries\":{},\"fallbacks\":{},\"ratio_vs_mmaplock\":{:.3}}}",
-                    row.case,
-                    row.policy,
-                    row.faults_per_sec,
-                    row.writer_ops_per_sec,
-                    row.p50_ns,
-                    row.p99_ns,
-                    row.retries,
-                    row.fallbacks,
-                    row.ratio
-                );
-            } else {
-                eprint!("\r\x1b[K");
-                println!(
-                    "{:<4} {:<12} {:>12.0} {:>10.0} {:>8} {:>8} {:>9} {:>9} {:>7.2}x",
-                    row.case,
-                    format!("{:?}", row.policy),
-                    row.faults_per_sec,
-                    row.writer_ops_per_sec,
-                    row.p50_ns,
-                    row.p99_ns,
-                    row.retries,
-                    row.fallbacks,
-                    row.ratio
-                );
-            }
-            rows.push(row);
-        }
-    }
-    if let Some(path) = &args.svg {
-        match chart(path, &rows, threads) {
-            Ok(()) => eprintln!("chart written to {}", path.display()),
-            Err(e) => eprintln!("could not write {}: {e}", path.display()),
         }
     }
 }
@@ -346,8 +504,9 @@ fn main() {
 /// A grouped bar chart: one group per case, one bar per policy (faults/s).
 fn chart(
     path: &std::path::Path,
-    rows: &[Row],
+    rows: &[&Row],
     threads: usize,
+    locking: WriterLocking,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let cases: Vec<char> = rows.iter().map(|r| r.case).fold(Vec::new(), |mut v, c| {
@@ -365,7 +524,9 @@ fn chart(
     root.fill(&WHITE)?;
     let mut c = ChartBuilder::on(&root)
         .caption(
-            format!("fault_storm: faults/s by case and policy ({threads} threads)"),
+            format!(
+                "fault_storm: faults/s by case and policy ({threads} threads, {locking:?} writer locking)"
+            ),
             ("sans-serif", 20),
         )
         .margin(12)
@@ -417,3 +578,6 @@ fn chart(
     root.present()?;
     Ok(())
 }
+
+#[path = "fault_storm/sharing.rs"]
+mod sharing;

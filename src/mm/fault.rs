@@ -18,7 +18,7 @@ use super::pagetable::{PAGE, PMD_SPAN};
 use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PageTables, perm_bits};
 use super::space::AddressSpace;
 use super::space::granted;
-use super::stats::Ctr;
+use super::stats::{Ctr, Path};
 use super::vma::Vma;
 use super::{STACK_GUARD_GAP, TASK_SIZE};
 use crate::sync::thread;
@@ -56,29 +56,17 @@ impl AddressSpace {
     /// upgrades the PTE) when a VMA allows `access`, grows a GROWSDOWN stack
     /// just below it, else `Segv` / `Access`.
     pub fn fault(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
-        let c = &self.pt.ctr;
-        c.add(Ctr::Faults, 1);
-        let r = if addr >= TASK_SIZE {
-            Err(FaultError::Segv)
-        } else {
-            match self.policy {
-                FaultPolicy::Speculative => self.fault_speculative(addr, access),
-                FaultPolicy::PerVmaLock => self.fault_vma_lock(addr, access),
-                FaultPolicy::MmapLock => self.fault_locked(addr, access, true),
-                FaultPolicy::RangeLock => self.fault_range_lock(addr, access),
-            }
-        };
-        c.add(
-            match r {
-                Ok(FaultOutcome::Installed) => Ctr::Installed,
-                Ok(FaultOutcome::Present) => Ctr::Present,
-                Ok(FaultOutcome::Upgraded) => Ctr::Upgraded,
-                Err(FaultError::Segv) => Ctr::Segv,
-                Err(FaultError::Access) => Ctr::AccessErr,
-            },
-            1,
-        );
-        r
+        if addr >= TASK_SIZE {
+            let r = Err(FaultError::Segv);
+            self.pt.ctr.fault_done(Path::None, &r);
+            return r;
+        }
+        match self.policy {
+            FaultPolicy::Speculative => self.fault_speculative(addr, access),
+            FaultPolicy::PerVmaLock => self.fault_vma_lock(addr, access),
+            FaultPolicy::MmapLock => self.fault_locked(addr, access, true),
+            FaultPolicy::RangeLock => self.fault_range_lock(addr, access),
+        }
     }
 
     fn fault_speculative(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
@@ -87,7 +75,7 @@ impl AddressSpace {
             let t = self.attempt(&self.tree.pin(), addr, access);
             match t {
                 Try::Done(r) => {
-                    self.pt.ctr.add(Ctr::SpeculativeOk, 1);
+                    self.pt.ctr.fault_done(Path::Speculative, &r);
                     return r;
                 }
                 Try::Retry => {
@@ -118,7 +106,7 @@ impl AddressSpace {
                     // Segv: no VMA in a consistent snapshot, as the
                     // speculative path decides it.
                     Err(Try::Done(r)) => {
-                        self.pt.ctr.add(Ctr::LockedOk, 1);
+                        self.pt.ctr.fault_done(Path::Locked, &r);
                         return r;
                     }
                     Err(_) => return self.fault_locked(addr, access, false),
@@ -127,7 +115,7 @@ impl AddressSpace {
             let g = self.read_range(l);
             match self.attempt(&self.tree.pin(), addr, access) {
                 Try::Done(r) => {
-                    self.pt.ctr.add(Ctr::LockedOk, 1);
+                    self.pt.ctr.fault_done(Path::Locked, &r);
                     return r;
                 }
                 Try::Retry => {
@@ -147,7 +135,7 @@ impl AddressSpace {
         for _ in 0..MAX_RETRIES {
             match self.vma_lock_attempt(addr, access) {
                 Try::Done(r) => {
-                    self.pt.ctr.add(Ctr::VmaLockOk, 1);
+                    self.pt.ctr.fault_done(Path::VmaLock, &r);
                     return r;
                 }
                 Try::Locked => break,
@@ -203,7 +191,7 @@ impl AddressSpace {
                 let pin = self.tree.pin();
                 match self.attempt(&pin, addr, access) {
                     Try::Done(r) => {
-                        self.pt.ctr.add(Ctr::LockedOk, 1);
+                        self.pt.ctr.fault_done(Path::Locked, &r);
                         return r;
                     }
                     // Not expected with the writers excluded; never spin
@@ -219,8 +207,9 @@ impl AddressSpace {
             match self.grow_stack(addr) {
                 Some(true) => {}
                 Some(false) => {
-                    self.pt.ctr.add(Ctr::LockedOk, 1);
-                    return Err(FaultError::Segv);
+                    let r = Err(FaultError::Segv);
+                    self.pt.ctr.fault_done(Path::Locked, &r);
+                    return r;
                 }
                 None => thread::yield_now(),
             }

@@ -211,8 +211,7 @@ impl PageTables {
 
     /// Allocates a zeroed frame and returns its number (never 0).
     pub(crate) fn alloc_frame(&self) -> u64 {
-        let (shard, n) = self.ctr.inc_get(Ctr::FramesAllocated);
-        n * Counters::SHARDS + shard + 1
+        self.ctr.alloc_frame()
     }
 
     /// Frees the frame of a present PTE.

@@ -1,11 +1,27 @@
-//! Sharded event counters: each thread bumps its own cache line (Relaxed),
-//! `stats()` sums the shards. No fault writes a counter another thread's
-//! fault writes, unless more threads than shards run at once.
+//! Per-thread event counters, Linux's per-CPU counters without the CPU:
+//! every thread owns one slot of counters per address space (a
+//! [`SlotTable`] indexed by the thread's small recycled id, the same
+//! registry Srcu uses), and only the owner writes it, so an update is a
+//! Relaxed load and a Relaxed store of the thread's own cache lines, never a
+//! read-modify-write (docs/DESIGN.md §4, "Statistics"). `stats()` sums the
+//! slots with Relaxed loads; the sums are exact at quiescent points, however
+//! many threads have counted (ids are per live thread, and a slot outlives its
+//! thread: the next owner of the id continues its counts).
+//!
+//! A fault makes ONE update, at its end: `fault_done(path, result)` adds one
+//! to the cell `[path][outcome]`; `faults`, the per-path and the per-outcome
+//! totals are sums of cells. Frame numbers come from per-thread blocks of
+//! [`FRAME_BLOCK`] ids carved from one shared counter, so `alloc_frame` is a
+//! plain update too except once per block.
 
-use crate::sync::{AtomicU64, Ordering, shard_index};
+use super::error::FaultError;
+use super::flags::FaultOutcome;
+use crate::srcu::slots::SlotTable;
+use crate::srcu::thread_id::Cache;
+use crate::sync::{AtomicU64, Ordering};
 
-/// The counted events.
-#[derive(Clone, Copy, Debug)]
+/// The counted events, as `stats()` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Ctr {
     Faults,
@@ -26,62 +42,205 @@ pub(crate) enum Ctr {
     TablesFreed,
 }
 
-const N_CTR: usize = Ctr::TablesFreed as usize + 1;
+/// The path a fault completed on (the first index of a fault cell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Path {
+    /// The speculative (lockless) path.
+    Speculative,
+    /// Under a per-VMA read reference.
+    VmaLock,
+    /// Under the address-space lock (policy `MmapLock`, or a fallback).
+    Locked,
+    /// Rejected before any path (an address at or above TASK_SIZE).
+    None,
+}
+const N_PATH: usize = Path::None as usize + 1;
+
+/// The outcome a fault returned (the second index of a fault cell).
+#[inline(always)]
+fn outcome(r: &Result<FaultOutcome, FaultError>) -> usize {
+    match r {
+        Ok(FaultOutcome::Installed) => 0,
+        Ok(FaultOutcome::Present) => 1,
+        Ok(FaultOutcome::Upgraded) => 2,
+        Err(FaultError::Segv) => 3,
+        Err(FaultError::Access) => 4,
+    }
+}
+const N_OUTCOME: usize = 5;
+
+/// The non-fault events (each has its own counter in a slot).
+const N_EVENT: usize = 7;
+/// `event(Ctr::FramesAllocated)`.
+const FRAMES_ALLOCATED: usize = 3;
+
+/// Index of an event counter in `Slot::events`, `None` for fault totals.
+#[inline(always)]
+const fn event(c: Ctr) -> Option<usize> {
+    match c {
+        Ctr::Retries => Some(0),
+        Ctr::Fallbacks => Some(1),
+        Ctr::StackGrowths => Some(2),
+        Ctr::FramesAllocated => Some(3),
+        Ctr::FramesFreed => Some(4),
+        Ctr::TablesAllocated => Some(5),
+        Ctr::TablesFreed => Some(6),
+        _ => None,
+    }
+}
+
+/// Frame numbers a thread takes from the shared counter at once. Small under
+/// loom so that models cross a block boundary.
 #[cfg(not(loom))]
-const SHARDS: usize = 16;
+pub(crate) const FRAME_BLOCK: u64 = 4096;
+/// Frame numbers a thread takes from the shared counter at once.
 #[cfg(loom)]
-const SHARDS: usize = 1;
+pub(crate) const FRAME_BLOCK: u64 = 2;
 
-/// One cache-line-aligned set of counters.
+/// One thread's counters (S1 of docs/DESIGN.md §3 applies: one writer, the
+/// live owner of the slot's id), alone on its cache lines.
 #[repr(align(128))]
-struct Shard([AtomicU64; N_CTR]);
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// Faults completed, by path and outcome.
+    faults: [[AtomicU64; N_OUTCOME]; N_PATH],
+    /// The other events, indexed by `event`.
+    events: [AtomicU64; N_EVENT],
+    /// The next frame number of this thread's block, and the block's end.
+    next_frame: AtomicU64,
+    frame_end: AtomicU64,
+}
 
+/// Adds `n` to a counter of a slot the caller owns: a plain load and store.
+#[inline(always)]
+fn bump_owned(a: &AtomicU64, n: u64) {
+    // Relaxed: a statistic with a single writer (S1); nothing is published
+    // through it. The sums are exact once the writers are joined (or have
+    // handed their id over through the registry mutex).
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter of the shared fallback slot (several writers).
+#[cold]
+fn bump_shared(a: &AtomicU64, n: u64) {
+    // Relaxed: a statistic; atomicity alone keeps it exact.
+    a.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The counters of one address space.
 pub(crate) struct Counters {
-    shards: Box<[Shard]>,
+    slots: SlotTable<Slot>,
+    /// The next unassigned frame number block (threads take `FRAME_BLOCK`
+    /// numbers at a time; the fallback slot takes one at a time).
+    frames: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn new() -> Counters {
         Counters {
-            shards: (0..SHARDS)
-                .map(|_| Shard(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            slots: SlotTable::new(Cache::Stats),
+            frames: AtomicU64::new(0),
         }
     }
 
-    #[inline]
-    fn slot(&self, c: Ctr) -> (usize, &AtomicU64) {
-        let s = shard_index() % SHARDS;
-        (s, &self.shards[s].0[c as usize])
-    }
-
-    /// Adds `n` to this thread's shard of `c`.
+    /// Adds `n` to event `c` in this thread's slot. `c` must be an event,
+    /// not a fault total (those are counted by [`Counters::fault_done`]).
     #[inline]
     pub(crate) fn add(&self, c: Ctr, n: u64) {
-        // Relaxed: a statistic; nothing is published through it.
-        self.slot(c).1.fetch_add(n, Ordering::Relaxed);
+        let Some(e) = event(c) else {
+            debug_assert!(false, "{c:?} is counted by fault_done");
+            return;
+        };
+        self.slots.with(
+            |s| bump_owned(&s.events[e], n),
+            |s| bump_shared(&s.events[e], n),
+        );
     }
 
-    /// Increments this thread's shard of `c` and returns `(shard, old value)`,
-    /// a pair unique among all increments of `c` (used to name frames).
+    /// Counts one fault that completed on `path` with result `r`: the
+    /// fault's only counter update.
     #[inline]
-    pub(crate) fn inc_get(&self, c: Ctr) -> (u64, u64) {
-        let (s, a) = self.slot(c);
+    pub(crate) fn fault_done(&self, path: Path, r: &Result<FaultOutcome, FaultError>) {
+        let (p, o) = (path as usize, outcome(r));
+        self.slots.with(
+            |s| bump_owned(&s.faults[p][o], 1),
+            |s| bump_shared(&s.faults[p][o], 1),
+        );
+    }
+
+    /// Counts one allocated frame and returns its number: unique among this
+    /// address space's frames, never 0.
+    #[inline]
+    pub(crate) fn alloc_frame(&self) -> u64 {
+        self.slots.with(
+            |s| {
+                bump_owned(&s.events[FRAMES_ALLOCATED], 1);
+                // Relaxed: single writer (S1), like the counters.
+                let mut n = s.next_frame.load(Ordering::Relaxed);
+                if n == s.frame_end.load(Ordering::Relaxed) {
+                    n = self.frame_block();
+                    s.frame_end.store(n + FRAME_BLOCK, Ordering::Relaxed);
+                }
+                s.next_frame.store(n + 1, Ordering::Relaxed);
+                n + 1
+            },
+            |s| {
+                bump_shared(&s.events[FRAMES_ALLOCATED], 1);
+                // Relaxed: uniqueness comes from the RMW's atomicity alone.
+                self.frames.fetch_add(1, Ordering::Relaxed) + 1
+            },
+        )
+    }
+
+    /// A fresh block of `FRAME_BLOCK` frame numbers (its first number).
+    #[cold]
+    #[inline(never)]
+    fn frame_block(&self) -> u64 {
         // Relaxed: uniqueness comes from the RMW's atomicity alone.
-        (s as u64, a.fetch_add(1, Ordering::Relaxed))
+        self.frames.fetch_add(FRAME_BLOCK, Ordering::Relaxed)
     }
 
-    /// The sum over shards (exact when no thread is counting concurrently).
+    /// The sum over slots (exact when no thread is counting concurrently).
     pub(crate) fn sum(&self, c: Ctr) -> u64 {
-        self.shards
-            .iter()
-            // Relaxed: a statistic.
-            .map(|s| s.0[c as usize].load(Ordering::Relaxed))
-            .sum()
+        let mut total = 0u64;
+        // Relaxed loads: statistics.
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let cells = |s: &Slot, f: &dyn Fn(usize, usize) -> bool| -> u64 {
+            let mut t = 0u64;
+            for (p, row) in s.faults.iter().enumerate() {
+                for (o, a) in row.iter().enumerate() {
+                    if f(p, o) {
+                        t = t.wrapping_add(ld(a));
+                    }
+                }
+            }
+            t
+        };
+        self.slots.for_each(|s| {
+            let v = match c {
+                Ctr::Faults => cells(s, &|_, _| true),
+                Ctr::SpeculativeOk => cells(s, &|p, _| p == Path::Speculative as usize),
+                Ctr::VmaLockOk => cells(s, &|p, _| p == Path::VmaLock as usize),
+                Ctr::LockedOk => cells(s, &|p, _| p == Path::Locked as usize),
+                Ctr::Installed => cells(s, &|_, o| o == 0),
+                Ctr::Present => cells(s, &|_, o| o == 1),
+                Ctr::Upgraded => cells(s, &|_, o| o == 2),
+                Ctr::Segv => cells(s, &|_, o| o == 3),
+                Ctr::AccessErr => cells(s, &|_, o| o == 4),
+                _ => event(c).map_or(0, |e| ld(&s.events[e])),
+            };
+            total = total.wrapping_add(v);
+        });
+        total
     }
-
-    pub(crate) const SHARDS: u64 = SHARDS as u64;
 }
+
+const _: () = assert!(matches!(
+    event(Ctr::FramesAllocated),
+    Some(FRAMES_ALLOCATED)
+));
+const _: () = assert!(matches!(event(Ctr::TablesFreed), Some(i) if i == N_EVENT - 1));
 
 /// A snapshot of an address space's counters (exact when no call is running).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,4 +282,54 @@ pub struct MmStats {
     pub tables_freed: u64,
     /// VMAs now.
     pub vmas: u64,
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// More threads than the old 16 shards, some of them starting after
+    /// others exited (recycled ids): every count exact, every frame unique.
+    #[test]
+    fn exact_and_unique_with_many_threads() {
+        let c = Counters::new();
+        const PER: u64 = 3 * FRAME_BLOCK / 2;
+        let mut frames: Vec<u64> = Vec::new();
+        for _wave in 0..2 {
+            let got: Vec<Vec<u64>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..40)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut v = Vec::with_capacity(PER as usize);
+                            for i in 0..PER {
+                                v.push(c.alloc_frame());
+                                let r = if i % 2 == 0 {
+                                    Ok(FaultOutcome::Installed)
+                                } else {
+                                    Err(FaultError::Access)
+                                };
+                                c.fault_done(Path::Speculative, &r);
+                                c.add(Ctr::FramesFreed, 1);
+                            }
+                            v
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            frames.extend(got.into_iter().flatten());
+        }
+        let n = 2 * 40 * PER;
+        assert_eq!(frames.len() as u64, n);
+        assert!(frames.iter().all(|&f| f != 0));
+        assert_eq!(frames.iter().collect::<HashSet<_>>().len() as u64, n);
+        assert_eq!(c.sum(Ctr::FramesAllocated), n);
+        assert_eq!(c.sum(Ctr::FramesFreed), n);
+        assert_eq!(c.sum(Ctr::Faults), n);
+        assert_eq!(c.sum(Ctr::SpeculativeOk), n);
+        assert_eq!(c.sum(Ctr::Installed), n / 2);
+        assert_eq!(c.sum(Ctr::AccessErr), n / 2);
+        assert_eq!(c.sum(Ctr::LockedOk) + c.sum(Ctr::Segv), 0);
+    }
 }

@@ -39,8 +39,8 @@
 
 mod barrier;
 mod panicked;
-mod slots;
-mod thread_id;
+pub(crate) mod slots;
+pub(crate) mod thread_id;
 
 pub use panicked::{Panicked, Payload};
 pub(crate) use panicked::{resume_first, run_caught};
@@ -95,7 +95,7 @@ pub struct Srcu {
     /// Flipped (incremented) once per grace period; readers use `idx & 1` (S8).
     idx: AtomicUsize,
     barrier: Barrier,
-    slots: SlotTable,
+    slots: SlotTable<slots::Slot>,
     // Grace-period side, boxed so its writes never share a line with the above.
     gp: Box<GpSide>,
 }
@@ -311,7 +311,7 @@ impl Srcu {
         Self {
             idx: AtomicUsize::new(0),
             barrier,
-            slots: SlotTable::new(),
+            slots: SlotTable::new(thread_id::Cache::Srcu),
             gp: Box::new(GpSide {
                 gp_seq: AtomicU64::new(0),
                 gp_lock: Mutex::new(()),

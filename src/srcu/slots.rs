@@ -12,8 +12,12 @@
 //! are a plain Relaxed load and store, no read-modify-write. The one slot that
 //! may have several writers, the domain's fallback slot (for threads whose
 //! thread-locals are already destroyed), is bumped with `fetch_add`.
+//!
+//! The table is generic over the slot type: the address space's statistics
+//! (`mm::stats`) keep their per-thread counters in a `SlotTable` too, with
+//! their own one-entry slot cache ([`thread_id::Cache`]).
 
-use super::thread_id;
+use super::thread_id::{self, Cache};
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, lazy_static};
 use std::ptr;
 
@@ -89,54 +93,77 @@ fn locate(id: usize) -> (usize, usize) {
 
 /// A lock-free, grow-only table of slots indexed by thread id, plus the
 /// shared fallback slot.
-pub(super) struct SlotTable {
+pub(crate) struct SlotTable<S: Default> {
     /// Unique per table for the life of the process, so a thread's cached
     /// `(uid, slot)` can never name a slot of a dropped table (S10).
     uid: u64,
-    /// Bucket `b`: null or a leaked `Box<[Slot]>` of length `2^b`.
-    buckets: [AtomicPtr<Slot>; BUCKETS],
+    /// Which of the thread's one-entry slot caches this table uses.
+    cache: Cache,
+    /// Bucket `b`: null or a leaked `Box<[S]>` of length `2^b`.
+    buckets: [AtomicPtr<S>; BUCKETS],
     /// For threads whose thread-locals are gone (a guard dropped, or a read
     /// begun, by a thread-local destructor): several writers, so `fetch_add`.
-    fallback: Slot,
+    fallback: S,
 }
 
-impl SlotTable {
-    pub(super) fn new() -> Self {
+impl<S: Default> SlotTable<S> {
+    /// An empty table whose threads cache their slot in `cache`.
+    pub(crate) fn new(cache: Cache) -> Self {
         Self {
             // Relaxed: uniqueness needs only the RMW's atomicity.
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            cache,
             buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-            fallback: Slot::default(),
+            fallback: S::default(),
         }
     }
 
-    /// Adds one to `which[idx]` in the calling thread's slot.
+    /// Runs `owned` on the calling thread's own slot, of which it is the only
+    /// writer (S1), or `shared` on the fallback slot, which has several
+    /// writers, when the thread's thread-locals are already destroyed.
     #[inline(always)]
-    pub(super) fn bump(&self, which: Counter, idx: usize) {
-        match thread_id::last_slot(self.uid) {
+    pub(crate) fn with<R>(&self, owned: impl FnOnce(&S) -> R, shared: impl FnOnce(&S) -> R) -> R {
+        match thread_id::last_slot(self.cache, self.uid) {
             // SAFETY: S10: the cache holds `(self.uid, p)` only while `p` is
             // this thread's slot in the table with that uid, which is `self`
             // (uids are never reused), alive for `&self`; slots never move (S3).
-            Some(p) => unsafe { &*p.cast::<Slot>() }.bump_owned(which, idx),
-            None => self.bump_uncached(which, idx),
+            Some(p) => owned(unsafe { &*p.cast::<S>() }),
+            None => match self.own_slot() {
+                Some(slot) => owned(slot),
+                None => shared(&self.fallback),
+            },
         }
     }
 
+    /// The calling thread's slot (cached for the next call), or `None` while
+    /// the thread is being torn down.
     #[inline(never)]
-    fn bump_uncached(&self, which: Counter, idx: usize) {
-        match thread_id::current() {
-            Some(id) => {
-                let slot = self.get(id);
-                thread_id::set_last_slot(self.uid, ptr::from_ref(slot).cast());
-                slot.bump_owned(which, idx);
+    fn own_slot(&self) -> Option<&S> {
+        let id = thread_id::current()?;
+        let slot = self.get(id);
+        thread_id::set_last_slot(self.cache, self.uid, ptr::from_ref(slot).cast());
+        Some(slot)
+    }
+
+    /// Every slot: the fallback slot, then each published thread slot. Each
+    /// slot is visited once; the caller loads its counters Relaxed.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&S)) {
+        f(&self.fallback);
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            // Acquire: pairs with the AcqRel CAS in `alloc_bucket`.
+            let p = bucket.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
             }
-            None => self.fallback.bump_shared(which, idx),
+            // SAFETY: a published bucket is a live slice of length 2^b (S3).
+            let slots = unsafe { &*ptr::slice_from_raw_parts(p, 1 << b) };
+            slots.iter().for_each(&mut f);
         }
     }
 
     /// The slot of thread `id`, allocating its bucket on first use.
     #[inline]
-    fn get(&self, id: usize) -> &Slot {
+    fn get(&self, id: usize) -> &S {
         let (b, i) = locate(id);
         // Acquire: pairs with the AcqRel CAS in `alloc_bucket`, so the
         // bucket's initialised slots are visible.
@@ -152,9 +179,9 @@ impl SlotTable {
 
     #[cold]
     #[inline(never)]
-    fn alloc_bucket(&self, b: usize, i: usize) -> &Slot {
-        let fresh: Box<[Slot]> = (0..1usize << b).map(|_| Slot::default()).collect();
-        let fresh = Box::into_raw(fresh) as *mut Slot;
+    fn alloc_bucket(&self, b: usize, i: usize) -> &S {
+        let fresh: Box<[S]> = (0..1usize << b).map(|_| S::default()).collect();
+        let fresh = Box::into_raw(fresh) as *mut S;
         // AcqRel: Release publishes the initialised slots to `get`/`sum`
         // (their Acquire loads); Acquire (and Acquire on failure) sees the
         // winner's slots if another thread raced us.
@@ -175,34 +202,31 @@ impl SlotTable {
         // SAFETY: `p` is a published bucket of length 2^b (S3) and `i < 2^b`.
         unsafe { &*p.add(i) }
     }
+}
+
+impl SlotTable<Slot> {
+    /// Adds one to `which[idx]` in the calling thread's slot.
+    #[inline(always)]
+    pub(super) fn bump(&self, which: Counter, idx: usize) {
+        self.with(|s| s.bump_owned(which, idx), |s| s.bump_shared(which, idx));
+    }
 
     /// Sum of counter `which[idx]` over every slot, wrapping. Not a snapshot:
     /// each counter is loaded once, Relaxed, at its own moment (the scan's
     /// argument in docs/DESIGN.md §3 needs no more).
     pub(super) fn sum(&self, which: Counter, idx: usize) -> usize {
-        let mut total = self.fallback.load(which, idx);
-        for (b, bucket) in self.buckets.iter().enumerate() {
-            // Acquire: pairs with the AcqRel CAS in `alloc_bucket`.
-            let p = bucket.load(Ordering::Acquire);
-            if p.is_null() {
-                continue;
-            }
-            // SAFETY: a published bucket is a live slice of length 2^b (S3).
-            let slots = unsafe { &*ptr::slice_from_raw_parts(p, 1 << b) };
-            for s in slots {
-                total = total.wrapping_add(s.load(which, idx));
-            }
-        }
+        let mut total = 0usize;
+        self.for_each(|s| total = total.wrapping_add(s.load(which, idx)));
         total
     }
 }
 
-impl Drop for SlotTable {
+impl<S: Default> Drop for SlotTable<S> {
     fn drop(&mut self) {
         for (b, bucket) in self.buckets.iter().enumerate() {
             let p = bucket.load(Ordering::Relaxed); // &mut self: no concurrent access
             if !p.is_null() {
-                // SAFETY: `p` is the `Box<[Slot]>` of length 2^b published by
+                // SAFETY: `p` is the `Box<[S]>` of length 2^b published by
                 // `alloc_bucket`; nobody else can reach it any more (&mut self).
                 drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, 1 << b)) });
             }
@@ -231,7 +255,7 @@ pub(super) mod tests {
 
     #[test]
     fn sums_span_buckets_and_slots_are_stable() {
-        let t = SlotTable::new();
+        let t = SlotTable::<Slot>::new(Cache::Srcu);
         let a = t.get(0) as *const Slot;
         for id in [0, 1, 2, 5, 100] {
             t.get(id).bump_owned(Counter::Lock, 1);
@@ -246,7 +270,7 @@ pub(super) mod tests {
 
     #[test]
     fn bump_uses_the_calling_threads_slot() {
-        let t = SlotTable::new();
+        let t = SlotTable::<Slot>::new(Cache::Srcu);
         t.bump(Counter::Lock, 0);
         std::thread::scope(|s| {
             s.spawn(|| t.bump(Counter::Unlock, 0));
@@ -257,7 +281,7 @@ pub(super) mod tests {
     }
 
     /// The fallback slot's unlock count of index `idx` (for module tests).
-    pub(in crate::srcu) fn fallback_unlocks(t: &SlotTable, idx: usize) -> usize {
+    pub(in crate::srcu) fn fallback_unlocks(t: &SlotTable<Slot>, idx: usize) -> usize {
         t.fallback.load(Counter::Unlock, idx)
     }
 }

@@ -60,7 +60,7 @@ impl Drop for Registration {
         // From now on this thread uses the shared fallback slot (see
         // `current`), and no cached slot pointer survives the id (S10).
         let _ = CACHED.try_with(|c| c.set(0));
-        let _ = LAST.try_with(|c| c.set((0, ptr::null())));
+        let _ = LAST.try_with(|c| c.iter().for_each(|c| c.set((0, ptr::null()))));
         // The mutex release orders every counter store this thread made into
         // its slots before the next owner's acquisition of the id (S1).
         let mut ids = lock(&self.registry);
@@ -74,25 +74,40 @@ thread_local! {
     static CACHED: Cell<usize> = const { Cell::new(0) };
     /// Owns the id and returns it at thread exit.
     static REGISTRATION: Registration = Registration::new();
-    /// A one-entry cache: `(uid of the domain, this thread's slot in it)` of
-    /// the domain this thread used last. Uid 0 is never assigned (S10).
-    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
+    /// One-entry caches, one per [`Cache`]: `(uid of the table, this
+    /// thread's slot in it)` of the table of that kind this thread used last.
+    /// Uid 0 is never assigned (S10).
+    static LAST: [Cell<(u64, *const ())>; CACHES] =
+        const { [const { Cell::new((0, ptr::null())) }; CACHES] };
 }
 
-/// This thread's cached slot pointer for the domain with `uid`, if the last
-/// domain it used was that one.
+/// Which kind of slot table a cached slot belongs to: each kind has its own
+/// one-entry cache, so a fault that uses the tree's Srcu domain and the
+/// address space's statistics hits both caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cache {
+    /// Srcu domains' reader counters.
+    Srcu,
+    /// `mm` statistics counters.
+    Stats,
+}
+
+const CACHES: usize = 2;
+
+/// This thread's cached slot pointer for the `cache`-kind table with `uid`,
+/// if the last table of that kind it used was that one.
 #[inline(always)]
-pub(super) fn last_slot(uid: u64) -> Option<*const ()> {
-    match LAST.try_with(Cell::get) {
+pub(super) fn last_slot(cache: Cache, uid: u64) -> Option<*const ()> {
+    match LAST.try_with(|c| c[cache as usize].get()) {
         Ok((u, p)) if u == uid => Some(p),
         _ => None,
     }
 }
 
-/// Caches `slot` as this thread's slot in the domain with `uid`. The caller
-/// must own the slot's id (it came from [`current`]).
-pub(super) fn set_last_slot(uid: u64, slot: *const ()) {
-    let _ = LAST.try_with(|c| c.set((uid, slot)));
+/// Caches `slot` as this thread's slot in the `cache`-kind table with `uid`.
+/// The caller must own the slot's id (it came from [`current`]).
+pub(super) fn set_last_slot(cache: Cache, uid: u64, slot: *const ()) {
+    let _ = LAST.try_with(|c| c[cache as usize].set((uid, slot)));
 }
 
 /// This thread's id, or `None` while the thread is being torn down (its

@@ -394,3 +394,41 @@ fn fault_vs_munmap_other_policies() {
         });
     }
 }
+
+/// Statistics (docs/DESIGN.md §4, "Statistics"): two faulting threads count
+/// in their own slots with plain loads and stores, and take frame numbers
+/// from per-thread blocks (2 numbers per block under loom, so each thread
+/// crosses a block boundary). After the join the sums are exact and every
+/// mapped frame number is distinct (M6).
+#[test]
+fn stats_per_thread_slots() {
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        mm.mmap(Some(A), 6 * P, RW, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                for p in 0..3 {
+                    mm.fault(A + p * P, Access::Write).unwrap();
+                }
+            })
+        };
+        for p in 3..6 {
+            mm.fault(A + p * P, Access::Write).unwrap();
+        }
+        w.join().unwrap();
+        let s = mm.stats();
+        assert_eq!(
+            (s.faults, s.installed, s.frames_allocated),
+            (6, 6, 6),
+            "{s:?}"
+        );
+        let mut frames: Vec<u64> = (0..6)
+            .map(|p| mm.translate(A + p * P).unwrap().frame)
+            .collect();
+        frames.sort_unstable();
+        frames.dedup();
+        assert_eq!(frames.len(), 6, "frame numbers reused");
+        balanced(&mm);
+    });
+}
