@@ -24,9 +24,13 @@ pub(crate) enum Ctr {
     FramesFreed,
     TablesAllocated,
     TablesFreed,
+    /// COW write faults that copied the frame.
+    CowCopies,
+    /// COW write faults that reused the frame (refcount 1).
+    CowReuses,
 }
 
-const N_CTR: usize = Ctr::TablesFreed as usize + 1;
+const N_CTR: usize = Ctr::CowReuses as usize + 1;
 #[cfg(not(loom))]
 const SHARDS: usize = 16;
 #[cfg(loom)]
@@ -62,15 +66,6 @@ impl Counters {
         self.slot(c).1.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Increments this thread's shard of `c` and returns `(shard, old value)`,
-    /// a pair unique among all increments of `c` (used to name frames).
-    #[inline]
-    pub(crate) fn inc_get(&self, c: Ctr) -> (u64, u64) {
-        let (s, a) = self.slot(c);
-        // Relaxed: uniqueness comes from the RMW's atomicity alone.
-        (s as u64, a.fetch_add(1, Ordering::Relaxed))
-    }
-
     /// The sum over shards (exact when no thread is counting concurrently).
     pub(crate) fn sum(&self, c: Ctr) -> u64 {
         self.shards
@@ -79,8 +74,6 @@ impl Counters {
             .map(|s| s.0[c as usize].load(Ordering::Relaxed))
             .sum()
     }
-
-    pub(crate) const SHARDS: u64 = SHARDS as u64;
 }
 
 /// A snapshot of an address space's counters (exact when no call is running).
@@ -111,9 +104,9 @@ pub struct MmStats {
     pub upgraded: u64,
     /// Faults that grew a GROWSDOWN stack.
     pub stack_growths: u64,
-    /// Frames ever allocated.
+    /// Frames ever allocated in the frame table (shared by the fork family).
     pub frames_allocated: u64,
-    /// Frames freed (zapped).
+    /// Frames freed in the frame table (their last reference dropped).
     pub frames_freed: u64,
     /// Frames mapped now (present PTEs). Balance: allocated = mapped + freed.
     pub frames_mapped: u64,
@@ -123,4 +116,14 @@ pub struct MmStats {
     pub tables_freed: u64,
     /// VMAs now.
     pub vmas: u64,
+    /// Frames live in the frame table this space shares with its fork
+    /// family (refcount > 0). `frames_allocated` and `frames_freed` count
+    /// that whole table too: `allocated = freed + live` (M6); for a space
+    /// that never forked, `live = mapped`.
+    pub frames_live: u64,
+    /// Write faults on a private page that copied its frame (COW).
+    pub cow_copies: u64,
+    /// Write faults on a write-protected private page that reused its frame
+    /// because it held the only reference.
+    pub cow_reuses: u64,
 }
