@@ -188,6 +188,34 @@ impl LiveCell {
     pub(crate) fn kill(&self) {}
 }
 
+/// A small per-thread number used to pick a shard (the frame table's free
+/// lists), so that threads
+/// mostly bump different cache lines. Std: assigned round-robin on a thread's
+/// first call. Loom: always 0 (models use one shard).
+#[cfg(not(loom))]
+pub(crate) fn shard_index() -> usize {
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        let mut v = s.get();
+        if v == usize::MAX {
+            // Relaxed: only spreads threads over shards; no data is published.
+            v = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.set(v);
+        }
+        v
+    })
+}
+
+/// Loom: one shard.
+#[cfg(loom)]
+pub(crate) fn shard_index() -> usize {
+    0
+}
+
 /// A lazily initialised global. Under loom it is `loom::lazy_static!`, whose value
 /// is reset for every model execution (loom atomics and mutexes are not `const`);
 /// otherwise a `std::sync::LazyLock`. Both deref to the value.

@@ -15,7 +15,7 @@ use super::error::FaultError;
 use super::flags::WriterLocking;
 use super::flags::{Access, FaultOutcome, FaultPolicy};
 use super::pagetable::{PAGE, PMD_SPAN};
-use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PageTables, perm_bits};
+use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PTE_WRITE, PageTables, perm_bits, pte_pfn};
 use super::space::AddressSpace;
 use super::space::granted;
 use super::stats::{Ctr, Path};
@@ -278,10 +278,32 @@ impl AddressSpace {
                 }
                 return Try::Done(Ok(FaultOutcome::Present));
             }
-            ptl.set(addr, pte | perm_bits(v.prot()) | dirty);
+            let mut perms = perm_bits(v.prot());
+            // The COW rule (M8, M9): in a private VMA, write is granted only
+            // on a frame whose refcount is 1. Under this PTL nobody can add
+            // a reference to a frame only this PTE references (frame.rs), so
+            // the test holds until we unlock.
+            if !v.spec.attrs.shared && perms & PTE_WRITE != 0 {
+                let pfn = pte_pfn(pte);
+                if !pt.frames.exclusive(pfn) {
+                    if access != Access::Write {
+                        perms &= !PTE_WRITE;
+                    } else {
+                        // Copy: a new frame with the old contents; our PTE
+                        // drops its reference to the shared one.
+                        let copy = pt.alloc_frame(pt.frames.value(pfn));
+                        ptl.set(addr, PageTables::new_pte(copy, v.prot(), true));
+                        pt.free_frame(pte);
+                        return Try::Done(Ok(FaultOutcome::Copied));
+                    }
+                } else if access == Access::Write && pte & PTE_WRITE == 0 {
+                    pt.ctr.add(Ctr::CowReuses, 1);
+                }
+            }
+            ptl.set(addr, pte | perms | dirty);
             return Try::Done(Ok(FaultOutcome::Upgraded));
         }
-        let pfn = pt.alloc_frame();
+        let pfn = pt.alloc_frame(0);
         ptl.set(addr, PageTables::new_pte(pfn, v.prot(), dirty != 0));
         Try::Done(Ok(FaultOutcome::Installed))
     }

@@ -188,8 +188,12 @@ pub enum FaultOutcome {
     Installed,
     /// A PTE already granted the access (another thread got there first).
     Present,
-    /// A present PTE was given the missing permission the VMA allows.
+    /// A present PTE was given the missing permission the VMA allows (for
+    /// a write in a private VMA: only on a frame it alone references).
     Upgraded,
+    /// A write to a private page whose frame has other references (COW
+    /// after fork, or a pin): the contents were copied to a new frame.
+    Copied,
 }
 
 /// What backs a new mapping (for a replay that builds calls generically).

@@ -19,9 +19,12 @@ mod brk;
 mod error;
 mod fault;
 mod flags;
+mod fork;
+mod frame;
 mod limits;
 mod madvise;
 mod maps;
+mod memory;
 mod mmap;
 mod mprotect;
 mod mremap;
@@ -40,6 +43,7 @@ pub use flags::{
     Access, Advice, FaultOutcome, FaultPolicy, MapFlags, MapSource, Prot, RemapFlags, WriterLocking,
 };
 pub use limits::{DEFAULT_MAX_MAP_COUNT, DEFAULT_STACK_RLIMIT};
+pub use memory::PageRef;
 pub use space::{AddressSpace, Pte};
 pub use stats::MmStats;
 pub use vma::VmaInfo;

@@ -14,9 +14,12 @@
 //!   tables are only freed when the address space is dropped.
 
 use super::flags::Prot;
+use super::frame::FrameTable;
 use super::stats::{Counters, Ctr};
 use crate::srcu::{Deferred, Srcu};
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock};
+use crate::sync::{
+    Arc, AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock,
+};
 use std::ptr;
 
 /// A writer's per-table visitor: (PMD entry, table, table base, lo, hi).
@@ -37,7 +40,7 @@ pub(crate) const PTE_WRITE: u64 = 1 << 2;
 pub(crate) const PTE_EXEC: u64 = 1 << 3;
 pub(crate) const PTE_ACCESSED: u64 = 1 << 5;
 pub(crate) const PTE_DIRTY: u64 = 1 << 6;
-const PTE_PERM: u64 = PTE_READ | PTE_WRITE | PTE_EXEC;
+pub(crate) const PTE_PERM: u64 = PTE_READ | PTE_WRITE | PTE_EXEC;
 const PFN_SHIFT: u32 = 12;
 
 /// The PTE permission bits a protection allows.
@@ -177,10 +180,12 @@ unsafe fn free_pte_table(p: *mut ()) {
     drop(t);
 }
 
-/// The page tables and the frame allocator of one address space.
+/// The page tables of one address space, and the frame table it shares
+/// with its fork family.
 pub(crate) struct PageTables {
     root: Box<Dir>,
     pub(crate) ctr: Counters,
+    pub(crate) frames: Arc<FrameTable>,
 }
 
 /// A probe of an upper-level entry by a writer: an RMW that writes back the
@@ -202,21 +207,27 @@ fn probe(e: &AtomicPtr<()>) -> *mut () {
 }
 
 impl PageTables {
-    pub(crate) fn new() -> PageTables {
+    pub(crate) fn new(frames: Arc<FrameTable>) -> PageTables {
         PageTables {
             root: Dir::new(),
             ctr: Counters::new(),
+            frames,
         }
     }
 
-    /// Allocates a zeroed frame and returns its number (never 0).
-    pub(crate) fn alloc_frame(&self) -> u64 {
-        self.ctr.alloc_frame()
+    /// Allocates a frame holding `value` (one reference, one mapping: the
+    /// PTE the caller installs under its PTL) and returns its number (never 0).
+    pub(crate) fn alloc_frame(&self, value: u64) -> u64 {
+        self.ctr.add(Ctr::FramesAllocated, 1);
+        self.frames.alloc(value)
     }
 
-    /// Frees the frame of a present PTE.
-    pub(crate) fn free_frame(&self, _pte: u64) {
-        self.ctr.add(Ctr::FramesFreed, 1);
+    /// Drops the mapping of a present PTE being cleared (under its PTL); the
+    /// frame is freed if that was its last reference.
+    pub(crate) fn free_frame(&self, pte: u64) {
+        if self.frames.unmap(pte_pfn(pte)) {
+            self.ctr.add(Ctr::FramesFreed, 1);
+        }
     }
 
     /// The PTE for a new frame with the VMA's permissions.
@@ -344,8 +355,8 @@ impl PageTables {
         let mut freed = 0u64;
         self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
-            ptl.each_present(a, b, |_, _| {
-                freed += 1;
+            ptl.each_present(a, b, |_, pte| {
+                freed += u64::from(self.frames.unmap(pte_pfn(pte)));
                 Some(0)
             });
         });
@@ -433,6 +444,52 @@ impl PageTables {
         }
     }
 
+    /// fork: copies the present PTEs of `lo..hi` (one VMA, `shared` if
+    /// MAP_SHARED) into `child` (`copy_present_pte`). Under each parent
+    /// table's PTL: the child's mapping takes a reference from the parent's
+    /// (refcount and mapcount + 1); in a private VMA a writable parent PTE is
+    /// write-protected, and the child's copy is never writable, so the frame
+    /// is COW-shared; a shared VMA's PTE is copied as is (clean). The child's
+    /// PTEs are set after the parent PTL is released (the child is not
+    /// reachable by any other thread yet).
+    ///
+    /// Caller: fork, holding the parent's whole-space range lock for reading,
+    /// which excludes every writer: no table is freed and no VMA changes.
+    /// Parent faults may run: each PTE's copy is one PTL critical section,
+    /// so a racing fault is ordered before it (copied) or after it (sees
+    /// the write-protected PTE and the refcount 2, or installs a frame the
+    /// child does not get). Tables a racing fault populates after our visit
+    /// hold only such later installs.
+    pub(crate) fn copy_to(&self, child: &PageTables, lo: u64, hi: u64, shared: bool) {
+        let mut batch: Vec<(u64, u64)> = Vec::new();
+        self.for_each_table(lo, hi, false, &mut |_, t, _, a, b| {
+            batch.clear();
+            {
+                let ptl = t.lock();
+                ptl.each_present(a, b, |addr, pte| {
+                    self.frames.dup(pte_pfn(pte));
+                    if shared {
+                        batch.push((addr, pte & !(PTE_DIRTY | PTE_ACCESSED)));
+                        None
+                    } else {
+                        batch.push((addr, pte & !(PTE_WRITE | PTE_ACCESSED)));
+                        (pte & PTE_WRITE != 0).then_some(pte & !PTE_WRITE)
+                    }
+                });
+            }
+            let Some(&(first, _)) = batch.first() else {
+                return;
+            };
+            let ct = child
+                .walk(&(), first, true)
+                .expect("populating walk always returns a table");
+            let cptl = ct.lock();
+            for &(addr, pte) in batch.iter() {
+                cptl.set(addr, pte);
+            }
+        });
+    }
+
     /// Present PTEs in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
     pub(crate) fn present(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
@@ -448,8 +505,12 @@ impl PageTables {
 }
 
 impl Drop for PageTables {
+    /// Exit: tears the tables down in bulk. `&mut self` means no walker,
+    /// fault or writer can reach them, so PTEs are read with plain loads,
+    /// no PTL is taken and no PTE is cleared; only each mapped frame's
+    /// counts are atomics (the frames are shared with the family).
     fn drop(&mut self) {
-        fn free(dir: Box<Dir>, level: u32) {
+        fn free(frames: &FrameTable, dir: Box<Dir>, level: u32) {
             for e in &dir.next {
                 // Relaxed: `&mut self`, no other thread.
                 let p = e.load(Ordering::Relaxed);
@@ -460,14 +521,21 @@ impl Drop for PageTables {
                 // (retired tables were unlinked first); `&mut` excludes walkers.
                 unsafe {
                     if level == 1 {
-                        drop(Box::from_raw(p.cast::<PteTable>()));
+                        let t = Box::from_raw(p.cast::<PteTable>());
+                        for pte in &t.pte {
+                            // Relaxed: as above.
+                            let pte = pte.load(Ordering::Relaxed);
+                            if pte & PTE_PRESENT != 0 {
+                                frames.unmap(pte_pfn(pte));
+                            }
+                        }
                     } else {
-                        free(Box::from_raw(p.cast::<Dir>()), level - 1);
+                        free(frames, Box::from_raw(p.cast::<Dir>()), level - 1);
                     }
                 }
             }
         }
         let root = std::mem::replace(&mut self.root, Dir::new());
-        free(root, 3);
+        free(&self.frames, root, 3);
     }
 }

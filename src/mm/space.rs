@@ -6,6 +6,7 @@
 //! work, then publish the replacements in one commit (M2, M7).
 
 use super::flags::{FaultPolicy, Prot, WriterLocking};
+use super::frame::FrameTable;
 use super::pagetable::{PAGE, PMD_SPAN, PTE_DIRTY, PTE_EXEC, PTE_PRESENT, PTE_READ, PTE_WRITE};
 use super::pagetable::{PageTables, pte_pfn};
 use super::procmaps::MapsEntry;
@@ -13,7 +14,7 @@ use super::stats::{Counters, Ctr, MmStats};
 use super::vma::{Vma, VmaInfo};
 use super::{DEFAULT_BRK, TASK_SIZE};
 use crate::rangelock::{RangeLock, RangeReadGuard, RangeWriteGuard};
-use crate::sync::RwLock;
+use crate::sync::{Arc, RwLock};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tree::{MapleTree, ReadGuard, WriteTxn};
 use std::ops::Range;
@@ -99,7 +100,7 @@ impl AddressSpace {
     pub fn with_locking(policy: FaultPolicy, locking: WriterLocking) -> AddressSpace {
         AddressSpace {
             tree: MapleTree::new(),
-            pt: PageTables::new(),
+            pt: PageTables::new(Arc::new(FrameTable::new())),
             lock: RwLock::new(WState {
                 start_brk: DEFAULT_BRK,
                 brk: DEFAULT_BRK,
@@ -296,6 +297,7 @@ impl AddressSpace {
     pub fn stats(&self) -> MmStats {
         let _r = self.read_whole();
         let c: &Counters = &self.pt.ctr;
+        let f = self.pt.frames.totals();
         MmStats {
             faults: c.sum(Ctr::Faults),
             speculative_ok: c.sum(Ctr::SpeculativeOk),
@@ -309,18 +311,24 @@ impl AddressSpace {
             present: c.sum(Ctr::Present),
             upgraded: c.sum(Ctr::Upgraded),
             stack_growths: c.sum(Ctr::StackGrowths),
-            frames_allocated: c.sum(Ctr::FramesAllocated),
-            frames_freed: c.sum(Ctr::FramesFreed),
+            frames_allocated: f.allocated,
+            frames_freed: f.freed,
             frames_mapped: self.pt.present(0, TASK_SIZE).len() as u64,
             tables_allocated: c.sum(Ctr::TablesAllocated),
             tables_freed: c.sum(Ctr::TablesFreed),
             vmas: self.tree.len() as u64,
+            frames_live: f.allocated.saturating_sub(f.freed),
+            cow_copies: c.sum(Ctr::CowCopies),
+            cow_reuses: c.sum(Ctr::CowReuses),
         }
     }
 
     /// Checks the model's invariants at a quiescent point: the tree's own
     /// invariants, VMAs page aligned and non-overlapping, no PTE outside a
-    /// VMA, no PTE granting more than its VMA allows (M5), frames balance.
+    /// VMA, no PTE granting more than its VMA allows (M5), every mapped
+    /// frame live with a writable PTE of a private VMA its only mapping (M8),
+    /// and the frame table balanced (M6). The frame table is shared with
+    /// the fork family: call this when no member of the family runs a call.
     pub fn check(&self) -> Result<(), String> {
         let _r = self.read_whole();
         self.tree.validate().map_err(|e| e.to_string())?;
@@ -344,14 +352,63 @@ impl AddressSpace {
             if pte & (PTE_READ | PTE_WRITE | PTE_EXEC) & !allowed != 0 {
                 return Err(format!("PTE at {a:#x} grants more than {:?}", v.prot()));
             }
+            let (refs, maps) = self.pt.frames.counts(pte_pfn(pte));
+            if refs == 0 || maps == 0 {
+                return Err(format!("PTE at {a:#x} maps a free frame ({refs}, {maps})"));
+            }
+            if pte & PTE_WRITE != 0 && !v.spec.attrs.shared && maps != 1 {
+                return Err(format!(
+                    "writable private PTE at {a:#x} maps a frame mapped {maps} times (M8)"
+                ));
+            }
         }
-        let c = &self.pt.ctr;
-        let (al, fr) = (c.sum(Ctr::FramesAllocated), c.sum(Ctr::FramesFreed));
-        if al != present.len() as u64 + fr {
+        let live = self.pt.frames.audit()?;
+        // Alone (never forked, no pin outstanding): every live frame is
+        // mapped here exactly once — the old M6, allocated = mapped + freed.
+        if Arc::strong_count(&self.pt.frames) == 1 && live.len() != present.len() {
             return Err(format!(
-                "frames do not balance: allocated {al} != mapped {} + freed {fr}",
+                "frames do not balance: live {} != mapped {}",
+                live.len(),
                 present.len()
             ));
+        }
+        Ok(())
+    }
+
+    /// [`check`](Self::check) for every member of a fork family, plus the
+    /// exact per-frame counts (M9): with no [`PageRef`](super::PageRef)
+    /// outstanding, every live frame's refcount and mapcount equal the
+    /// number of PTEs mapping it in `spaces`, which must be every space
+    /// sharing the frame table (no other member alive). Quiescent only.
+    pub fn check_family(spaces: &[&AddressSpace]) -> Result<(), String> {
+        let Some(first) = spaces.first() else {
+            return Ok(());
+        };
+        let mut mapped: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        for s in spaces {
+            if !Arc::ptr_eq(&s.pt.frames, &first.pt.frames) {
+                return Err("spaces of different fork families".into());
+            }
+            s.check()?;
+            for (_, pte) in s.pt.present(0, TASK_SIZE) {
+                *mapped.entry(pte_pfn(pte)).or_default() += 1;
+            }
+        }
+        let live = first.pt.frames.audit()?;
+        if live.len() != mapped.len() {
+            return Err(format!(
+                "{} live frames, {} mapped",
+                live.len(),
+                mapped.len()
+            ));
+        }
+        for (pfn, refs, maps) in live {
+            let n = mapped.get(&pfn).copied().unwrap_or(0);
+            if refs != n || maps != n {
+                return Err(format!(
+                    "frame {pfn}: refcount {refs}, mapcount {maps}, mapped by {n} PTEs"
+                ));
+            }
         }
         Ok(())
     }

@@ -10,9 +10,8 @@
 //!
 //! A fault makes ONE update, at its end: `fault_done(path, result)` adds one
 //! to the cell `[path][outcome]`; `faults`, the per-path and the per-outcome
-//! totals are sums of cells. Frame numbers come from per-thread blocks of
-//! [`FRAME_BLOCK`] ids carved from one shared counter, so `alloc_frame` is a
-//! plain update too except once per block.
+//! totals are sums of cells. Frame numbers come from the frame table
+//! (`frame.rs`), which a fork family shares.
 
 use super::error::FaultError;
 use super::flags::FaultOutcome;
@@ -40,6 +39,10 @@ pub(crate) enum Ctr {
     FramesFreed,
     TablesAllocated,
     TablesFreed,
+    /// COW write faults that copied the frame.
+    CowCopies,
+    /// COW write faults that reused the frame (refcount 1).
+    CowReuses,
 }
 
 /// The path a fault completed on (the first index of a fault cell).
@@ -66,14 +69,13 @@ fn outcome(r: &Result<FaultOutcome, FaultError>) -> usize {
         Ok(FaultOutcome::Upgraded) => 2,
         Err(FaultError::Segv) => 3,
         Err(FaultError::Access) => 4,
+        Ok(FaultOutcome::Copied) => 5,
     }
 }
-const N_OUTCOME: usize = 5;
+const N_OUTCOME: usize = 6;
 
 /// The non-fault events (each has its own counter in a slot).
-const N_EVENT: usize = 7;
-/// `event(Ctr::FramesAllocated)`.
-const FRAMES_ALLOCATED: usize = 3;
+const N_EVENT: usize = 8;
 
 /// Index of an event counter in `Slot::events`, `None` for fault totals.
 #[inline(always)]
@@ -86,17 +88,10 @@ const fn event(c: Ctr) -> Option<usize> {
         Ctr::FramesFreed => Some(4),
         Ctr::TablesAllocated => Some(5),
         Ctr::TablesFreed => Some(6),
+        Ctr::CowReuses => Some(7),
         _ => None,
     }
 }
-
-/// Frame numbers a thread takes from the shared counter at once. Small under
-/// loom so that models cross a block boundary.
-#[cfg(not(loom))]
-pub(crate) const FRAME_BLOCK: u64 = 4096;
-/// Frame numbers a thread takes from the shared counter at once.
-#[cfg(loom)]
-pub(crate) const FRAME_BLOCK: u64 = 2;
 
 /// One thread's counters (S1 of docs/DESIGN.md §3 applies: one writer, the
 /// live owner of the slot's id), alone on its cache lines.
@@ -107,9 +102,6 @@ pub(crate) struct Slot {
     faults: [[AtomicU64; N_OUTCOME]; N_PATH],
     /// The other events, indexed by `event`.
     events: [AtomicU64; N_EVENT],
-    /// The next frame number of this thread's block, and the block's end.
-    next_frame: AtomicU64,
-    frame_end: AtomicU64,
 }
 
 /// Adds `n` to a counter of a slot the caller owns: a plain load and store.
@@ -131,16 +123,12 @@ fn bump_shared(a: &AtomicU64, n: u64) {
 /// The counters of one address space.
 pub(crate) struct Counters {
     slots: SlotTable<Slot>,
-    /// The next unassigned frame number block (threads take `FRAME_BLOCK`
-    /// numbers at a time; the fallback slot takes one at a time).
-    frames: AtomicU64,
 }
 
 impl Counters {
     pub(crate) fn new() -> Counters {
         Counters {
             slots: SlotTable::new(Cache::Stats),
-            frames: AtomicU64::new(0),
         }
     }
 
@@ -167,38 +155,6 @@ impl Counters {
             |s| bump_owned(&s.faults[p][o], 1),
             |s| bump_shared(&s.faults[p][o], 1),
         );
-    }
-
-    /// Counts one allocated frame and returns its number: unique among this
-    /// address space's frames, never 0.
-    #[inline]
-    pub(crate) fn alloc_frame(&self) -> u64 {
-        self.slots.with(
-            |s| {
-                bump_owned(&s.events[FRAMES_ALLOCATED], 1);
-                // Relaxed: single writer (S1), like the counters.
-                let mut n = s.next_frame.load(Ordering::Relaxed);
-                if n == s.frame_end.load(Ordering::Relaxed) {
-                    n = self.frame_block();
-                    s.frame_end.store(n + FRAME_BLOCK, Ordering::Relaxed);
-                }
-                s.next_frame.store(n + 1, Ordering::Relaxed);
-                n + 1
-            },
-            |s| {
-                bump_shared(&s.events[FRAMES_ALLOCATED], 1);
-                // Relaxed: uniqueness comes from the RMW's atomicity alone.
-                self.frames.fetch_add(1, Ordering::Relaxed) + 1
-            },
-        )
-    }
-
-    /// A fresh block of `FRAME_BLOCK` frame numbers (its first number).
-    #[cold]
-    #[inline(never)]
-    fn frame_block(&self) -> u64 {
-        // Relaxed: uniqueness comes from the RMW's atomicity alone.
-        self.frames.fetch_add(FRAME_BLOCK, Ordering::Relaxed)
     }
 
     /// The sum over slots (exact when no thread is counting concurrently).
@@ -228,6 +184,7 @@ impl Counters {
                 Ctr::Upgraded => cells(s, &|_, o| o == 2),
                 Ctr::Segv => cells(s, &|_, o| o == 3),
                 Ctr::AccessErr => cells(s, &|_, o| o == 4),
+                Ctr::CowCopies => cells(s, &|_, o| o == 5),
                 _ => event(c).map_or(0, |e| ld(&s.events[e])),
             };
             total = total.wrapping_add(v);
@@ -236,11 +193,7 @@ impl Counters {
     }
 }
 
-const _: () = assert!(matches!(
-    event(Ctr::FramesAllocated),
-    Some(FRAMES_ALLOCATED)
-));
-const _: () = assert!(matches!(event(Ctr::TablesFreed), Some(i) if i == N_EVENT - 1));
+const _: () = assert!(matches!(event(Ctr::CowReuses), Some(i) if i == N_EVENT - 1));
 
 /// A snapshot of an address space's counters (exact when no call is running).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -270,9 +223,9 @@ pub struct MmStats {
     pub upgraded: u64,
     /// Faults that grew a GROWSDOWN stack.
     pub stack_growths: u64,
-    /// Frames ever allocated.
+    /// Frames ever allocated in the frame table (shared by the fork family).
     pub frames_allocated: u64,
-    /// Frames freed (zapped).
+    /// Frames freed in the frame table (their last reference dropped).
     pub frames_freed: u64,
     /// Frames mapped now (present PTEs). Balance: allocated = mapped + freed.
     pub frames_mapped: u64,
@@ -282,48 +235,47 @@ pub struct MmStats {
     pub tables_freed: u64,
     /// VMAs now.
     pub vmas: u64,
+    /// Frames live in the frame table this space shares with its fork
+    /// family (refcount > 0). `frames_allocated` and `frames_freed` count
+    /// that whole table too: `allocated = freed + live` (M6); for a space
+    /// that never forked, `live = mapped`.
+    pub frames_live: u64,
+    /// Write faults on a private page that copied its frame (COW).
+    pub cow_copies: u64,
+    /// Write faults on a write-protected private page that reused its frame
+    /// because it held the only reference.
+    pub cow_reuses: u64,
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     /// More threads than the old 16 shards, some of them starting after
-    /// others exited (recycled ids): every count exact, every frame unique.
+    /// others exited (recycled ids): every count exact.
     #[test]
-    fn exact_and_unique_with_many_threads() {
+    fn exact_with_many_threads() {
         let c = Counters::new();
-        const PER: u64 = 3 * FRAME_BLOCK / 2;
-        let mut frames: Vec<u64> = Vec::new();
+        const PER: u64 = 6000;
         for _wave in 0..2 {
-            let got: Vec<Vec<u64>> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..40)
-                    .map(|_| {
-                        s.spawn(|| {
-                            let mut v = Vec::with_capacity(PER as usize);
-                            for i in 0..PER {
-                                v.push(c.alloc_frame());
-                                let r = if i % 2 == 0 {
-                                    Ok(FaultOutcome::Installed)
-                                } else {
-                                    Err(FaultError::Access)
-                                };
-                                c.fault_done(Path::Speculative, &r);
-                                c.add(Ctr::FramesFreed, 1);
-                            }
-                            v
-                        })
-                    })
-                    .collect();
-                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            std::thread::scope(|s| {
+                for _ in 0..40 {
+                    s.spawn(|| {
+                        for i in 0..PER {
+                            c.add(Ctr::FramesAllocated, 1);
+                            let r = if i % 2 == 0 {
+                                Ok(FaultOutcome::Installed)
+                            } else {
+                                Err(FaultError::Access)
+                            };
+                            c.fault_done(Path::Speculative, &r);
+                            c.add(Ctr::FramesFreed, 1);
+                        }
+                    });
+                }
             });
-            frames.extend(got.into_iter().flatten());
         }
         let n = 2 * 40 * PER;
-        assert_eq!(frames.len() as u64, n);
-        assert!(frames.iter().all(|&f| f != 0));
-        assert_eq!(frames.iter().collect::<HashSet<_>>().len() as u64, n);
         assert_eq!(c.sum(Ctr::FramesAllocated), n);
         assert_eq!(c.sum(Ctr::FramesFreed), n);
         assert_eq!(c.sum(Ctr::Faults), n);

@@ -22,6 +22,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// `model` with room for fork: each fork, read and `check_family` walks
+/// the page tables of several spaces (all 256 top-level entries for the checks).
+fn model_family(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 200_000;
+    b.check(f);
+}
+
 fn balanced(mm: &AddressSpace) {
     mm.check().unwrap();
     let s = mm.stats();
@@ -430,5 +438,79 @@ fn stats_per_thread_slots() {
         frames.dedup();
         assert_eq!(frames.len(), 6, "frame numbers reused");
         balanced(&mm);
+    });
+}
+
+/// Issue 14: a COW break racing fork's write-protect. The page is already
+/// COW-shared with a first child (refcount 2); the parent's write must copy
+/// (never reuse or upgrade the shared frame) whether a second fork copies
+/// the PTE before the break (the second child shares the old frame, value 1)
+/// or after it (it shares the parent's new frame, value 2, write-protected
+/// again). Counts are exact in every interleaving.
+#[test]
+fn cow_break_vs_fork() {
+    model_family(|| {
+        let p = Arc::new(AddressSpace::new());
+        p.mmap(Some(A), P, RW, FIXED).unwrap();
+        p.write(A, 1).unwrap();
+        let c1 = p.fork();
+        let w = {
+            let p = p.clone();
+            thread::spawn(move || p.write(A, 2).unwrap())
+        };
+        let c2 = p.fork();
+        w.join().unwrap();
+        assert_eq!(c1.read(A), Ok(1), "first child sees the parent's write");
+        let v2 = c2.read(A).unwrap();
+        assert!(v2 == 1 || v2 == 2, "second child read {v2}");
+        assert_eq!(p.read(A), Ok(2));
+        c2.write(A, 3).unwrap();
+        assert_eq!((p.read(A), c1.read(A)), (Ok(2), Ok(1)));
+        AddressSpace::check_family(&[&p, &c1, &c2]).unwrap();
+    });
+}
+
+/// Issue 14: a write racing fork on an exclusively owned writable page (the
+/// write either stores before fork write-protects the PTE, or takes the COW
+/// fault after it and copies): the child sees the page wholly before or
+/// after the write, and the parent's later writes never reach it.
+#[test]
+fn write_vs_fork_wrprotect() {
+    model_family(|| {
+        let p = Arc::new(AddressSpace::new());
+        p.mmap(Some(A), P, RW, FIXED).unwrap();
+        p.write(A, 1).unwrap();
+        let w = {
+            let p = p.clone();
+            thread::spawn(move || p.write(A, 2).unwrap())
+        };
+        let c = p.fork();
+        w.join().unwrap();
+        let v = c.read(A).unwrap();
+        assert!(v == 1 || v == 2, "child read {v}");
+        p.write(A, 4).unwrap();
+        assert_eq!(c.read(A), Ok(v), "parent's write reached the child");
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+    });
+}
+
+/// Issue 14 §3: a first fault on a page (it populates the page tables)
+/// racing fork: the child gets the page with the write or not at all
+/// (it then reads a fresh zero page), and both stay consistent.
+#[test]
+fn first_fault_vs_fork() {
+    model_family(|| {
+        let p = Arc::new(AddressSpace::new());
+        p.mmap(Some(A), P, RW, FIXED).unwrap();
+        let w = {
+            let p = p.clone();
+            thread::spawn(move || p.write(A, 5).unwrap())
+        };
+        let c = p.fork();
+        w.join().unwrap();
+        let v = c.read(A).unwrap();
+        assert!(v == 0 || v == 5, "child read {v}");
+        assert_eq!(p.read(A), Ok(5));
+        AddressSpace::check_family(&[&p, &c]).unwrap();
     });
 }

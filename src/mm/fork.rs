@@ -1,0 +1,63 @@
+//! `fork`: a child address space sharing the parent's frame table, with a
+//! copy of the VMAs and of the page tables, private pages COW-shared
+//! (docs/DESIGN.md §4.9).
+
+use super::pagetable::PageTables;
+use super::space::{AddressSpace, WState};
+use super::vma::Vma;
+use crate::rangelock::RangeLock;
+use crate::sync::{AtomicUsize, RwLock};
+use crate::tree::MapleTree;
+
+impl AddressSpace {
+    /// `fork`: returns a child with the parent's VMAs, brk, limits, policy
+    /// and locking, and a copy of its page tables: MAP_SHARED PTEs stay
+    /// writable in both, private PTEs are write-protected in both and their
+    /// frames shared (refcount + 1) until a write copies or reuses them.
+    ///
+    /// Excludes the parent's writers with a read lock of the whole range
+    /// (every writer write-locks its area); the parent's faults, whatever
+    /// the policy, and madvise keep running: each PTE is copied in one PTL
+    /// critical section, so each page is copied before or after a racing
+    /// access (per-page atomicity), and the COW rule (refcount 1 or copy)
+    /// keeps a parent write after the copy out of the child's frame.
+    pub fn fork(&self) -> AddressSpace {
+        // Lock order (§4.8): the brk state, then the range lock, as brk.
+        let st = self.brk_read();
+        let _r = self.read_whole();
+        let child = AddressSpace {
+            tree: MapleTree::new(),
+            pt: PageTables::new(self.pt.frames.clone()),
+            lock: RwLock::new(WState {
+                start_brk: st.start_brk,
+                brk: st.brk,
+            }),
+            rl: RangeLock::new(),
+            reserved_maps: AtomicUsize::new(0),
+            policy: self.policy,
+            locking: self.locking,
+            gate: self.gate.clone(),
+            stack_rlimit: self.stack_rlimit,
+            max_map_count: self.max_map_count,
+        };
+        drop(st);
+        let pin = self.tree.pin();
+        // The VMA tree: inserted in address order in one transaction. The
+        // tree has no bulk build or structural copy yet (issue 13 owns the
+        // `__mt_dup`-like copy).
+        {
+            let mut txn = child.tree.write();
+            for (r, v) in pin.iter() {
+                debug_assert!(!v.is_dead(), "writers are excluded");
+                let ok = txn.insert(r, Vma::new(v.spec.clone()));
+                debug_assert!(ok.is_ok());
+            }
+            txn.commit();
+        }
+        for (r, v) in pin.iter() {
+            self.pt
+                .copy_to(&child.pt, r.start, r.end, v.spec.attrs.shared);
+        }
+        child
+    }
+}

@@ -1,0 +1,315 @@
+//! The frame table: simulated physical memory shared by the address spaces of
+//! one fork family (`AddressSpace::fork` hands the child an `Arc` of the
+//! parent's table). docs/DESIGN.md §4.9.
+//!
+//! A frame has an identity (its number, `pfn`, never 0), contents (one `u64`
+//! per page), a *refcount* (references: every PTE mapping it, plus every
+//! [`PageRef`](super::PageRef) pinning it) and a *mapcount* (the PTEs alone).
+//! The copy-on-write rule reads the refcount, never the mapcount (M9).
+//!
+//! Frames live in chunks allocated on demand and never moved, so a `&Frame`
+//! stays valid while the table lives. A freed frame goes to the free list of
+//! the freeing thread's shard and may be handed out again.
+//!
+//! Who touches what:
+//! * A new reference is taken only from an existing one: fork copies a PTE
+//!   under the parent's PTL, a pin takes one under the PTL of a PTE mapping
+//!   the frame. So when the refcount read under a PTL is 1, the only
+//!   reference is that PTL's PTE and nobody can add another meanwhile: the
+//!   COW reuse test is stable for the length of the critical section.
+//! * Contents are read and written under the PTL of a PTE mapping the frame,
+//!   or through a pin (read only). Private frames are written only through a
+//!   writable PTE, which maps an exclusively owned frame (M8).
+
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering, lock, shard_index};
+use std::ptr;
+
+#[cfg(not(loom))]
+const CHUNK_BITS: u32 = 14;
+#[cfg(not(loom))]
+const MAX_CHUNKS: usize = 4096;
+#[cfg(not(loom))]
+const SHARDS: usize = 16;
+#[cfg(loom)]
+const CHUNK_BITS: u32 = 2;
+#[cfg(loom)]
+const MAX_CHUNKS: usize = 8;
+#[cfg(loom)]
+const SHARDS: usize = 1;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// One page of simulated memory.
+pub(crate) struct Frame {
+    /// References: mapping PTEs plus pins. 0 = free.
+    refs: AtomicU32,
+    /// Mapping PTEs (all address spaces of the family).
+    maps: AtomicU32,
+    /// The page's contents.
+    value: AtomicU64,
+}
+
+/// Per-shard allocator state (each under its own mutex, on its own line).
+#[repr(align(128))]
+struct Shard(Mutex<ShardState>);
+
+struct ShardState {
+    free: Vec<u64>,
+    allocated: u64,
+    freed: u64,
+}
+
+/// Frame accounting of a family (exact when no member runs a call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameCounts {
+    pub(crate) allocated: u64,
+    pub(crate) freed: u64,
+}
+
+/// The simulated physical memory of a fork family.
+pub(crate) struct FrameTable {
+    /// Chunk `i` holds frames `i * CHUNK + 1 ..= (i + 1) * CHUNK`: a pointer
+    /// to the first of `CHUNK` frames, null until first used.
+    chunks: Box<[AtomicPtr<Frame>]>,
+    /// Frame slots ever handed out (the next fresh index).
+    next: AtomicU64,
+    shards: Box<[Shard]>,
+}
+
+// SAFETY: every field is atomics or mutex-protected; the chunks are owned by
+// the table and freed only by its `Drop` (`&mut self`).
+unsafe impl Sync for FrameTable {}
+// SAFETY: as above; no thread affinity.
+unsafe impl Send for FrameTable {}
+
+impl FrameTable {
+    pub(crate) fn new() -> FrameTable {
+        FrameTable {
+            chunks: (0..MAX_CHUNKS)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
+            next: AtomicU64::new(0),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Shard(Mutex::new(ShardState {
+                        free: Vec::new(),
+                        allocated: 0,
+                        freed: 0,
+                    }))
+                })
+                .collect(),
+        }
+    }
+
+    /// The frame numbered `pfn`, which was handed out by `alloc`.
+    pub(crate) fn frame(&self, pfn: u64) -> &Frame {
+        let i = pfn - 1;
+        // Acquire: pairs with the Release CAS in `chunk`, so the chunk's
+        // initialised frames are visible. A caller learned `pfn` from a PTE
+        // (under a PTL) or from `alloc`, both after the chunk was installed.
+        let c = self.chunks[(i >> CHUNK_BITS) as usize].load(Ordering::Acquire);
+        assert!(!c.is_null(), "frame {pfn} was never allocated");
+        // SAFETY: `c` points to `CHUNK` frames that live until the table
+        // is dropped (`&self` is borrowed); the index is below `CHUNK`.
+        unsafe { &*c.add((i as usize) & (CHUNK - 1)) }
+    }
+
+    /// Makes sure chunk `c` exists.
+    fn chunk(&self, c: usize) {
+        let e = &self.chunks[c];
+        // Acquire: as in `frame`.
+        if !e.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let fresh: Box<[Frame]> = (0..CHUNK)
+            .map(|_| Frame {
+                refs: AtomicU32::new(0),
+                maps: AtomicU32::new(0),
+                value: AtomicU64::new(0),
+            })
+            .collect();
+        let p = Box::into_raw(fresh).cast::<Frame>();
+        // AcqRel: Release publishes the initialised chunk to `frame`'s
+        // Acquire load; Acquire on failure (below) sees the winner's chunk.
+        if e.compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: `p` came from `Box::into_raw` of `CHUNK` frames above
+            // and was never published.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+        }
+    }
+
+    /// Allocates a frame holding `value`, with one reference and one mapping
+    /// (the caller's PTE, installed under its PTL before anyone can see it).
+    pub(crate) fn alloc(&self, value: u64) -> u64 {
+        let pfn = {
+            let mut s = lock(&self.shards[shard_index() % SHARDS].0);
+            s.allocated += 1;
+            match s.free.pop() {
+                Some(p) => p,
+                None => {
+                    // Relaxed: only hands out distinct indexes.
+                    let i = self.next.fetch_add(1, Ordering::Relaxed);
+                    assert!(i < (MAX_CHUNKS * CHUNK) as u64, "out of simulated frames");
+                    self.chunk((i >> CHUNK_BITS) as usize);
+                    i + 1
+                }
+            }
+        };
+        let f = self.frame(pfn);
+        // Relaxed: the frame is ours alone (free, or fresh) until the caller
+        // publishes `pfn` in a PTE under its PTL, which orders these stores.
+        f.value.store(value, Ordering::Relaxed);
+        f.maps.store(1, Ordering::Relaxed);
+        f.refs.store(1, Ordering::Relaxed);
+        pfn
+    }
+
+    /// Adds a mapping (and its reference) of a frame the caller holds a
+    /// reference to (fork, under the parent PTE's PTL).
+    pub(crate) fn dup(&self, pfn: u64) {
+        let f = self.frame(pfn);
+        // Relaxed: a new reference made from an existing one, as `Arc::clone`;
+        // the PTL of the existing reference orders it against the COW test.
+        let old = f.refs.fetch_add(1, Ordering::Relaxed);
+        debug_assert!(old > 0, "dup of free frame {pfn}");
+        // Relaxed: the mapcount orders nothing (checks at quiescent points).
+        f.maps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes a reference without a mapping (a pin), from an existing mapping.
+    pub(crate) fn get(&self, pfn: u64) {
+        // Relaxed: as in `dup`.
+        let old = self.frame(pfn).refs.fetch_add(1, Ordering::Relaxed);
+        debug_assert!(old > 0, "pin of free frame {pfn}");
+    }
+
+    /// Drops a mapping and its reference; true if the frame was freed.
+    pub(crate) fn unmap(&self, pfn: u64) -> bool {
+        // Relaxed: see `dup`.
+        let old = self.frame(pfn).maps.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(old > 0, "unmap of unmapped frame {pfn}");
+        self.put(pfn)
+    }
+
+    /// Drops a reference; frees the frame when it was the last. True if freed.
+    pub(crate) fn put(&self, pfn: u64) -> bool {
+        let f = self.frame(pfn);
+        // AcqRel: Release orders our reads of the contents before the
+        // Acquire load in `exclusive` of the holder that then reuses and
+        // writes the frame (COW reuse); Acquire, when we drop the last
+        // reference, orders every other holder's accesses before the free
+        // and the frame's reuse.
+        let old = f.refs.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(old > 0, "double free of frame {pfn}");
+        if old != 1 {
+            return false;
+        }
+        let mut s = lock(&self.shards[shard_index() % SHARDS].0);
+        s.freed += 1;
+        s.free.push(pfn);
+        true
+    }
+
+    /// Whether the caller's reference is the only one (the COW reuse test,
+    /// under the PTL of the PTE holding that reference).
+    pub(crate) fn exclusive(&self, pfn: u64) -> bool {
+        // Acquire: pairs with the Release of `put` by the holder that
+        // dropped the last other reference: its reads of the contents
+        // happen before our writes into the reused frame.
+        self.frame(pfn).refs.load(Ordering::Acquire) == 1
+    }
+
+    /// The contents (under a PTL mapping the frame, or through a pin).
+    pub(crate) fn value(&self, pfn: u64) -> u64 {
+        // Relaxed: ordered by the PTL or the refcount (module docs); writers
+        // of a shared frame in different spaces race like real memory, each
+        // access atomic (per-page atomicity).
+        self.frame(pfn).value.load(Ordering::Relaxed)
+    }
+
+    /// Sets the contents (under the PTL of a writable PTE mapping the frame).
+    pub(crate) fn set_value(&self, pfn: u64, v: u64) {
+        // Relaxed: see `value`.
+        self.frame(pfn).value.store(v, Ordering::Relaxed);
+    }
+
+    /// (refs, maps) of a frame (checks).
+    pub(crate) fn counts(&self, pfn: u64) -> (u32, u32) {
+        let f = self.frame(pfn);
+        // Relaxed: checks at quiescent points.
+        (
+            f.refs.load(Ordering::Relaxed),
+            f.maps.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Allocation totals (sums of the shards).
+    pub(crate) fn totals(&self) -> FrameCounts {
+        let mut c = FrameCounts {
+            allocated: 0,
+            freed: 0,
+        };
+        for s in self.shards.iter() {
+            let s = lock(&s.0);
+            c.allocated += s.allocated;
+            c.freed += s.freed;
+        }
+        c
+    }
+
+    /// Checks the table at a point where no member of the family runs a call
+    /// (M6): every slot ever handed out is either live (refcount > 0) or on
+    /// exactly one free list, never both; `allocated = freed + live`. Returns
+    /// the live frames as `(pfn, refs, maps)`.
+    pub(crate) fn audit(&self) -> Result<Vec<(u64, u32, u32)>, String> {
+        // Relaxed: quiescent.
+        let n = self.next.load(Ordering::Relaxed);
+        let mut on_free = vec![false; n as usize];
+        let c = self.totals();
+        for s in self.shards.iter() {
+            for &p in &lock(&s.0).free {
+                if std::mem::replace(&mut on_free[(p - 1) as usize], true) {
+                    return Err(format!("frame {p} freed twice"));
+                }
+            }
+        }
+        let mut live = Vec::new();
+        for pfn in 1..=n {
+            let (r, m) = self.counts(pfn);
+            let free = on_free[(pfn - 1) as usize];
+            if (r == 0) != free {
+                return Err(format!("frame {pfn}: refs {r}, on a free list {free}"));
+            }
+            if m > r {
+                return Err(format!("frame {pfn}: mapcount {m} > refcount {r}"));
+            }
+            if r > 0 {
+                live.push((pfn, r, m));
+            }
+        }
+        if c.allocated != c.freed + live.len() as u64 {
+            return Err(format!(
+                "frames do not balance: allocated {} != freed {} + live {}",
+                c.allocated,
+                c.freed,
+                live.len()
+            ));
+        }
+        Ok(live)
+    }
+}
+
+impl Drop for FrameTable {
+    fn drop(&mut self) {
+        for e in self.chunks.iter() {
+            // Relaxed: `&mut self`, no other thread.
+            let p = e.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: installed by `chunk` from `Box::into_raw` of
+                // `CHUNK` frames; freed once, here.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+            }
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! fork, copy-on-write and the frame table (issue 14, docs/DESIGN.md §4.9):
+//! scenario tests, a differential proptest of page contents across a fork
+//! family, threaded fork/fault/write interleavings with exact frame
+//! accounting, and (ignored) the parent's fault throughput while forking.
+
+use maple_rcu::mm::Access;
+use maple_rcu::mm::{AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, MapFlags, Prot};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+const P: u64 = 4096;
+const A: u64 = 0x1000_0000;
+const S: u64 = 0x2000_0000;
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const PRIV: MapFlags = MapFlags::PRIVATE
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+const SHARED: MapFlags = MapFlags::SHARED
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+const POLICIES: [FaultPolicy; 4] = [
+    FaultPolicy::Speculative,
+    FaultPolicy::PerVmaLock,
+    FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
+];
+
+fn family_ok(spaces: &[&AddressSpace]) {
+    AddressSpace::check_family(spaces).unwrap();
+}
+
+#[test]
+fn private_pages_are_copied_on_write() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 4 * P, RW, PRIV).unwrap();
+        for i in 0..4 {
+            p.write(A + i * P, 100 + i).unwrap();
+        }
+        let c = p.fork();
+        family_ok(&[&p, &c]);
+        for i in 0..4 {
+            let (pp, cp) = (
+                p.translate(A + i * P).unwrap(),
+                c.translate(A + i * P).unwrap(),
+            );
+            assert_eq!(pp.frame, cp.frame, "shared after fork");
+            assert_eq!(pp.prot, Prot::READ, "parent write-protected");
+            assert_eq!(cp.prot, Prot::READ, "child write-protected");
+            assert_eq!(c.read(A + i * P), Ok(100 + i));
+        }
+        // The parent's write copies (refcount 2); the child keeps the old value.
+        let old = p.translate(A).unwrap().frame;
+        assert_eq!(p.fault(A, Access::Write), Ok(FaultOutcome::Copied));
+        assert_ne!(p.translate(A).unwrap().frame, old);
+        assert_eq!(c.translate(A).unwrap().frame, old);
+        p.write(A, 7).unwrap();
+        assert_eq!((p.read(A), c.read(A)), (Ok(7), Ok(100)));
+        // The child's write to page 0 now reuses: it holds the only reference.
+        assert_eq!(c.fault(A, Access::Write), Ok(FaultOutcome::Upgraded));
+        assert_eq!(c.translate(A).unwrap().frame, old);
+        // Page 1: the child writes first (copy), then the parent reuses.
+        c.write(A + P, 8).unwrap();
+        let f1 = p.translate(A + P).unwrap().frame;
+        assert_eq!(p.fault(A + P, Access::Write), Ok(FaultOutcome::Upgraded));
+        assert_eq!(p.translate(A + P).unwrap().frame, f1);
+        assert_eq!((p.read(A + P), c.read(A + P)), (Ok(101), Ok(8)));
+        // A read fault never makes a shared frame writable.
+        assert_eq!(p.translate(A + 2 * P).unwrap().prot, Prot::READ);
+        let s = p.stats();
+        assert_eq!((s.cow_copies, s.cow_reuses), (1, 1), "{s:?}");
+        family_ok(&[&p, &c]);
+        drop(c);
+        family_ok(&[&p]);
+        let s = p.stats();
+        assert_eq!(s.frames_live, s.frames_mapped, "{s:?}");
+        assert_eq!(s.frames_allocated, s.frames_live + s.frames_freed);
+    }
+}
+
+/// CVE-2020-29374: reusing on mapcount 1 leaks the parent's later writes
+/// into a reference the child still holds. The refcount rule copies.
+#[test]
+fn reuse_needs_refcount_one_not_mapcount() {
+    let p = AddressSpace::new();
+    p.mmap(Some(A), P, RW, PRIV).unwrap();
+    p.write(A, 1).unwrap();
+    let c = p.fork();
+    let pin = c.get_page(A).unwrap();
+    c.munmap(A, P).unwrap();
+    // Mapcount 1 (the parent's PTE), refcount 2 (the pin).
+    assert_eq!(p.fault(A, Access::Write), Ok(FaultOutcome::Copied));
+    p.write(A, 2).unwrap();
+    assert_eq!(
+        pin.read(),
+        1,
+        "the child's reference sees the parent's write"
+    );
+    assert_ne!(p.translate(A).unwrap().frame, pin.frame());
+    drop(pin);
+    family_ok(&[&p, &c]);
+}
+
+#[test]
+fn read_only_at_fork_then_mprotect_writable() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 2 * P, RW, PRIV).unwrap();
+        p.write(A, 5).unwrap();
+        assert_eq!(p.read(A + P), Ok(0)); // a read-faulted page
+        p.mprotect(A, 2 * P, Prot::READ).unwrap();
+        let c = p.fork();
+        assert_eq!(c.write(A, 1), Err(FaultError::Access));
+        c.mprotect(A, 2 * P, RW).unwrap();
+        p.mprotect(A, 2 * P, RW).unwrap();
+        c.write(A, 6).unwrap();
+        c.write(A + P, 9).unwrap();
+        assert_eq!((p.read(A), p.read(A + P)), (Ok(5), Ok(0)));
+        p.write(A, 7).unwrap();
+        assert_eq!((c.read(A), c.read(A + P)), (Ok(6), Ok(9)));
+        assert_eq!(p.read(A), Ok(7));
+        family_ok(&[&p, &c]);
+    }
+}
+
+#[test]
+fn shared_pages_stay_shared() {
+    let p = AddressSpace::new();
+    p.mmap(Some(S), 2 * P, RW, SHARED).unwrap();
+    p.write(S, 1).unwrap();
+    p.write(S + P, 2).unwrap();
+    let c = p.fork();
+    assert_eq!(c.translate(S).unwrap().prot, RW, "shared stays writable");
+    c.write(S, 3).unwrap();
+    assert_eq!(p.read(S), Ok(3));
+    p.write(S + P, 4).unwrap();
+    assert_eq!(c.read(S + P), Ok(4));
+    assert_eq!(p.stats().cow_copies + c.stats().cow_copies, 0);
+    family_ok(&[&p, &c]);
+}
+
+#[test]
+fn nested_fork_and_exit() {
+    let p = AddressSpace::new();
+    p.mmap(Some(A), 3 * P, RW, PRIV).unwrap();
+    for i in 0..3 {
+        p.write(A + i * P, i).unwrap();
+    }
+    let c = p.fork();
+    c.write(A, 10).unwrap();
+    let g = c.fork();
+    assert_eq!(
+        [g.read(A), g.read(A + P), g.read(A + 2 * P)],
+        [Ok(10), Ok(1), Ok(2)]
+    );
+    // Page 1 is shared three ways.
+    let f = p.translate(A + P).unwrap().frame;
+    assert_eq!(g.translate(A + P).unwrap().frame, f);
+    g.write(A + P, 11).unwrap();
+    p.write(A + P, 12).unwrap();
+    assert_eq!(
+        [p.read(A + P), c.read(A + P), g.read(A + P)],
+        [Ok(12), Ok(1), Ok(11)]
+    );
+    family_ok(&[&p, &c, &g]);
+    drop(c);
+    family_ok(&[&p, &g]);
+    drop(p);
+    family_ok(&[&g]);
+    let s = g.stats();
+    assert_eq!(s.frames_live, s.frames_mapped);
+}
+
+// ----- differential test against a model of per-process page contents ------
+
+const NPRIV: u64 = 6;
+const NSHARED: u64 = 2;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write(usize, u64, u64),
+    Read(usize, u64),
+    Fork(usize),
+    Exit(usize),
+    Protect(usize, u64, bool),
+    DontNeed(usize, u64),
+    WriteShared(usize, u64, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4usize, 0..NPRIV, 1..1000u64).prop_map(|(p, i, v)| Op::Write(p, i, v)),
+        3 => (0..4usize, 0..NPRIV).prop_map(|(p, i)| Op::Read(p, i)),
+        2 => (0..4usize).prop_map(Op::Fork),
+        1 => (0..4usize).prop_map(Op::Exit),
+        2 => (0..4usize, 0..NPRIV, any::<bool>()).prop_map(|(p, i, w)| Op::Protect(p, i, w)),
+        1 => (0..4usize, 0..NPRIV).prop_map(|(p, i)| Op::DontNeed(p, i)),
+        1 => (0..4usize, 0..NSHARED, 1..1000u64).prop_map(|(p, i, v)| Op::WriteShared(p, i, v)),
+    ]
+}
+
+/// One process of the model: its private pages' values and writability.
+#[derive(Clone)]
+struct Proc {
+    val: Vec<u64>,
+    writable: Vec<bool>,
+}
+
+fn run_family(policy: FaultPolicy, ops: &[Op]) {
+    let root = AddressSpace::with_policy(policy);
+    root.mmap(Some(A), NPRIV * P, RW, PRIV).unwrap();
+    root.mmap(Some(S), NSHARED * P, RW, SHARED).unwrap();
+    // Shared pages are faulted before any fork and never zapped, so every
+    // member maps the same frames (no shmem object yet: DESIGN §4.9).
+    for i in 0..NSHARED {
+        root.write(S + i * P, 0).unwrap();
+    }
+    let mut spaces = vec![root];
+    let mut model = vec![Proc {
+        val: vec![0; NPRIV as usize],
+        writable: vec![true; NPRIV as usize],
+    }];
+    let mut shared = [0u64; NSHARED as usize];
+    for o in ops {
+        match *o {
+            Op::Write(p, i, v) => {
+                let p = p % spaces.len();
+                let r = spaces[p].write(A + i * P, v);
+                if model[p].writable[i as usize] {
+                    assert_eq!(r, Ok(()));
+                    model[p].val[i as usize] = v;
+                } else {
+                    assert_eq!(r, Err(FaultError::Access));
+                }
+            }
+            Op::Read(p, i) => {
+                let p = p % spaces.len();
+                assert_eq!(
+                    spaces[p].read(A + i * P),
+                    Ok(model[p].val[i as usize]),
+                    "{o:?}"
+                );
+            }
+            Op::Fork(p) => {
+                let p = p % spaces.len();
+                if spaces.len() < 4 {
+                    let c = spaces[p].fork();
+                    spaces.push(c);
+                    model.push(model[p].clone());
+                }
+            }
+            Op::Exit(p) => {
+                if spaces.len() > 1 {
+                    let p = p % spaces.len();
+                    spaces.swap_remove(p);
+                    model.swap_remove(p);
+                }
+            }
+            Op::Protect(p, i, w) => {
+                let p = p % spaces.len();
+                let prot = if w { RW } else { Prot::READ };
+                spaces[p].mprotect(A + i * P, P, prot).unwrap();
+                model[p].writable[i as usize] = w;
+            }
+            Op::DontNeed(p, i) => {
+                let p = p % spaces.len();
+                spaces[p].madvise(A + i * P, P, Advice::DontNeed).unwrap();
+                model[p].val[i as usize] = 0;
+            }
+            Op::WriteShared(p, i, v) => {
+                let p = p % spaces.len();
+                spaces[p].write(S + i * P, v).unwrap();
+                shared[i as usize] = v;
+            }
+        }
+        for (s, m) in spaces.iter().zip(&model) {
+            for i in 0..NPRIV {
+                assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
+            }
+            for i in 0..NSHARED {
+                assert_eq!(s.read(S + i * P), Ok(shared[i as usize]), "after {o:?}");
+            }
+        }
+        let refs: Vec<&AddressSpace> = spaces.iter().collect();
+        AddressSpace::check_family(&refs).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    #[test]
+    fn family_matches_model(policy in 0..4usize, ops in prop::collection::vec(op(), 1..40)) {
+        run_family(POLICIES[policy], &ops);
+    }
+}
+
+// ----- threads: forks racing the parent's faults and writes -----------------
+
+/// A writer thread writes `(page << 32) | seq` to each page in turn while the
+/// main thread forks. Each child must see, for each page, a value the writer
+/// wrote for that page, no older than the writer's last completed write
+/// before the fork started and no newer than its last started write after
+/// it ended (per-page atomicity). Children then scribble; the parent must
+/// not see it. Frames balance exactly at the end.
+#[test]
+fn fork_races_parent_writes() {
+    const PAGES: u64 = 8;
+    const FORKS: usize = 60;
+    for policy in POLICIES {
+        let p = Arc::new(AddressSpace::with_policy(policy));
+        p.mmap(Some(A), PAGES * P, RW, PRIV).unwrap();
+        let done: Arc<Vec<AtomicU64>> = Arc::new((0..PAGES).map(|_| AtomicU64::new(0)).collect());
+        let started: Arc<Vec<AtomicU64>> =
+            Arc::new((0..PAGES).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let bar = Arc::new(Barrier::new(2));
+        let w = {
+            let (p, done, started, stop, bar) = (
+                p.clone(),
+                done.clone(),
+                started.clone(),
+                stop.clone(),
+                bar.clone(),
+            );
+            thread::spawn(move || {
+                bar.wait();
+                let mut seq = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..PAGES {
+                        started[i as usize].store(seq, Ordering::SeqCst);
+                        p.write(A + i * P, (i << 32) | seq).unwrap();
+                        done[i as usize].store(seq, Ordering::SeqCst);
+                    }
+                    seq += 1;
+                }
+            })
+        };
+        bar.wait();
+        let mut forks = 0;
+        while forks < FORKS || done[PAGES as usize - 1].load(Ordering::SeqCst) < 20 {
+            forks += 1;
+            let lo: Vec<u64> = done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+            let c = p.fork();
+            let hi: Vec<u64> = started.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+            for i in 0..PAGES {
+                let v = c.read(A + i * P).unwrap();
+                let (page, seq) = (v >> 32, v & 0xffff_ffff);
+                if v != 0 {
+                    assert_eq!(page, i, "page {i} holds another page's value");
+                }
+                assert!(
+                    seq >= lo[i as usize] && seq <= hi[i as usize],
+                    "{policy:?} page {i}: child saw {seq}, window {}..={}",
+                    lo[i as usize],
+                    hi[i as usize]
+                );
+                c.write(A + i * P, u64::MAX).unwrap();
+            }
+            drop(c);
+        }
+        stop.store(true, Ordering::Relaxed);
+        w.join().unwrap();
+        for i in 0..PAGES {
+            let v = p.read(A + i * P).unwrap();
+            assert_eq!(v, (i << 32) | done[i as usize].load(Ordering::SeqCst));
+            assert!(v != 0, "the writer wrote every page");
+        }
+        AddressSpace::check_family(&[&p]).unwrap();
+        let s = p.stats();
+        assert_eq!(s.frames_live, s.frames_mapped, "{s:?}");
+        assert_eq!(s.frames_allocated, s.frames_freed + s.frames_live);
+    }
+}
+
+/// Two processes of one family fault, write, munmap and fork concurrently;
+/// afterwards every frame's counts are exact (no leak, no double free).
+#[test]
+fn threaded_family_accounting_is_exact() {
+    for policy in POLICIES {
+        let p = Arc::new(AddressSpace::with_policy(policy));
+        p.mmap(Some(A), 16 * P, RW, PRIV).unwrap();
+        for i in 0..16 {
+            p.write(A + i * P, i).unwrap();
+        }
+        let c = Arc::new(p.fork());
+        let bar = Arc::new(Barrier::new(3));
+        let kids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let hs: Vec<_> = [p.clone(), c.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(t, s)| {
+                let (bar, kids) = (bar.clone(), kids.clone());
+                thread::spawn(move || {
+                    bar.wait();
+                    for r in 0..200u64 {
+                        let i = (r * 7 + t as u64) % 16;
+                        match r % 5 {
+                            0 | 1 => s.write(A + i * P, r).unwrap(),
+                            2 => {
+                                s.read(A + i * P).unwrap();
+                            }
+                            3 => s.madvise(A + i * P, P, Advice::DontNeed).unwrap(),
+                            _ => {
+                                if r % 25 == 4 {
+                                    kids.lock().unwrap().push(s.fork());
+                                } else {
+                                    s.write(A + i * P, r).unwrap();
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let forker = {
+            let (p, bar, kids) = (p.clone(), bar.clone(), kids.clone());
+            thread::spawn(move || {
+                bar.wait();
+                for _ in 0..20 {
+                    let k = p.fork();
+                    k.write(A, 1).unwrap();
+                    kids.lock().unwrap().push(k);
+                }
+            })
+        };
+        for h in hs {
+            h.join().unwrap();
+        }
+        forker.join().unwrap();
+        let kids = std::mem::take(&mut *kids.lock().unwrap());
+        let mut all: Vec<&AddressSpace> = vec![&p, &c];
+        all.extend(kids.iter());
+        AddressSpace::check_family(&all).unwrap();
+        drop(all);
+        drop(kids);
+        drop(c);
+        AddressSpace::check_family(&[&p]).unwrap();
+    }
+}
+
+// ----- measurement -------------------------------------------------------------
+
+/// The parent's fault throughput (touch, DONTNEED, touch again) with and
+/// without a thread forking in a loop, per policy. `cargo test --release
+/// --test fork -- --ignored --nocapture fork_fault_throughput`.
+#[test]
+#[ignore]
+fn fork_fault_throughput() {
+    const PAGES: u64 = 256;
+    for policy in POLICIES {
+        let mut line = format!("{policy:?}:");
+        for forking in [false, true] {
+            let p = Arc::new(AddressSpace::with_policy(policy));
+            p.mmap(Some(A), PAGES * P, RW, PRIV).unwrap();
+            p.mmap(Some(S), 1024 * P, RW, PRIV).unwrap();
+            for i in 0..1024 {
+                p.write(S + i * P, i).unwrap();
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let forks = Arc::new(AtomicU64::new(0));
+            let f = forking.then(|| {
+                let (p, stop, forks) = (p.clone(), stop.clone(), forks.clone());
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        drop(p.fork());
+                        forks.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            });
+            let t0 = std::time::Instant::now();
+            let mut n = 0u64;
+            while t0.elapsed().as_millis() < 500 {
+                for i in 0..PAGES {
+                    p.write(A + i * P, i).unwrap();
+                }
+                p.madvise(A, PAGES * P, Advice::DontNeed).unwrap();
+                n += PAGES;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            stop.store(true, Ordering::Relaxed);
+            if let Some(f) = f {
+                f.join().unwrap();
+            }
+            line += &format!(
+                "  {} faults/s{}",
+                (n as f64 / secs) as u64,
+                if forking {
+                    format!(
+                        " while forking ({} forks/s)",
+                        (forks.load(Ordering::Relaxed) as f64 / secs) as u64
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        println!("{line}");
+    }
+}
+
+/// Exit against unmapping everything: 1,000 VMAs, 100,000 touched pages.
+/// `cargo test --release --test fork -- --ignored --nocapture exit_vs_munmap`.
+#[test]
+#[ignore]
+fn exit_vs_munmap() {
+    const VMAS: u64 = 1000;
+    const PAGES: u64 = 100;
+    let build = || {
+        let mm = AddressSpace::new();
+        for v in 0..VMAS {
+            // A one-page hole between VMAs keeps them apart.
+            let at = A + v * (PAGES + 1) * P;
+            mm.mmap(Some(at), PAGES * P, RW, PRIV).unwrap();
+            for i in 0..PAGES {
+                mm.write(at + i * P, i).unwrap();
+            }
+        }
+        mm
+    };
+    // Best of five of each (the machine is shared).
+    let (mut unmap, mut exit) = (std::time::Duration::MAX, std::time::Duration::MAX);
+    for _ in 0..5 {
+        let mm = build();
+        let t = std::time::Instant::now();
+        for v in 0..VMAS {
+            mm.munmap(A + v * (PAGES + 1) * P, PAGES * P).unwrap();
+        }
+        drop(mm);
+        unmap = unmap.min(t.elapsed());
+        let mm = build();
+        let t = std::time::Instant::now();
+        drop(mm);
+        exit = exit.min(t.elapsed());
+    }
+    println!("munmap everything then drop: {unmap:?}; drop (bulk exit): {exit:?}");
+}
