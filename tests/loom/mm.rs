@@ -18,7 +18,7 @@ const FIXED: MapFlags = MapFlags::PRIVATE
 /// top-level entries of the page tables (one loom branch each).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
-    b.max_branches = 20_000;
+    b.max_branches = 100_000;
     b.check(f);
 }
 
