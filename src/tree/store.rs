@@ -199,18 +199,21 @@ impl<V: Send> WriteTxn<'_, V> {
             };
             n += 1;
             self.core.remove(r.start);
-            if a <= r.start && r.end <= b {
-                // Covered: its value stays in `removed`, retired at commit.
-                continue;
-            }
-            self.keep_value(p);
-            if r.start < a {
-                self.reinsert(r.start, a, p);
-                if let Some(v) = right {
-                    self.core.insert(b, r.end, Box::into_raw(Box::new(v)));
+            if r.start < a || r.end > b {
+                // A piece sticks out: it keeps the value (module docs).
+                self.keep_value(p);
+                if r.start < a {
+                    self.reinsert(r.start, a, p);
+                    if let Some(v) = right {
+                        self.core.insert(b, r.end, Box::into_raw(Box::new(v)));
+                    }
+                } else {
+                    self.reinsert(b, r.end, p);
                 }
-            } else {
-                self.reinsert(b, r.end, p);
+            } // else covered: its value stays in `removed`, retired at commit.
+            if r.end >= b {
+                // Entries do not overlap: no later one starts below `b`.
+                return n;
             }
         }
     }
