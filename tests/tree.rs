@@ -681,10 +681,9 @@ proptest! {
                 w.validate().unwrap();
             }
             if commit { w.commit() } else { drop(w) }
-            if let Some(a) = t.pin().first().map(|(r, _)| r.start) {
-                if commit {
-                    taken.push(t.take(a).unwrap().1);
-                }
+            let first = t.pin().first().map(|(r, _)| r.start);
+            if commit && let Some(a) = first {
+                taken.push(t.take(a).unwrap().1);
             }
             t.validate().unwrap();
         }

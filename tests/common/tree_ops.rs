@@ -66,7 +66,7 @@ pub enum TxnOp {
 
 /// The predicate of `Op::Retain(m)`/`TxnOp::Retain(m)` (`m == 0`: clear).
 pub fn keep(m: u64, r: &Range<u64>, v: u64) -> bool {
-    m != 0 && (r.start ^ v) % m != 0
+    m != 0 && !(r.start ^ v).is_multiple_of(m)
 }
 
 /// What `remove_exact(r)` must return on `m` (and apply it).
