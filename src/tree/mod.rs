@@ -214,7 +214,9 @@ unsafe impl<V: Sync> Sync for ReadGuard<'_, V> {}
 ///
 /// It holds the tree's writer lock for as long as it lives, so whatever code
 /// of yours runs between its calls runs under that lock (another write on
-/// this tree from that code deadlocks). Its own methods run none of yours.
+/// this tree from that code deadlocks). Its own methods run none of yours,
+/// except `V::clone` when [`store`](WriteTxn::store)/[`erase`](WriteTxn::erase)
+/// split an entry, and [`retain`](WriteTxn::retain)'s predicate.
 /// Dropping it without commit drops the values it inserted *after* releasing
 /// the lock (a panicking drop is caught, the others still dropped, then the
 /// first panic re-raised unless the thread is already unwinding).
