@@ -18,4 +18,4 @@ pub mod uffd;
 pub use rangelock::{
     RangeLock, RangeLockError, RangeLockSet, RangeMode, RangeReadGuard, RangeWriteGuard,
 };
-pub use tree::MapleTree;
+pub use tree::{MapleTree, ReadGuard, WriteTxn};

@@ -374,6 +374,10 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
         1 => addr().prop_map(TxnOp::Next),
         1 => (addr(), addr(), any::<u64>()).prop_map(|(a, b, z)| TxnOp::Range(a, b, z)),
         1 => gap_args().prop_map(|(s, a, lo, hi, r)| TxnOp::Gap(s, a, lo, hi, r)),
+        4 => (addr(), 0..80u64).prop_map(|(s, l)| TxnOp::Store(s, l)),
+        2 => (addr(), 0..80u64).prop_map(|(s, l)| TxnOp::Erase(s, l)),
+        1 => (addr(), 0..40u64).prop_map(|(s, l)| TxnOp::RemoveExact(s, l)),
+        1 => (0..5u64).prop_map(TxnOp::Retain),
     ]
 }
 
@@ -389,6 +393,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (addr(), addr(), any::<u64>()).prop_map(|(a, b, z)| Op::Range(a, b, z)),
         3 => gap_args().prop_map(|(s, a, lo, hi, r)| Op::Gap(s, a, lo, hi, r)),
         1 => (addr(), addr()).prop_map(|(a, b)| Op::Gaps(a, b)),
+        4 => (addr(), 0..80u64).prop_map(|(s, l)| Op::Store(s, l)),
+        2 => (addr(), 0..80u64).prop_map(|(s, l)| Op::Erase(s, l)),
+        1 => (addr(), 0..40u64).prop_map(|(s, l)| Op::RemoveExact(s, l)),
+        1 => addr().prop_map(Op::Take),
+        1 => prop_oneof![20 => 1..6u64, 1 => Just(0u64)].prop_map(Op::Retain),
     ]
 }
 
@@ -637,4 +646,136 @@ fn tree_drop_frees_everything_once_despite_a_panicking_drop() {
         Some(&"value drop panic (expected by the test)")
     );
     assert_eq!(dropped.load(Ordering::SeqCst), 100);
+}
+
+/// One step of the value-accounting test: `(kind, start, len, commit)`.
+fn owned_op() -> impl Strategy<Value = (u8, u64, u64, bool)> {
+    (0..6u8, 0..200u64, 0..60u64, any::<bool>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    /// store/erase reuse a trimmed entry's value and clone it for a split;
+    /// take hands a value out. Whatever mix of those, in transactions that
+    /// commit or abort, every value (and every clone) is dropped exactly
+    /// once: the token's count returns to 1 and nothing double-drops.
+    #[test]
+    fn store_erase_take_drop_every_value_once(
+        txns in prop::collection::vec(prop::collection::vec(owned_op(), 1..6), 1..40)
+    ) {
+        let token = Arc::new(0u64);
+        let t: MapleTree<Arc<u64>> = MapleTree::new();
+        let mut taken = Vec::new();
+        for ops in txns {
+            let commit = ops[0].3;
+            let mut w = t.write();
+            for (kind, s, l, _) in ops {
+                let r = s..s + l;
+                match kind {
+                    0 | 1 => drop(w.store(r, token.clone())),
+                    2 => drop(w.erase(r)),
+                    3 => drop(w.insert(r, token.clone())),
+                    4 => drop(w.remove(s)),
+                    _ => drop(w.remove_exact(r)),
+                }
+                w.validate().unwrap();
+            }
+            if commit { w.commit() } else { drop(w) }
+            let first = t.pin().first().map(|(r, _)| r.start);
+            if commit && let Some(a) = first {
+                taken.push(t.take(a).unwrap().1);
+            }
+            t.validate().unwrap();
+        }
+        // Handles dropped before, after and without their grace period.
+        for (i, h) in taken.into_iter().enumerate() {
+            match i % 3 {
+                0 => drop(h),
+                1 => drop(h.wait()),
+                _ => drop(h.try_take()),
+            }
+        }
+        t.reclaim().unwrap();
+        drop(t);
+        prop_assert_eq!(Arc::strong_count(&token), 1);
+    }
+}
+
+#[test]
+fn store_clone_panics_leave_the_tree_unchanged() {
+    #[derive(Debug, PartialEq)]
+    struct Brittle(u32);
+    impl Clone for Brittle {
+        fn clone(&self) -> Self {
+            panic!("no clones");
+        }
+    }
+    let t = MapleTree::new();
+    t.insert(0..100, Brittle(1)).unwrap();
+    // Trimming reuses the value: no clone.
+    t.store(90..110, Brittle(2)).unwrap();
+    assert_eq!(t.erase(0..10), Ok(1));
+    // A split needs one, and the panic leaves the tree as it was.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.store(40..50, Brittle(3)).unwrap()
+    }));
+    assert!(r.is_err());
+    let v: Vec<_> = t.pin().iter().map(|(r, v)| (r, v.0)).collect();
+    assert_eq!(v, [(10..90, 1), (90..110, 2)]);
+    t.validate().unwrap();
+    // The writer lock was released (and the tree works) after the panic.
+    t.erase(95..200).unwrap();
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn a_trimmed_value_keeps_its_address_for_old_and_new_readers() {
+    let t = MapleTree::new();
+    t.insert(0..100, String::from("a")).unwrap();
+    let old = t.pin();
+    t.store(50..60, String::from("b")).unwrap();
+    let new = t.pin();
+    let (p_old, p_new) = (old.get(10).unwrap().1, new.get(10).unwrap().1);
+    assert!(std::ptr::eq(p_old, p_new));
+    // The right piece is a clone, at another address.
+    assert!(!std::ptr::eq(p_old, new.get(70).unwrap().1));
+    assert_eq!(old.iter().count(), 1);
+    assert_eq!(new.iter().count(), 3);
+}
+
+#[test]
+fn std_traits() {
+    let t: MapleTree<u64> = (0..50).map(|i| (i * 10..i * 10 + 5, i)).collect();
+    let u = MapleTree::try_from_iter(t.pin().iter().map(|(r, v)| (r, *v)).rev()).unwrap();
+    assert_eq!(t, u);
+    u.store(0..1, 0).unwrap();
+    assert_ne!(t, u);
+    let r = t.pin();
+    assert_eq!(format!("{:?}", t.pin().range(0..1)), "Iter { .. }");
+    assert!(format!("{r:?}").starts_with("{0..5: 0, 10..15: 1,"));
+    assert_eq!((&r).into_iter().count(), 50);
+    // One snapshot shared by scoped threads.
+    let n: usize = std::thread::scope(|s| {
+        let a = s.spawn(|| r.gaps(0..500).count());
+        let b = s.spawn(|| r.gaps(0..500).rev().count());
+        a.join().unwrap() + b.join().unwrap()
+    });
+    assert_eq!(n, 100);
+    drop(r);
+    let mut t = t;
+    t.extend([(1000..1001, 7)]);
+    assert_eq!(t.pin().last(), Some((1000..1001, &7)));
+    assert!(t.try_extend([(2000..2001, 8), (1000..1002, 9)]).is_err());
+    assert_eq!(t.len(), 51);
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn serde_round_trip() {
+    let t: MapleTree<String> = (0..20).map(|i| (i * 3..i * 3 + 2, i.to_string())).collect();
+    let s = serde_json::to_string(&t).unwrap();
+    let u: MapleTree<String> = serde_json::from_str(&s).unwrap();
+    assert_eq!(t, u);
+    u.validate().unwrap();
+    assert!(serde_json::from_str::<MapleTree<u8>>("[[3,3,0]]").is_err());
 }

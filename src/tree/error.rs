@@ -25,9 +25,16 @@ pub enum ErrorKind {
     /// No free range of the requested size and alignment fits in the window.
     #[error("no free range fits")]
     NoSpace,
+    /// An exact-range removal found no entry overlapping the range.
+    #[error("no entry overlaps the range")]
+    NotFound,
+    /// An exact-range removal found an entry overlapping the range that is
+    /// not exactly that range (the tree is unchanged).
+    #[error("the entry there is not exactly this range")]
+    NotExact,
 }
 
-/// A refused insert or allocation; gives the value back.
+/// A refused insert, store or allocation; gives the value back.
 pub struct Error<V> {
     /// What went wrong.
     pub kind: ErrorKind,

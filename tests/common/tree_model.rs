@@ -36,6 +36,30 @@ impl Model {
         self.map.remove(&r.start);
         Some(r)
     }
+    /// Cuts `r` out of every entry overlapping it (pieces keep their value);
+    /// returns how many entries it touched.
+    pub fn cut(&mut self, r: Range<u64>) -> usize {
+        let hit = self.range(r.clone());
+        for (er, v) in &hit {
+            self.map.remove(&er.start);
+            if er.start < r.start {
+                self.map.insert(er.start, (r.start, *v));
+            }
+            if er.end > r.end {
+                self.map.insert(r.end, (er.end, *v));
+            }
+        }
+        hit.len()
+    }
+    /// Overwrites `r` (Linux `mtree_store_range`, no coalescing).
+    pub fn store(&mut self, r: Range<u64>, v: u64) -> Result<(), &'static str> {
+        if r.start >= r.end {
+            return Err("empty");
+        }
+        self.cut(r.clone());
+        self.map.insert(r.start, (r.end, v));
+        Ok(())
+    }
     pub fn next(&self, a: u64) -> Option<(Range<u64>, u64)> {
         if let Some(hit) = self.get(a) {
             return Some(hit);

@@ -36,6 +36,16 @@ pub enum Op {
     /// `(size, align, lo, hi, rev)`: `find_gap(_rev)`.
     Gap(u64, u64, u64, u64, bool),
     Gaps(u64, u64),
+    /// `store(start..end(start, len))`: overwrite.
+    Store(u64, u64),
+    /// `erase(start..end(start, len))`: punch a hole.
+    Erase(u64, u64),
+    /// `remove_exact(start..end(start, len))`.
+    RemoveExact(u64, u64),
+    /// `take(addr)`, then `try_take`/`wait` on the handle.
+    Take(u64),
+    /// `retain(|r, v| (r.start ^ v) % m != 0)` (m = 0: clear).
+    Retain(u64),
 }
 
 /// One operation inside a transaction (on the pending version).
@@ -48,6 +58,53 @@ pub enum TxnOp {
     Next(u64),
     Range(u64, u64, u64),
     Gap(u64, u64, u64, u64, bool),
+    Store(u64, u64),
+    Erase(u64, u64),
+    RemoveExact(u64, u64),
+    Retain(u64),
+}
+
+/// The predicate of `Op::Retain(m)`/`TxnOp::Retain(m)` (`m == 0`: clear).
+pub fn keep(m: u64, r: &Range<u64>, v: u64) -> bool {
+    m != 0 && !(r.start ^ v).is_multiple_of(m)
+}
+
+/// What `remove_exact(r)` must return on `m` (and apply it).
+pub fn remove_exact_expect(m: &mut Model, r: Range<u64>) -> Result<(), ErrorKind> {
+    if r.start >= r.end {
+        return Err(ErrorKind::EmptyRange);
+    }
+    match m.range(r.clone()).first() {
+        None => Err(ErrorKind::NotFound),
+        Some((er, _)) if *er == r => {
+            m.map.remove(&r.start);
+            Ok(())
+        }
+        Some(_) => Err(ErrorKind::NotExact),
+    }
+}
+
+/// Applies `retain` with predicate `keep(m, ..)` to the model.
+pub fn retain_model(model: &mut Model, m: u64) {
+    model.map.retain(|&s, &mut (e, v)| keep(m, &(s..e), v));
+}
+
+/// Compares a store's result (the value must come back on error).
+fn check_store(got: Result<(), Error<u64>>, m: &mut Model, r: Range<u64>, v: u64) {
+    let want = m
+        .store(r.clone(), v)
+        .map_err(|_| (ErrorKind::EmptyRange, v));
+    assert_eq!(got.map_err(|e| (e.kind, e.value)), want, "store {r:?}");
+}
+
+/// Compares an erase's result.
+fn check_erase(got: Result<usize, ErrorKind>, m: &mut Model, r: Range<u64>) {
+    let want = if r.start >= r.end {
+        Err(ErrorKind::EmptyRange)
+    } else {
+        Ok(m.cut(r.clone()))
+    };
+    assert_eq!(got, want, "erase {r:?}");
 }
 
 /// The end of `start + len`, clamped to the key space.
@@ -120,9 +177,12 @@ fn check_alloc(
 /// Read-only checks shared by the published version and a transaction's
 /// pending version (both have the same read methods).
 macro_rules! check_reads {
-    ($r:expr, $m:expr, get $a:expr) => {
-        assert_eq!($r.get($a).map(|(r, v)| (r, *v)), $m.get($a), "get {:#x}", $a)
-    };
+    ($r:expr, $m:expr, get $a:expr) => {{
+        assert_eq!($r.get($a).map(|(r, v)| (r, *v)), $m.get($a), "get {:#x}", $a);
+        let all = $m.range(0..u64::MAX);
+        assert_eq!($r.first().map(|(r, v)| (r, *v)), all.first().cloned(), "first");
+        assert_eq!($r.last().map(|(r, v)| (r, *v)), all.last().cloned(), "last");
+    }};
     ($r:expr, $m:expr, next $a:expr) => {
         assert_eq!($r.next($a).map(|(r, v)| (r, *v)), $m.next($a), "next {:#x}", $a)
     };
@@ -161,6 +221,16 @@ macro_rules! check_reads {
         } else {
             $r.find_gap($size, $align, $lo..$hi)
         };
+        let tried = if $rev {
+            $r.try_find_gap_rev($size, $align, $lo..$hi)
+        } else {
+            $r.try_find_gap($size, $align, $lo..$hi)
+        };
+        assert_eq!(
+            tried,
+            alloc_expect(&$m, $size, $align, $lo..$hi, $rev),
+            "try_find_gap"
+        );
         assert_eq!(
             got,
             $m.find_gap($size, $align, $lo..$hi, $rev),
@@ -217,8 +287,72 @@ impl Harness {
                 check_reads!(self.t.pin(), self.m, gap size, align, lo, hi, rev)
             }
             Op::Gaps(a, b) => {
-                let got: Vec<_> = self.t.pin().gaps(a..b).collect();
-                assert_eq!(got, self.m.gaps(a..b), "gaps {a:#x}..{b:#x}");
+                let r = self.t.pin();
+                let want = self.m.gaps(a..b);
+                assert_eq!(
+                    r.gaps(a..b).collect::<Vec<_>>(),
+                    want,
+                    "gaps {a:#x}..{b:#x}"
+                );
+                let mut back: Vec<_> = r.gaps(a..b).rev().collect();
+                back.reverse();
+                assert_eq!(back, want, "gaps {a:#x}..{b:#x} rev");
+                // Alternating ends yield each gap once.
+                let mut it = r.gaps(a..b);
+                let (mut front, mut backs) = (Vec::new(), Vec::new());
+                for i in 0.. {
+                    let g = if i % 2 == 0 {
+                        it.next()
+                    } else {
+                        it.next_back()
+                    };
+                    let Some(g) = g else { break };
+                    if i % 2 == 0 {
+                        front.push(g)
+                    } else {
+                        backs.push(g)
+                    }
+                }
+                backs.reverse();
+                front.extend(backs);
+                assert_eq!(front, want, "gaps {a:#x}..{b:#x} zig-zag");
+            }
+            Op::Store(s, l) => {
+                let (v, r) = (self.val(), s..end(s, l));
+                check_store(self.t.store(r.clone(), v), &mut self.m, r, v);
+            }
+            Op::Erase(s, l) => {
+                let r = s..end(s, l);
+                check_erase(self.t.erase(r.clone()), &mut self.m, r);
+            }
+            Op::RemoveExact(s, l) => {
+                let r = s..end(s, l);
+                let got = self.t.remove_exact(r.clone());
+                assert_eq!(
+                    got,
+                    remove_exact_expect(&mut self.m, r.clone()),
+                    "remove_exact {r:?}"
+                );
+            }
+            Op::Take(a) => {
+                let want = self.m.get(a);
+                let got = self.t.take(a).map(|(r, h)| {
+                    let v = match h.try_take() {
+                        Ok(v) => v,
+                        Err(h) => h.wait(),
+                    };
+                    (r, v)
+                });
+                assert_eq!(got, want, "take {a:#x}");
+                self.m.remove(a);
+            }
+            Op::Retain(m) => {
+                if m == 0 {
+                    self.t.clear();
+                } else {
+                    self.t.retain(|r, v| keep(m, &r, *v));
+                }
+                retain_model(&mut self.m, m);
             }
         }
         self.t.validate().unwrap();
@@ -231,7 +365,10 @@ impl Harness {
         let before = self.t.pin();
         let mut w: WriteTxn<'_, u64> = self.t.write();
         for op in ops {
-            let mutated = matches!(op, TxnOp::Insert(..) | TxnOp::Remove(_) | TxnOp::Alloc(..));
+            let mutated = !matches!(
+                op,
+                TxnOp::Get(_) | TxnOp::Next(_) | TxnOp::Range(..) | TxnOp::Gap(..)
+            );
             match op {
                 TxnOp::Insert(s, l) => {
                     self.next_val += 1;
@@ -254,6 +391,32 @@ impl Harness {
                 TxnOp::Range(a, b, zig) => check_reads!(w, shadow, range a, b, zig),
                 TxnOp::Gap(size, align, lo, hi, rev) => {
                     check_reads!(w, shadow, gap size, align, lo, hi, rev)
+                }
+                TxnOp::Store(s, l) => {
+                    self.next_val += 1;
+                    let (v, r) = (self.next_val, s..end(s, l));
+                    check_store(w.store(r.clone(), v), &mut shadow, r, v);
+                }
+                TxnOp::Erase(s, l) => {
+                    let r = s..end(s, l);
+                    check_erase(w.erase(r.clone()), &mut shadow, r);
+                }
+                TxnOp::RemoveExact(s, l) => {
+                    let r = s..end(s, l);
+                    let got = w.remove_exact(r.clone());
+                    assert_eq!(
+                        got,
+                        remove_exact_expect(&mut shadow, r.clone()),
+                        "txn remove_exact {r:?}"
+                    );
+                }
+                TxnOp::Retain(m) => {
+                    if m == 0 {
+                        w.clear();
+                    } else {
+                        w.retain(|r, v| keep(m, &r, *v));
+                    }
+                    retain_model(&mut shadow, m);
                 }
             }
             if mutated {
