@@ -89,7 +89,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Fault scalability of the three fault policies under a fixed offered
+/// Fault scalability of the four fault policies under a fixed offered
 /// write load (cases a–d), and writer scalability under range locks versus
 /// the global writer lock (cases e–f).
 #[derive(Parser, Debug)]
@@ -359,8 +359,9 @@ impl Progress {
     }
 }
 
-const POLICIES: [FaultPolicy; 3] = [
+const POLICIES: [FaultPolicy; 4] = [
     FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
     FaultPolicy::PerVmaLock,
     FaultPolicy::Speculative,
 ];
@@ -548,17 +549,11 @@ fn chart(
         .draw()?;
     let colors = [
         RGBColor(200, 80, 60),
+        RGBColor(140, 60, 160),
         RGBColor(230, 170, 40),
         RGBColor(40, 120, 200),
     ];
-    for (j, policy) in [
-        FaultPolicy::MmapLock,
-        FaultPolicy::PerVmaLock,
-        FaultPolicy::Speculative,
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (j, policy) in POLICIES.iter().enumerate() {
         let color = colors[j];
         c.draw_series(rows.iter().filter(|r| r.policy == *policy).map(|r| {
             let i = cases.iter().position(|&x| x == r.case).unwrap_or(0) as f64;
