@@ -9,7 +9,7 @@
 //!     (guaranteed by a read guard — I6, I7 — or by the writer lock for a
 //!     transaction's own root).
 
-use super::node::{Header, KIND_LEAF, Leaf, as_inner, as_leaf, count_le, count_lt};
+use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf, count_le, count_lt};
 use std::ops::Range;
 
 /// One entry as readers see it.
@@ -174,10 +174,12 @@ impl GapQuery {
     }
 
     /// Could the free space owned by a subtree (I8) hold an answer? `best` is
-    /// the largest free interval owned by the subtree, `[lo, hi)` its extent.
+    /// the largest free interval owned by the subtree, `al` the largest
+    /// alignment exponent of one (`node::align_exp`), `[lo, hi)` its extent.
     #[inline]
-    fn may_fit(&self, lo: u64, hi: u64, best: u64) -> bool {
+    fn may_fit(&self, lo: u64, hi: u64, best: u64, al: u8) -> bool {
         best >= self.size
+            && self.align.trailing_zeros() <= u32::from(al)
             && lo < self.hi
             && hi > self.lo
             && hi.min(self.hi) - lo.max(self.lo) >= self.size
@@ -224,7 +226,10 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let clo = if i == 0 { lo } else { inn.max[i - 1] };
             let chi = if i + 1 == len { hi } else { inn.max[i] };
             let best = inn.gap[i].max(inn.min[i] - clo).max(chi - inn.max[i]);
-            if !q.may_fit(clo, chi, best) {
+            let al = inn.al[i]
+                .max(align_exp_or0(clo, inn.min[i]))
+                .max(align_exp_or0(inn.max[i], chi));
+            if !q.may_fit(clo, chi, best, al) {
                 return None;
             }
             // SAFETY: R1: children of a reachable node are reachable.
