@@ -174,15 +174,16 @@ impl GapQuery {
     }
 
     /// Could the free space owned by a subtree (I8) hold an answer? `best` is
-    /// the largest free interval owned by the subtree, `al` the largest
-    /// alignment exponent of one (`node::align_exp`), `[lo, hi)` its extent.
+    /// the largest free interval owned by the subtree, `al()` the largest
+    /// alignment exponent of one (`node::align_exp`; evaluated last, and only
+    /// for `align > 1`), `[lo, hi)` its extent.
     #[inline]
-    fn may_fit(&self, lo: u64, hi: u64, best: u64, al: u8) -> bool {
+    fn may_fit(&self, lo: u64, hi: u64, best: u64, al: impl FnOnce() -> u8) -> bool {
         best >= self.size
-            && self.align.trailing_zeros() <= u32::from(al)
             && lo < self.hi
             && hi > self.lo
             && hi.min(self.hi) - lo.max(self.lo) >= self.size
+            && (self.align == 1 || self.align.trailing_zeros() <= u32::from(al()))
     }
 }
 
@@ -207,16 +208,18 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let fe = if k == len { hi } else { l.start[k] };
             (fs, fe)
         };
+        // Only intervals meeting the window: `start[k] > q.lo` and
+        // `end[k - 1] < q.hi`.
+        let first = count_le(&l.start, len, q.lo);
+        let last = count_lt(&l.end, len, q.hi);
+        let fit = |k: usize| {
+            let (fs, fe) = interval(k);
+            q.fit(fs, fe)
+        };
         if q.rev {
-            (0..=len).rev().find_map(|k| {
-                let (fs, fe) = interval(k);
-                q.fit(fs, fe)
-            })
+            (first..=last).rev().find_map(fit)
         } else {
-            (0..=len).find_map(|k| {
-                let (fs, fe) = interval(k);
-                q.fit(fs, fe)
-            })
+            (first..=last).find_map(fit)
         }
     } else {
         // SAFETY: R1 and the kind tag.
@@ -226,19 +229,25 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let clo = if i == 0 { lo } else { inn.max[i - 1] };
             let chi = if i + 1 == len { hi } else { inn.max[i] };
             let best = inn.gap[i].max(inn.min[i] - clo).max(chi - inn.max[i]);
-            let al = inn.al[i]
-                .max(align_exp_or0(clo, inn.min[i]))
-                .max(align_exp_or0(inn.max[i], chi));
+            let al = || {
+                inn.al[i]
+                    .max(align_exp_or0(clo, inn.min[i]))
+                    .max(align_exp_or0(inn.max[i], chi))
+            };
             if !q.may_fit(clo, chi, best, al) {
                 return None;
             }
             // SAFETY: R1: children of a reachable node are reachable.
             unsafe { find_gap::<V>(inn.child[i], clo, chi, q) }
         };
+        // Children entirely outside the window are skipped without a look:
+        // child `i` spans `[max[i - 1], max[i])` (the last one up to `hi`).
+        let first = count_le(&inn.max, len, q.lo).min(len - 1);
+        let last = count_lt(&inn.max, len, q.hi).min(len - 1);
         if q.rev {
-            (0..len).rev().find_map(try_child)
+            (first..=last).rev().find_map(try_child)
         } else {
-            (0..len).find_map(try_child)
+            (first..=last).find_map(try_child)
         }
     }
 }
