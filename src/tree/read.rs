@@ -175,15 +175,19 @@ impl GapQuery {
 
     /// Could the free space owned by a subtree (I8) hold an answer? `best` is
     /// the largest free interval owned by the subtree, `al()` the largest
-    /// alignment exponent of one (`node::align_exp`; evaluated last, and only
-    /// for `align > 1`), `[lo, hi)` its extent.
+    /// alignment exponent of one (`node::align_exp`), `[lo, hi)` its extent.
+    ///
+    /// The alignment test is a necessary condition only, so it may be
+    /// skipped: it is evaluated last, and only when `best` is too short to
+    /// hold an aligned fit wherever it starts (`best < size + align - 1`).
     #[inline]
     fn may_fit(&self, lo: u64, hi: u64, best: u64, al: impl FnOnce() -> u8) -> bool {
         best >= self.size
             && lo < self.hi
             && hi > self.lo
             && hi.min(self.hi) - lo.max(self.lo) >= self.size
-            && (self.align == 1 || self.align.trailing_zeros() <= u32::from(al()))
+            && (best - self.size >= self.align - 1
+                || self.align.trailing_zeros() <= u32::from(al()))
     }
 }
 
@@ -208,18 +212,17 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let fe = if k == len { hi } else { l.start[k] };
             (fs, fe)
         };
-        // Only intervals meeting the window: `start[k] > q.lo` and
-        // `end[k - 1] < q.hi`.
-        let first = count_le(&l.start, len, q.lo);
-        let last = count_lt(&l.end, len, q.hi);
         let fit = |k: usize| {
             let (fs, fe) = interval(k);
             q.fit(fs, fe)
         };
+        // (Starting at the first interval that meets the window, found by
+        // counting over `start`/`end`, measured 10 % slower at 256Ki: it
+        // touches the whole key arrays; the rejected intervals cost less.)
         if q.rev {
-            (first..=last).rev().find_map(fit)
+            (0..=len).rev().find_map(fit)
         } else {
-            (first..=last).find_map(fit)
+            (0..=len).find_map(fit)
         }
     } else {
         // SAFETY: R1 and the kind tag.
@@ -240,14 +243,10 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             // SAFETY: R1: children of a reachable node are reachable.
             unsafe { find_gap::<V>(inn.child[i], clo, chi, q) }
         };
-        // Children entirely outside the window are skipped without a look:
-        // child `i` spans `[max[i - 1], max[i])` (the last one up to `hi`).
-        let first = count_le(&inn.max, len, q.lo).min(len - 1);
-        let last = count_lt(&inn.max, len, q.hi).min(len - 1);
         if q.rev {
-            (first..=last).rev().find_map(try_child)
+            (0..len).rev().find_map(try_child)
         } else {
-            (first..=last).find_map(try_child)
+            (0..len).find_map(try_child)
         }
     }
 }
