@@ -92,6 +92,20 @@ fn rangemap_fwd(m: &RangeMap<u64, u64>, size: u64, align: u64, lo: u64, hi: u64)
         .find_map(|g| fit(g.start, g.end, size, align, lo, hi, false))
 }
 
+/// The window bounds the queries rotate over: `QUERIES` random page-aligned
+/// lower bounds (forward searches) and upper bounds (reverse) in the field.
+fn windows(ranges: &[(u64, u64)]) -> (Vec<u64>, Vec<u64>) {
+    let field_end = ranges.last().unwrap().1;
+    let mut rng = Rng::new(99);
+    let mut draw = || -> Vec<u64> {
+        (0..QUERIES)
+            .map(|_| rng.range(BASE, field_end) & !(PAGE - 1))
+            .collect()
+    };
+    let los = draw();
+    (los, draw())
+}
+
 fn label(bytes: u64) -> String {
     if bytes >= GIB {
         format!("{}GiB", bytes / GIB)
@@ -105,14 +119,7 @@ fn label(bytes: u64) -> String {
 fn gap(c: &mut Criterion<ThreadTime>) {
     for n in [4usize << 10, 256 << 10, 1 << 20] {
         let ranges = layout(n, 42);
-        let field_end = ranges.last().unwrap().1;
-        let mut rng = Rng::new(99);
-        let los: Vec<u64> = (0..QUERIES)
-            .map(|_| rng.range(BASE, field_end) & !(PAGE - 1))
-            .collect();
-        let his: Vec<u64> = (0..QUERIES)
-            .map(|_| rng.range(BASE, field_end) & !(PAGE - 1))
-            .collect();
+        let (los, his) = windows(&ranges);
         let tree = maple(&ranges);
         let bt = btree(&ranges);
         let rmap = rangemap(&ranges);
@@ -172,9 +179,52 @@ fn gap(c: &mut Criterion<ThreadTime>) {
     }
 }
 
+/// Aligned against unaligned search (issue 12): 4 KiB requests at every
+/// alignment from 4 KiB (the unaligned baseline: every address is
+/// page-granular) to 1 GiB, lowest- and highest-first, on 256Ki ranges of
+/// two shapes built by random-order inserts and churned (`benches/common`):
+/// `vma` (1-16 pages, gaps 0-16 pages) and `guard` (a one-page hole after
+/// every range: ~256Ki holes, almost none holding a 2 MiB-aligned start).
+fn gap_align(c: &mut Criterion<ThreadTime>) {
+    let n = 256usize << 10;
+    for (shape, ranges) in [("vma", vma_layout(n, 12)), ("guard", guard_layout(n, 13))] {
+        let (los, his) = windows(&ranges);
+        let tree = maple_commits(&ranges, true);
+        let bt = btree_churned(&ranges, true);
+        let mut g = c.benchmark_group(format!("gap_align/{shape}/{}", n_label(n)));
+        g.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800))
+            .sample_size(10);
+        for align in [PAGE, 64 << 10, 2 * MIB, 64 * MIB, GIB] {
+            {
+                let g = tree.pin();
+                for (&lo, &hi) in los.iter().zip(&his) {
+                    let f = g.find_gap(PAGE, align, lo..u64::MAX);
+                    assert_eq!(f, btree_scan_fwd(&bt, PAGE, align, lo, u64::MAX));
+                    let r = g.find_gap_rev(PAGE, align, 0..hi);
+                    assert_eq!(r, btree_scan_rev(&bt, PAGE, align, 0, hi));
+                }
+            }
+            let mut k = 0;
+            let mut next = move || {
+                k = (k + 1) % QUERIES;
+                k
+            };
+            let a = label(align);
+            g.bench_function(format!("fwd@{a}"), |b| {
+                b.iter(|| tree.pin().find_gap(PAGE, align, los[next()]..u64::MAX))
+            });
+            g.bench_function(format!("rev@{a}"), |b| {
+                b.iter(|| tree.pin().find_gap_rev(PAGE, align, 0..his[next()]))
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     config = cpu_criterion();
-    targets = gap
+    targets = gap, gap_align
 }
 criterion_main!(benches);

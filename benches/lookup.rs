@@ -13,7 +13,9 @@
 mod common;
 
 use common::*;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use maple_rcu::MapleTree;
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -40,6 +42,35 @@ fn dependent(batch: &[u64], mut f: impl FnMut(u64) -> Option<(u64, u64)>) -> u64
     batch
         .iter()
         .fold(0, |acc, &a| fold(acc, f(a.wrapping_add(acc & mask))))
+}
+
+/// The rows every lookup group has: MapleTree with one guard per batch,
+/// BTreeMap (`range(..=a).next_back()`) and binary search over a sorted Vec.
+fn rows(
+    g: &mut BenchmarkGroup<'_, ThreadTime>,
+    addrs: &[u64],
+    tree: &MapleTree<u64>,
+    bt: &BTreeMap<u64, (u64, u64)>,
+    vec: &[(u64, u64, u64)],
+) {
+    g.bench_function("maple_guard", |b| {
+        let mut next = batches(addrs);
+        b.iter(|| {
+            let batch = next();
+            let r = tree.pin();
+            batch.iter().fold(0, |acc, &a| {
+                fold(acc, r.get(a).map(|(rg, v)| (rg.start, *v)))
+            })
+        })
+    });
+    g.bench_function("btreemap", |b| {
+        let mut next = batches(addrs);
+        b.iter(|| next().iter().fold(0, |acc, &a| fold(acc, btree_get(bt, a))))
+    });
+    g.bench_function("sorted_vec", |b| {
+        let mut next = batches(addrs);
+        b.iter(|| next().iter().fold(0, |acc, &a| fold(acc, vec_get(vec, a))))
+    });
 }
 
 fn lookup(c: &mut Criterion<ThreadTime>) {
@@ -71,16 +102,7 @@ fn lookup(c: &mut Criterion<ThreadTime>) {
             .measurement_time(Duration::from_secs(2))
             .sample_size(30);
 
-        g.bench_function("maple_guard", |b| {
-            let mut next = batches(&addrs);
-            b.iter(|| {
-                let batch = next();
-                let r = tree.pin();
-                batch.iter().fold(0, |acc, &a| {
-                    fold(acc, r.get(a).map(|(rg, v)| (rg.start, *v)))
-                })
-            })
-        });
+        rows(&mut g, &addrs, &tree, &bt, &vec);
         // The same without reading the value: MapleTree boxes values (stable
         // addresses), so a hit costs one more dependent load than in the
         // maps that store `V` inline; this row shows the index alone.
@@ -101,18 +123,6 @@ fn lookup(c: &mut Criterion<ThreadTime>) {
                     fold(acc, tree.pin().get(a).map(|(rg, v)| (rg.start, *v)))
                 })
             })
-        });
-        g.bench_function("btreemap", |b| {
-            let mut next = batches(&addrs);
-            b.iter(|| {
-                next()
-                    .iter()
-                    .fold(0, |acc, &a| fold(acc, btree_get(&bt, a)))
-            })
-        });
-        g.bench_function("sorted_vec", |b| {
-            let mut next = batches(&addrs);
-            b.iter(|| next().iter().fold(0, |acc, &a| fold(acc, vec_get(&vec, a))))
         });
         g.bench_function("rwlock_btreemap", |b| {
             let mut next = batches(&addrs);
@@ -159,9 +169,47 @@ fn lookup(c: &mut Criterion<ThreadTime>) {
     }
 }
 
+/// Issue 12's shapes: 256Ki and 1Mi ranges of 1-16 pages with gaps of 0-16
+/// pages, built by random-order inserts with one commit each (`random`) and
+/// after churning half of them out and back in (`churn`), against a
+/// BTreeMap built and churned the same way and a sorted Vec, back to back in
+/// one process (the ratios are what the targets are stated in).
+fn lookup_vma(c: &mut Criterion<ThreadTime>) {
+    for n in [256usize << 10, 1 << 20] {
+        let ranges = vma_layout(n, 12);
+        let addrs = vma_lookup_addrs(&ranges, POOL, 7);
+        let vec = sorted_vec(&ranges);
+        for churn in [false, true] {
+            let tree = maple_commits(&ranges, churn);
+            let bt = btree_churned(&ranges, churn);
+            {
+                let g = tree.pin();
+                for &a in &addrs {
+                    let want = btree_get(&bt, a);
+                    assert_eq!(g.get(a).map(|(r, v)| (r.start, *v)), want);
+                    assert_eq!(vec_get(&vec, a), want);
+                }
+            }
+            let shape = if churn { "churn" } else { "random" };
+            let mut g = c.benchmark_group(format!("lookup_vma/{}/{shape}", n_label(n)));
+            g.throughput(Throughput::Elements(BATCH as u64))
+                .warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(1))
+                .sample_size(20);
+            rows(&mut g, &addrs, &tree, &bt, &vec);
+            g.finish();
+            eprintln!(
+                "lookup_vma/{}/{shape}: height {}",
+                n_label(n),
+                tree.height()
+            );
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = cpu_criterion();
-    targets = lookup
+    targets = lookup, lookup_vma
 }
 criterion_main!(benches);

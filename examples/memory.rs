@@ -11,7 +11,7 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{build_order, layout};
+use common::{btree_churned, build_order, layout, maple_commits, vma_layout};
 use maple_rcu::MapleTree;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -170,6 +170,30 @@ fn main() {
     );
     drop(v);
 
+    // Issue 12's shape: 1-16 pages, gaps of 0-16 pages, random-order inserts
+    // with one commit each, then after churning half of them out and in.
+    let vma = vma_layout(n, 12);
+    let mut heights = Vec::new();
+    for (churn, what_m, what_b) in [
+        (
+            false,
+            "MapleTree, vma shape, one commit per insert, random order",
+            "BTreeMap, vma shape, random order",
+        ),
+        (
+            true,
+            "MapleTree, vma shape, after churn",
+            "BTreeMap, vma shape, after churn",
+        ),
+    ] {
+        let t = measure(what_m, &mut rows, || maple_commits(&vma, churn));
+        t.validate().unwrap();
+        heights.push((what_m, t.height()));
+        drop(t);
+        let m = measure(what_b, &mut rows, || btree_churned(&vma, churn));
+        drop(m);
+    }
+
     println!("N = {n} ranges, V = u64 (MapleTree boxes each value: 8 B per range included)");
     println!();
     println!("| structure | live bytes | bytes/range | allocations |");
@@ -182,5 +206,9 @@ fn main() {
             r.bytes as f64 / n as f64,
             r.blocks
         );
+    }
+    println!();
+    for (what, h) in heights {
+        println!("height: {what}: {h}");
     }
 }

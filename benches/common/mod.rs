@@ -277,3 +277,110 @@ impl criterion::measurement::Measurement for ThreadTime {
 pub fn cpu_criterion() -> criterion::Criterion<ThreadTime> {
     criterion::Criterion::default().with_measurement(ThreadTime(criterion::measurement::WallTime))
 }
+
+// ---- issue 12 shapes: VMA-like ranges of 1-16 pages with gaps of 0-16 pages,
+// built by random-order inserts, optionally churned afterwards.
+
+/// `n` sorted ranges of 1-16 pages separated by gaps of 0-16 pages (a zero
+/// gap makes two ranges touch), starting at `BASE`.
+pub fn vma_layout(n: usize, seed: u64) -> Vec<(u64, u64)> {
+    let mut rng = Rng::new(seed);
+    let mut v = Vec::with_capacity(n);
+    let mut pos = BASE;
+    for _ in 0..n {
+        let start = pos + rng.range(0, 16) * PAGE;
+        let end = start + rng.range(1, 16) * PAGE;
+        v.push((start, end));
+        pos = end;
+    }
+    v
+}
+
+/// `n` one-to-sixteen-page ranges each followed by a one-page guard hole:
+/// every hole is a free interval far too small to hold a 2 MiB-aligned
+/// start (only those that happen to contain a 2 MiB boundary do).
+pub fn guard_layout(n: usize, seed: u64) -> Vec<(u64, u64)> {
+    let mut rng = Rng::new(seed);
+    let mut v = Vec::with_capacity(n);
+    let mut pos = BASE;
+    for _ in 0..n {
+        let start = pos + PAGE;
+        let end = start + rng.range(1, 16) * PAGE;
+        v.push((start, end));
+        pos = end;
+    }
+    v
+}
+
+/// The churn applied to every contender after its random-order build: the
+/// ranges at these indices are removed (in this order) and then inserted
+/// again (in reverse order). Half of the ranges, chosen at random.
+pub fn churn_order(n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(0xc4u64 << 8).shuffle(&mut order);
+    order.truncate(n / 2);
+    order
+}
+
+/// A MapleTree holding `ranges`, built by random-order inserts with one
+/// commit each and, with `churn`, then put through `churn_order` (one
+/// commit per remove and per insert). Waits for the retired nodes to be
+/// reclaimed, so only the live version remains.
+pub fn maple_commits(ranges: &[(u64, u64)], churn: bool) -> MapleTree<u64> {
+    let t = MapleTree::new();
+    for i in build_order(ranges.len()) {
+        let (s, e) = ranges[i];
+        t.insert(s..e, value(i)).unwrap();
+    }
+    if churn {
+        let c = churn_order(ranges.len());
+        for &i in &c {
+            t.remove(ranges[i].0).unwrap();
+        }
+        for &i in c.iter().rev() {
+            let (s, e) = ranges[i];
+            t.insert(s..e, value(i)).unwrap();
+        }
+    }
+    t.domain().barrier();
+    t
+}
+
+/// A BTreeMap built and churned like `maple_commits`.
+pub fn btree_churned(ranges: &[(u64, u64)], churn: bool) -> BTreeMap<u64, (u64, u64)> {
+    let mut m = btree(ranges);
+    if churn {
+        let c = churn_order(ranges.len());
+        for &i in &c {
+            m.remove(&ranges[i].0).unwrap();
+        }
+        for &i in c.iter().rev() {
+            let (s, e) = ranges[i];
+            m.insert(s, (e, value(i)));
+        }
+    }
+    m
+}
+
+/// As `lookup_addrs`, for layouts with zero gaps: misses are drawn only from
+/// non-empty gaps.
+pub fn vma_lookup_addrs(ranges: &[(u64, u64)], count: usize, seed: u64) -> Vec<u64> {
+    let mut rng = Rng::new(seed);
+    let mut v: Vec<u64> = (0..count)
+        .map(|k| {
+            loop {
+                let i = rng.index(ranges.len());
+                let (s, e) = ranges[i];
+                if k % 2 == 0 {
+                    break rng.range(s, e - 1);
+                }
+                let prev_end = if i == 0 { BASE } else { ranges[i - 1].1 };
+                if prev_end < s {
+                    break rng.range(prev_end, s - 1);
+                }
+            }
+        })
+        .collect();
+    rng.shuffle(&mut v);
+    v
+}

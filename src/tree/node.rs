@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! Leaf<V>  : header(16) | start[10] | end[10] | val[10]           = 256 B
-//! Inner    : header(16) | min[7] | max[7] | gap[7] | child[7] | pad = 256 B
+//! Inner    : header(16) | min[7] | max[7] | gap[7] | child[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) max: [u64; INNER_CAP],
     pub(crate) gap: [u64; INNER_CAP],
     pub(crate) child: [*mut Header; INNER_CAP],
+    /// Per child, the alignment exponent of its internal gaps (see
+    /// [`Summary::al`]); `u8::MAX` in unused slots (I5).
+    pub(crate) al: [u8; INNER_CAP],
 }
 
 #[cfg(not(loom))]
@@ -94,12 +97,40 @@ const _: () = {
     assert!(align_of::<Inner>() == 64);
 };
 
-/// A subtree's augmentation (I3): first start, last end, largest inner gap.
+/// A subtree's augmentation (I3): first start, last end, largest inner gap,
+/// and the largest alignment exponent of an inner gap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Summary {
     pub(crate) min: u64,
     pub(crate) max: u64,
     pub(crate) gap: u64,
+    /// `max(align_exp(g))` over the free intervals `g` strictly between two
+    /// entries of the subtree (0 if there is none): an aligned search for
+    /// `align > 1 << al` cannot succeed inside them (docs/DESIGN.md §2.4).
+    pub(crate) al: u8,
+}
+
+/// The alignment exponent of the non-empty free interval `[fs, fe)`: the
+/// largest `k` such that some multiple of `2^k` lies in `[fs, fe - 1]` (64
+/// when `fs == 0`). An aligned start at `align = 2^a` exists in the
+/// interval only if `a <= k`; a free interval therefore holds a fit of
+/// `(size, align)` only if `fe - fs >= size` and `log2(align) <= k`.
+/// For `fs >= 1`, the multiple is the prefix `fs - 1` and `fe - 1` share,
+/// followed by the first bit where they differ (set) and zeros.
+#[inline(always)]
+pub(crate) fn align_exp(fs: u64, fe: u64) -> u8 {
+    debug_assert!(fs < fe);
+    if fs == 0 {
+        64
+    } else {
+        (63 - ((fs - 1) ^ (fe - 1)).leading_zeros()) as u8
+    }
+}
+
+/// `align_exp` of `[fs, fe)`, or 0 when it is empty (no contribution).
+#[inline(always)]
+pub(crate) fn align_exp_or0(fs: u64, fe: u64) -> u8 {
+    if fs < fe { align_exp(fs, fe) } else { 0 }
 }
 
 /// Number of `keys[k] <= x` over the whole array, clamped to `len`.
@@ -155,13 +186,16 @@ impl<V> Leaf<V> {
         let n = self.len();
         debug_assert!(n > 0);
         let mut gap = 0;
+        let mut al = 0;
         for j in 1..n {
             gap = gap.max(self.start[j] - self.end[j - 1]);
+            al = al.max(align_exp_or0(self.end[j - 1], self.start[j]));
         }
         Summary {
             min: self.start[0],
             max: self.end[n - 1],
             gap,
+            al,
         }
     }
 }
@@ -174,6 +208,7 @@ impl Inner {
             max: [u64::MAX; INNER_CAP],
             gap: [u64::MAX; INNER_CAP],
             child: [ptr::null_mut(); INNER_CAP],
+            al: [u8::MAX; INNER_CAP],
         }
     }
 
@@ -188,6 +223,7 @@ impl Inner {
             max: self.max,
             gap: self.gap,
             child: self.child,
+            al: self.al,
         }
     }
 
@@ -200,13 +236,18 @@ impl Inner {
         let n = self.len();
         debug_assert!(n > 0);
         let mut gap = self.gap[0];
+        let mut al = self.al[0];
         for i in 1..n {
             gap = gap.max(self.gap[i]).max(self.min[i] - self.max[i - 1]);
+            al = al
+                .max(self.al[i])
+                .max(align_exp_or0(self.max[i - 1], self.min[i]));
         }
         Summary {
             min: self.min[0],
             max: self.max[n - 1],
             gap,
+            al,
         }
     }
 }
@@ -327,7 +368,7 @@ impl<V> Slots for Leaf<V> {
 }
 
 impl Slots for Inner {
-    type Item = (u64, u64, u64, *mut Header);
+    type Item = (u64, u64, u64, u8, *mut Header);
     const CAP: usize = INNER_CAP;
     const MIN: usize = INNER_MIN;
     #[inline]
@@ -336,15 +377,27 @@ impl Slots for Inner {
     }
     #[inline]
     fn item(&self, i: usize) -> Self::Item {
-        (self.min[i], self.max[i], self.gap[i], self.child[i])
+        (
+            self.min[i],
+            self.max[i],
+            self.gap[i],
+            self.al[i],
+            self.child[i],
+        )
     }
     #[inline]
     fn put(&mut self, i: usize, it: Self::Item) {
-        (self.min[i], self.max[i], self.gap[i], self.child[i]) = it;
+        (
+            self.min[i],
+            self.max[i],
+            self.gap[i],
+            self.al[i],
+            self.child[i],
+        ) = it;
     }
     fn truncate(&mut self, n: usize) {
         for i in n..INNER_CAP {
-            self.put(i, (u64::MAX, u64::MAX, u64::MAX, ptr::null_mut()));
+            self.put(i, (u64::MAX, u64::MAX, u64::MAX, u8::MAX, ptr::null_mut()));
         }
         self.set_len(n);
     }
@@ -366,7 +419,7 @@ impl Inner {
 
 /// The slot item an inner node stores for `child`.
 pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::Item {
-    (s.min, s.max, s.gap, child)
+    (s.min, s.max, s.gap, s.al, child)
 }
 
 /// The memory layout of a node of `kind`. Outside loom both kinds are the

@@ -9,7 +9,7 @@
 //!     (guaranteed by a read guard — I6, I7 — or by the writer lock for a
 //!     transaction's own root).
 
-use super::node::{Header, KIND_LEAF, Leaf, as_inner, as_leaf, count_le, count_lt};
+use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf, count_le, count_lt};
 use std::ops::Range;
 
 /// One entry as readers see it.
@@ -174,13 +174,20 @@ impl GapQuery {
     }
 
     /// Could the free space owned by a subtree (I8) hold an answer? `best` is
-    /// the largest free interval owned by the subtree, `[lo, hi)` its extent.
+    /// the largest free interval owned by the subtree, `al()` the largest
+    /// alignment exponent of one (`node::align_exp`), `[lo, hi)` its extent.
+    ///
+    /// The alignment test is a necessary condition only, so it may be
+    /// skipped: it is evaluated last, and only when `best` is too short to
+    /// hold an aligned fit wherever it starts (`best < size + align - 1`).
     #[inline]
-    fn may_fit(&self, lo: u64, hi: u64, best: u64) -> bool {
+    fn may_fit(&self, lo: u64, hi: u64, best: u64, al: impl FnOnce() -> u8) -> bool {
         best >= self.size
             && lo < self.hi
             && hi > self.lo
             && hi.min(self.hi) - lo.max(self.lo) >= self.size
+            && (best - self.size >= self.align - 1
+                || self.align.trailing_zeros() <= u32::from(al()))
     }
 }
 
@@ -205,16 +212,17 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let fe = if k == len { hi } else { l.start[k] };
             (fs, fe)
         };
+        let fit = |k: usize| {
+            let (fs, fe) = interval(k);
+            q.fit(fs, fe)
+        };
+        // (Starting at the first interval that meets the window, found by
+        // counting over `start`/`end`, measured 10 % slower at 256Ki: it
+        // touches the whole key arrays; the rejected intervals cost less.)
         if q.rev {
-            (0..=len).rev().find_map(|k| {
-                let (fs, fe) = interval(k);
-                q.fit(fs, fe)
-            })
+            (0..=len).rev().find_map(fit)
         } else {
-            (0..=len).find_map(|k| {
-                let (fs, fe) = interval(k);
-                q.fit(fs, fe)
-            })
+            (0..=len).find_map(fit)
         }
     } else {
         // SAFETY: R1 and the kind tag.
@@ -224,7 +232,12 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             let clo = if i == 0 { lo } else { inn.max[i - 1] };
             let chi = if i + 1 == len { hi } else { inn.max[i] };
             let best = inn.gap[i].max(inn.min[i] - clo).max(chi - inn.max[i]);
-            if !q.may_fit(clo, chi, best) {
+            let al = || {
+                inn.al[i]
+                    .max(align_exp_or0(clo, inn.min[i]))
+                    .max(align_exp_or0(inn.max[i], chi))
+            };
+            if !q.may_fit(clo, chi, best, al) {
                 return None;
             }
             // SAFETY: R1: children of a reachable node are reachable.

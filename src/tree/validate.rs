@@ -140,6 +140,7 @@ unsafe fn node<V>(
                 min: inn.min[i],
                 max: inn.max[i],
                 gap: inn.gap[i],
+                al: inn.al[i],
             };
             if s != stored {
                 fail(
@@ -149,7 +150,10 @@ unsafe fn node<V>(
             }
         }
         for i in len..INNER_CAP {
-            let unused = inn.min[i] == u64::MAX && inn.max[i] == u64::MAX && inn.gap[i] == u64::MAX;
+            let unused = inn.min[i] == u64::MAX
+                && inn.max[i] == u64::MAX
+                && inn.gap[i] == u64::MAX
+                && inn.al[i] == u8::MAX;
             if !unused || !inn.child[i].is_null() {
                 fail(
                     5,
@@ -158,5 +162,72 @@ unsafe fn node<V>(
             }
         }
         Ok(inn.summary())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::MapleTree;
+    use super::super::node::{Header, Inner, KIND_LEAF, Leaf};
+    use crate::sync::Ordering;
+
+    /// A tree of height >= 2 (so it has inner nodes).
+    fn tree() -> MapleTree<u64> {
+        let t = MapleTree::new();
+        for i in 0..200u64 {
+            t.insert(i * 3 * 4096..(i * 3 + 1) * 4096, i).unwrap();
+        }
+        t.validate().unwrap();
+        assert!(t.height() >= 2);
+        t
+    }
+
+    /// Applies `f` to the published root, checks that validate() reports
+    /// invariant `inv`, then undoes the change with `undo`.
+    fn corrupt(inv: u32, f: impl Fn(&mut Inner), undo: impl Fn(&mut Inner)) {
+        let t = tree();
+        let root: *mut Header = t.root.load(Ordering::Relaxed);
+        // SAFETY: test-only: no reader or writer is active, the root is a
+        // live inner node owned by `t`, and the change is undone before drop.
+        let inn = unsafe {
+            assert_ne!((*root).kind, KIND_LEAF);
+            &mut *root.cast::<Inner>()
+        };
+        f(inn);
+        let e = t.validate().unwrap_err();
+        assert_eq!(e.invariant, inv, "{e:?}");
+        undo(inn);
+        t.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_catches_corrupted_summaries_and_sentinels() {
+        corrupt(3, |n| n.gap[0] += 1, |n| n.gap[0] -= 1);
+        corrupt(3, |n| n.al[1] ^= 1, |n| n.al[1] ^= 1);
+        corrupt(3, |n| n.max[0] -= 1, |n| n.max[0] += 1);
+        corrupt(
+            5,
+            |n| n.al[n.hdr.len as usize] = 0,
+            |n| n.al[n.hdr.len as usize] = u8::MAX,
+        );
+    }
+
+    #[test]
+    fn validate_catches_corrupted_leaf_order() {
+        let t = tree();
+        let mut n: *mut Header = t.root.load(Ordering::Relaxed);
+        // SAFETY: as in `corrupt`: the first leaf is live and exclusively ours.
+        unsafe {
+            while (*n).kind != KIND_LEAF {
+                n = (*n.cast::<Inner>()).child[0];
+            }
+            let l = &mut *n.cast::<Leaf<u64>>();
+            let s = l.start[1];
+            l.start[1] = l.end[0] - 1;
+            let e = t.validate().unwrap_err();
+            assert!(e.invariant == 2 || e.invariant == 3, "{e:?}");
+            l.start[1] = s;
+        }
+        t.validate().unwrap();
     }
 }

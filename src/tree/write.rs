@@ -76,6 +76,19 @@ unsafe fn len_of(n: *const Header) -> usize {
     unsafe { (*n).len as usize }
 }
 
+/// Slot capacity of a node's kind.
+///
+/// # Safety
+/// `n` is live.
+unsafe fn cap_of(n: *const Header) -> usize {
+    // SAFETY: caller's requirement.
+    if unsafe { (*n).kind } == KIND_LEAF {
+        Leaf::<()>::CAP
+    } else {
+        Inner::CAP
+    }
+}
+
 /// Below its kind's minimum (I1)?
 ///
 /// # Safety
@@ -200,6 +213,10 @@ impl<'p, V> Core<'p, V> {
                 // SAFETY: `c` is live.
                 inn.set(i, c, unsafe { summary_of::<V>(c) });
                 let Some(r) = split else { return (n, None) };
+                // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
+                if unsafe { self.share(inn, i, r) } {
+                    return (n, None);
+                }
                 // SAFETY: `r` is live.
                 let it = inner_item(r, unsafe { summary_of::<V>(r) });
                 (n, self.insert_slot(inn, i + 1, it))
@@ -222,6 +239,53 @@ impl<'p, V> Core<'p, V> {
         let mut right = N::empty(self.txn);
         distribute(&items, node, &mut right);
         Some(place(&mut self.cache, N::KIND, right))
+    }
+
+    /// Child `i` of the fresh node `p` just split into itself and the fresh
+    /// right half `r` (not linked into `p`). If a neighbour of child `i` has
+    /// a free slot, spreads the three nodes' slots over two (the neighbour,
+    /// copied, and child `i`), frees `r` and returns true: an overflow then
+    /// costs one sibling copy instead of a new node, which keeps nodes about
+    /// 80 % full under random inserts instead of about 69 % (fewer nodes,
+    /// lower trees). Returns false, changing nothing, when both neighbours
+    /// are full.
+    ///
+    /// # Safety
+    /// `p`'s children are live and `p.child[i]` is fresh; `r` is fresh,
+    /// unlinked, of the same kind as `p.child[i]`.
+    unsafe fn share(&mut self, p: &mut Inner, i: usize, r: *mut Header) -> bool {
+        // SAFETY: children of `p` are live.
+        let room = |k: usize| unsafe { cap_of(p.child[k]) - len_of(p.child[k]) };
+        let left = if i > 0 { room(i - 1) } else { 0 };
+        let right = if i + 1 < p.len() { room(i + 1) } else { 0 };
+        if left == 0 && right == 0 {
+            return false;
+        }
+        // Spread over (li, li + 1): the neighbour with more room, and `i`.
+        let li = if left >= right { i - 1 } else { i };
+        // SAFETY: our requirements; `cow` of the neighbour gives a fresh copy
+        // distinct from child `i` and from `r`.
+        unsafe {
+            let nb = if li == i { i + 1 } else { i - 1 };
+            let nb_ptr = self.cow(p.child[nb]);
+            p.child[nb] = nb_ptr;
+            let (a_ptr, b_ptr) = (p.child[li], p.child[li + 1]);
+            match (fresh::<V>(a_ptr), fresh::<V>(b_ptr)) {
+                (Node::Leaf(a), Node::Leaf(b)) => {
+                    spread3(a, b, as_leaf::<V>(r), li == i);
+                    p.set(li, a_ptr, a.summary());
+                    p.set(li + 1, b_ptr, b.summary());
+                }
+                (Node::Inner(a), Node::Inner(b)) => {
+                    spread3(a, b, as_inner(r), li == i);
+                    p.set(li, a_ptr, a.summary());
+                    p.set(li + 1, b_ptr, b.summary());
+                }
+                _ => unreachable!("siblings at one level have one kind (I4)"),
+            }
+            self.discard(r);
+        }
+        true
     }
 
     /// Removes the entry starting at `start`, which must exist.
@@ -375,6 +439,16 @@ impl<'p, V> Core<'p, V> {
             None => false,
         }
     }
+}
+
+/// Redistributes the slots of `a`, `b` and `r` over `a` and `b`. `r` is the
+/// right half of a split of `a` (`r_after_a`) or of `b`, so the key order is
+/// `a, r, b` or `a, b, r`.
+fn spread3<N: Slots>(a: &mut N, b: &mut N, r: &N, r_after_a: bool) {
+    let mut items = gather(a, Some(b), None);
+    let at = if r_after_a { a.len() } else { items.len() };
+    items.splice(at..at, (0..r.len()).map(|k| r.item(k)));
+    distribute(&items, a, b);
 }
 
 /// A new empty node of one kind (used by splits).
