@@ -141,6 +141,61 @@ fn shared_pages_stay_shared() {
     family_ok(&[&p, &c]);
 }
 
+/// MAP_SHARED anonymous memory has a backing object: a page first faulted
+/// after the fork, or zapped by DONTNEED and refaulted, is the object's
+/// page in every member; a split, mprotect or mremap keeps the page
+/// offsets; the frames go when the last VMA mapping the object is freed.
+#[test]
+fn shared_object_survives_fork_dontneed_and_munmap() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(S), 4 * P, RW, SHARED).unwrap();
+        p.write(S, 1).unwrap();
+        let c = p.fork();
+        // First faulted after the fork, in the child: the parent sees it.
+        c.write(S + P, 2).unwrap();
+        assert_eq!(p.read(S + P), Ok(2));
+        assert_eq!(
+            p.translate(S + P).unwrap().frame,
+            c.translate(S + P).unwrap().frame
+        );
+        // Zapped and refaulted: the same page, not a fresh zero page.
+        let f = p.translate(S).unwrap().frame;
+        p.madvise(S, 2 * P, Advice::DontNeed).unwrap();
+        assert_eq!(p.translate(S), None);
+        assert_eq!(p.read(S), Ok(1));
+        assert_eq!(p.translate(S).unwrap().frame, f);
+        c.madvise(S, 4 * P, Advice::DontNeed).unwrap();
+        family_ok(&[&p, &c]);
+        // Split by mprotect, moved by mremap: offsets follow the pages.
+        c.mprotect(S + 2 * P, P, Prot::READ).unwrap();
+        c.write(S + 3 * P, 4).unwrap();
+        assert_eq!(p.read(S + 3 * P), Ok(4));
+        let m = c
+            .mremap(
+                S + P,
+                P,
+                P,
+                maple_rcu::mm::RemapFlags::MAYMOVE | maple_rcu::mm::RemapFlags::FIXED,
+                Some(A),
+            )
+            .unwrap();
+        assert_eq!(m, A);
+        c.write(A, 5).unwrap();
+        assert_eq!(p.read(S + P), Ok(5));
+        family_ok(&[&p, &c]);
+        // Unmapped everywhere: the object and its pages go (after the
+        // retired VMAs' grace period).
+        p.munmap(S, 4 * P).unwrap();
+        c.munmap(S, 4 * P).unwrap();
+        c.munmap(A, P).unwrap();
+        p.reclaim();
+        c.reclaim();
+        family_ok(&[&p, &c]);
+        assert_eq!(p.stats().frames_live, 0, "{policy:?}");
+    }
+}
+
 #[test]
 fn nested_fork_and_exit() {
     let p = AddressSpace::new();
@@ -187,6 +242,9 @@ enum Op {
     Protect(usize, u64, bool),
     DontNeed(usize, u64),
     WriteShared(usize, u64, u64),
+    ReadShared(usize, u64),
+    DontNeedShared(usize, u64),
+    UnmapShared(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -197,32 +255,46 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(Op::Exit),
         2 => (0..4usize, 0..NPRIV, any::<bool>()).prop_map(|(p, i, w)| Op::Protect(p, i, w)),
         1 => (0..4usize, 0..NPRIV).prop_map(|(p, i)| Op::DontNeed(p, i)),
-        1 => (0..4usize, 0..NSHARED, 1..1000u64).prop_map(|(p, i, v)| Op::WriteShared(p, i, v)),
+        2 => (0..4usize, 0..NSHARED, 1..1000u64).prop_map(|(p, i, v)| Op::WriteShared(p, i, v)),
+        2 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::ReadShared(p, i)),
+        1 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::DontNeedShared(p, i)),
+        1 => (0..4usize).prop_map(Op::UnmapShared),
     ]
 }
 
-/// One process of the model: its private pages' values and writability.
+/// One process of the model: its private pages' values and writability,
+/// and whether it still maps the shared region.
 #[derive(Clone)]
 struct Proc {
     val: Vec<u64>,
     writable: Vec<bool>,
+    shared: bool,
+}
+
+/// The frames every space maps, without faulting (`translate`).
+fn frames_at(spaces: &[AddressSpace], addr: u64) -> Vec<u64> {
+    spaces
+        .iter()
+        .filter_map(|s| s.translate(addr).map(|p| p.frame))
+        .collect()
 }
 
 fn run_family(policy: FaultPolicy, ops: &[Op]) {
     let root = AddressSpace::with_policy(policy);
     root.mmap(Some(A), NPRIV * P, RW, PRIV).unwrap();
     root.mmap(Some(S), NSHARED * P, RW, SHARED).unwrap();
-    // Shared pages are faulted before any fork and never zapped, so every
-    // member maps the same frames (no shmem object yet: DESIGN §4.9).
-    for i in 0..NSHARED {
-        root.write(S + i * P, 0).unwrap();
-    }
+    // Shared pages are faulted only by ReadShared/WriteShared (so first
+    // faults before and after forks, and refaults after DONTNEED, both
+    // happen): every member that maps the region sees the object's page.
     let mut spaces = vec![root];
     let mut model = vec![Proc {
         val: vec![0; NPRIV as usize],
         writable: vec![true; NPRIV as usize],
+        shared: true,
     }];
     let mut shared = [0u64; NSHARED as usize];
+    // Whether the object holds page i (faulted while mapped).
+    let mut in_obj = [false; NSHARED as usize];
     for o in ops {
         match *o {
             Op::Write(p, i, v) => {
@@ -271,20 +343,84 @@ fn run_family(policy: FaultPolicy, ops: &[Op]) {
             }
             Op::WriteShared(p, i, v) => {
                 let p = p % spaces.len();
-                spaces[p].write(S + i * P, v).unwrap();
-                shared[i as usize] = v;
+                let r = spaces[p].write(S + i * P, v);
+                if model[p].shared {
+                    assert_eq!(r, Ok(()), "{o:?}");
+                    shared[i as usize] = v;
+                    in_obj[i as usize] = true;
+                } else {
+                    assert_eq!(r, Err(FaultError::Segv), "{o:?}");
+                }
             }
+            Op::ReadShared(p, i) => {
+                let p = p % spaces.len();
+                let r = spaces[p].read(S + i * P);
+                if model[p].shared {
+                    assert_eq!(r, Ok(shared[i as usize]), "{o:?}");
+                    in_obj[i as usize] = true;
+                } else {
+                    assert_eq!(r, Err(FaultError::Segv), "{o:?}");
+                }
+            }
+            Op::DontNeedShared(p, i) => {
+                // The PTE goes; the page stays in the object (shmem).
+                let p = p % spaces.len();
+                if model[p].shared {
+                    spaces[p].madvise(S + i * P, P, Advice::DontNeed).unwrap();
+                }
+            }
+            Op::UnmapShared(p) => {
+                let p = p % spaces.len();
+                spaces[p].munmap(S, NSHARED * P).unwrap();
+                model[p].shared = false;
+            }
+        }
+        if model.iter().all(|m| !m.shared) {
+            // The last mapping is gone: the object's pages go with it.
+            in_obj = [false; NSHARED as usize];
         }
         for (s, m) in spaces.iter().zip(&model) {
             for i in 0..NPRIV {
                 assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
             }
-            for i in 0..NSHARED {
-                assert_eq!(s.read(S + i * P), Ok(shared[i as usize]), "after {o:?}");
-            }
+        }
+        // Shared pages stay shared: every PTE of page i in the family maps
+        // the same frame (checked without faulting them in).
+        for i in 0..NSHARED {
+            let f = frames_at(&spaces, S + i * P);
+            assert!(f.windows(2).all(|w| w[0] == w[1]), "after {o:?}: {f:?}");
+            assert!(f.is_empty() || in_obj[i as usize], "after {o:?}");
         }
         let refs: Vec<&AddressSpace> = spaces.iter().collect();
         AddressSpace::check_family(&refs).unwrap();
+    }
+    // Exact accounting once the retired VMAs are freed: the live frames are
+    // those mapped plus the object's pages no PTE maps (none once no member
+    // maps the region: the object was dropped with its last VMA).
+    for s in &spaces {
+        s.reclaim();
+    }
+    let mut mapped = std::collections::BTreeSet::new();
+    for i in 0..NPRIV {
+        mapped.extend(frames_at(&spaces, A + i * P));
+    }
+    let mut held = 0;
+    for i in 0..NSHARED {
+        let f = frames_at(&spaces, S + i * P);
+        held += u64::from(f.is_empty() && in_obj[i as usize]);
+        mapped.extend(f);
+    }
+    assert_eq!(spaces[0].stats().frames_live, mapped.len() as u64 + held);
+    // And every member's shared reads agree with the model.
+    for (s, m) in spaces.iter().zip(&model) {
+        for i in 0..NSHARED {
+            let want = if m.shared {
+                Ok(shared[i as usize])
+            } else {
+                Err(FaultError::Segv)
+            };
+            assert_eq!(s.read(S + i * P), want);
+        }
     }
 }
 

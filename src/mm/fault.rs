@@ -303,7 +303,15 @@ impl AddressSpace {
             ptl.set(addr, pte | perms | dirty);
             return Try::Done(Ok(FaultOutcome::Upgraded));
         }
-        let pfn = pt.alloc_frame(0);
+        let pfn = match &v.spec.attrs.shm {
+            // MAP_SHARED anonymous: the object's frame of this page, or a
+            // fresh one the object keeps (lock order: PTL → object, shmem.rs).
+            Some(m) => {
+                let pgoff = m.pgoff + (addr - v.spec.range.start) / PAGE;
+                m.obj.get_or_insert(pgoff, || pt.alloc_frame(0)).0
+            }
+            None => pt.alloc_frame(0),
+        };
         ptl.set(addr, PageTables::new_pte(pfn, v.prot(), dirty != 0));
         Try::Done(Ok(FaultOutcome::Installed))
     }

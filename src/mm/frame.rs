@@ -21,7 +21,9 @@
 //!   or through a pin (read only). Private frames are written only through a
 //!   writable PTE, which maps an exclusively owned frame (M8).
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering, lock, shard_index};
+use crate::sync::{
+    AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering, lock, shard_index,
+};
 use std::ptr;
 
 #[cfg(not(loom))]
@@ -44,6 +46,8 @@ pub(crate) struct Frame {
     refs: AtomicU32,
     /// Mapping PTEs (all address spaces of the family).
     maps: AtomicU32,
+    /// 1 while a shared anonymous object (`shmem.rs`) holds a reference.
+    held: AtomicU32,
     /// The page's contents.
     value: AtomicU64,
 }
@@ -73,6 +77,10 @@ pub(crate) struct FrameTable {
     /// Frame slots ever handed out (the next fresh index).
     next: AtomicU64,
     shards: Box<[Shard]>,
+    /// Live shared anonymous objects of the family (each holds an `Arc` of
+    /// this table; `check` discounts them when it asks whether a space is
+    /// alone).
+    pub(crate) objects: AtomicUsize,
 }
 
 // SAFETY: every field is atomics or mutex-protected; the chunks are owned by
@@ -97,6 +105,7 @@ impl FrameTable {
                     }))
                 })
                 .collect(),
+            objects: AtomicUsize::new(0),
         }
     }
 
@@ -124,6 +133,7 @@ impl FrameTable {
             .map(|_| Frame {
                 refs: AtomicU32::new(0),
                 maps: AtomicU32::new(0),
+                held: AtomicU32::new(0),
                 value: AtomicU64::new(0),
             })
             .collect();
@@ -184,6 +194,24 @@ impl FrameTable {
         debug_assert!(old > 0, "pin of free frame {pfn}");
     }
 
+    /// A shared object takes a reference to a frame the caller just
+    /// allocated for its PTE (under that PTL and the object's lock).
+    pub(crate) fn hold(&self, pfn: u64) {
+        let f = self.frame(pfn);
+        // Relaxed: as in `dup` (a reference made from the caller's).
+        f.refs.fetch_add(1, Ordering::Relaxed);
+        // Relaxed: checks at quiescent points only.
+        f.held.store(1, Ordering::Relaxed);
+    }
+
+    /// The object's reference goes (the object is dropped); true if freed.
+    pub(crate) fn release(&self, pfn: u64) -> bool {
+        // Relaxed: checks at quiescent points only; `put` orders the free.
+        let old = self.frame(pfn).held.swap(0, Ordering::Relaxed);
+        debug_assert_eq!(old, 1, "release of frame {pfn} no object holds");
+        self.put(pfn)
+    }
+
     /// Drops a mapping and its reference; true if the frame was freed.
     pub(crate) fn unmap(&self, pfn: u64) -> bool {
         // Relaxed: see `dup`.
@@ -234,13 +262,14 @@ impl FrameTable {
         self.frame(pfn).value.store(v, Ordering::Relaxed);
     }
 
-    /// (refs, maps) of a frame (checks).
-    pub(crate) fn counts(&self, pfn: u64) -> (u32, u32) {
+    /// (refs, maps, held by an object) of a frame (checks).
+    pub(crate) fn counts(&self, pfn: u64) -> (u32, u32, u32) {
         let f = self.frame(pfn);
         // Relaxed: checks at quiescent points.
         (
             f.refs.load(Ordering::Relaxed),
             f.maps.load(Ordering::Relaxed),
+            f.held.load(Ordering::Relaxed),
         )
     }
 
@@ -261,8 +290,8 @@ impl FrameTable {
     /// Checks the table at a point where no member of the family runs a call
     /// (M6): every slot ever handed out is either live (refcount > 0) or on
     /// exactly one free list, never both; `allocated = freed + live`. Returns
-    /// the live frames as `(pfn, refs, maps)`.
-    pub(crate) fn audit(&self) -> Result<Vec<(u64, u32, u32)>, String> {
+    /// the live frames as `(pfn, refs, maps, held)`.
+    pub(crate) fn audit(&self) -> Result<Vec<(u64, u32, u32, u32)>, String> {
         // Relaxed: quiescent.
         let n = self.next.load(Ordering::Relaxed);
         let mut on_free = vec![false; n as usize];
@@ -276,16 +305,20 @@ impl FrameTable {
         }
         let mut live = Vec::new();
         for pfn in 1..=n {
-            let (r, m) = self.counts(pfn);
+            let (r, m, h) = self.counts(pfn);
             let free = on_free[(pfn - 1) as usize];
             if (r == 0) != free {
                 return Err(format!("frame {pfn}: refs {r}, on a free list {free}"));
             }
-            if m > r {
-                return Err(format!("frame {pfn}: mapcount {m} > refcount {r}"));
+            if m + h > r {
+                return Err(format!(
+                    "frame {pfn}: mapcount {m} + object {h} > refcount {r}"
+                ));
             }
             if r > 0 {
-                live.push((pfn, r, m));
+                live.push((pfn, r, m, h));
+            } else if h != 0 {
+                return Err(format!("free frame {pfn} held by an object"));
             }
         }
         if c.allocated != c.freed + live.len() as u64 {

@@ -7,6 +7,7 @@ use super::error::MmError;
 use super::flags::{FaultPolicy, MapSource, Prot};
 use super::pagetable::PAGE;
 use super::procmaps::{MapsEntry, parse_maps};
+use super::shmem::{ShmMap, Shmem};
 use super::space::AddressSpace;
 use super::vma::{Attrs, FileMap, Spec, Vma, VmaInfo};
 use std::ops::Range;
@@ -155,6 +156,12 @@ impl AddressSpace {
                         }
                         _ => attrs.name = e.path.clone(),
                     }
+                }
+                if attrs.shared && attrs.file.is_none() {
+                    attrs.shm = Some(ShmMap {
+                        obj: Shmem::new(&mm.pt.frames),
+                        pgoff: 0,
+                    });
                 }
                 let range = e.start..e.end;
                 let spec = Spec {

@@ -6,6 +6,7 @@ use crate::mm::flags::{MapFlags, Prot};
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area, round_hint_to_min};
 use crate::mm::retire::After;
+use crate::mm::shmem::{ShmMap, Shmem};
 use crate::mm::space::{AddressSpace, extent, granted, page_up};
 use crate::mm::vma::Vma;
 use crate::mm::vma::{Attrs, FileMap, Spec};
@@ -146,6 +147,13 @@ impl AddressSpace {
                 inode: id,
                 path: None,
                 deleted: false,
+            });
+        }
+        if shared && file.is_none() {
+            // MAP_SHARED|MAP_ANONYMOUS: a new shared object (`shmem_zero_setup`).
+            attrs.shm = Some(ShmMap {
+                obj: Shmem::new(&self.pt.frames),
+                pgoff: 0,
             });
         }
         let spec = Spec {

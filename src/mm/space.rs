@@ -352,7 +352,7 @@ impl AddressSpace {
             if pte & (PTE_READ | PTE_WRITE | PTE_EXEC) & !allowed != 0 {
                 return Err(format!("PTE at {a:#x} grants more than {:?}", v.prot()));
             }
-            let (refs, maps) = self.pt.frames.counts(pte_pfn(pte));
+            let (refs, maps, _) = self.pt.frames.counts(pte_pfn(pte));
             if refs == 0 || maps == 0 {
                 return Err(format!("PTE at {a:#x} maps a free frame ({refs}, {maps})"));
             }
@@ -361,15 +361,52 @@ impl AddressSpace {
                     "writable private PTE at {a:#x} maps a frame mapped {maps} times (M8)"
                 ));
             }
+            if v.spec.attrs.shared != v.spec.attrs.shm.is_some() && v.spec.attrs.file.is_none() {
+                return Err(format!(
+                    "shared anonymous VMA {r:x?} without its object",
+                    r = v.range()
+                ));
+            }
         }
         let live = self.pt.frames.audit()?;
-        // Alone (never forked, no pin outstanding): every live frame is
-        // mapped here exactly once — the old M6, allocated = mapped + freed.
-        if Arc::strong_count(&self.pt.frames) == 1 && live.len() != present.len() {
+        // Alone (never forked, no pin outstanding; the family's shared
+        // objects hold the table too): every live frame is mapped here
+        // exactly `maps` times and referenced by those PTEs and its object
+        // alone — the old M6, allocated = mapped + freed, plus object pages.
+        // Relaxed: quiescent.
+        let objects = self.pt.frames.objects.load(Ordering::Relaxed);
+        if Arc::strong_count(&self.pt.frames) == 1 + objects {
+            Self::exact(&present, live)?;
+        }
+        Ok(())
+    }
+
+    /// Every live frame (`live`, from `audit`) has refcount = mapping PTEs
+    /// (in `present`, the PTEs of every member) + its object's reference,
+    /// and mapcount = mapping PTEs; no frame is live without either.
+    fn exact(present: &[(u64, u64)], live: Vec<(u64, u32, u32, u32)>) -> Result<(), String> {
+        let mut mapped: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        for &(_, pte) in present {
+            *mapped.entry(pte_pfn(pte)).or_default() += 1;
+        }
+        let n_live = live.len();
+        let mut seen = 0;
+        for (pfn, refs, maps, held) in live {
+            let n = mapped.get(&pfn).copied().unwrap_or(0);
+            seen += usize::from(n > 0);
+            if refs != n + held || maps != n {
+                return Err(format!(
+                    "frame {pfn}: refcount {refs}, mapcount {maps}, object {held}, mapped by {n} PTEs"
+                ));
+            }
+            if n == 0 && held == 0 {
+                return Err(format!("frame {pfn} live but neither mapped nor held"));
+            }
+        }
+        if seen != mapped.len() {
             return Err(format!(
-                "frames do not balance: live {} != mapped {}",
-                live.len(),
-                present.len()
+                "{n_live} live frames, {} mapped, {seen} of them live",
+                mapped.len()
             ));
         }
         Ok(())
@@ -377,40 +414,38 @@ impl AddressSpace {
 
     /// [`check`](Self::check) for every member of a fork family, plus the
     /// exact per-frame counts (M9): with no [`PageRef`](super::PageRef)
-    /// outstanding, every live frame's refcount and mapcount equal the
-    /// number of PTEs mapping it in `spaces`, which must be every space
+    /// outstanding, every live frame's refcount is the number of PTEs
+    /// mapping it in `spaces` plus 1 if a MAP_SHARED anonymous object holds
+    /// it, and its mapcount the number of PTEs; `spaces` must be every space
     /// sharing the frame table (no other member alive). Quiescent only.
     pub fn check_family(spaces: &[&AddressSpace]) -> Result<(), String> {
         let Some(first) = spaces.first() else {
             return Ok(());
         };
-        let mut mapped: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut present = Vec::new();
         for s in spaces {
             if !Arc::ptr_eq(&s.pt.frames, &first.pt.frames) {
                 return Err("spaces of different fork families".into());
             }
             s.check()?;
-            for (_, pte) in s.pt.present(0, TASK_SIZE) {
-                *mapped.entry(pte_pfn(pte)).or_default() += 1;
-            }
+            present.extend(s.pt.present(0, TASK_SIZE));
         }
-        let live = first.pt.frames.audit()?;
-        if live.len() != mapped.len() {
-            return Err(format!(
-                "{} live frames, {} mapped",
-                live.len(),
-                mapped.len()
-            ));
+        Self::exact(&present, first.pt.frames.audit()?)
+    }
+
+    /// Runs the deferred frees now: waits for a grace period of the tree's
+    /// domain and drops the VMAs and tables writers retired before this
+    /// call (and with the last VMA of a MAP_SHARED anonymous object, the
+    /// object and its frames). Writers poll for this every few calls; tests
+    /// call it to see exact frame counts after an munmap. Must not be
+    /// called from a thread inside another call of this space.
+    pub fn reclaim(&self) {
+        if let Err(p) = self.tree.domain().barrier() {
+            p.resume();
         }
-        for (pfn, refs, maps) in live {
-            let n = mapped.get(&pfn).copied().unwrap_or(0);
-            if refs != n || maps != n {
-                return Err(format!(
-                    "frame {pfn}: refcount {refs}, mapcount {maps}, mapped by {n} PTEs"
-                ));
-            }
+        if let Err(p) = self.tree.reclaim() {
+            p.resume();
         }
-        Ok(())
     }
 }
 

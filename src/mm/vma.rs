@@ -2,6 +2,8 @@
 //! per-VMA lock word.
 
 use super::flags::{MapSource, Prot};
+use super::pagetable::PAGE;
+use super::shmem::ShmMap;
 use crate::sync::{AtomicBool, AtomicU32, Ordering, thread};
 use std::ops::Range;
 
@@ -30,6 +32,9 @@ pub(crate) struct Attrs {
     pub(crate) file: Option<FileMap>,
     /// A pseudo name of an anonymous VMA (`[stack]`, `[vdso]`, `[anon:x]`).
     pub(crate) name: Option<String>,
+    /// MAP_SHARED anonymous memory: the backing object and this VMA's page
+    /// offset in it (`shmem.rs`). `None` for private or file VMAs.
+    pub(crate) shm: Option<ShmMap>,
 }
 
 impl Attrs {
@@ -41,6 +46,7 @@ impl Attrs {
             growsdown: false,
             file: None,
             name: None,
+            shm: None,
         }
     }
 
@@ -49,6 +55,9 @@ impl Attrs {
         let mut a = self.clone();
         if let Some(f) = &mut a.file {
             f.offset = f.offset.wrapping_add(delta);
+        }
+        if let Some(m) = &mut a.shm {
+            m.pgoff = m.pgoff.wrapping_add(delta / PAGE);
         }
         a
     }

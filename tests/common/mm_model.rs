@@ -279,6 +279,8 @@ pub struct Page {
     pub vma: u64,
     /// The PTE's permissions when a frame is mapped.
     pub pte: Option<Prot>,
+    /// MAP_SHARED anonymous: the backing object and the page's offset in it.
+    pub obj: Option<(u64, u64)>,
 }
 
 /// Whether the page `a` and the page right after it, `b`, may be one VMA.
@@ -319,6 +321,10 @@ pub struct Model {
     pub brk: u64,
     pub allocated: u64,
     pub freed: u64,
+    /// MAP_SHARED anonymous objects: id → the page offsets they hold.
+    pub objs: BTreeMap<u64, std::collections::BTreeSet<u64>>,
+    /// Whether any object was ever made (the harness then reclaims).
+    pub had_objects: bool,
 }
 
 impl Default for Model {
@@ -330,6 +336,8 @@ impl Default for Model {
             brk: DEFAULT_BRK,
             allocated: 0,
             freed: 0,
+            objs: BTreeMap::new(),
+            had_objects: false,
         }
     }
 }
@@ -413,20 +421,51 @@ impl Model {
     fn clear(&mut self, r: Range<u64>) {
         let gone: Vec<u64> = self.pages.range(r).map(|(&a, _)| a).collect();
         for a in gone {
-            if self.pages.remove(&a).and_then(|p| p.pte).is_some() {
+            // An object's page stays in the object (freed with it, `gc`).
+            if self
+                .pages
+                .remove(&a)
+                .is_some_and(|p| p.pte.is_some() && p.obj.is_none())
+            {
                 self.freed += 1;
             }
+        }
+    }
+
+    /// Drops the objects no page maps any more, freeing their pages (the
+    /// real object goes with its last VMA, after `reclaim`).
+    pub fn gc(&mut self) {
+        let used: std::collections::BTreeSet<u64> = self
+            .pages
+            .values()
+            .filter_map(|p| p.obj.map(|o| o.0))
+            .collect();
+        let gone: Vec<u64> = self
+            .objs
+            .keys()
+            .copied()
+            .filter(|i| !used.contains(i))
+            .collect();
+        for i in gone {
+            self.freed += self.objs.remove(&i).unwrap().len() as u64;
         }
     }
 
     /// Maps `r` (after clearing it) with `attr` for its first page.
     fn map(&mut self, r: Range<u64>, attr: Attr) {
         self.clear(r.clone());
+        let obj = (attr.shared && attr.file.is_none()).then(|| {
+            let id = self.fresh();
+            self.objs.insert(id, Default::default());
+            self.had_objects = true;
+            id
+        });
         for a in r.clone().step_by(P as usize) {
             let page = Page {
                 attr: attr.at(a - r.start),
                 vma: 0,
                 pte: None,
+                obj: obj.map(|id| (id, (a - r.start) / P)),
             };
             self.pages.insert(a, page);
         }
@@ -531,6 +570,7 @@ impl Model {
     /// `[dst, dst + new_len)` with the attributes of the VMA at `old`.
     fn move_pages(&mut self, old: u64, old_len: u64, new_len: u64, dst: u64, dontunmap: bool) {
         let attr = self.pages[&old].attr;
+        let obj = self.pages[&old].obj;
         let keep = old_len.min(new_len);
         let frames: Vec<(u64, Option<Prot>)> = (0..keep / P)
             .map(|i| (i * P, self.pages[&(old + i * P)].pte))
@@ -549,12 +589,18 @@ impl Model {
             let moved: Vec<u64> = gone.iter().copied().filter(|&a| a < old + keep).collect();
             for a in gone {
                 let pg = self.pages.remove(&a).unwrap();
-                if pg.pte.is_some() && !moved.contains(&a) {
+                if pg.pte.is_some() && !moved.contains(&a) && pg.obj.is_none() {
                     self.freed += 1;
                 }
             }
         }
         self.map(dst..dst + new_len, attr);
+        if let Some((id, off)) = obj {
+            // The moved VMA keeps its object (`map` made an empty one).
+            for i in 0..new_len / P {
+                self.pages.get_mut(&(dst + i * P)).unwrap().obj = Some((id, off + i));
+            }
+        }
         for (d, pte) in frames {
             self.pages.get_mut(&(dst + d)).unwrap().pte = pte;
         }
@@ -771,11 +817,13 @@ impl Model {
             for (_, pg) in self.pages.range_mut(vr.clone()) {
                 pg.vma = 0;
             }
+            let obj = self.pages[&vr.start].obj;
             for a in (vr.end..new_end).step_by(P as usize) {
                 let page = Page {
                     attr: attr.at(a - vr.start),
                     vma: 0,
                     pte: None,
+                    obj: obj.map(|(id, off)| (id, off + (a - vr.start) / P)),
                 };
                 self.pages.insert(a, page);
             }
@@ -856,7 +904,7 @@ impl Model {
         for (&a, pg) in self.pages.range_mut(addr..end) {
             hole |= a != cur;
             cur = a + P;
-            if advice == Advice::DontNeed && pg.pte.take().is_some() {
+            if advice == Advice::DontNeed && pg.pte.take().is_some() && pg.obj.is_none() {
                 self.freed += 1;
             }
         }
@@ -902,6 +950,7 @@ impl Model {
                     attr: base.at(a - p),
                     vma: 0,
                     pte: None,
+                    obj: None,
                 };
                 self.pages.insert(a, page);
             }
@@ -915,7 +964,12 @@ impl Model {
         Some(Ok(match pg.pte {
             None => {
                 pg.pte = Some(pg.attr.prot);
-                self.allocated += 1;
+                // A shared object's page is allocated once (shmem).
+                let fresh = match pg.obj {
+                    Some((id, off)) => self.objs.get_mut(&id).unwrap().insert(off),
+                    None => true,
+                };
+                self.allocated += u64::from(fresh);
                 FaultOutcome::Installed
             }
             Some(pp) if pp.contains(need) => FaultOutcome::Present,
@@ -995,6 +1049,7 @@ impl Harness {
             }
         }
         self.applied += 1;
+        self.m.gc();
         self.compare(op);
     }
 
@@ -1024,6 +1079,10 @@ impl Harness {
             let t = mm.translate(a).map(|t| t.prot);
             assert_eq!(t, pg.pte, "PTE at {a:#x} after {op:?}");
             present += u64::from(pg.pte.is_some());
+        }
+        if m.had_objects {
+            // The real object goes with its last VMA's Srcu grace period.
+            mm.reclaim();
         }
         let s = mm.stats();
         assert_eq!(
