@@ -6,12 +6,14 @@
 //! `cargo build --release --example write_churn` then
 //! `valgrind --tool=callgrind target/release/examples/write_churn [u64|string] [ops]`
 //! (run once with `ops` = 0 and subtract, to leave the setup out).
+//! The tree is manual (`with_manual_reclaim`), so no reclaimer thread's work
+//! mixes into the counts.
 
 use maple_rcu::MapleTree;
 use std::hint::black_box;
 
 fn run<V: Send + Sync>(make: impl Fn(u64) -> V, ops: u64) {
-    let t = MapleTree::new();
+    let t = MapleTree::with_manual_reclaim();
     for i in 0..4096u64 {
         t.insert(i * 16..i * 16 + 8, make(i)).unwrap();
     }

@@ -556,3 +556,33 @@ fn helper_thread_panics_are_reported_by_the_next_poll() {
     d.barrier().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 3);
 }
+
+/// Issue 13 §5: a `with_reclaimer` domain runs callbacks with no call, in
+/// order; one that panics is reported by the next `poll`; one may
+/// `synchronize` another domain (the reclaimer holds no lock meanwhile).
+#[test]
+fn the_reclaimer_runs_callbacks_without_a_call() {
+    watchdog::within(60, "reclaimer callbacks", || {
+        let d = Srcu::with_reclaimer();
+        assert!(d.is_auto());
+        let other = Arc::new(Srcu::new());
+        let (tx, rx) = mpsc::channel();
+        for i in 0..3 {
+            let (tx, other) = (tx.clone(), other.clone());
+            d.call(move || {
+                other.synchronize();
+                tx.send(i).unwrap();
+            });
+        }
+        let got: Vec<i32> = (0..3)
+            .map(|_| rx.recv_timeout(Duration::from_secs(2)).expect("ran"))
+            .collect();
+        assert_eq!(got, [0, 1, 2]);
+        d.call(move || panic!("callback panic (expected by the test)"));
+        d.call(move || tx.send(3).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(2)), Ok(3));
+        let err = d.poll().unwrap_err();
+        assert_eq!(err.message(), Some("callback panic (expected by the test)"));
+        d.poll().unwrap();
+    });
+}

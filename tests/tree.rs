@@ -14,7 +14,9 @@ use maple_rcu::MapleTree;
 use maple_rcu::tree::ErrorKind;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Weak, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
 use tree_model::Model;
 use tree_ops::{Harness, Op, TxnOp, entries};
 
@@ -539,7 +541,9 @@ impl Drop for Reentrant {
 #[test]
 fn a_removed_values_drop_may_write_to_the_tree() {
     watchdog::within(60, "drop writes to its tree", || {
-        let t = Arc::new(MapleTree::new());
+        // Manual, so that only `barrier` may run the drop (the reclaimer
+        // thread would run it at any time).
+        let t = Arc::new(MapleTree::with_manual_reclaim());
         let entry = Reentrant {
             tree: Arc::downgrade(&t),
             at: 1_000_000,
@@ -592,7 +596,8 @@ impl Drop for Bomb {
 /// `bomb` panics in its drop.
 fn bombs(n: u64, bomb: u64) -> (Arc<AtomicUsize>, MapleTree<Bomb>) {
     let dropped = Arc::new(AtomicUsize::new(0));
-    let t = MapleTree::new();
+    // Manual: the tests decide which call runs the drops.
+    let t = MapleTree::with_manual_reclaim();
     for i in 0..n {
         t.insert(i * 10..i * 10 + 5, Bomb(dropped.clone(), i == bomb))
             .unwrap();
@@ -778,4 +783,235 @@ fn serde_round_trip() {
     assert_eq!(t, u);
     u.validate().unwrap();
     assert!(serde_json::from_str::<MapleTree<u8>>("[[3,3,0]]").is_err());
+}
+
+// ---- Issue 13 §5: prompt reclamation by the process-wide reclaimer ----
+
+/// Sends the instant of its drop.
+struct Signal(mpsc::Sender<Instant>);
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        let _ = self.0.send(Instant::now());
+    }
+}
+
+/// The generous bound the tests assert (CI machines are loaded); the
+/// measured latencies are printed, and DESIGN §3.7 states the real bound.
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// Median and maximum of the removal-to-drop latency over `trials` fresh
+/// default trees, with no reader and no call after the `remove`, pausing
+/// `gap` between trials (long enough, and the reclaimer is idle when the
+/// value is removed; zero, and it is usually in its post-pass pause).
+fn removal_to_drop_latency(trials: usize, gap: Duration) -> (Duration, Duration) {
+    let mut lat = Vec::with_capacity(trials);
+    for i in 0..trials {
+        thread::sleep(gap);
+        let (tx, rx) = mpsc::channel();
+        let t = MapleTree::new();
+        t.insert(0..10, Signal(tx)).unwrap();
+        let removed = Instant::now();
+        t.remove(5).unwrap();
+        let dropped = rx
+            .recv_timeout(PROMPT)
+            .unwrap_or_else(|_| panic!("trial {i}: not dropped within {PROMPT:?}"));
+        lat.push(dropped.saturating_duration_since(removed));
+        drop(t);
+    }
+    lat.sort();
+    (lat[lat.len() / 2], lat[lat.len() - 1])
+}
+
+/// A default tree drops a removed value with no further call, within the
+/// bound, and the latency is reported.
+#[test]
+fn a_default_tree_drops_a_removed_value_promptly_without_any_call() {
+    let (median, max) = removal_to_drop_latency(100, Duration::ZERO);
+    eprintln!("removal to drop, 100 trials: median {median:?}, max {max:?}");
+    assert!(max <= PROMPT);
+}
+
+/// Many trials, for docs/BENCHMARKS.md: `cargo test --release --test tree
+/// -- --ignored --nocapture reclaim_latency`.
+#[test]
+#[ignore]
+fn reclaim_latency_distribution() {
+    let n = 2000;
+    for gap in [Duration::ZERO, Duration::from_millis(20)] {
+        let (median, max) = removal_to_drop_latency(n, gap);
+        eprintln!("removal to drop, {n} trials, {gap:?} apart: median {median:?}, max {max:?}");
+    }
+}
+
+/// The opt-out: a manual tree never drops a removed value without a call.
+#[test]
+fn a_manual_tree_does_not_drop_without_a_poll() {
+    let (tx, rx) = mpsc::channel();
+    let t = MapleTree::with_manual_reclaim();
+    assert!(!t.domain().is_auto());
+    t.insert(0..10, Signal(tx)).unwrap();
+    t.remove(5).unwrap();
+    // Other trees' activity wakes the reclaimer meanwhile; it must not
+    // touch this one.
+    let other = MapleTree::new();
+    for i in 0..100u64 {
+        other.insert(i..i + 1, vec![i]).unwrap();
+        other.remove(i).unwrap();
+    }
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    t.reclaim().unwrap();
+    rx.try_recv().expect("reclaim drops it");
+}
+
+/// A value's drop that panics on the reclaimer thread is kept and reported
+/// once, by the next `barrier` (or `poll`/`reclaim`); nothing leaks.
+#[test]
+fn a_panic_on_the_reclaimer_is_reported_by_the_next_poll() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let t = MapleTree::new();
+    t.insert(0..1, Bomb(dropped.clone(), true)).unwrap();
+    t.insert(1..2, Bomb(dropped.clone(), false)).unwrap();
+    let mut w = t.write();
+    w.remove(0).unwrap();
+    w.remove(1).unwrap();
+    w.commit();
+    let start = Instant::now();
+    while dropped.load(Ordering::SeqCst) < 2 {
+        assert!(start.elapsed() < PROMPT, "the reclaimer did not run");
+        thread::sleep(Duration::from_millis(1));
+    }
+    // The drops ran on the reclaimer (nobody else polled); `barrier` sees
+    // the entry done, and therefore its kept panic.
+    let err = t.domain().barrier().unwrap_err();
+    assert_eq!(err.count(), 1);
+    assert_eq!(
+        err.message(),
+        Some("value drop panic (expected by the test)")
+    );
+    t.reclaim().unwrap(); // reported once
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+/// A value that owns the last reference to its own tree: the reclaimer
+/// drops the value, which drops the tree from inside the tree's domain's
+/// callback. The tree's drop must not wait for the reclaimer (itself).
+struct OwnsTree(Option<Arc<MapleTree<OwnsTree>>>, Arc<AtomicUsize>);
+
+impl Drop for OwnsTree {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Trees and domains dropped while the reclaimer is visiting them, from
+/// several threads, including from inside the reclaimer: every value is
+/// dropped exactly once, nothing deadlocks, and (under ASan) nothing is
+/// used after free.
+#[test]
+fn dropping_trees_while_the_reclaimer_runs_is_safe() {
+    watchdog::within(120, "drop trees under the reclaimer", || {
+        let made = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        thread::scope(|s| {
+            for th in 0..2u64 {
+                let (made, dropped) = (made.clone(), dropped.clone());
+                s.spawn(move || {
+                    for round in 0..300u64 {
+                        let t = Arc::new(MapleTree::new());
+                        for i in 0..8u64 {
+                            let own = (i == 0 && round % 3 == th % 3).then(|| t.clone());
+                            t.insert(i * 10..i * 10 + 5, OwnsTree(own, dropped.clone()))
+                                .unwrap();
+                            made.fetch_add(1, Ordering::SeqCst);
+                        }
+                        for i in 0..4u64 {
+                            t.remove(i * 10).unwrap();
+                        }
+                        if round % 2 == 0 {
+                            // Let the reclaimer catch the tree mid-visit.
+                            thread::sleep(Duration::from_micros(200 * (round % 7)));
+                        }
+                        drop(t); // maybe not the last reference: see OwnsTree
+                    }
+                });
+            }
+            // A shared domain dropped by its last user while work is queued.
+            s.spawn(|| {
+                for _ in 0..300 {
+                    let d = maple_rcu::srcu::Srcu::with_reclaimer();
+                    let n = Arc::new(AtomicUsize::new(0));
+                    for _ in 0..4 {
+                        let n = n.clone();
+                        d.call(move || {
+                            n.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                    drop(d);
+                    assert_eq!(n.load(Ordering::SeqCst), 4, "a callback was lost");
+                }
+            });
+        });
+        // Trees owned by their own removed values go when the reclaimer
+        // drops those.
+        let start = Instant::now();
+        while dropped.load(Ordering::SeqCst) < made.load(Ordering::SeqCst) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} of {} values dropped",
+                dropped.load(Ordering::SeqCst),
+                made.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(dropped.load(Ordering::SeqCst), made.load(Ordering::SeqCst));
+    });
+}
+
+/// Trees on one shared domain: their removed values may outlive them
+/// (`V: 'static`), and the reclaimer drops them after the trees are gone.
+#[test]
+fn trees_sharing_a_domain_drop_removed_values_after_the_tree() {
+    let d = maple_rcu::srcu::Srcu::with_reclaimer();
+    let (tx, rx) = mpsc::channel();
+    let a = MapleTree::with_domain(d.clone());
+    let b = MapleTree::with_domain(d.clone());
+    a.insert(0..1, Signal(tx.clone())).unwrap();
+    b.insert(0..1, Signal(tx)).unwrap();
+    let r = b.pin(); // holds up the shared domain's grace periods
+    a.remove(0).unwrap();
+    drop(a);
+    assert!(rx.recv_timeout(Duration::from_millis(50)).is_err());
+    drop(r);
+    rx.recv_timeout(PROMPT).expect("a's value, after a is gone");
+    drop(b); // its live value drops here
+    rx.try_recv().expect("b's live value");
+}
+
+/// The reclaimer holds no lock while a value drops: a drop may write to its
+/// own tree and wait for a grace period of another domain.
+#[test]
+fn a_drop_on_the_reclaimer_may_write_to_its_tree_and_synchronize() {
+    struct Writes(Weak<MapleTree<Writes>>, Arc<maple_rcu::srcu::Srcu>);
+    impl Drop for Writes {
+        fn drop(&mut self) {
+            self.1.synchronize();
+            if let Some(t) = self.0.upgrade() {
+                let _ = t.insert(1_000..1_001, Writes(Weak::new(), self.1.clone()));
+            }
+        }
+    }
+    watchdog::within(60, "drop writes and synchronizes on the reclaimer", || {
+        let other = Arc::new(maple_rcu::srcu::Srcu::new());
+        let t = Arc::new(MapleTree::new());
+        t.insert(0..1, Writes(Arc::downgrade(&t), other.clone()))
+            .unwrap();
+        t.remove(0).unwrap();
+        let start = Instant::now();
+        while t.pin().get(1_000).is_none() {
+            assert!(start.elapsed() < PROMPT, "the drop did not run");
+            thread::sleep(Duration::from_millis(1));
+        }
+    });
 }

@@ -19,26 +19,34 @@
 //!
 //! Callbacks are queued tagged with the number of the grace period they need
 //! and run, outside every internal lock, in queue order once it has completed.
-//! Nothing runs in the background unless asked for
-//! ([`Srcu::with_helper_thread`]): `poll`, `synchronize`, `barrier`, and the
-//! queueing calls (every `POLL_EVERY` = 64 entries) advance grace periods.
+//! A domain from [`Srcu::with_reclaimer`] (the kind every default
+//! [`MapleTree`](crate::MapleTree) owns) is driven by the process-wide
+//! reclaimer thread: queueing work wakes it, and it runs ready callbacks
+//! within milliseconds when no reader holds them up (`reclaimer.rs`). A
+//! domain from [`Srcu::new`] runs nothing in the background:
+//! `poll`, `synchronize`, `barrier`, and the queueing calls (every
+//! `POLL_EVERY` = 64 entries) advance its grace periods.
 //!
 //! # Where user code runs
 //!
 //! Callbacks ([`Srcu::call`]) and retired values' drops ([`Srcu::retire`]) run
 //! only in calls that exist to run them: [`Srcu::poll`], [`Srcu::barrier`],
-//! the helper thread of [`Srcu::with_helper_thread`], and the domain's `Drop`.
+//! the reclaimer thread (for [`Srcu::with_reclaimer`] domains), the helper
+//! thread of [`Srcu::with_helper_thread`], and the domain's `Drop`.
 //! Never inside `call`, `retire`, `synchronize` or `read`, so a callback may
 //! call `synchronize` and a value's drop may take the locks of whoever retired
 //! it. Each runs under `catch_unwind`; the panics are returned as a
-//! [`Panicked`] by the `poll` or `barrier` that ran them (see there for the
-//! helper thread and `Drop`). Until something runs them, pending callbacks
-//! and their captures stay queued: a domain nobody polls grows without bound.
+//! [`Panicked`] by the `poll` or `barrier` that ran them (panics caught on the
+//! reclaimer or helper thread by the next `poll` or `barrier`; see there for
+//! `Drop`). In a manual domain ([`Srcu::new`]), pending callbacks and their
+//! captures stay queued until something runs them: a manual domain nobody
+//! polls grows without bound.
 //! The invariants `S1`..`S11` cited in comments and the ordering argument are
 //! in docs/DESIGN.md §3.
 
 mod barrier;
 mod panicked;
+mod reclaimer;
 pub(crate) mod slots;
 pub(crate) mod thread_id;
 
@@ -47,9 +55,11 @@ pub(crate) use panicked::{resume_first, run_caught};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
 use barrier::Barrier;
+use reclaimer::Registration;
 use slots::{Counter, SlotTable};
 use std::collections::VecDeque;
 use std::fmt;
+use std::ptr;
 use std::time::Duration;
 
 /// Queueing this many more callbacks (or batched destructors) while some are
@@ -114,9 +124,15 @@ struct GpSide {
     invoke: Mutex<()>,
     /// Entries that have finished running, for `barrier`.
     done: AtomicU64,
-    /// Panics caught on the helper thread, which has no caller to return them
-    /// to: the next `poll` or `barrier` returns them.
+    /// Panics caught on the reclaimer or helper thread, which have no caller
+    /// to return them to: the next `poll` or `barrier` returns them.
     unclaimed: Mutex<Vec<Payload>>,
+    /// Identifies the thread holding `invoke` (`thread_tag`), 0 if none;
+    /// lets `drain` tell "another thread runs our callbacks" (wait for it)
+    /// from "we are inside one of them" (waiting would deadlock).
+    runner: AtomicUsize,
+    /// Whether (and how) the process-wide reclaimer drives this domain.
+    reclaimer: Registration,
 }
 
 #[derive(Default)]
@@ -129,6 +145,10 @@ struct Queue {
     pushed: u64,
     /// Destructors waiting in `entries` (a batch counts its length).
     pending: usize,
+    /// This domain is on the reclaimer's work list (auto domains only): set
+    /// by the push that finds it clear, cleared by the reclaimer when it
+    /// finds `entries` empty, both under this lock (`reclaimer.rs`).
+    kicked: bool,
 }
 
 /// One queued unit: a callback or a whole batch behind one grace period.
@@ -251,9 +271,71 @@ impl fmt::Debug for SrcuGuard<'_> {
 }
 
 impl Srcu {
-    /// A new, empty domain.
+    /// A new, empty, **manual** domain: nothing runs its callbacks in the
+    /// background. They run when you call [`Srcu::poll`] or
+    /// [`Srcu::barrier`], or when the domain drops. For a domain that
+    /// reclaims on its own, see [`Srcu::with_reclaimer`].
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// d.call(move || tx.send(()).unwrap());
+    /// assert!(rx.try_recv().is_err()); // queued, not run
+    /// d.barrier().unwrap();
+    /// assert!(rx.try_recv().is_ok());
+    /// ```
     pub fn new() -> Self {
-        Self::with_barrier(Barrier::new())
+        Self::with_barrier(Barrier::new(), Registration::manual())
+    }
+
+    /// A shared domain driven by the process-wide reclaimer thread: with no
+    /// reader in the way, a callback (or retired value) runs, with no further
+    /// call, within one wake-up of that thread or its 1 ms pause between
+    /// passes (measured max 5 ms on a loaded machine; we state ≤ 100 ms), and
+    /// at most 16 ms (its longest backoff) plus scheduling after the last
+    /// reader that held it up ends (docs/DESIGN.md §3.7). This is the
+    /// domain every [`MapleTree::new`](crate::MapleTree::new) owns; share one
+    /// between trees with [`MapleTree::with_domain`](crate::MapleTree::with_domain).
+    ///
+    /// One thread serves every such domain in the process. It is started by
+    /// the first callback queued on any of them, sleeps on a condvar while
+    /// nothing is pending, and holds each domain only through a `Weak`
+    /// while it has pending work: dropping the last `Arc` ends the
+    /// registration (if the reclaimer is visiting the domain at that moment,
+    /// the domain is dropped, and its remaining callbacks run, on the
+    /// reclaimer).
+    ///
+    /// Callbacks then also run on the reclaimer thread, under `catch_unwind`;
+    /// a panic is kept and returned by the domain's next [`Srcu::poll`] or
+    /// [`Srcu::barrier`]. `poll`, `barrier` and `synchronize` keep working
+    /// (a `poll` that finds the reclaimer running this domain's callbacks
+    /// returns at once). The reclaimer holds no lock while a callback runs,
+    /// so a callback may call `synchronize` (on any domain), queue callbacks,
+    /// or write to a tree; but **a callback that blocks delays every domain's
+    /// reclamation** until it returns.
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::with_reclaimer();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// d.call(move || tx.send(()).unwrap());
+    /// // No poll: the reclaimer runs it.
+    /// rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    /// ```
+    #[cfg(not(loom))]
+    pub fn with_reclaimer() -> crate::sync::Arc<Srcu> {
+        crate::sync::Arc::new_cyclic(|me| {
+            Self::with_barrier(Barrier::new(), Registration::auto(me.clone()))
+        })
+    }
+
+    /// Whether the process-wide reclaimer drives this domain
+    /// ([`Srcu::with_reclaimer`]).
+    ///
+    /// ```
+    /// assert!(!maple_rcu::srcu::Srcu::new().is_auto());
+    /// ```
+    pub fn is_auto(&self) -> bool {
+        self.gp.reclaimer.is_auto()
     }
 
     /// A shared domain with a helper thread that calls [`Srcu::poll`] every
@@ -280,10 +362,8 @@ impl Srcu {
             .name("maple-rcu-srcu-helper".into())
             .spawn(move || {
                 while let Some(d) = weak.upgrade() {
-                    let mut panics = Vec::new();
                     d.try_advance();
-                    d.run_ready(&mut panics);
-                    lock(&d.gp.unclaimed).extend(panics);
+                    d.run_ready(&mut Vec::new(), true);
                     // If ours was the last `Arc`, this drops the domain, which
                     // runs what is left; a panic there has no one to go to.
                     let _ = crate::sync::catch_unwind(move || drop(d));
@@ -298,7 +378,7 @@ impl Srcu {
     /// available (the portable fallback), for comparing the two in benches.
     #[doc(hidden)]
     pub fn with_fence_readers() -> Self {
-        Self::with_barrier(Barrier::symmetric())
+        Self::with_barrier(Barrier::symmetric(), Registration::manual())
     }
 
     /// Whether this domain's readers rely on `membarrier` (compiler fences only).
@@ -307,7 +387,7 @@ impl Srcu {
         self.barrier.is_asymmetric()
     }
 
-    fn with_barrier(barrier: Barrier) -> Self {
+    fn with_barrier(barrier: Barrier, reclaimer: Registration) -> Self {
         Self {
             idx: AtomicUsize::new(0),
             barrier,
@@ -319,6 +399,8 @@ impl Srcu {
                 invoke: Mutex::new(()),
                 done: AtomicU64::new(0),
                 unclaimed: Mutex::new(Vec::new()),
+                runner: AtomicUsize::new(0),
+                reclaimer,
             }),
         }
     }
@@ -402,7 +484,7 @@ impl Srcu {
         let mut panics = Vec::new();
         loop {
             self.try_advance();
-            self.run_ready(&mut panics);
+            self.run_ready(&mut panics, false);
             // Acquire: pairs with the Release `done` increment in
             // `run_ready`, so the callbacks' effects are visible to our caller.
             if self.gp.done.load(Ordering::Acquire) >= target {
@@ -427,7 +509,7 @@ impl Srcu {
     pub fn poll(&self) -> Result<(), Panicked> {
         let mut panics = Vec::new();
         self.try_advance();
-        self.run_ready(&mut panics);
+        self.run_ready(&mut panics, false);
         self.report(panics)
     }
 
@@ -508,8 +590,16 @@ impl Srcu {
             q.pending += entry.len();
             q.pushed += 1;
             q.entries.push_back((need, entry));
-            if before / POLL_EVERY != q.pending / POLL_EVERY {
-                drop(q);
+            let after = q.pending;
+            let kick = !q.kicked && self.gp.reclaimer.is_auto();
+            q.kicked |= kick;
+            drop(q);
+            if kick {
+                // Outside the queue lock: the reclaimer's list lock is
+                // never nested with a domain lock. Runs nothing (S11).
+                self.gp.reclaimer.kick();
+            }
+            if before / POLL_EVERY != after / POLL_EVERY {
                 // Advance only: never run a callback here (S11).
                 self.try_advance();
             }
@@ -585,13 +675,19 @@ impl Srcu {
     }
 
     /// Runs the callbacks whose grace period has completed, in queue order,
-    /// unless another thread is already doing so; collects their panics.
-    /// Called only from `poll`, `barrier` and the helper thread (S11).
-    fn run_ready(&self, panics: &mut Vec<Payload>) {
+    /// unless another thread is already doing so; collects their panics
+    /// into `panics`, or with `keep` into `unclaimed` (for the next `poll` or
+    /// `barrier`: the reclaimer and helper threads have no caller). Called
+    /// only from `poll`, `barrier`, the reclaimer and the helper thread (S11).
+    fn run_ready(&self, panics: &mut Vec<Payload>, keep: bool) {
         let gp = &*self.gp;
         let Some(_invoking) = try_lock(&gp.invoke) else {
             return;
         };
+        // Relaxed: read back only by this thread (`drain` on this thread
+        // sees its own store; any other thread sees a value that is not its
+        // own tag, which is all it needs).
+        gp.runner.store(thread_tag(), Ordering::Relaxed);
         loop {
             // Acquire: pairs with the Release completion store in
             // `try_advance` (S6: a callback runs after its grace period's scans).
@@ -604,7 +700,7 @@ impl Srcu {
                     .take_while(|(need, _)| *need <= done_gps)
                     .count();
                 if n == 0 {
-                    return;
+                    break;
                 }
                 let ready: Vec<Entry> = q.entries.drain(..n).map(|(_, e)| e).collect();
                 q.pending -= ready.iter().map(Entry::len).sum::<usize>();
@@ -614,11 +710,86 @@ impl Srcu {
             // Each destructor is caught (S11), so every entry completes.
             for entry in ready {
                 entry.run(panics);
+                if keep && !panics.is_empty() {
+                    // Before `done`: a `barrier` that sees this entry done
+                    // also sees its panic (the unclaimed lock orders them).
+                    lock(&gp.unclaimed).append(panics);
+                }
                 // Release: pairs with the Acquire load in `barrier`.
                 gp.done.fetch_add(1, Ordering::Release);
             }
         }
+        gp.runner.store(0, Ordering::Relaxed);
     }
+
+    /// One visit of the reclaimer thread: advances grace periods, runs the
+    /// ready entries (panics kept for the next `poll`/`barrier`), and clears
+    /// `kicked` if nothing is left. Returns (still pending, made progress).
+    #[cfg(not(loom))]
+    fn reclaimer_visit(&self) -> (bool, bool) {
+        let gp = &*self.gp;
+        // Relaxed: only compared for the reclaimer's backoff.
+        let before = gp.done.load(Ordering::Relaxed);
+        let completed_before = completed(gp.gp_seq.load(Ordering::Relaxed));
+        let completed_after = self.try_advance();
+        self.run_ready(&mut Vec::new(), true);
+        let moved =
+            completed_after != completed_before || gp.done.load(Ordering::Relaxed) != before;
+        let mut q = lock(&gp.queue);
+        if q.entries.is_empty() {
+            // Under the queue lock: the next push sees it clear and kicks.
+            q.kicked = false;
+            (false, moved)
+        } else {
+            (true, moved)
+        }
+    }
+
+    /// Runs every queued entry now, without waiting for grace periods, in
+    /// queue order after the entries another thread is running (it waits for
+    /// that thread, unless it is this one: then the entries it holds run
+    /// when our caller returns to it). Returns their panics and the
+    /// unclaimed ones. For the drop of a tree that owns this domain, so that
+    /// its removed values never outlive it even while the reclaimer holds a
+    /// reference to the domain.
+    ///
+    /// Blocks while another thread runs this domain's callbacks (one of them
+    /// must not wait for our caller).
+    ///
+    /// # Safety
+    /// 1. No reader of this domain exists, and none will begin.
+    pub(crate) unsafe fn drain(&self) -> Vec<Payload> {
+        let gp = &*self.gp;
+        let _invoking = if gp.runner.load(Ordering::Relaxed) == thread_tag() {
+            None
+        } else {
+            Some(lock(&gp.invoke))
+        };
+        let entries = {
+            let mut q = lock(&gp.queue);
+            q.pending = 0;
+            std::mem::take(&mut q.entries)
+        };
+        let mut panics = std::mem::take(&mut *lock(&gp.unclaimed));
+        // Requirement 1: nothing a queued entry frees is reachable by a reader.
+        for (_, entry) in entries {
+            entry.run(&mut panics);
+            // Release: pairs with the Acquire load in `barrier`.
+            gp.done.fetch_add(1, Ordering::Release);
+        }
+        panics
+    }
+}
+
+/// A nonzero number that no other live thread returns (the address of a
+/// thread-local), or `usize::MAX` while this thread's thread-locals are
+/// being destroyed.
+fn thread_tag() -> usize {
+    crate::sync::thread_local! {
+        static TAG: u8 = const { 0 };
+    }
+    TAG.try_with(|t| ptr::from_ref(t) as usize)
+        .unwrap_or(usize::MAX)
 }
 
 impl Drop for Srcu {

@@ -13,7 +13,7 @@
 //!   commit (S11), each drop under `catch_unwind`.
 
 use super::node::{Header, NodePool, release};
-use crate::srcu::{Deferred, POLL_EVERY, Panicked, Srcu, resume_first, run_caught};
+use crate::srcu::{Deferred, POLL_EVERY, Panicked, Payload, Srcu, resume_first, run_caught};
 use std::collections::VecDeque;
 use std::mem::needs_drop;
 
@@ -140,12 +140,21 @@ impl<V: Send> Writer<V> {
 /// Each pointer came from `Box::into_raw`, is owned by the caller, and no
 /// reader can reach it.
 pub(crate) unsafe fn drop_now<V>(vals: impl IntoIterator<Item = *mut V>) {
+    // SAFETY: our requirement.
+    resume_first(unsafe { drop_caught(vals) });
+}
+
+/// As [`drop_now`], returning the panics instead of re-raising one.
+///
+/// # Safety
+/// As [`drop_now`].
+pub(crate) unsafe fn drop_caught<V>(vals: impl IntoIterator<Item = *mut V>) -> Vec<Payload> {
     let mut panics = Vec::new();
     for v in vals {
         // SAFETY: our requirement; each is dropped once.
         run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
     }
-    resume_first(panics);
+    panics
 }
 
 /// The domain entry for one commit's removed values with drop glue.
@@ -198,11 +207,11 @@ mod tests {
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
     }
 
-    /// Values with drop glue wait in the domain until `reclaim`, which frees
-    /// them all when no reader is active.
+    /// In a manual tree, values with drop glue wait in the domain until
+    /// `reclaim`, which frees them all when no reader is active.
     #[test]
     fn values_with_drop_glue_wait_for_reclaim() {
-        let t = MapleTree::new();
+        let t = MapleTree::with_manual_reclaim();
         churn(&t, |i| i.to_string(), 1000);
         assert_eq!(t.domain.pending(), 1000);
         t.reclaim().unwrap();

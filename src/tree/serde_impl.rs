@@ -33,7 +33,7 @@ impl<V: Send + Serialize> Serialize for MapleTree<V> {
     }
 }
 
-impl<'de, V: Send + Deserialize<'de>> Deserialize<'de> for MapleTree<V> {
+impl<'de, V: Send + 'static + Deserialize<'de>> Deserialize<'de> for MapleTree<V> {
     /// From a sequence of `(start, end, value)` in any order, via
     /// [`MapleTree::try_from_iter`]: an empty or overlapping range is an
     /// error.
@@ -46,7 +46,7 @@ impl<'de, V: Send + Deserialize<'de>> Deserialize<'de> for MapleTree<V> {
     /// ```
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Entries<V>(PhantomData<V>);
-        impl<'de, V: Send + Deserialize<'de>> Visitor<'de> for Entries<V> {
+        impl<'de, V: Send + 'static + Deserialize<'de>> Visitor<'de> for Entries<V> {
             type Value = MapleTree<V>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a sequence of (start, end, value)")

@@ -112,9 +112,10 @@ impl<V: Send + PartialEq> PartialEq for MapleTree<V> {
 
 impl<V: Send + Eq> Eq for MapleTree<V> {}
 
-impl<V: Send> MapleTree<V> {
+impl<V: Send + 'static> MapleTree<V> {
     /// A tree of the given entries, built in one transaction (any order).
-    /// The iterator runs before the writer lock is taken.
+    /// The iterator runs before the writer lock is taken. The tree reclaims
+    /// as [`MapleTree::new`].
     ///
     /// # Errors
     /// The first entry that [`MapleTree::insert`] refuses (an empty range or
@@ -135,7 +136,9 @@ impl<V: Send> MapleTree<V> {
         t.try_extend(iter)?;
         Ok(t)
     }
+}
 
+impl<V: Send> MapleTree<V> {
     /// Inserts every entry in one transaction, all or nothing. The iterator
     /// runs before the writer lock is taken.
     ///
@@ -178,7 +181,7 @@ impl<V: Send> MapleTree<V> {
 /// let t: maple_rcu::MapleTree<_> = (0..100u64).map(|i| (i * 2..i * 2 + 1, i)).collect();
 /// assert_eq!(t.len(), 100);
 /// ```
-impl<V: Send> FromIterator<(Range<u64>, V)> for MapleTree<V> {
+impl<V: Send + 'static> FromIterator<(Range<u64>, V)> for MapleTree<V> {
     fn from_iter<I: IntoIterator<Item = (Range<u64>, V)>>(iter: I) -> Self {
         match Self::try_from_iter(iter) {
             Ok(t) => t,
