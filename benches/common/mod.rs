@@ -342,7 +342,9 @@ pub fn maple_commits(ranges: &[(u64, u64)], churn: bool) -> MapleTree<u64> {
             t.insert(s..e, value(i)).unwrap();
         }
     }
-    t.domain().barrier().expect("bench values do not panic on drop");
+    t.domain()
+        .barrier()
+        .expect("bench values do not panic on drop");
     t
 }
 

@@ -26,7 +26,7 @@ impl AddressSpace {
         let st = self.brk_read();
         let _r = self.read_whole();
         let child = AddressSpace {
-            tree: MapleTree::new(),
+            tree: MapleTree::with_manual_reclaim(),
             pt: PageTables::new(self.pt.frames.clone()),
             lock: RwLock::new(WState {
                 start_brk: st.start_brk,

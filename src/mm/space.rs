@@ -99,7 +99,7 @@ impl AddressSpace {
     /// An empty address space with the given fault policy and writer locking.
     pub fn with_locking(policy: FaultPolicy, locking: WriterLocking) -> AddressSpace {
         AddressSpace {
-            tree: MapleTree::new(),
+            tree: MapleTree::with_manual_reclaim(),
             pt: PageTables::new(Arc::new(FrameTable::new())),
             lock: RwLock::new(WState {
                 start_brk: DEFAULT_BRK,
@@ -150,12 +150,11 @@ impl AddressSpace {
 
     /// Frees what earlier writer calls retired. Removed VMAs and emptied page
     /// tables wait in the tree's domain, which commits never run (DESIGN
-    /// §3.7). The process-wide reclaimer runs it within milliseconds (the
-    /// tree is a default one); this call, made holding no lock yet, is a
-    /// cheap nudge that frees what is ready on the writer's own thread (or
-    /// returns at once while the reclaimer is running it). Only crate
-    /// destructors are queued there (the domain is not public), and none of
-    /// them panics.
+    /// §3.7). An address space's tree reclaims manually (not through the
+    /// process-wide reclaimer): a VMA's drop can release shared-object frames,
+    /// and `check()` must see the frame table at rest, so the frees run on
+    /// writer threads, here, holding no lock yet. Only crate destructors are
+    /// queued there (the domain is not public), and none of them panics.
     ///
     /// Polling the domain costs about 1.5k instructions (callgrind,
     /// examples/writer_cost.rs), most of a writer call's overhead, so each
