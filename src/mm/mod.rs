@@ -12,7 +12,7 @@
 //! assert_eq!(mm.fault(a, Access::Write), Ok(FaultOutcome::Installed));
 //! mm.munmap(a, 8192).unwrap();
 //! let s = mm.stats();
-//! assert_eq!(s.frames_allocated, s.frames_mapped + s.frames_freed);
+//! assert_eq!(s.frames_allocated, s.frames_live + s.frames_freed);
 //! ```
 
 mod brk;
