@@ -7,7 +7,7 @@ use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area, round_hint_to_min};
 use crate::mm::retire::After;
 use crate::mm::shmem::{ShmMap, Shmem};
-use crate::mm::space::{AddressSpace, extent, granted, page_up};
+use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
 use crate::mm::vma::Vma;
 use crate::mm::vma::{Attrs, FileMap, Spec};
 use crate::rangelock::RangeWriteGuard;
@@ -60,8 +60,7 @@ impl AddressSpace {
                 }
                 Err(e) => return Err(e),
             };
-            let (lo, hi) = (addr.saturating_sub(PAGE), (addr + len).saturating_add(PAGE));
-            let l = extent(lo..hi, txn.range(lo..hi).map(|(r, _)| r), false);
+            let l = claim_extent(&txn, &(addr..addr + len));
             match self.rl.try_write(l.start, l.end) {
                 Ok(w) => return Ok((w, txn, addr)),
                 Err(_) => {

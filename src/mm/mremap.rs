@@ -6,7 +6,7 @@ use crate::mm::flags::WriterLocking;
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area};
 use crate::mm::retire::{After, Edit};
-use crate::mm::space::{AddressSpace, extent, granted, page_up};
+use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
 use crate::mm::vma::{Spec, Vma};
 use crate::mm::{MMAP_MIN_ADDR, TASK_SIZE};
 use crate::rangelock::RangeLockSet;
@@ -64,19 +64,19 @@ impl AddressSpace {
         // that lands outside what we hold relocks with it and runs again.
         let src = old..old + old_len.max(new_len);
         let mut tgt = target.map(|d| d..d + new_len);
+        let p = RemapArgs {
+            old,
+            old_len,
+            new_len,
+            flags,
+            n,
+            target,
+            dontunmap,
+            to,
+        };
         let mut waits = 0;
         loop {
             let mut set = self.lock_remap(src.clone(), tgt.clone());
-            let p = RemapArgs {
-                old,
-                old_len,
-                new_len,
-                flags,
-                n,
-                target,
-                dontunmap,
-                to,
-            };
             match self.mremap_locked(&mut set, &p) {
                 Step::Done(r) => return r,
                 Step::Relock(t) => {
@@ -254,8 +254,7 @@ impl AddressSpace {
             }
             Err(e) => return Err(Step::Done(Err(e))),
         };
-        let (lo, hi) = (dst.saturating_sub(PAGE), (dst + len).saturating_add(PAGE));
-        let need = extent(lo..hi, txn.range(lo..hi).map(|(r, _)| r), false);
+        let need = claim_extent(txn, &(dst..dst + len));
         if holds(set, &need)
             || (need.start >= set.held_end() && set.try_write(need.start, need.end).is_ok())
         {

@@ -196,10 +196,22 @@ impl AddressSpace {
         r: &Range<u64>,
         span: bool,
     ) -> Range<u64> {
-        let lo0 = r.start.saturating_sub(PAGE);
-        let hi0 = r.end.saturating_add(PAGE);
-        extent(lo0..hi0, view.range(lo0..hi0).map(|(vr, _)| vr), span)
+        let m = margin(r);
+        extent(m.clone(), view.range(m).map(|(vr, _)| vr), span)
     }
+}
+
+/// `r` and one page on each side: R-M1's contagion margin.
+fn margin(r: &Range<u64>) -> Range<u64> {
+    r.start.saturating_sub(PAGE)..r.end.saturating_add(PAGE)
+}
+
+/// The area a placement inside a transaction claims for `r` (R-M1, no
+/// spans: a new mapping frees no table): `lock_extent` on the pending
+/// version.
+pub(crate) fn claim_extent(txn: &WriteTxn<'_, Vma>, r: &Range<u64>) -> Range<u64> {
+    let m = margin(r);
+    extent(m.clone(), txn.range(m).map(|(vr, _)| vr), false)
 }
 
 /// `r` extended to the `overlapping` ranges, and with `span` to 2 MiB.
