@@ -3,7 +3,7 @@
 //!
 //! Every other module imports atomics, cells, mutexes and threads from here, so
 //! that `RUSTFLAGS='--cfg loom'` swaps the whole crate onto loom's model checker
-//! at once (see docs/DESIGN.md, "Loom").
+//! at once (see [DESIGN](crate::docs::design), "Loom").
 
 use std::sync::TryLockError;
 /// Weak references (std only: used by the optional helper thread, which is
@@ -84,7 +84,7 @@ pub(crate) mod thread {
 
 /// Runs `f`, catching a panic (std). Deferred user code (callbacks, value
 /// drops) runs through this, so one panic neither stops nor leaks the rest
-/// (docs/DESIGN.md §3.7). `AssertUnwindSafe`: `f` is consumed, and the caller
+/// ([DESIGN §3.7](crate::docs::design#37-where-user-code-runs)). `AssertUnwindSafe`: `f` is consumed, and the caller
 /// holds no lock and no half-updated state while it runs.
 #[cfg(not(loom))]
 #[inline]

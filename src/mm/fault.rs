@@ -1,4 +1,4 @@
-//! The page-fault paths (docs/DESIGN.md §4.3). One interface, three policies:
+//! The page-fault paths ([DESIGN §4.3](crate::docs::design#43-the-fault-protocol)). One interface, three policies:
 //!
 //! * `Speculative`: Srcu read guard (the tree pin) → lockless lookup → dead:
 //!   retry; no VMA: Segv; prot: Access → walk/populate → PTL → table linked?

@@ -150,7 +150,7 @@ impl Access {
     }
 }
 
-/// How faults find and pin their VMA (issue 4; docs/DESIGN.md §4).
+/// How faults find and pin their VMA (issue 4; [DESIGN §4](crate::docs::design#4-mm)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum FaultPolicy {
     /// Lockless lookup under the tree's Srcu guard, validation under the PTE
@@ -169,7 +169,7 @@ pub enum FaultPolicy {
 }
 
 /// How writers (mmap, munmap, mprotect, mremap, brk, stack growth) exclude
-/// each other (issue 11; docs/DESIGN.md §4.8).
+/// each other (issue 11; [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum WriterLocking {
     /// Writers on disjoint ranges run in parallel: each write-locks the range

@@ -1,6 +1,6 @@
 //! `fork`: a child address space sharing the parent's frame table, with a
 //! copy of the VMAs and of the page tables, private pages COW-shared
-//! (docs/DESIGN.md §4.9).
+//! ([DESIGN §4.9](crate::docs::design#49-processes-frames-fork-and-copy-on-write-issue-14)).
 
 use super::pagetable::PageTables;
 use super::space::{AddressSpace, WState};

@@ -1,6 +1,6 @@
 //! The frame table: simulated physical memory shared by the address spaces of
 //! one fork family (`AddressSpace::fork` hands the child an `Arc` of the
-//! parent's table). docs/DESIGN.md §4.9.
+//! parent's table). [DESIGN §4.9](crate::docs::design#49-processes-frames-fork-and-copy-on-write-issue-14).
 //!
 //! A frame has an identity (its number, `pfn`, never 0), contents (one `u64`
 //! per page), a *refcount* (references: every PTE mapping it, plus every

@@ -1,4 +1,4 @@
-//! Linux's per-process limits on the address space (docs/DESIGN.md §4.7,
+//! Linux's per-process limits on the address space ([DESIGN §4.7](crate::docs::design#47-placement-and-semantics),
 //! "Limits"): `RLIMIT_STACK` for stack growth and `vm.max_map_count` for the
 //! number of VMAs. The rules are Linux 6.17's; each cites the kernel code it
 //! reproduces. The checks are pure functions of the VMA count (the tree's
@@ -36,7 +36,7 @@ impl AddressSpace {
     /// Sets `RLIMIT_STACK` (`setrlimit(RLIMIT_STACK)`); `u64::MAX` is
     /// `RLIM_INFINITY`. Only stack growth reads it: the mmap base stays at
     /// [`MMAP_BASE`](super::MMAP_BASE), which is Linux's for every limit up
-    /// to about 127 MiB (docs/DESIGN.md §4.7).
+    /// to about 127 MiB ([DESIGN §4.7](crate::docs::design#47-placement-and-semantics)).
     pub fn set_stack_rlimit(&mut self, bytes: u64) {
         self.stack_rlimit = bytes;
     }

@@ -1,7 +1,7 @@
 //! Page contents: `read` and `write` through the page tables (a hardware
 //! access: a present PTE granting the access is used as is, otherwise the
 //! access faults and tries again), and `get_page`, a read-only reference to
-//! a frame (a GUP pin, like vmsplice's). docs/DESIGN.md §4.9.
+//! a frame (a GUP pin, like vmsplice's). [DESIGN §4.9](crate::docs::design#49-processes-frames-fork-and-copy-on-write-issue-14).
 //!
 //! Per-page atomicity: each access reads or writes the frame's one `u64`
 //! inside the PTL critical section that found the PTE, so a fork (which

@@ -15,7 +15,7 @@ use crate::tree::WriteTxn;
 
 impl AddressSpace {
     /// Linux's "too many mappings?" check and `get_unmapped_area`, returning
-    /// the address with its area write-locked (docs/DESIGN.md §4.8) and the
+    /// the address with its area write-locked ([DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11)) and the
     /// open transaction. FIXED: lock the range, then check. Otherwise the
     /// search runs in the transaction and claims its result with a
     /// `try_write` of the area before the transaction ends, so two threads

@@ -1,6 +1,6 @@
 //! `maple_rcu::mm`: a Linux-exact model of a process address space — VMAs in
 //! a [`MapleTree`](crate::MapleTree), split-PTL page tables, and page faults
-//! that take no process-wide lock (docs/DESIGN.md §4).
+//! that take no process-wide lock ([DESIGN §4](crate::docs::design#4-mm)).
 //!
 //! ```
 //! use maple_rcu::mm::{Access, AddressSpace, FaultOutcome, MapFlags, Prot};

@@ -1,7 +1,7 @@
 //! Four-level page tables of 512 entries with a lock per last-level table
 //! (split PTL), populated on demand with CAS, and a simulated frame allocator.
 //!
-//! Who touches what (docs/DESIGN.md §4):
+//! Who touches what ([DESIGN §4](crate::docs::design#4-mm)):
 //! * Faulters walk without locks (Acquire loads), populate missing upper
 //!   entries with a CAS, then lock the last-level table's PTL, check the table
 //!   is still `linked` and their VMA is not dead (M4), and only then read or
@@ -190,7 +190,7 @@ pub(crate) struct PageTables {
 
 /// A probe of an upper-level entry by a writer: an RMW that writes back the
 /// value it read, so it reads the latest value in the entry's modification
-/// order and heads a release sequence (docs/DESIGN.md §4.4, race 2).
+/// order and heads a release sequence ([DESIGN §4.4](crate::docs::design#44-orderings), race 2).
 fn probe(e: &AtomicPtr<()>) -> *mut () {
     // Relaxed: a first guess; the CAS below is what orders.
     let mut cur = e.load(Ordering::Relaxed);

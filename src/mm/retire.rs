@@ -1,4 +1,4 @@
-//! The replace-and-retire core every writer uses (docs/DESIGN.md §4.2, M2,
+//! The replace-and-retire core every writer uses ([DESIGN §4.2](crate::docs::design#42-replace-and-retire-writers), M2,
 //! M7, §4.8): `edit` computes the new VMAs in a pending tree transaction and
 //! logs each change; `finish` kills the replaced VMAs, does the PTE work with
 //! the tree's writer mutex released (the writer's range lock keeps its area
@@ -173,7 +173,7 @@ impl AddressSpace {
         }
     }
 
-    /// The replace-and-retire step (docs/DESIGN.md §4.2 M2, M7; §4.8): marks
+    /// The replace-and-retire step ([DESIGN §4.2](crate::docs::design#42-replace-and-retire-writers) M2, M7; §4.8): marks
     /// the replaced VMAs dead (write-locking and detaching them first under
     /// `PerVmaLock`), runs `before_commit` (mremap's move) and the PTE work
     /// of `work` while they are dead and their replacements unpublished,

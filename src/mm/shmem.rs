@@ -2,7 +2,7 @@
 //! behind `/dev/zero (deleted)`): the object's frames by page offset, so a
 //! page of a shared mapping is the same frame in every VMA of the family
 //! that maps it, whenever it is first faulted and however often it is
-//! zapped (MADV_DONTNEED) and refaulted. docs/DESIGN.md §4.9, "MAP_SHARED".
+//! zapped (MADV_DONTNEED) and refaulted. [DESIGN §4.9](crate::docs::design#49-processes-frames-fork-and-copy-on-write-issue-14), "MAP_SHARED".
 //!
 //! The object holds one reference to each of its frames (counted in the
 //! frame's `held` word, so `check_family` can tell it from a pin); a PTE

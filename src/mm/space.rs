@@ -2,7 +2,7 @@
 //! `translate`, `stats`, `check`). The writers live one per file beside it
 //! (`mmap.rs`, `munmap.rs`, `mprotect.rs`, `mremap.rs`, `brk.rs`,
 //! `madvise.rs`, `stack.rs`), all built on the replace-and-retire core in
-//! `retire.rs` (docs/DESIGN.md §4.2): kill the VMAs being replaced, do the PTE
+//! `retire.rs` ([DESIGN §4.2](crate::docs::design#42-replace-and-retire-writers)): kill the VMAs being replaced, do the PTE
 //! work, then publish the replacements in one commit (M2, M7).
 
 use super::flags::{FaultPolicy, Prot, WriterLocking};
@@ -32,7 +32,7 @@ pub struct AddressSpace {
     /// The program break (`brk` holds it across its call; innermost after
     /// the range lock).
     pub(crate) lock: RwLock<WState>,
-    /// The writers' range lock (docs/DESIGN.md §4.8): writers write-lock
+    /// The writers' range lock ([DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11)): writers write-lock
     /// their area, `MmapLock`/`RangeLock` faults, fallbacks and madvise
     /// read-lock theirs, coarse callers take `[0, u64::MAX)`.
     pub(crate) rl: RangeLock,

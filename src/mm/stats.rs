@@ -3,7 +3,7 @@
 //! [`SlotTable`] indexed by the thread's small recycled id, the same
 //! registry Srcu uses), and only the owner writes it, so an update is a
 //! Relaxed load and a Relaxed store of the thread's own cache lines, never a
-//! read-modify-write (docs/DESIGN.md §4, "Statistics"). `stats()` sums the
+//! read-modify-write ([DESIGN §4](crate::docs::design#4-mm), "Statistics"). `stats()` sums the
 //! slots with Relaxed loads; the sums are exact at quiescent points, however
 //! many threads have counted (ids are per live thread, and a slot outlives its
 //! thread: the next owner of the id continues its counts).
@@ -93,7 +93,7 @@ const fn event(c: Ctr) -> Option<usize> {
     }
 }
 
-/// One thread's counters (S1 of docs/DESIGN.md §3 applies: one writer, the
+/// One thread's counters (S1 of [DESIGN §3](crate::docs::design#3-srcu) applies: one writer, the
 /// live owner of the slot's id), alone on its cache lines.
 #[repr(align(128))]
 #[derive(Default)]

@@ -16,8 +16,8 @@
 //! removes the request and, if anything waits for it (`dependents > 0`),
 //! decrements the count of every conflicting request overlapping it, waking
 //! those that reach zero. The invariants (R1–R6), the fairness and the
-//! deadlock-freedom argument are in docs/DESIGN.md, "Range locks: the
-//! primitive".
+//! deadlock-freedom argument are in [DESIGN §7, "Range locks: the
+//! primitive"](crate::docs::design#7-range-locks-the-primitive).
 //!
 //! # Fairness
 //! A request made with [`RangeLock::read`], [`RangeLock::write`] or as the
@@ -43,7 +43,7 @@
 //!   something lower, release the set (or drop guards) and start again from
 //!   the lowest range, then revalidate.
 //!
-//! Why this cannot deadlock (in full in docs/DESIGN.md): a top-level
+//! Why this cannot deadlock (in full in [DESIGN §7.3](crate::docs::design#73-lock-order-and-deadlock-freedom)): a top-level
 //! waiter's thread holds nothing, and only later top-level requests wait for
 //! it, which in turn wait only for earlier ones or nested ones, so no cycle
 //! passes through a top-level waiter. Between nested waiters `T → U`, either
@@ -355,7 +355,7 @@ impl RangeLock {
 /// nested request that starts lower; it waits for granted requests and for
 /// waiting nested requests that start at or above `start`. So along every
 /// wait between nested requests the waited-on request starts higher, or
-/// starts as high and arrived earlier: no cycle (docs/DESIGN.md).
+/// starts as high and arrived earlier: no cycle ([DESIGN §7.3](crate::docs::design#73-lock-order-and-deadlock-freedom)).
 fn goes_ahead_of(n: &tree::Node, start: u64) -> bool {
     n.blocking > 0 && (!n.nested || n.start < start)
 }

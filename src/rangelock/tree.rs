@@ -3,7 +3,7 @@
 //!
 //! Plain data, no synchronisation: the lock keeps it inside its mutex.
 //!
-//! Invariants (docs/DESIGN.md, "Range locks: the primitive", R1–R4):
+//! Invariants ([DESIGN §7.1](crate::docs::design#71-state-and-invariants), R1–R4):
 //! * nodes live in an arena (`nodes`), addressed by `u32` index; a free slot
 //!   is on `free` and is not reachable from `root`;
 //! * the treap is a binary search tree on `(start, seq)` and a max-heap on

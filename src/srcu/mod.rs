@@ -42,7 +42,7 @@
 //! captures stay queued until something runs them: a manual domain nobody
 //! polls grows without bound.
 //! The invariants `S1`..`S11` cited in comments and the ordering argument are
-//! in docs/DESIGN.md §3.
+//! in [DESIGN §3](crate::docs::design#3-srcu).
 
 mod barrier;
 mod panicked;
@@ -293,7 +293,7 @@ impl Srcu {
     /// call, within one wake-up of that thread or its 1 ms pause between
     /// passes (measured max 5 ms on a loaded machine; we state ≤ 100 ms), and
     /// at most 16 ms (its longest backoff) plus scheduling after the last
-    /// reader that held it up ends (docs/DESIGN.md §3.7). This is the
+    /// reader that held it up ends ([DESIGN §3.7](crate::docs::design#37-where-user-code-runs)). This is the
     /// domain every [`MapleTree::new`](crate::MapleTree::new) owns; share one
     /// between trees with [`MapleTree::with_domain`](crate::MapleTree::with_domain).
     ///

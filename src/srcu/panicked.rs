@@ -1,5 +1,5 @@
-//! Where a panicking callback or deferred drop is reported (docs/DESIGN.md
-//! §3.7, "Where user code runs").
+//! Where a panicking callback or deferred drop is reported ([DESIGN §3.7, "Where user code
+//! runs"](crate::docs::design#37-where-user-code-runs)).
 //!
 //! Every callback, retired value's drop and tree value's drop runs under
 //! [`catch_unwind`](crate::sync::catch_unwind): one panic never stops the

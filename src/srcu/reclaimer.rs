@@ -1,6 +1,6 @@
 //! The process-wide reclaimer: one lazily started thread that runs the ready
 //! callbacks of every domain created by [`Srcu::with_reclaimer`] (and so of
-//! every default [`MapleTree`](crate::MapleTree)), docs/DESIGN.md §3.7.
+//! every default [`MapleTree`](crate::MapleTree)), [DESIGN §3.7](crate::docs::design#37-where-user-code-runs).
 //!
 //! # Registration
 //! A domain is *kicked* onto the reclaimer's work list by the queueing call

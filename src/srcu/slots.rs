@@ -213,7 +213,7 @@ impl SlotTable<Slot> {
 
     /// Sum of counter `which[idx]` over every slot, wrapping. Not a snapshot:
     /// each counter is loaded once, Relaxed, at its own moment (the scan's
-    /// argument in docs/DESIGN.md §3 needs no more).
+    /// argument in [DESIGN §3](crate::docs::design#3-srcu) needs no more).
     pub(super) fn sum(&self, which: Counter, idx: usize) -> usize {
         let mut total = 0usize;
         self.for_each(|s| total = total.wrapping_add(s.load(which, idx)));

@@ -6,7 +6,7 @@
 //! small as the number of threads alive at once. An id is owned by at most one
 //! live thread at a time; ownership passes from an exiting thread to the next
 //! one through the registry mutex, which orders the old owner's last counter
-//! stores before the new owner's first loads (invariant S1 in docs/DESIGN.md).
+//! stores before the new owner's first loads (invariant S1 in [DESIGN](crate::docs::design)).
 
 use crate::sync::{Arc, Mutex, lazy_static, lock, thread_local};
 use std::cell::Cell;

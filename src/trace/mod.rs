@@ -4,8 +4,8 @@
 //!
 //! Flags are decoded to their Linux numeric values, exported here as
 //! `PROT_*`, `MAP_*`, `MREMAP_*` and `MADV_*` consts, so that the address
-//! space model can convert them into its own flag types. See `docs/DESIGN.md`
-//! section 6 for the formats accepted and what a replay must know about them.
+//! space model can convert them into its own flag types. See
+//! [DESIGN §6](crate::docs::design#6-trace-parsing) for the formats accepted and what a replay must know about them.
 
 mod flags;
 pub mod replay;

@@ -1,5 +1,5 @@
 //! Replay of a parsed strace log against an [`AddressSpace`] and comparison
-//! with the kernel's `/proc/pid/maps` (docs/DESIGN.md §6).
+//! with the kernel's `/proc/pid/maps` ([DESIGN §6](crate::docs::design#6-trace-parsing)).
 //!
 //! Two modes:
 //! * [`Mode::Exact`]: every call at the kernel's returned address. A non-fixed

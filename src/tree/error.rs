@@ -72,7 +72,7 @@ impl<V> std::error::Error for Error<V> {}
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("tree invariant I{invariant} violated: {detail}")]
 pub struct ValidateError {
-    /// The number of the violated invariant in docs/DESIGN.md.
+    /// The number of the violated invariant in [DESIGN](crate::docs::design).
     pub invariant: u32,
     /// What was found.
     pub detail: String,

@@ -1,5 +1,5 @@
 //! `MapleTree<V>`: an RCU B-tree of non-overlapping `u64` ranges with gap
-//! augmentation (docs/DESIGN.md §2).
+//! augmentation ([DESIGN §2](crate::docs::design#2-mapletree)).
 //!
 //! * Readers ([`MapleTree::pin`]) take an Srcu read guard of the tree's own
 //!   domain and one Acquire load of the root; from then on they see one
@@ -273,7 +273,7 @@ impl<V: Send + 'static> MapleTree<V> {
     /// wake-up of the reclaimer (idle) or its 1 ms pause between passes
     /// (busy) plus the drops themselves: measured median 36 µs (idle) /
     /// 1.07 ms (busy), max 5.1 ms over 2000 trials each on a loaded 2-vCPU VM
-    /// (docs/BENCHMARKS.md). We state **≤ 100 ms** (scheduling on a loaded
+    /// ([BENCHMARKS](crate::docs::benchmarks)). We state **≤ 100 ms** (scheduling on a loaded
     /// machine is the rest); after a reader that held the value up ends, add
     /// at most the 16 ms backoff. A value's drop that blocks delays every
     /// tree's reclamation. The thread is shared
@@ -613,7 +613,7 @@ impl<V: Send> MapleTree<V> {
         Ok(r)
     }
 
-    /// Checks every invariant of docs/DESIGN.md §2.2 on the latest version
+    /// Checks every invariant of [DESIGN §2.2](crate::docs::design#22-invariants-checked-by-validate-tests-call-it-after-every-mutation) on the latest version
     /// (takes the writer lock). O(n). An error is a bug in this crate.
     ///
     /// ```
@@ -809,7 +809,7 @@ macro_rules! read_methods {
         /// O(height) for `align == 1`: the search descends only into subtrees
         /// whose stored largest gap can hold `size`. For `align > 1`,
         /// O(height · k), k the free intervals in search order that are long
-        /// enough for `size` but not for `size` aligned (docs/DESIGN.md §2.4).
+        /// enough for `size` but not for `size` aligned ([DESIGN §2.4](crate::docs::design#24-gap-search)).
         ///
         /// ```
         /// let t = maple_rcu::MapleTree::new();

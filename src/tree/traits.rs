@@ -3,7 +3,7 @@
 //!
 //! `FromIterator` and `Extend` insert one entry at a time inside ONE
 //! transaction (readers see all of it or none). The bulk build from sorted
-//! input into dense nodes belongs to the node-layout work (docs/DESIGN.md §2.8).
+//! input into dense nodes belongs to the node-layout work ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
 
 use super::{Error, Iter, MapleTree, ReadGuard, WriteTxn};
 use std::fmt;

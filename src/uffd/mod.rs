@@ -12,7 +12,7 @@
 //!
 //! The fill gate that keeps a COPY in flight from resurrecting a page the
 //! program just dropped is described, with its invariants U1–U6, in
-//! docs/DESIGN.md §8.
+//! [DESIGN §8](crate::docs::design#8-real-faults-the-userfaultfd-pager-srcuffd-feature-uffd-linux-only).
 //!
 //! ```no_run
 //! use maple_rcu::uffd::{Backing, Image, Pager, TreeIndex};

@@ -1,6 +1,6 @@
 //! The pager: registered regions, N handler threads, and the fill gate that
 //! keeps a COPY from resurrecting a page the program dropped
-//! (docs/DESIGN.md §8, invariants U1–U6).
+//! ([DESIGN §8](crate::docs::design#8-real-faults-the-userfaultfd-pager-srcuffd-feature-uffd-linux-only), invariants U1–U6).
 
 use std::io;
 use std::ops::Range;
