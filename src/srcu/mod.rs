@@ -353,6 +353,14 @@ impl Srcu {
     ///
     /// # Panics
     /// If the thread cannot be spawned.
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::with_helper_thread();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// d.call(move || tx.send(()).unwrap());
+    /// // No poll: the helper thread runs it.
+    /// rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    /// ```
     #[cfg(not(loom))]
     pub fn with_helper_thread() -> crate::sync::Arc<Srcu> {
         use crate::sync::{Arc, Weak};
@@ -405,7 +413,30 @@ impl Srcu {
         }
     }
 
-    /// Enter a read-side critical section. Never blocks.
+    /// Enter a read-side critical section, which lasts until the guard is
+    /// dropped. Never blocks; O(1) (a per-thread counter bump and a
+    /// compiler fence where `membarrier` is available). The guard may be
+    /// held across blocking calls or `.await` and dropped on another thread.
+    ///
+    /// While this thread holds it, **do not** call [`Srcu::synchronize`] or
+    /// [`Srcu::barrier`] on this domain (nor anything that waits for its
+    /// readers, such as `MapleTree::remove_wait` on a tree using it): they
+    /// would wait for this guard, forever.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let freed = Arc::new(AtomicBool::new(false));
+    /// let g = d.read();
+    /// let f = freed.clone();
+    /// d.call(move || f.store(true, Ordering::Relaxed));
+    /// d.poll().unwrap(); // the reader holds the grace period up
+    /// assert!(!freed.load(Ordering::Relaxed));
+    /// drop(g);
+    /// d.barrier().unwrap();
+    /// assert!(freed.load(Ordering::Relaxed));
+    /// ```
     #[inline]
     pub fn read(&self) -> SrcuGuard<'_> {
         // Relaxed: which index a reader uses matters only for progress, never
@@ -420,10 +451,25 @@ impl Srcu {
 
     /// Wait until every reader that began before this call has ended.
     ///
-    /// Must not be called while the calling thread holds a guard of this
-    /// domain (it would wait for itself forever). Runs no callback, so a
-    /// callback may call it (when `poll` or `barrier` runs the callback on a
-    /// thread that holds no guard).
+    /// **Deadlocks** if called while the calling thread holds a guard of
+    /// this domain (it would wait for itself forever), including a
+    /// [`ReadGuard`](crate::ReadGuard) of a tree that uses this domain. Runs
+    /// no callback, so a callback may call it (when `poll` or `barrier` runs
+    /// the callback on a thread that holds no guard). Blocks for as long as
+    /// the longest reader that began before it (spinning, then sleeping with
+    /// a backoff).
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let g = d.read();
+    /// std::thread::scope(|s| {
+    ///     let h = s.spawn(|| d.synchronize()); // waits for `g`
+    ///     std::thread::sleep(std::time::Duration::from_millis(10));
+    ///     assert!(!h.is_finished());
+    ///     drop(g);
+    ///     h.join().unwrap();
+    /// });
+    /// ```
     pub fn synchronize(&self) {
         let need = self.request(None);
         let mut backoff = Backoff::default();
@@ -447,8 +493,17 @@ impl Srcu {
     /// d.call(move || drop(rc));
     /// ```
     ///
-    /// (With `std::sync::Arc` in place of `Rc`, the same compiles:
-    /// `let rc = std::sync::Arc::new(1); d.call(move || drop(rc));`.)
+    /// With `std::sync::Arc` in place of `Rc`, the same compiles:
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let rc = std::sync::Arc::new(1);
+    /// let seen = rc.clone();
+    /// d.call(move || drop(rc));
+    /// assert_eq!(std::sync::Arc::strong_count(&seen), 2); // not run yet
+    /// d.barrier().unwrap();
+    /// assert_eq!(std::sync::Arc::strong_count(&seen), 1);
+    /// ```
     pub fn call<F: FnOnce() + Send + 'static>(&self, f: F) {
         self.enqueue(Entry::One(Deferred::from_fn(f)));
     }
@@ -463,6 +518,14 @@ impl Srcu {
     /// let d = maple_rcu::srcu::Srcu::new();
     /// d.retire(Box::new(std::rc::Rc::new(1)));
     /// ```
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// let a = std::sync::Arc::new(1);
+    /// d.retire(Box::new(a.clone()));
+    /// d.barrier().unwrap(); // the retired clone is dropped by now
+    /// assert_eq!(std::sync::Arc::strong_count(&a), 1);
+    /// ```
     pub fn retire<T: Send + 'static>(&self, value: Box<T>) {
         self.enqueue(Entry::One(Deferred::from_box(value)));
     }
@@ -470,14 +533,24 @@ impl Srcu {
     /// Wait until every callback queued before this call has run (here or
     /// on another thread), running ready callbacks meanwhile.
     ///
-    /// Must not be called from a callback of this domain, nor while holding
-    /// one of its guards.
+    /// **Deadlocks** if called from a callback of this domain, or while this
+    /// thread holds one of its guards (including a
+    /// [`ReadGuard`](crate::ReadGuard) of a tree that uses it).
     ///
     /// # Errors
     /// [`Panicked`] with the payloads of the callbacks that panicked while
     /// *this* call ran them (and of any the helper thread caught since the
     /// last report). Every callback queued before the call has still run:
     /// a panic skips and leaks nothing.
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| panic!("boom"));
+    /// d.call(|| ());
+    /// let e = d.barrier().unwrap_err(); // both ran; one panicked
+    /// assert_eq!((e.count(), e.message()), (1, Some("boom")));
+    /// assert!(d.barrier().is_ok());
+    /// ```
     pub fn barrier(&self) -> Result<(), Panicked> {
         let target = lock(&self.gp.queue).pushed;
         let mut backoff = Backoff::default();
@@ -506,6 +579,21 @@ impl Srcu {
     /// [`Panicked`] with the payloads of the callbacks that panicked while
     /// this call ran them (and of any the helper thread caught since the last
     /// report). Every other ready callback has still run.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    /// static RAN: AtomicUsize = AtomicUsize::new(0);
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| {
+    ///     RAN.fetch_add(1, Relaxed);
+    /// });
+    /// // No reader: a few polls complete the grace period (each advances it
+    /// // as far as readers allow) and run the callback. Never blocks.
+    /// for _ in 0..10 {
+    ///     d.poll().unwrap();
+    /// }
+    /// assert_eq!(RAN.load(Relaxed), 1);
+    /// ```
     pub fn poll(&self) -> Result<(), Panicked> {
         let mut panics = Vec::new();
         self.try_advance();
