@@ -136,10 +136,10 @@ fn gap(c: &mut Criterion<ThreadTime>) {
             {
                 let g = tree.pin();
                 for (&lo, &hi) in los.iter().zip(&his) {
-                    let f = g.find_gap(size, align, lo..u64::MAX);
+                    let f = g.try_find_gap(size, align, lo..u64::MAX).ok();
                     assert_eq!(f, btree_scan_fwd(&bt, size, align, lo, u64::MAX));
                     assert_eq!(f, rangemap_fwd(&rmap, size, align, lo, u64::MAX));
-                    let r = g.find_gap_rev(size, align, 0..hi);
+                    let r = g.try_find_gap_rev(size, align, 0..hi).ok();
                     assert_eq!(r, btree_scan_rev(&bt, size, align, 0, hi));
                 }
             }
@@ -160,10 +160,18 @@ fn gap(c: &mut Criterion<ThreadTime>) {
                 k
             };
             g.bench_function("maple_fwd", |b| {
-                b.iter(|| tree.pin().find_gap(size, align, los[next()]..u64::MAX))
+                b.iter(|| {
+                    tree.pin()
+                        .try_find_gap(size, align, los[next()]..u64::MAX)
+                        .ok()
+                })
             });
             g.bench_function("maple_rev", |b| {
-                b.iter(|| tree.pin().find_gap_rev(size, align, 0..his[next()]))
+                b.iter(|| {
+                    tree.pin()
+                        .try_find_gap_rev(size, align, 0..his[next()])
+                        .ok()
+                })
             });
             g.bench_function("btree_scan_fwd", |b| {
                 b.iter(|| btree_scan_fwd(&bt, size, align, los[next()], u64::MAX))
@@ -199,9 +207,9 @@ fn gap_align(c: &mut Criterion<ThreadTime>) {
             {
                 let g = tree.pin();
                 for (&lo, &hi) in los.iter().zip(&his) {
-                    let f = g.find_gap(PAGE, align, lo..u64::MAX);
+                    let f = g.try_find_gap(PAGE, align, lo..u64::MAX).ok();
                     assert_eq!(f, btree_scan_fwd(&bt, PAGE, align, lo, u64::MAX));
-                    let r = g.find_gap_rev(PAGE, align, 0..hi);
+                    let r = g.try_find_gap_rev(PAGE, align, 0..hi).ok();
                     assert_eq!(r, btree_scan_rev(&bt, PAGE, align, 0, hi));
                 }
             }
@@ -212,10 +220,18 @@ fn gap_align(c: &mut Criterion<ThreadTime>) {
             };
             let a = label(align);
             g.bench_function(format!("fwd@{a}"), |b| {
-                b.iter(|| tree.pin().find_gap(PAGE, align, los[next()]..u64::MAX))
+                b.iter(|| {
+                    tree.pin()
+                        .try_find_gap(PAGE, align, los[next()]..u64::MAX)
+                        .ok()
+                })
             });
             g.bench_function(format!("rev@{a}"), |b| {
-                b.iter(|| tree.pin().find_gap_rev(PAGE, align, 0..his[next()]))
+                b.iter(|| {
+                    tree.pin()
+                        .try_find_gap_rev(PAGE, align, 0..his[next()])
+                        .ok()
+                })
             });
         }
         g.finish();

@@ -46,7 +46,7 @@ fn probe_vec_get(v: &[(u64, u64, u64)], addrs: &[u64]) -> u64 {
 fn probe_gap(t: &MapleTree<u64>, los: &[u64], align: u64) -> u64 {
     let g = t.pin();
     los.iter()
-        .map(|&lo| g.find_gap(PAGE, align, lo..u64::MAX).unwrap_or(0))
+        .map(|&lo| g.try_find_gap(PAGE, align, lo..u64::MAX).ok().unwrap_or(0))
         .fold(0, u64::wrapping_add)
 }
 

@@ -208,8 +208,9 @@ fn range_and_gaps_rows() {
     });
 }
 
-/// `(row, size, align, window, error)`; `find_gap(_rev)` answers `None` to
-/// all of them and `alloc_range(_rev)` gives the error and the value back.
+/// `(row, size, align, window, error)`; the deprecated `find_gap(_rev)`
+/// answer `None` to all of them, `try_find_gap(_rev)` the error, and
+/// `alloc_range(_rev)` the error and the value back.
 #[allow(clippy::reversed_empty_ranges)]
 fn gap_rows() -> Vec<(&'static str, u64, u64, Range<u64>, ErrorKind)> {
     use ErrorKind::*;
@@ -298,13 +299,20 @@ fn gap_rows() -> Vec<(&'static str, u64, u64, Range<u64>, ErrorKind)> {
 }
 
 #[test]
+#[allow(deprecated, reason = "the Option-returning find_gap's contract")]
 fn find_gap_rows() {
     let t = fixture();
     unchanged("T-gap", &t, |t| {
         let r = t.pin();
-        for (row, size, align, w, _) in gap_rows() {
+        for (row, size, align, w, kind) in gap_rows() {
             assert_eq!(r.find_gap(size, align, w.clone()), None, "{row}");
             assert_eq!(r.find_gap_rev(size, align, w.clone()), None, "{row} rev");
+            assert_eq!(r.try_find_gap(size, align, w.clone()), Err(kind), "{row}");
+            assert_eq!(
+                r.try_find_gap_rev(size, align, w.clone()),
+                Err(kind),
+                "{row} rev"
+            );
         }
     });
 }
@@ -341,7 +349,10 @@ fn alloc_range_rows() {
     });
     // The boundaries: the last fit below an occupied top, and a fit that ends
     // exactly at MAX on a tree whose top is free.
-    assert_eq!(t.pin().find_gap_rev(0x10, 0x10, 0..MAX), Some(MAX - 0x101f));
+    assert_eq!(
+        t.pin().try_find_gap_rev(0x10, 0x10, 0..MAX).ok(),
+        Some(MAX - 0x101f)
+    );
     let e: MapleTree<u64> = MapleTree::new();
     assert_eq!(
         e.alloc_range_rev(0x10, 0x10, 0..MAX, 1).unwrap(),

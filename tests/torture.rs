@@ -255,12 +255,12 @@ impl Section for TreeSection {
             let lo = rng.below(SPACE);
             let w = lo..lo + 1 + rng.below(SPACE / 8);
             assert_eq!(
-                r.find_gap(size, align, w.clone()),
+                r.try_find_gap(size, align, w.clone()).ok(),
                 m.find_gap(size, align, w.clone(), false),
                 "find_gap({size:#x}, {align:#x}, {w:x?})"
             );
             assert_eq!(
-                r.find_gap_rev(size, align, w.clone()),
+                r.try_find_gap_rev(size, align, w.clone()).ok(),
                 m.find_gap(size, align, w.clone(), true),
                 "find_gap_rev({size:#x}, {align:#x}, {w:x?})"
             );
@@ -303,9 +303,9 @@ impl Section for TreeSection {
                     // the same arguments must take exactly that range.
                     let rev = rng.chance(2);
                     let at = if rev {
-                        w.find_gap_rev(size, align, within.clone())
+                        w.try_find_gap_rev(size, align, within.clone()).ok()
                     } else {
-                        w.find_gap(size, align, within.clone())
+                        w.try_find_gap(size, align, within.clone()).ok()
                     };
                     let r = at.map_or(0..1, |s| s..s + size);
                     let v = Val::new(r.clone(), generation, 0, &self.live);

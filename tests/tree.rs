@@ -38,10 +38,13 @@ fn empty_tree() {
     assert!(r.get(0).is_none() && r.get(u64::MAX).is_none());
     assert!(r.next(0).is_none() && r.prev(u64::MAX).is_none());
     assert_eq!(r.iter().count(), 0);
-    assert_eq!(r.find_gap(1, 1, 0..u64::MAX), Some(0));
-    assert_eq!(r.find_gap_rev(1, 1, 0..u64::MAX), Some(u64::MAX - 1));
+    assert_eq!(r.try_find_gap(1, 1, 0..u64::MAX).ok(), Some(0));
     assert_eq!(
-        r.find_gap_rev(0x1000, 0x1000, 0..u64::MAX),
+        r.try_find_gap_rev(1, 1, 0..u64::MAX).ok(),
+        Some(u64::MAX - 1)
+    );
+    assert_eq!(
+        r.try_find_gap_rev(0x1000, 0x1000, 0..u64::MAX).ok(),
         Some(u64::MAX - 0x1fff)
     );
     assert_eq!(r.gaps(5..10).collect::<Vec<_>>(), vec![5..10]);
@@ -90,11 +93,14 @@ fn boundaries_zero_and_max() {
     assert!(r.next(u64::MAX - 1).is_some() && r.next(u64::MAX).is_none());
     assert_eq!(r.prev(u64::MAX).unwrap().0, u64::MAX - 1..u64::MAX);
     assert!(r.prev(0).is_none());
-    assert_eq!(r.find_gap(1, 1, 0..u64::MAX), Some(2));
-    assert_eq!(r.find_gap_rev(1, 1, 0..u64::MAX), Some(u64::MAX - 2));
-    assert_eq!(r.find_gap(u64::MAX - 3, 1, 0..u64::MAX), Some(2));
-    assert_eq!(r.find_gap(u64::MAX - 2, 1, 0..u64::MAX), None);
-    assert_eq!(r.find_gap(1, 1 << 63, 0..u64::MAX), Some(1 << 63));
+    assert_eq!(r.try_find_gap(1, 1, 0..u64::MAX).ok(), Some(2));
+    assert_eq!(
+        r.try_find_gap_rev(1, 1, 0..u64::MAX).ok(),
+        Some(u64::MAX - 2)
+    );
+    assert_eq!(r.try_find_gap(u64::MAX - 3, 1, 0..u64::MAX).ok(), Some(2));
+    assert_eq!(r.try_find_gap(u64::MAX - 2, 1, 0..u64::MAX).ok(), None);
+    assert_eq!(r.try_find_gap(1, 1 << 63, 0..u64::MAX).ok(), Some(1 << 63));
     drop(r);
     let e = t.alloc_range(u64::MAX, 1, 0..u64::MAX, 9).unwrap_err();
     assert_eq!((e.kind, e.value), (ErrorKind::NoSpace, 9));
@@ -106,11 +112,11 @@ fn boundaries_zero_and_max() {
 fn gap_argument_errors() {
     let t = filled(4, 100, 10);
     let r = t.pin();
-    assert_eq!(r.find_gap(0, 1, 0..100), None);
-    assert_eq!(r.find_gap(1, 3, 0..100), None);
-    assert_eq!(r.find_gap(1, 0, 0..100), None);
-    assert_eq!(r.find_gap(1, 1, 50..50), None);
-    assert_eq!(r.find_gap_rev(1, 1, 60..50), None);
+    assert_eq!(r.try_find_gap(0, 1, 0..100).ok(), None);
+    assert_eq!(r.try_find_gap(1, 3, 0..100).ok(), None);
+    assert_eq!(r.try_find_gap(1, 0, 0..100).ok(), None);
+    assert_eq!(r.try_find_gap(1, 1, 50..50).ok(), None);
+    assert_eq!(r.try_find_gap_rev(1, 1, 60..50).ok(), None);
     drop(r);
     let before = entries(&t);
     let kinds = [
@@ -223,11 +229,11 @@ fn hundred_thousand_random_entries() {
         let size = 1 + rng.next() % (1 << 20);
         let w = a..a + (1 << 30);
         assert_eq!(
-            r.find_gap(size, 4096, w.clone()),
+            r.try_find_gap(size, 4096, w.clone()).ok(),
             m.find_gap(size, 4096, w.clone(), false)
         );
         assert_eq!(
-            r.find_gap_rev(size, 1, w.clone()),
+            r.try_find_gap_rev(size, 1, w.clone()).ok(),
             m.find_gap(size, 1, w, true)
         );
     }

@@ -41,7 +41,7 @@ fn topdown(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
         if hi <= MMAP_MIN_ADDR {
             return None;
         }
-        let s = txn.find_gap_rev(len, 1, MMAP_MIN_ADDR..hi)?;
+        let s = txn.try_find_gap_rev(len, 1, MMAP_MIN_ADDR..hi).ok()?;
         let end = s + len;
         match txn.next(end) {
             Some((_, v)) if vm_start_gap(v) < end => hi = vm_start_gap(v),
@@ -57,7 +57,7 @@ fn bottomup(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
         if lo >= TASK_SIZE {
             return None;
         }
-        let s = txn.find_gap(len, 1, lo..TASK_SIZE)?;
+        let s = txn.try_find_gap(len, 1, lo..TASK_SIZE).ok()?;
         let end = s + len;
         match txn.next(end) {
             Some((r, v)) if vm_start_gap(v) < end => lo = r.end,

@@ -87,6 +87,44 @@ use std::ptr;
 ///   [`MapleTree::with_manual_reclaim`] only these run: call `reclaim`
 ///   periodically (for example after each batch of writes) to bound memory.
 ///
+/// # Deadlocks (by contract)
+/// The tree cannot detect these (guards are `Send`, so "this thread holds
+/// one" is not knowable); each is also named on the methods that have it:
+/// * **A write while this thread holds a [`WriteTxn`] of the same tree.**
+///   Every mutating call takes the writer lock: [`write`](MapleTree::write),
+///   `insert`, `remove`, `remove_exact`, `take`, `take_exact`,
+///   `remove_wait`, `store`, `erase`, `alloc_range(_rev)`, `clear`,
+///   `retain`, `validate`, `try_extend`/`extend`. That includes code of
+///   yours that runs under the lock: `V::clone` in a splitting
+///   `store`/`erase`, `retain`'s predicate, and whatever you run between a
+///   transaction's calls. Reading ([`pin`](MapleTree::pin)) is always fine.
+/// * **Waiting for readers while this thread is one.**
+///   [`Retired::wait`], [`remove_wait`](MapleTree::remove_wait),
+///   `domain().synchronize()` and `domain().barrier()` wait for every
+///   reader of the tree's domain; if this thread holds a [`ReadGuard`] of
+///   the tree (or a guard of its domain, or, for
+///   [`with_domain`](MapleTree::with_domain) trees, a read handle of any
+///   tree on that domain) they wait for themselves.
+/// * **A removed value's `Drop` that writes to the tree, run where this
+///   thread holds its [`WriteTxn`]**: `reclaim`, `domain().poll()` or
+///   `barrier()` called under a transaction run drops on this thread.
+///   (The tree itself never drops a value under its lock.)
+/// * **A value's `Drop` that waits for the thread dropping the tree**: the
+///   tree's drop waits for the reclaimer if it is dropping one of its values.
+///
+/// ```
+/// let t = maple_rcu::MapleTree::new();
+/// let w = t.write();
+/// // t.insert(0..1, 'a') here would deadlock: commit (or drop) `w` first.
+/// drop(w);
+/// t.insert(0..1, 'a').unwrap();
+/// let r = t.pin();
+/// let (_, h) = t.take(0).unwrap();
+/// // h.wait() here would deadlock: `r` is a reader this thread holds.
+/// drop(r);
+/// assert_eq!(h.wait(), 'a');
+/// ```
+///
 /// # Why `V: Send`
 /// A removed value is dropped after a grace period by whichever thread runs
 /// the tree's reclamation ([`Srcu::poll`] or [`Srcu::barrier`] on
@@ -522,6 +560,9 @@ impl<V: Send> MapleTree<V> {
     /// uses the tree. O(height). To overwrite instead, see
     /// [`MapleTree::store`].
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// ```
     /// use maple_rcu::tree::ErrorKind;
     /// let t = maple_rcu::MapleTree::new();
@@ -546,6 +587,9 @@ impl<V: Send> MapleTree<V> {
     /// [`MapleTree::remove_exact`]; to cut a range out of entries,
     /// [`MapleTree::erase`].
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
     /// t.insert(0x1000..0x2000, 'a').unwrap();
@@ -560,10 +604,13 @@ impl<V: Send> MapleTree<V> {
     }
 
     /// Atomically finds the lowest aligned free range of `size` bytes inside
-    /// `within` (see [`ReadGuard::find_gap`]) and inserts `value` there.
+    /// `within` (see [`ReadGuard::try_find_gap`]) and inserts `value` there.
     /// Errors (value given back, tree unchanged): `ZeroSize`, `BadAlignment`,
     /// `EmptyWindow`, `NoSpace`. Runs no user code. Complexity as
-    /// [`ReadGuard::find_gap`] plus one insert.
+    /// [`ReadGuard::try_find_gap`] plus one insert.
+    ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
     ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
@@ -583,6 +630,9 @@ impl<V: Send> MapleTree<V> {
 
     /// As [`MapleTree::alloc_range`], taking the highest fit. Runs no user
     /// code.
+    ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
     ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
@@ -800,50 +850,68 @@ macro_rules! read_methods {
             Gaps::new(self.range(within.clone()), within)
         }
 
-        /// The LOWEST start `s` with `s % align == 0`, `within.start <= s`,
-        /// `s + size <= within.end` and no entry overlapping `[s, s + size)`.
-        /// `None` when nothing fits *or the arguments are invalid* (`size ==
-        /// 0`, `align` not a power of two, empty `within`); use
-        /// [`try_find_gap`](Self::try_find_gap) to tell the two apart.
-        ///
-        /// O(height) for `align == 1`: the search descends only into subtrees
-        /// whose stored largest gap can hold `size`. For `align > 1`,
-        /// O(height · k), k the free intervals in search order that are long
-        /// enough for `size` but not for `size` aligned ([DESIGN §2.4](crate::docs::design#24-gap-search)).
+        /// `try_find_gap(size, align, within).ok()`: `None` when nothing fits
+        /// *or the arguments are invalid* (`size == 0`, `align` not a power of
+        /// two, empty `within`), which is why it is deprecated: use
+        /// [`try_find_gap`](Self::try_find_gap), which tells the two apart
+        /// with the errors of [`MapleTree::alloc_range`]. Kept, with exactly
+        /// this behaviour, so existing callers compile. Same complexity.
         ///
         /// ```
+        /// # #![allow(deprecated)]
         /// let t = maple_rcu::MapleTree::new();
         /// t.insert(0x1000..0x3000, ()).unwrap();
         /// let r = t.pin();
-        /// assert_eq!(r.find_gap(0x1000, 0x1000, 0..0x10000), Some(0));
         /// assert_eq!(r.find_gap(0x2000, 0x1000, 0..0x10000), Some(0x3000));
-        /// assert_eq!(r.find_gap(0x2000, 0x1000, 0..0x4000), None);
+        /// assert_eq!(r.find_gap(0x2000, 0x1000, 0..0x4000), None); // no space
+        /// assert_eq!(r.find_gap(0x2000, 3, 0..0x10000), None); // invalid
         /// ```
+        #[deprecated(
+            since = "0.1.0",
+            note = "answers None for invalid arguments as for no space; use try_find_gap (or .ok() on it)"
+        )]
         pub fn find_gap(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
             self.try_find_gap(size, align, within).ok()
         }
 
-        /// As [`find_gap`](Self::find_gap), returning the HIGHEST such start.
-        /// Same complexity.
+        /// `try_find_gap_rev(size, align, within).ok()`; deprecated for the
+        /// same reason as [`find_gap`](Self::find_gap): use
+        /// [`try_find_gap_rev`](Self::try_find_gap_rev).
         ///
         /// ```
+        /// # #![allow(deprecated)]
         /// let t = maple_rcu::MapleTree::new();
         /// t.insert(0xe000..0x10000, ()).unwrap();
         /// assert_eq!(t.pin().find_gap_rev(0x1000, 0x1000, 0..0x10000), Some(0xd000));
         /// ```
+        #[deprecated(
+            since = "0.1.0",
+            note = "answers None for invalid arguments as for no space; use try_find_gap_rev (or .ok() on it)"
+        )]
         pub fn find_gap_rev(&self, size: u64, align: u64, within: Range<u64>) -> Option<u64> {
             self.try_find_gap_rev(size, align, within).ok()
         }
 
-        /// As [`find_gap`](Self::find_gap), with invalid arguments reported
-        /// as errors, checked in this order: [`ErrorKind::ZeroSize`],
-        /// [`ErrorKind::BadAlignment`], [`ErrorKind::EmptyWindow`]; and
-        /// [`ErrorKind::NoSpace`] when nothing fits (the same kinds, in the
-        /// same order, as [`MapleTree::alloc_range`]). Same complexity.
+        /// The LOWEST start `s` with `s % align == 0`, `within.start <= s`,
+        /// `s + size <= within.end` and no entry overlapping `[s, s + size)`.
+        ///
+        /// O(height) for `align == 1`: the search descends only into subtrees
+        /// whose stored largest gap can hold `size`. For `align > 1`,
+        /// O(height · k), k the free intervals in search order that are long
+        /// enough for `size` but not for `size` aligned
+        /// ([DESIGN §2.4](crate::docs::design#24-gap-search)).
+        ///
+        /// # Errors
+        /// Invalid arguments, checked in this order: [`ErrorKind::ZeroSize`],
+        /// [`ErrorKind::BadAlignment`] (`align` not a power of two),
+        /// [`ErrorKind::EmptyWindow`] (`within.start >= within.end`); then
+        /// [`ErrorKind::NoSpace`] when nothing fits. The same kinds, in the
+        /// same order, as [`MapleTree::alloc_range`].
         ///
         /// ```
         /// use maple_rcu::tree::ErrorKind;
         /// let t = maple_rcu::MapleTree::<()>::new();
+        /// t.insert(0..8, ()).unwrap();
         /// let r = t.pin();
         /// assert_eq!(r.try_find_gap(16, 16, 8..64), Ok(16));
         /// assert_eq!(r.try_find_gap(0, 16, 8..64), Err(ErrorKind::ZeroSize));
@@ -860,7 +928,8 @@ macro_rules! read_methods {
             self.try_gap(size, align, within, false)
         }
 
-        /// As [`try_find_gap`](Self::try_find_gap), returning the HIGHEST fit.
+        /// As [`try_find_gap`](Self::try_find_gap), returning the HIGHEST fit
+        /// (the start of the highest aligned free range of `size` bytes).
         /// Same errors and complexity.
         ///
         /// ```

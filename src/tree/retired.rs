@@ -167,6 +167,9 @@ impl<V: Send> MapleTree<V> {
     /// and returns its range and a [`Retired`] handle that yields the value
     /// after a grace period. Runs no user code. O(height).
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
     /// t.insert(0..10, 'a').unwrap();
@@ -184,6 +187,9 @@ impl<V: Send> MapleTree<V> {
     /// Removes the entry that is exactly `range` (as
     /// [`MapleTree::remove_exact`]) and returns a [`Retired`] handle for its
     /// value. Runs no user code. O(height).
+    ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
     ///
     /// # Errors
     /// As [`WriteTxn::remove_exact`]; the tree is unchanged.
@@ -207,7 +213,8 @@ impl<V: Send> MapleTree<V> {
     /// Runs no user code.
     ///
     /// **Deadlocks** if this thread holds a read handle of this tree
-    /// ([`MapleTree::pin`], or a guard of [`MapleTree::domain`]). Costs a
+    /// ([`MapleTree::pin`], or a guard of [`MapleTree::domain`]), or a
+    /// [`WriteTxn`] of it ([more](MapleTree#deadlocks-by-contract)). Costs a
     /// grace period (µs with no reader, as long as the slowest reader
     /// otherwise); use [`MapleTree::take`] to avoid blocking.
     ///

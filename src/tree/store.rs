@@ -253,6 +253,9 @@ impl<V: Send> MapleTree<V> {
     /// `range` must be split (see [`WriteTxn::store`]); nothing else of yours
     /// runs. O(k · height) for k overlapped entries.
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// # Errors
     /// [`ErrorKind::EmptyRange`], with the value given back.
     ///
@@ -279,6 +282,9 @@ impl<V: Send> MapleTree<V> {
     /// (same `V::clone` contract) and returns how many entries it removed,
     /// trimmed or split.
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// # Errors
     /// [`ErrorKind::EmptyRange`] (nothing changes).
     ///
@@ -302,6 +308,9 @@ impl<V: Send> MapleTree<V> {
     /// [`WriteTxn::remove_exact`] as one transaction. To get the value back
     /// as well, use [`MapleTree::take_exact`].
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// # Errors
     /// As [`WriteTxn::remove_exact`]; the tree is unchanged.
     ///
@@ -323,6 +332,9 @@ impl<V: Send> MapleTree<V> {
     /// them). Values are retired as by [`MapleTree::remove`]. Runs no user
     /// code. O(n · height).
     ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
+    ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
     /// t.insert(0..1, 'a').unwrap();
@@ -338,6 +350,9 @@ impl<V: Send> MapleTree<V> {
     /// [`WriteTxn::retain`] as one transaction. **`keep` runs under the
     /// writer lock**: it may read the tree (`pin`), but writing to it
     /// deadlocks. O(n + m · height).
+    ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
     ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
