@@ -1,0 +1,198 @@
+//! The three embeddings of issue 13, each measured in one run against what
+//! such a user would otherwise use (code in `examples/embed/`):
+//!
+//! * **registry**: a JIT-style code registry, 1 writer replacing modules
+//!   (at 10k/s, then flat out) and 2 readers mapping PCs to modules:
+//!   lookups/s for `MapleTree`, `RwLock<BTreeMap>` and `ArcSwap<Vec>`;
+//! * **alloc**: a hypervisor-style guest address allocator, steady state of
+//!   free (exact) + aligned alloc: `MapleTree::alloc_range`/`remove_exact`
+//!   against a `BTreeMap` first-fit free list;
+//! * **attrs**: a range-attribute map, 60 % set / 20 % punch / 20 % get:
+//!   `MapleTree::store`/`erase` against rangemap and nodit.
+//!
+//! Each embedding first checks that the contenders agree (same lookups, the
+//! same addresses allocated, the same attributes), then times them.
+//!
+//! `cargo run --release --example embeddings -- [--case registry|alloc|attrs|all] [--secs S]`
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+mod embed;
+
+use common::Rng;
+use embed::attrs::{self, AttrMap};
+use embed::guest_alloc::{self, GuestAlloc};
+use embed::registry::{self, Registry as _};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut case = "all".to_string();
+    let mut secs = 2.0f64;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--case" => case = args.next().expect("--case NAME"),
+            "--secs" => secs = args.next().expect("--secs S").parse().expect("seconds"),
+            "--help" | "-h" => {
+                println!("embeddings [--case registry|alloc|attrs|all] [--secs S (default 2)]");
+                return;
+            }
+            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at start: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if matches!(case.as_str(), "all" | "registry") {
+        registry_case(secs);
+    }
+    if matches!(case.as_str(), "all" | "alloc") {
+        alloc_case(secs);
+    }
+    if matches!(case.as_str(), "all" | "attrs") {
+        attrs_case(secs);
+    }
+}
+
+// ---- (a) registry -----------------------------------------------------------
+
+const SLOTS: u64 = 1024;
+
+fn registry_case(secs: f64) {
+    registry::agree(SLOTS, 1000);
+
+    println!(
+        "\n(a) code registry: {SLOTS} modules, 1 writer (replace a module) + 2 readers, {secs} s per row"
+    );
+    println!(
+        "{:<18} {:>12} {:>14} {:>10} {:>10}",
+        "contender", "writer", "lookups/s", "vs maple", "hits"
+    );
+    for (label, period) in [
+        ("10k/s", Duration::from_micros(100)),
+        ("flat out", Duration::ZERO),
+    ] {
+        let m = registry::run::<registry::Maple>(SLOTS, 2, secs, period);
+        let rows = [
+            (registry::Maple::NAME, m),
+            (
+                registry::RwBTree::NAME,
+                registry::run::<registry::RwBTree>(SLOTS, 2, secs, period),
+            ),
+            (
+                registry::SwapVec::NAME,
+                registry::run::<registry::SwapVec>(SLOTS, 2, secs, period),
+            ),
+        ];
+        for (name, r) in rows {
+            println!(
+                "{:<18} {:>12} {:>12.2} M {:>9.2}x {:>9.0}%   (writer achieved {:.0}/s)",
+                name,
+                label,
+                r.lookups_per_s / 1e6,
+                r.lookups_per_s / m.lookups_per_s,
+                r.hit_rate * 100.0,
+                r.writes_per_s
+            );
+        }
+    }
+}
+
+// ---- (b) guest allocator ----------------------------------------------------
+
+fn alloc_case(secs: f64) {
+    guest_alloc::agree(1024, 10_000);
+    println!(
+        "\n(b) guest address allocator: steady state, one step = exact free + aligned alloc, {secs} s per row"
+    );
+    println!(
+        "{:<20} {:>8} {:>12} {:>10}",
+        "contender", "live", "ns/step", "vs maple"
+    );
+    for live in [1024usize, 16 << 10] {
+        let m = alloc_rate::<guest_alloc::Maple>(live, secs);
+        let f = alloc_rate::<guest_alloc::FreeList>(live, secs);
+        println!(
+            "{:<20} {:>8} {:>12.0} {:>9.2}x",
+            guest_alloc::Maple::NAME,
+            live,
+            m,
+            1.0
+        );
+        println!(
+            "{:<20} {:>8} {:>12.0} {:>9.2}x",
+            guest_alloc::FreeList::NAME,
+            live,
+            f,
+            f / m
+        );
+    }
+}
+
+/// ns per steady-state step.
+fn alloc_rate<A: GuestAlloc>(live: usize, secs: f64) -> f64 {
+    let mut rng = Rng::new(3);
+    let (mut a, mut held) = guest_alloc::warm::<A>(live, &mut rng);
+    let dur = Duration::from_secs_f64(secs);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed() < dur {
+        for _ in 0..64 {
+            black_box(guest_alloc::step(&mut a, &mut held, &mut rng));
+        }
+        n += 64;
+    }
+    t0.elapsed().as_nanos() as f64 / n as f64
+}
+
+// ---- (c) attribute map ------------------------------------------------------
+
+const WARM_OPS: usize = 64 << 10;
+
+fn attrs_case(secs: f64) {
+    attrs::agree(WARM_OPS, 200_000);
+    println!(
+        "\n(c) range-attribute map: 60 % set 1-64 pages (8 attributes) / 20 % punch / 20 % get, after {WARM_OPS} warm-up ops, {secs} s per row"
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>10}",
+        "contender", "ns/op", "vs maple", "entries"
+    );
+    let m = attrs_rate::<attrs::Maple>(secs);
+    for (name, (ns, len)) in [
+        (attrs::Maple::NAME, m),
+        (attrs::Rangemap::NAME, attrs_rate::<attrs::Rangemap>(secs)),
+        (attrs::Nodit::NAME, attrs_rate::<attrs::Nodit>(secs)),
+    ] {
+        println!("{:<12} {:>10.0} {:>9.2}x {:>10}", name, ns, ns / m.0, len);
+    }
+}
+
+/// (ns per op, entries at the end).
+fn attrs_rate<M: AttrMap>(secs: f64) -> (f64, usize) {
+    let mut m = attrs::warm::<M>(WARM_OPS);
+    let ops = attrs::ops(1 << 20, 2);
+    let dur = Duration::from_secs_f64(secs);
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    let mut acc = 0u32;
+    'outer: loop {
+        for chunk in ops.chunks(256) {
+            for op in chunk {
+                acc = acc.wrapping_add(attrs::apply(&mut m, op));
+            }
+            n += chunk.len() as u64;
+            if t0.elapsed() >= dur {
+                break 'outer;
+            }
+        }
+    }
+    black_box(acc);
+    (t0.elapsed().as_nanos() as f64 / n as f64, m.len())
+}
