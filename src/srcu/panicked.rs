@@ -54,22 +54,53 @@ impl Panicked {
     }
 
     /// How many callbacks or drops panicked (at least 1).
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| panic!("one"));
+    /// d.call(|| panic!("two"));
+    /// assert_eq!(d.barrier().unwrap_err().count(), 2);
+    /// ```
     pub fn count(&self) -> usize {
         self.payloads.len()
     }
 
     /// The first panic's message, if it was a string (as `panic!` makes).
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| panic!("callback {}", 7));
+    /// assert_eq!(d.barrier().unwrap_err().message(), Some("callback 7"));
+    /// ```
     pub fn message(&self) -> Option<&str> {
         message(&self.payloads[0])
     }
 
     /// Every payload, in the order the panics happened.
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| std::panic::panic_any(1u32));
+    /// d.call(|| std::panic::panic_any(2u32));
+    /// let p = d.barrier().unwrap_err().into_payloads();
+    /// let v: Vec<u32> = p.into_iter().map(|x| *x.downcast::<u32>().unwrap()).collect();
+    /// assert_eq!(v, [1, 2]);
+    /// ```
     pub fn into_payloads(self) -> Vec<Payload> {
         self.payloads
     }
 
     /// Re-raises the first panic with `std::panic::resume_unwind` (the other
     /// payloads are dropped).
+    ///
+    /// ```
+    /// let d = maple_rcu::srcu::Srcu::new();
+    /// d.call(|| panic!("boom"));
+    /// let p = d.barrier().unwrap_err();
+    /// let resume = std::panic::AssertUnwindSafe(move || p.resume());
+    /// let caught = std::panic::catch_unwind(resume).unwrap_err();
+    /// assert_eq!(caught.downcast_ref::<&str>(), Some(&"boom"));
+    /// ```
     pub fn resume(self) -> ! {
         let first = self.payloads.into_iter().next();
         std::panic::resume_unwind(first.expect("a Panicked holds at least one payload"))

@@ -115,7 +115,9 @@ impl<V: Send + Eq> Eq for MapleTree<V> {}
 impl<V: Send + 'static> MapleTree<V> {
     /// A tree of the given entries, built in one transaction (any order).
     /// The iterator runs before the writer lock is taken. The tree reclaims
-    /// as [`MapleTree::new`].
+    /// as [`MapleTree::new`]. O(n · height) for now (one insertion per
+    /// entry; a bulk build from sorted input into dense nodes belongs to the
+    /// node-layout work).
     ///
     /// # Errors
     /// The first entry that [`MapleTree::insert`] refuses (an empty range or
@@ -140,7 +142,10 @@ impl<V: Send + 'static> MapleTree<V> {
 
 impl<V: Send> MapleTree<V> {
     /// Inserts every entry in one transaction, all or nothing. The iterator
-    /// runs before the writer lock is taken.
+    /// runs before the writer lock is taken. O(k · height) for k entries.
+    ///
+    /// Takes the writer lock: **deadlocks** if this thread holds a
+    /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
     ///
     /// # Errors
     /// As [`MapleTree::try_from_iter`]; the tree is then unchanged.
