@@ -50,6 +50,9 @@ pub(crate) struct Frame {
     held: AtomicU32,
     /// The page's contents.
     value: AtomicU64,
+    /// The reverse map: the (space, address) of every PTE mapping the
+    /// frame, plus stale entries of spaces that exited (`rmap.rs`).
+    pub(crate) pv: Mutex<Vec<super::rmap::Pv>>,
 }
 
 /// Per-shard allocator state (each under its own mutex, on its own line).
@@ -81,6 +84,8 @@ pub(crate) struct FrameTable {
     /// this table; `check` discounts them when it asks whether a space is
     /// alone).
     pub(crate) objects: AtomicUsize,
+    /// The family's live spaces, for rmap walkers (`rmap.rs`).
+    pub(crate) rmap: super::rmap::Registry,
 }
 
 // SAFETY: every field is atomics or mutex-protected; the chunks are owned by
@@ -106,6 +111,7 @@ impl FrameTable {
                 })
                 .collect(),
             objects: AtomicUsize::new(0),
+            rmap: super::rmap::Registry::new(),
         }
     }
 
@@ -135,6 +141,7 @@ impl FrameTable {
                 maps: AtomicU32::new(0),
                 held: AtomicU32::new(0),
                 value: AtomicU64::new(0),
+                pv: Mutex::new(Vec::new()),
             })
             .collect();
         let p = Box::into_raw(fresh).cast::<Frame>();
@@ -271,6 +278,58 @@ impl FrameTable {
             f.maps.load(Ordering::Relaxed),
             f.held.load(Ordering::Relaxed),
         )
+    }
+
+    /// Takes a reference to a frame if it is live (Linux's
+    /// `folio_try_get`): the rmap walker's reference, the one exception to
+    /// M9. It never makes the COW test reuse a shared frame (it can only
+    /// make it copy), and the walker touches the PTEs and contents only
+    /// under PTLs. False if the frame is free or was never handed out.
+    pub(crate) fn try_get(&self, pfn: u64) -> bool {
+        // Relaxed: only a bound check (a pfn never handed out is refused
+        // below or by its chunk).
+        if pfn == 0 || pfn > self.next.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Acquire: as in `frame` (a fresh index may precede its chunk).
+        if self.chunks[((pfn - 1) >> CHUNK_BITS) as usize]
+            .load(Ordering::Acquire)
+            .is_null()
+        {
+            return false;
+        }
+        let f = self.frame(pfn);
+        // Relaxed: a first guess; the CAS decides.
+        let mut r = f.refs.load(Ordering::Relaxed);
+        loop {
+            if r == 0 {
+                return false;
+            }
+            // Relaxed: as `dup` (a reference made from a live one; the
+            // walker reads nothing through it outside a PTL).
+            match f
+                .refs
+                .compare_exchange(r, r + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => r = now,
+            }
+        }
+    }
+
+    /// A mapping becomes a swap entry (`rmap.rs`): the mapcount drops, the
+    /// reference stays with the entry. Under the PTL of that PTE.
+    pub(crate) fn swap_out(&self, pfn: u64) {
+        // Relaxed: see `dup`.
+        let old = self.frame(pfn).maps.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(old > 0, "swap-out of unmapped frame {pfn}");
+    }
+
+    /// A swap entry's reference becomes a mapping again (a fault), under
+    /// the PTL of that PTE.
+    pub(crate) fn swap_in(&self, pfn: u64) {
+        // Relaxed: see `dup`.
+        self.frame(pfn).maps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Allocation totals (sums of the shards).
