@@ -580,6 +580,8 @@ impl Drop for PageTables {
         // domain goes); idempotent.
         self.frames.rmap.exit(self.id);
         fn free(frames: &FrameTable, dir: Box<Dir>, level: u32) {
+            // Loom: a walker still in the tables is a race (rmap.rs).
+            dir.live.kill();
             for e in &dir.next {
                 // Relaxed: `&mut self`, no other thread.
                 let p = e.load(Ordering::Relaxed);
@@ -591,6 +593,9 @@ impl Drop for PageTables {
                 unsafe {
                     if level == 1 {
                         let t = Box::from_raw(p.cast::<PteTable>());
+                        // Loom: a walker still in the table is a race
+                        // (rmap.rs, "Lifetime").
+                        t.live.kill();
                         for pte in &t.pte {
                             // Relaxed: as above.
                             let pte = pte.load(Ordering::Relaxed);

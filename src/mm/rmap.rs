@@ -243,18 +243,21 @@ impl AddressSpace {
         if !frames.try_get(pfn) {
             return true;
         }
+        // Done when a snapshot is empty: every present PTE has its entry
+        // (M10), entries in flight included, so at that instant no live
+        // space maps the frame.
         let mut done = false;
-        for round in 0..ROUNDS {
+        for _ in 0..ROUNDS {
             let entries = frames.rmap_entries(pfn);
-            let mut pending = false;
-            for pv in entries {
-                pending |= matches!(visit(frames, pfn, pv), Visit::Absent);
-            }
-            if !pending {
+            if entries.is_empty() {
                 done = true;
                 break;
             }
-            if round + 1 < ROUNDS {
+            let mut in_flight = false;
+            for pv in entries {
+                in_flight |= matches!(visit(frames, pfn, pv), Visit::Absent);
+            }
+            if in_flight {
                 thread::yield_now();
             }
         }
