@@ -39,6 +39,8 @@ const MAX_CHUNKS: usize = 8;
 #[cfg(loom)]
 const SHARDS: usize = 1;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Frame numbers are `1..=MAX_FRAMES` (the rmap's side table, `rmap.rs`).
+pub(crate) const MAX_FRAMES: usize = MAX_CHUNKS * CHUNK;
 
 /// One page of simulated memory.
 pub(crate) struct Frame {
@@ -50,9 +52,6 @@ pub(crate) struct Frame {
     held: AtomicU32,
     /// The page's contents.
     value: AtomicU64,
-    /// The reverse map: the (space, address) of every PTE mapping the
-    /// frame, plus stale entries of spaces that exited (`rmap.rs`).
-    pub(crate) pv: Mutex<Vec<super::rmap::Pv>>,
 }
 
 /// Per-shard allocator state (each under its own mutex, on its own line).
@@ -84,7 +83,8 @@ pub(crate) struct FrameTable {
     /// this table; `check` discounts them when it asks whether a space is
     /// alone).
     pub(crate) objects: AtomicUsize,
-    /// The family's live spaces, for rmap walkers (`rmap.rs`).
+    /// The reverse map: the family's live spaces, for rmap walkers, and
+    /// each frame's pv entries (`rmap.rs`).
     pub(crate) rmap: super::rmap::Registry,
 }
 
@@ -141,7 +141,6 @@ impl FrameTable {
                 maps: AtomicU32::new(0),
                 held: AtomicU32::new(0),
                 value: AtomicU64::new(0),
-                pv: Mutex::new(Vec::new()),
             })
             .collect();
         let p = Box::into_raw(fresh).cast::<Frame>();

@@ -4,9 +4,12 @@
 //! "Reverse map".
 //!
 //! **pv entries with the frame.** Each frame keeps a list of `Pv { mm, addr }`
-//! (the space's id in the family, the page's address) under its own mutex
-//! (`Frame::pv`), as NetBSD's pmap keeps pv entries with the page rather
-//! than in a global hash. An entry is added and removed in the same PTL
+//! (the space's id in the family, the page's address) under its own mutex,
+//! as NetBSD's pmap keeps pv entries with the page rather than in a global
+//! hash. The lists live in a side table indexed like the frames (chunks of
+//! 4096, allocated when a frame in them is first mapped), not in `Frame`:
+//! exit walks the frames and must not pay for the lists' cache lines; the
+//! first entry is inline, so a page mapped once allocates nothing. An entry is added and removed in the same PTL
 //! critical section that sets or clears its PTE (fault, COW, zap, fork's
 //! copy, mremap's move, swap-out), so per frame the list *is* the set of
 //! present PTEs (M10), with two exceptions, both short and owned by a writer
@@ -34,17 +37,18 @@
 //! writing once and clears it, so after that no walker can reach the
 //! tables, and the tree's drop may drain the domain (no reader left).
 
-use super::frame::FrameTable;
+use super::frame::{FrameTable, MAX_FRAMES};
 use super::pagetable::{PTE_PRESENT, PTE_SWAP, PageTables, pte_pfn};
 use super::space::AddressSpace;
 use crate::srcu::Srcu;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock, lock, thread};
+use crate::sync::{Arc, AtomicPtr, AtomicU64, Mutex, Ordering, RwLock, lock, thread};
 use std::collections::HashMap;
 
 /// A pv entry: the PTE at `addr` in the family member numbered `mm` maps
 /// the frame (or, for a short time, is about to: module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Pv {
+    /// The space's id (never 0).
     pub(crate) mm: u64,
     pub(crate) addr: u64,
 }
@@ -69,18 +73,124 @@ pub(crate) struct MmLink {
     domain: Arc<Srcu>,
 }
 
-/// The live spaces of a family, by id (in the frame table).
+/// One frame's pv entries: the first inline (a private page has one
+/// mapping: no allocation), the others in `more`. `first.mm == 0`: none.
+#[derive(Default)]
+struct PvList {
+    first: Pv,
+    more: Vec<Pv>,
+}
+
+impl PvList {
+    fn clear(&mut self) {
+        self.first.mm = 0;
+        self.more.clear();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Pv> {
+        std::iter::once(&self.first)
+            .filter(|e| e.mm != 0)
+            .chain(self.more.iter())
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Pv> {
+        std::iter::once(&mut self.first)
+            .filter(|e| e.mm != 0)
+            .chain(self.more.iter_mut())
+    }
+
+    fn push(&mut self, pv: Pv) {
+        if self.first.mm == 0 {
+            self.first = pv;
+        } else {
+            self.more.push(pv);
+        }
+    }
+
+    fn remove(&mut self, pv: Pv) -> bool {
+        if self.first.mm != 0 && self.first == pv {
+            self.first = self.more.pop().unwrap_or_default();
+            return true;
+        }
+        match self.more.iter().position(|e| *e == pv) {
+            Some(i) => {
+                self.more.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn entries(&self) -> Vec<Pv> {
+        self.iter().copied().collect()
+    }
+}
+
+/// Pv lists per chunk of frames (a side table: the frames themselves stay
+/// small, so exit's walk over them touches what it did before the rmap).
+#[cfg(not(loom))]
+const PV_BITS: u32 = 12;
+#[cfg(loom)]
+const PV_BITS: u32 = 2;
+const PV_CHUNK: usize = 1 << PV_BITS;
+
+/// The family's reverse map (in the frame table): its live spaces by id,
+/// and each frame's pv list under its own mutex.
 pub(crate) struct Registry {
     next: AtomicU64,
     live: Mutex<HashMap<u64, Arc<MmLink>>>,
+    /// Chunk `i`: the lists of frames `i * PV_CHUNK + 1 ..`, null until a
+    /// frame in it is first mapped; freed with the table.
+    pv: Box<[AtomicPtr<Mutex<PvList>>]>,
 }
+
+// SAFETY: the chunks are owned by the registry, installed once by CAS and
+// freed only by its `Drop`; everything else is atomics and mutexes.
+unsafe impl Sync for Registry {}
+// SAFETY: as above; no thread affinity.
+unsafe impl Send for Registry {}
 
 impl Registry {
     pub(crate) fn new() -> Registry {
         Registry {
             next: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
+            pv: (0..MAX_FRAMES.div_ceil(PV_CHUNK))
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
         }
+    }
+
+    /// The pv list of `pfn`, creating its chunk if `create`.
+    fn list(&self, pfn: u64, create: bool) -> Option<&Mutex<PvList>> {
+        let i = (pfn - 1) as usize;
+        let e = &self.pv[i >> PV_BITS];
+        // Acquire: pairs with the Release of the install CAS below, so the
+        // chunk's initialised lists are visible.
+        let mut c = e.load(Ordering::Acquire);
+        if c.is_null() {
+            if !create {
+                return None;
+            }
+            let fresh: Box<[Mutex<PvList>]> = (0..PV_CHUNK)
+                .map(|_| Mutex::new(PvList::default()))
+                .collect();
+            let p = Box::into_raw(fresh).cast::<Mutex<PvList>>();
+            // AcqRel: Release publishes the initialised chunk to the Acquire
+            // loads above; Acquire on failure sees the winner's chunk.
+            match e.compare_exchange(c, p, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => c = p,
+                Err(winner) => {
+                    // SAFETY: `p` came from `Box::into_raw` of `PV_CHUNK`
+                    // lists above and was never published.
+                    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK)) });
+                    c = winner;
+                }
+            }
+        }
+        // SAFETY: `c` points to `PV_CHUNK` lists that live until the
+        // registry is dropped (`&self` is borrowed); the index is in range.
+        Some(unsafe { &*c.add(i & (PV_CHUNK - 1)) })
     }
 
     /// A fresh space id (never reused, so a stale entry never names a
@@ -119,36 +229,50 @@ impl Registry {
     }
 }
 
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for e in self.pv.iter() {
+            // Relaxed: `&mut self`, no other thread.
+            let p = e.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: installed by `list` from `Box::into_raw` of
+                // `PV_CHUNK` lists; freed once, here.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK)) });
+            }
+        }
+    }
+}
+
 impl FrameTable {
+    /// The pv list of a mapped frame.
+    fn pv(&self, pfn: u64) -> crate::sync::MutexGuard<'_, PvList> {
+        lock(self.rmap.list(pfn, true).expect("created"))
+    }
+
     /// Adds the entry of a PTE being set to map `pfn` (under its PTL).
     /// `fresh`: the frame was just allocated, drop stale entries first.
     pub(crate) fn rmap_add(&self, pfn: u64, pv: Pv, fresh: bool) {
-        let mut l = lock(&self.frame(pfn).pv);
+        let mut l = self.pv(pfn);
         if fresh {
             l.clear();
         }
-        debug_assert!(!l.contains(&pv), "pv entry {pv:?} of frame {pfn} twice");
+        debug_assert!(
+            !l.iter().any(|e| *e == pv),
+            "pv entry {pv:?} of frame {pfn} twice"
+        );
         l.push(pv);
     }
 
     /// Removes the entry of a PTE being cleared (under its PTL), or a stale
     /// one (its space exited). True if it was there.
     pub(crate) fn rmap_remove(&self, pfn: u64, pv: Pv) -> bool {
-        let mut l = lock(&self.frame(pfn).pv);
-        match l.iter().position(|e| *e == pv) {
-            Some(i) => {
-                l.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.pv(pfn).remove(pv)
     }
 
     /// mremap: the PTE moved from `from` to `to.addr` (under the target
     /// PTL).
     pub(crate) fn rmap_move(&self, pfn: u64, from: Pv, to: Pv) {
-        let mut l = lock(&self.frame(pfn).pv);
-        match l.iter_mut().find(|e| **e == from) {
+        match self.pv(pfn).iter_mut().find(|e| **e == from) {
             Some(e) => *e = to,
             None => debug_assert!(false, "mremap: no pv entry {from:?} of frame {pfn}"),
         }
@@ -156,7 +280,10 @@ impl FrameTable {
 
     /// A copy of a frame's entries.
     pub(crate) fn rmap_entries(&self, pfn: u64) -> Vec<Pv> {
-        lock(&self.frame(pfn).pv).clone()
+        match self.rmap.list(pfn, false) {
+            Some(l) => lock(l).entries(),
+            None => Vec::new(),
+        }
     }
 }
 
