@@ -322,6 +322,10 @@ enum Op {
     ReadShared(usize, u64),
     DontNeedShared(usize, u64),
     UnmapShared(usize),
+    /// `try_to_unmap` of the frame process p maps at private page i.
+    TryToUnmap(usize, u64),
+    /// `try_to_unmap` of the frame process p maps at shared page i.
+    TryToUnmapShared(usize, u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -336,6 +340,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::ReadShared(p, i)),
         1 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::DontNeedShared(p, i)),
         1 => (0..4usize).prop_map(Op::UnmapShared),
+        2 => (0..4usize, 0..NPRIV).prop_map(|(p, i)| Op::TryToUnmap(p, i)),
+        1 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::TryToUnmapShared(p, i)),
     ]
 }
 
@@ -354,6 +360,26 @@ fn frames_at(spaces: &[AddressSpace], addr: u64) -> Vec<u64> {
         .iter()
         .filter_map(|s| s.translate(addr).map(|p| p.frame))
         .collect()
+}
+
+/// `try_to_unmap` of the frame `spaces[p % len]` maps at `addr` (if any):
+/// it succeeds (nothing races), and no member maps that frame anywhere
+/// afterwards (every PTE that mapped it is a swap entry, or gone for a
+/// shared object's page). Contents are untouched: the model does not change
+/// (a swap slot keeps them, docs/DESIGN.md §4.9).
+fn unmap_everywhere(spaces: &[AddressSpace], p: usize, addr: u64) {
+    let Some(pte) = spaces[p % spaces.len()].translate(addr) else {
+        return;
+    };
+    assert!(spaces[0].try_to_unmap(pte.frame));
+    for s in spaces {
+        for a in (0..NPRIV)
+            .map(|i| A + i * P)
+            .chain((0..NSHARED).map(|i| S + i * P))
+        {
+            assert_ne!(s.translate(a).map(|t| t.frame), Some(pte.frame), "{a:#x}");
+        }
+    }
 }
 
 fn run_family(policy: FaultPolicy, ops: &[Op]) {
@@ -451,14 +477,20 @@ fn run_family(policy: FaultPolicy, ops: &[Op]) {
                 spaces[p].munmap(S, NSHARED * P).unwrap();
                 model[p].shared = false;
             }
+            Op::TryToUnmap(p, i) => unmap_everywhere(&spaces, p, A + i * P),
+            Op::TryToUnmapShared(p, i) => unmap_everywhere(&spaces, p, S + i * P),
         }
         if model.iter().all(|m| !m.shared) {
             // The last mapping is gone: the object's pages go with it.
             in_obj = [false; NSHARED as usize];
         }
-        for (s, m) in spaces.iter().zip(&model) {
-            for i in 0..NPRIV {
-                assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
+        // Contents are the model's (reads refault swap entries; skipped
+        // right after try_to_unmap so the next op meets the swap entries).
+        if !matches!(o, Op::TryToUnmap(..)) {
+            for (s, m) in spaces.iter().zip(&model) {
+                for i in 0..NPRIV {
+                    assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
+                }
             }
         }
         // Shared pages stay shared: every PTE of page i in the family maps
@@ -474,8 +506,11 @@ fn run_family(policy: FaultPolicy, ops: &[Op]) {
     // Exact accounting once the retired VMAs are freed: the live frames are
     // those mapped plus the object's pages no PTE maps (none once no member
     // maps the region: the object was dropped with its last VMA).
-    for s in &spaces {
+    for (s, m) in spaces.iter().zip(&model) {
         s.reclaim();
+        for i in 0..NPRIV {
+            assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]));
+        }
     }
     let mut mapped = std::collections::BTreeSet::new();
     for i in 0..NPRIV {
