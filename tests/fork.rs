@@ -233,6 +233,83 @@ fn nested_fork_and_exit() {
 const NPRIV: u64 = 6;
 const NSHARED: u64 = 2;
 
+/// `try_to_unmap` (the reverse map): a private page COW-shared by parent,
+/// child and grandchild, a page the parent alone maps, and a MAP_SHARED page
+/// mapped in all three are unmapped everywhere; the next access maps the
+/// same frame again (a swap-cache hit, contents kept), and the COW rule
+/// still holds afterwards. Moved pages (mremap) are found at their new
+/// address. `check_family` (exact rmap, M10) after every step.
+#[test]
+fn try_to_unmap_everywhere() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 4 * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), P, RW, SHARED).unwrap();
+        p.write(A, 1).unwrap();
+        p.write(S, 9).unwrap();
+        let c = p.fork();
+        let g = c.fork();
+        p.write(A + P, 2).unwrap();
+        family_ok(&[&p, &c, &g]);
+        let f = p.translate(A).unwrap().frame;
+        assert_eq!(c.translate(A).unwrap().frame, f);
+        assert!(g.try_to_unmap(f), "{policy:?}");
+        for m in [&p, &c, &g] {
+            assert_eq!(m.translate(A), None, "{policy:?}: still mapped");
+        }
+        family_ok(&[&p, &c, &g]);
+        // A read maps the same frame again, read-only (refcount 3).
+        assert_eq!(c.read(A), Ok(1));
+        assert_eq!(c.translate(A).unwrap().frame, f);
+        assert_eq!(c.translate(A).unwrap().prot, Prot::READ);
+        // A write copies (shared); the others keep the old contents.
+        assert_eq!(p.fault(A, Access::Write), Ok(FaultOutcome::Copied));
+        p.write(A, 5).unwrap();
+        assert_eq!((p.read(A), c.read(A), g.read(A)), (Ok(5), Ok(1), Ok(1)));
+        family_ok(&[&p, &c, &g]);
+        // The parent's own page: after try_to_unmap a write reuses it.
+        let f2 = p.translate(A + P).unwrap().frame;
+        assert!(c.try_to_unmap(f2));
+        assert_eq!(p.translate(A + P), None);
+        assert_eq!(p.fault(A + P, Access::Write), Ok(FaultOutcome::Installed));
+        assert_eq!(p.translate(A + P).unwrap().frame, f2);
+        assert_eq!(p.read(A + P), Ok(2));
+        // The shared object's page: unmapped, then found in the object.
+        let fs = p.translate(S).unwrap().frame;
+        assert!(p.try_to_unmap(fs));
+        family_ok(&[&p, &c, &g]);
+        g.write(S, 10).unwrap();
+        assert_eq!(g.translate(S).unwrap().frame, fs);
+        assert_eq!((p.read(S), c.read(S)), (Ok(10), Ok(10)));
+        // mremap moves the pv entry with the PTE; swap entries move too.
+        p.write(A + 2 * P, 3).unwrap();
+        let f3 = p.translate(A + 2 * P).unwrap().frame;
+        assert!(p.try_to_unmap(f));
+        let to = A + 64 * P;
+        let r = maple_rcu::mm::RemapFlags::MAYMOVE | maple_rcu::mm::RemapFlags::FIXED;
+        p.mremap(A + 2 * P, P, P, r, Some(to)).unwrap();
+        family_ok(&[&p, &c, &g]);
+        assert!(p.try_to_unmap(f3));
+        assert_eq!(p.translate(to), None);
+        family_ok(&[&p, &c, &g]);
+        assert_eq!(p.read(to), Ok(3));
+        // Exit of members with swap entries and stale pv entries.
+        assert!(p.try_to_unmap(p.translate(to).unwrap().frame));
+        drop(c);
+        assert!(p.try_to_unmap(f));
+        family_ok(&[&p, &g]);
+        drop(g);
+        assert_eq!(p.read(A), Ok(5));
+        assert!(p.try_to_unmap(12345), "never allocated");
+        p.munmap(A, 128 * P).unwrap();
+        p.munmap(S, P).unwrap();
+        p.reclaim();
+        family_ok(&[&p]);
+        let st = p.stats();
+        assert_eq!(st.frames_live, 0, "{st:?}");
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Write(usize, u64, u64),
@@ -245,6 +322,10 @@ enum Op {
     ReadShared(usize, u64),
     DontNeedShared(usize, u64),
     UnmapShared(usize),
+    /// `try_to_unmap` of the frame process p maps at private page i.
+    TryToUnmap(usize, u64),
+    /// `try_to_unmap` of the frame process p maps at shared page i.
+    TryToUnmapShared(usize, u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -259,6 +340,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::ReadShared(p, i)),
         1 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::DontNeedShared(p, i)),
         1 => (0..4usize).prop_map(Op::UnmapShared),
+        2 => (0..4usize, 0..NPRIV).prop_map(|(p, i)| Op::TryToUnmap(p, i)),
+        1 => (0..4usize, 0..NSHARED).prop_map(|(p, i)| Op::TryToUnmapShared(p, i)),
     ]
 }
 
@@ -277,6 +360,26 @@ fn frames_at(spaces: &[AddressSpace], addr: u64) -> Vec<u64> {
         .iter()
         .filter_map(|s| s.translate(addr).map(|p| p.frame))
         .collect()
+}
+
+/// `try_to_unmap` of the frame `spaces[p % len]` maps at `addr` (if any):
+/// it succeeds (nothing races), and no member maps that frame anywhere
+/// afterwards (every PTE that mapped it is a swap entry, or gone for a
+/// shared object's page). Contents are untouched: the model does not change
+/// (a swap slot keeps them, docs/DESIGN.md §4.9).
+fn unmap_everywhere(spaces: &[AddressSpace], p: usize, addr: u64) {
+    let Some(pte) = spaces[p % spaces.len()].translate(addr) else {
+        return;
+    };
+    assert!(spaces[0].try_to_unmap(pte.frame));
+    for s in spaces {
+        for a in (0..NPRIV)
+            .map(|i| A + i * P)
+            .chain((0..NSHARED).map(|i| S + i * P))
+        {
+            assert_ne!(s.translate(a).map(|t| t.frame), Some(pte.frame), "{a:#x}");
+        }
+    }
 }
 
 fn run_family(policy: FaultPolicy, ops: &[Op]) {
@@ -374,14 +477,20 @@ fn run_family(policy: FaultPolicy, ops: &[Op]) {
                 spaces[p].munmap(S, NSHARED * P).unwrap();
                 model[p].shared = false;
             }
+            Op::TryToUnmap(p, i) => unmap_everywhere(&spaces, p, A + i * P),
+            Op::TryToUnmapShared(p, i) => unmap_everywhere(&spaces, p, S + i * P),
         }
         if model.iter().all(|m| !m.shared) {
             // The last mapping is gone: the object's pages go with it.
             in_obj = [false; NSHARED as usize];
         }
-        for (s, m) in spaces.iter().zip(&model) {
-            for i in 0..NPRIV {
-                assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
+        // Contents are the model's (reads refault swap entries; skipped
+        // right after try_to_unmap so the next op meets the swap entries).
+        if !matches!(o, Op::TryToUnmap(..)) {
+            for (s, m) in spaces.iter().zip(&model) {
+                for i in 0..NPRIV {
+                    assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]), "after {o:?}");
+                }
             }
         }
         // Shared pages stay shared: every PTE of page i in the family maps
@@ -397,8 +506,11 @@ fn run_family(policy: FaultPolicy, ops: &[Op]) {
     // Exact accounting once the retired VMAs are freed: the live frames are
     // those mapped plus the object's pages no PTE maps (none once no member
     // maps the region: the object was dropped with its last VMA).
-    for s in &spaces {
+    for (s, m) in spaces.iter().zip(&model) {
         s.reclaim();
+        for i in 0..NPRIV {
+            assert_eq!(s.read(A + i * P), Ok(m.val[i as usize]));
+        }
     }
     let mut mapped = std::collections::BTreeSet::new();
     for i in 0..NPRIV {

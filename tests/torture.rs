@@ -27,8 +27,8 @@ use maple_rcu::mm::{
 };
 use maple_rcu::tree::ErrorKind;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tree_model::Model;
 
@@ -408,6 +408,14 @@ const POLICIES: [FaultPolicy; 4] = [
 
 struct MmSection {
     spaces: Vec<AddressSpace>,
+    /// Each space's live children (issue 14): forked and exited by the
+    /// writer; readers fault in them (holding an `Arc`, so an exit may
+    /// complete on a reader thread) and call `try_to_unmap` on the family.
+    children: Vec<Mutex<Vec<Arc<AddressSpace>>>>,
+    /// Forks, exits and `try_to_unmap` calls so far.
+    forks: AtomicUsize,
+    exits: AtomicUsize,
+    unmaps: AtomicUsize,
     /// Writer steps so far (picks the space: the writer rotates).
     steps: AtomicUsize,
     /// Writer-side counts: calls, successful calls, M5 page checks.
@@ -426,7 +434,11 @@ impl MmSection {
             mm.mmap(Some(CHURN), CHURN_PAGES * PG, RW, FIXED).unwrap();
         }
         Self {
+            children: spaces.iter().map(|_| Mutex::new(Vec::new())).collect(),
             spaces,
+            forks: AtomicUsize::new(0),
+            exits: AtomicUsize::new(0),
+            unmaps: AtomicUsize::new(0),
             steps: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             m5_checks: AtomicUsize::new(0),
@@ -456,6 +468,84 @@ impl MmSection {
         }
         self.m5_checks
             .fetch_add(((r.end - r.start) / PG) as usize, Ordering::Relaxed);
+    }
+
+    /// A random page of the stable or the churn region.
+    fn any_page(rng: &mut Rng) -> u64 {
+        if rng.chance(2) {
+            STABLE + rng.below(STABLE_PAGES) * PG
+        } else {
+            CHURN + rng.below(CHURN_PAGES) * PG
+        }
+    }
+
+    /// Unmaps the frame `mm` maps at a random page from the whole family
+    /// (`try_to_unmap`), if one is mapped there.
+    fn unmap_some(&self, mm: &AddressSpace, rng: &mut Rng) {
+        if let Some(t) = mm.translate(Self::any_page(rng)) {
+            mm.try_to_unmap(t.frame);
+            self.unmaps.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A family step on space `i` (issue 14): fork a child (at most two
+    /// live: the oldest exits), exit one, or `try_to_unmap` a frame.
+    fn family_step(&self, i: usize, rng: &mut Rng) -> bool {
+        let mm = &self.spaces[i];
+        match rng.below(3) {
+            0 => {
+                let c = Arc::new(mm.fork());
+                self.forks.fetch_add(1, Ordering::Relaxed);
+                let old = {
+                    let mut l = self.children[i].lock().unwrap();
+                    l.push(c);
+                    (l.len() > 2).then(|| l.remove(0))
+                };
+                // Exit outside the list's lock (a reader may hold it last).
+                if old.is_some() {
+                    self.exits.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(old);
+            }
+            1 => {
+                let c = self.children[i].lock().unwrap().pop();
+                if c.is_some() {
+                    self.exits.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(c);
+            }
+            _ => self.unmap_some(mm, rng),
+        }
+        true
+    }
+
+    /// A reader pass in a child of space `i`, if it has one: faults, reads
+    /// and writes anywhere (any outcome: the child's VMAs are the parent's
+    /// at fork time), and now and then `try_to_unmap` of its frames.
+    fn read_child(&self, i: usize, rng: &mut Rng) -> u64 {
+        let c = {
+            let l = self.children[i].lock().unwrap();
+            if l.is_empty() {
+                return 0;
+            }
+            l[rng.below(l.len() as u64) as usize].clone()
+        };
+        for _ in 0..16 {
+            let a = Self::any_page(rng);
+            match rng.below(4) {
+                0 => {
+                    let _ = c.write(a, rng.next());
+                }
+                1 => {
+                    let _ = c.read(a);
+                }
+                2 => self.unmap_some(&c, rng),
+                _ => {
+                    let _ = c.fault(a, Access::Write);
+                }
+            }
+        }
+        16
     }
 
     /// A page-aligned range of 1..=32 pages inside the churn region.
@@ -595,7 +685,15 @@ impl MmSection {
 
 impl Section for MmSection {
     fn read(&self, reader: usize, rng: &mut Rng) -> u64 {
-        let mm = &self.spaces[(reader + rng.below(3) as usize) % 3];
+        let i = (reader + rng.below(3) as usize) % 3;
+        if rng.chance(4) {
+            return self.read_child(i, rng);
+        }
+        let mm = &self.spaces[i];
+        if rng.chance(8) {
+            // Racing the writer's munmap, mremap, fork and the faults.
+            self.unmap_some(mm, rng);
+        }
         let mut checks = 0;
         for _ in 0..64 {
             if rng.chance(2) {
@@ -634,7 +732,9 @@ impl Section for MmSection {
         let step = self.steps.fetch_add(1, Ordering::Relaxed);
         let mm = &self.spaces[step % 3];
         self.calls.fetch_add(1, Ordering::Relaxed);
-        if rng.chance(3) {
+        if rng.chance(8) {
+            self.family_step(step % 3, rng)
+        } else if rng.chance(3) {
             self.stable_step(mm, rng)
         } else {
             self.churn_step(mm, rng)
@@ -643,7 +743,16 @@ impl Section for MmSection {
 
     fn finish(self) -> String {
         let mut out = Vec::new();
-        for mm in &self.spaces {
+        for (mm, children) in self.spaces.iter().zip(&self.children) {
+            // The whole family: exact frame counts and rmap (M6, M10), then
+            // the children exit and the parent is alone again.
+            let children = std::mem::take(&mut *children.lock().unwrap());
+            let mut family: Vec<&AddressSpace> = vec![mm];
+            family.extend(children.iter().map(|c| &**c));
+            AddressSpace::check_family(&family)
+                .unwrap_or_else(|e| panic!("{:?} family: {e}", mm.policy()));
+            drop(family);
+            drop(children);
             let p = mm.policy();
             mm.check().unwrap_or_else(|e| panic!("{p:?}: {e}"));
             let s = mm.stats();
@@ -704,9 +813,12 @@ impl Section for MmSection {
             assert_eq!(e.frames_allocated, e.frames_freed, "{p:?}");
         }
         format!(
-            "{} writer calls, {} pages checked for M5; {}",
+            "{} writer calls, {} pages checked for M5, {} forks, {} exits, {} try_to_unmap; {}",
             self.calls.load(Ordering::Relaxed),
             self.m5_checks.load(Ordering::Relaxed),
+            self.forks.load(Ordering::Relaxed),
+            self.exits.load(Ordering::Relaxed),
+            self.unmaps.load(Ordering::Relaxed),
             out.join("; ")
         )
     }

@@ -12,10 +12,13 @@
 //! path, so every fault completes.
 
 use super::error::FaultError;
+use super::flags::Prot;
 use super::flags::WriterLocking;
 use super::flags::{Access, FaultOutcome, FaultPolicy};
 use super::pagetable::{PAGE, PMD_SPAN};
-use super::pagetable::{PTE_DIRTY, PTE_PRESENT, PTE_WRITE, PageTables, perm_bits, pte_pfn};
+use super::pagetable::{
+    PTE_DIRTY, PTE_PRESENT, PTE_SWAP, PTE_WRITE, PageTables, perm_bits, pte_pfn,
+};
 use super::space::AddressSpace;
 use super::space::granted;
 use super::stats::{Ctr, Path};
@@ -264,8 +267,25 @@ impl AddressSpace {
         if !ptl.linked() || v.is_dead() {
             return Try::Retry;
         }
-        let pte = ptl.get(addr);
+        let mut pte = ptl.get(addr);
         let need = perm_bits(access.needs());
+        let mut swapped_in = false;
+        if pte & PTE_SWAP != 0 {
+            // A swap entry (`try_to_unmap`, rmap.rs): its reference becomes
+            // the mapping again, without write in a private VMA; the COW
+            // rule below then decides a write (reuse on refcount 1, else
+            // copy), as Linux's `do_swap_page`.
+            let pfn = pte_pfn(pte);
+            pt.frames.swap_in(pfn);
+            pt.frames.rmap_add(pfn, pt.pv(addr), false);
+            let mut perms = perm_bits(v.prot());
+            if !v.spec.attrs.shared {
+                perms &= !PTE_WRITE;
+            }
+            pte = PageTables::new_pte(pfn, Prot::empty(), false) | perms;
+            ptl.set(addr, pte);
+            swapped_in = true;
+        }
         let dirty = if access == Access::Write {
             PTE_DIRTY
         } else {
@@ -276,7 +296,11 @@ impl AddressSpace {
                 if dirty != 0 && pte & PTE_DIRTY == 0 {
                     ptl.set(addr, pte | PTE_DIRTY);
                 }
-                return Try::Done(Ok(FaultOutcome::Present));
+                return Try::Done(Ok(if swapped_in {
+                    FaultOutcome::Installed
+                } else {
+                    FaultOutcome::Present
+                }));
             }
             let mut perms = perm_bits(v.prot());
             // The COW rule (M8, M9): in a private VMA, write is granted only
@@ -292,7 +316,10 @@ impl AddressSpace {
                         // Copy: a new frame with the old contents; our PTE
                         // drops its reference to the shared one.
                         let copy = pt.alloc_frame(pt.frames.value(pfn));
+                        pt.frames.rmap_add(copy, pt.pv(addr), true);
                         ptl.set(addr, PageTables::new_pte(copy, v.prot(), true));
+                        let removed = pt.frames.rmap_remove(pfn, pt.pv(addr));
+                        debug_assert!(removed, "PTE without its pv entry (M10)");
                         pt.free_frame(pte);
                         return Try::Done(Ok(FaultOutcome::Copied));
                     }
@@ -301,17 +328,23 @@ impl AddressSpace {
                 }
             }
             ptl.set(addr, pte | perms | dirty);
-            return Try::Done(Ok(FaultOutcome::Upgraded));
+            return Try::Done(Ok(if swapped_in {
+                FaultOutcome::Installed
+            } else {
+                FaultOutcome::Upgraded
+            }));
         }
-        let pfn = match &v.spec.attrs.shm {
+        let (pfn, fresh) = match &v.spec.attrs.shm {
             // MAP_SHARED anonymous: the object's frame of this page, or a
             // fresh one the object keeps (lock order: PTL → object, shmem.rs).
             Some(m) => {
                 let pgoff = m.pgoff + (addr - v.spec.range.start) / PAGE;
-                m.obj.get_or_insert(pgoff, || pt.alloc_frame(0)).0
+                m.obj.get_or_insert(pgoff, || pt.alloc_frame(0))
             }
-            None => pt.alloc_frame(0),
+            None => (pt.alloc_frame(0), true),
         };
+        // After the object's lock is released: PTL → pv (rmap.rs).
+        pt.frames.rmap_add(pfn, pt.pv(addr), fresh);
         ptl.set(addr, PageTables::new_pte(pfn, v.prot(), dirty != 0));
         Try::Done(Ok(FaultOutcome::Installed))
     }

@@ -25,9 +25,13 @@ impl AddressSpace {
         // Lock order (§4.8): the brk state, then the range lock, as brk.
         let st = self.brk_read();
         let _r = self.read_whole();
+        // The child is registered in the family's rmap here, before any
+        // of its PTEs (and so pv entries naming it) exist (rmap.rs).
+        let tree = MapleTree::with_manual_reclaim();
+        let pt = PageTables::new(self.pt.frames.clone(), tree.domain_arc());
         let child = AddressSpace {
-            tree: MapleTree::with_manual_reclaim(),
-            pt: PageTables::new(self.pt.frames.clone()),
+            tree,
+            pt,
             lock: RwLock::new(WState {
                 start_brk: st.start_brk,
                 brk: st.brk,

@@ -39,6 +39,8 @@ const MAX_CHUNKS: usize = 8;
 #[cfg(loom)]
 const SHARDS: usize = 1;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Frame numbers are `1..=MAX_FRAMES` (the rmap's side table, `rmap.rs`).
+pub(crate) const MAX_FRAMES: usize = MAX_CHUNKS * CHUNK;
 
 /// One page of simulated memory.
 pub(crate) struct Frame {
@@ -81,6 +83,9 @@ pub(crate) struct FrameTable {
     /// this table; `check` discounts them when it asks whether a space is
     /// alone).
     pub(crate) objects: AtomicUsize,
+    /// The reverse map: the family's live spaces, for rmap walkers, and
+    /// each frame's pv entries (`rmap.rs`).
+    pub(crate) rmap: super::rmap::Registry,
 }
 
 // SAFETY: every field is atomics or mutex-protected; the chunks are owned by
@@ -106,6 +111,7 @@ impl FrameTable {
                 })
                 .collect(),
             objects: AtomicUsize::new(0),
+            rmap: super::rmap::Registry::new(),
         }
     }
 
@@ -271,6 +277,58 @@ impl FrameTable {
             f.maps.load(Ordering::Relaxed),
             f.held.load(Ordering::Relaxed),
         )
+    }
+
+    /// Takes a reference to a frame if it is live (Linux's
+    /// `folio_try_get`): the rmap walker's reference, the one exception to
+    /// M9. It never makes the COW test reuse a shared frame (it can only
+    /// make it copy), and the walker touches the PTEs and contents only
+    /// under PTLs. False if the frame is free or was never handed out.
+    pub(crate) fn try_get(&self, pfn: u64) -> bool {
+        // Relaxed: only a bound check (a pfn never handed out is refused
+        // below or by its chunk).
+        if pfn == 0 || pfn > self.next.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Acquire: as in `frame` (a fresh index may precede its chunk).
+        if self.chunks[((pfn - 1) >> CHUNK_BITS) as usize]
+            .load(Ordering::Acquire)
+            .is_null()
+        {
+            return false;
+        }
+        let f = self.frame(pfn);
+        // Relaxed: a first guess; the CAS decides.
+        let mut r = f.refs.load(Ordering::Relaxed);
+        loop {
+            if r == 0 {
+                return false;
+            }
+            // Relaxed: as `dup` (a reference made from a live one; the
+            // walker reads nothing through it outside a PTL).
+            match f
+                .refs
+                .compare_exchange(r, r + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => r = now,
+            }
+        }
+    }
+
+    /// A mapping becomes a swap entry (`rmap.rs`): the mapcount drops, the
+    /// reference stays with the entry. Under the PTL of that PTE.
+    pub(crate) fn swap_out(&self, pfn: u64) {
+        // Relaxed: see `dup`.
+        let old = self.frame(pfn).maps.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(old > 0, "swap-out of unmapped frame {pfn}");
+    }
+
+    /// A swap entry's reference becomes a mapping again (a fault), under
+    /// the PTL of that PTE.
+    pub(crate) fn swap_in(&self, pfn: u64) {
+        // Relaxed: see `dup`.
+        self.frame(pfn).maps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Allocation totals (sums of the shards).

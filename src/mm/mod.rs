@@ -33,6 +33,7 @@ mod pagetable;
 mod placement;
 pub(crate) mod procmaps;
 mod retire;
+mod rmap;
 mod shmem;
 mod space;
 mod stack;

@@ -15,6 +15,7 @@
 
 use super::flags::Prot;
 use super::frame::FrameTable;
+use super::rmap::Pv;
 use super::stats::{Counters, Ctr};
 use crate::srcu::{Deferred, Srcu};
 use crate::sync::{
@@ -40,6 +41,9 @@ pub(crate) const PTE_WRITE: u64 = 1 << 2;
 pub(crate) const PTE_EXEC: u64 = 1 << 3;
 pub(crate) const PTE_ACCESSED: u64 = 1 << 5;
 pub(crate) const PTE_DIRTY: u64 = 1 << 6;
+/// A swap entry (`try_to_unmap`, rmap.rs): not present, holds a reference
+/// to the frame in its frame number bits.
+pub(crate) const PTE_SWAP: u64 = 1 << 9;
 pub(crate) const PTE_PERM: u64 = PTE_READ | PTE_WRITE | PTE_EXEC;
 const PFN_SHIFT: u32 = 12;
 
@@ -141,13 +145,24 @@ impl Ptl<'_> {
         self.t.pte[idx(addr, 0)].load(Ordering::Relaxed)
     }
 
+    /// Calls `f(addr, pte)` for each swap entry in `a..b` (inside this
+    /// table) and stores what it returns, if anything.
+    pub(crate) fn each_swap(&self, a: u64, b: u64, f: impl FnMut(u64, u64) -> Option<u64>) {
+        self.each_with(PTE_SWAP, a, b, f);
+    }
+
     /// Calls `f(addr, pte)` for each present PTE in `a..b` (inside this
     /// table) and stores what it returns, if anything.
-    pub(crate) fn each_present(&self, a: u64, b: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
+    pub(crate) fn each_present(&self, a: u64, b: u64, f: impl FnMut(u64, u64) -> Option<u64>) {
+        self.each_with(PTE_PRESENT, a, b, f);
+    }
+
+    /// `f` on each PTE in `a..b` with `bit` set; stores what it returns.
+    fn each_with(&self, bit: u64, a: u64, b: u64, mut f: impl FnMut(u64, u64) -> Option<u64>) {
         let mut a = a;
         while a < b {
             let pte = self.get(a);
-            if pte & PTE_PRESENT != 0
+            if pte & bit != 0
                 && let Some(new) = f(a, pte)
             {
                 self.set(a, new);
@@ -186,6 +201,8 @@ pub(crate) struct PageTables {
     root: Box<Dir>,
     pub(crate) ctr: Counters,
     pub(crate) frames: Arc<FrameTable>,
+    /// This space's id in the family's rmap (rmap.rs): pv entries name it.
+    pub(crate) id: u64,
 }
 
 /// A probe of an upper-level entry by a writer: an RMW that writes back the
@@ -207,11 +224,25 @@ fn probe(e: &AtomicPtr<()>) -> *mut () {
 }
 
 impl PageTables {
-    pub(crate) fn new(frames: Arc<FrameTable>) -> PageTables {
-        PageTables {
+    /// New empty tables sharing `frames`, boxed (rmap walkers reach them
+    /// at this address until exit) and registered in the family's rmap with
+    /// the space's Srcu `domain` (rmap.rs).
+    pub(crate) fn new(frames: Arc<FrameTable>, domain: &Arc<Srcu>) -> Box<PageTables> {
+        let pt = Box::new(PageTables {
             root: Dir::new(),
             ctr: Counters::new(),
+            id: frames.rmap.next_id(),
             frames,
+        });
+        pt.frames.rmap.register(&pt, domain);
+        pt
+    }
+
+    /// The pv entry of this space's PTE for `addr`.
+    pub(crate) fn pv(&self, addr: u64) -> Pv {
+        Pv {
+            mm: self.id,
+            addr: addr & !(PAGE - 1),
         }
     }
 
@@ -355,8 +386,14 @@ impl PageTables {
         let mut freed = 0u64;
         self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
-            ptl.each_present(a, b, |_, pte| {
+            ptl.each_present(a, b, |addr, pte| {
+                let removed = self.frames.rmap_remove(pte_pfn(pte), self.pv(addr));
+                debug_assert!(removed, "PTE at {addr:#x} without its pv entry (M10)");
                 freed += u64::from(self.frames.unmap(pte_pfn(pte)));
+                Some(0)
+            });
+            ptl.each_swap(a, b, |_, pte| {
+                freed += u64::from(self.frames.put(pte_pfn(pte)));
                 Some(0)
             });
         });
@@ -426,19 +463,29 @@ impl PageTables {
         let mut moved: Vec<(u64, u64)> = Vec::new();
         self.for_each_table(from, from + len, true, &mut |_, t, _, a, b| {
             let ptl = t.lock();
+            // Present PTEs keep their pv entry (at the old address) until
+            // the target PTE is set: an rmap walker meanwhile finds no PTE
+            // there and looks again (rmap.rs). Swap entries move too.
             ptl.each_present(a, b, |a, pte| {
-                moved.push((a - from + to, pte));
+                moved.push((a, pte));
+                Some(0)
+            });
+            ptl.each_swap(a, b, |a, pte| {
+                moved.push((a, pte));
                 Some(0)
             });
         });
-        for (addr, pte) in moved {
+        for (src, pte) in moved {
+            let addr = src - from + to;
             let t = self
                 .walk(&(), addr, true)
                 .expect("populating walk always returns a table");
             let ptl = t.lock();
             let old = ptl.get(addr);
-            if old & PTE_PRESENT != 0 {
-                self.free_frame(old);
+            debug_assert_eq!(old, 0, "mremap target {addr:#x} not zapped");
+            if pte & PTE_PRESENT != 0 {
+                self.frames
+                    .rmap_move(pte_pfn(pte), self.pv(src), self.pv(addr));
             }
             ptl.set(addr, pte);
         }
@@ -466,8 +513,17 @@ impl PageTables {
             batch.clear();
             {
                 let ptl = t.lock();
+                // Swap entries: a reference each, no mapping (`copy_nonpresent_pte`).
+                ptl.each_swap(a, b, |addr, pte| {
+                    self.frames.get(pte_pfn(pte));
+                    batch.push((addr, pte));
+                    None
+                });
                 ptl.each_present(a, b, |addr, pte| {
                     self.frames.dup(pte_pfn(pte));
+                    // The child's entry exists before its PTE (rmap.rs);
+                    // the child is registered already.
+                    self.frames.rmap_add(pte_pfn(pte), child.pv(addr), false);
                     if shared {
                         batch.push((addr, pte & !(PTE_DIRTY | PTE_ACCESSED)));
                         None
@@ -490,12 +546,22 @@ impl PageTables {
         });
     }
 
+    /// Swap entries in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
+    pub(crate) fn swapped(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        self.entries(PTE_SWAP, lo, hi)
+    }
+
     /// Present PTEs in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
     pub(crate) fn present(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        self.entries(PTE_PRESENT, lo, hi)
+    }
+
+    /// PTEs in `lo..hi` with `bit` set.
+    fn entries(&self, bit: u64, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         self.for_each_table(lo, hi, false, &mut |_, t, _, a, b| {
             let ptl = t.lock();
-            ptl.each_present(a, b, |a, pte| {
+            ptl.each_with(bit, a, b, |a, pte| {
                 out.push((a, pte));
                 None
             });
@@ -510,7 +576,12 @@ impl Drop for PageTables {
     /// no PTL is taken and no PTE is cleared; only each mapped frame's
     /// counts are atomics (the frames are shared with the family).
     fn drop(&mut self) {
+        // Normally done already by `AddressSpace::drop` (before its tree's
+        // domain goes); idempotent.
+        self.frames.rmap.exit(self.id);
         fn free(frames: &FrameTable, dir: Box<Dir>, level: u32) {
+            // Loom: a walker still in the tables is a race (rmap.rs).
+            dir.live.kill();
             for e in &dir.next {
                 // Relaxed: `&mut self`, no other thread.
                 let p = e.load(Ordering::Relaxed);
@@ -522,11 +593,16 @@ impl Drop for PageTables {
                 unsafe {
                     if level == 1 {
                         let t = Box::from_raw(p.cast::<PteTable>());
+                        // Loom: a walker still in the table is a race
+                        // (rmap.rs, "Lifetime").
+                        t.live.kill();
                         for pte in &t.pte {
                             // Relaxed: as above.
                             let pte = pte.load(Ordering::Relaxed);
                             if pte & PTE_PRESENT != 0 {
                                 frames.unmap(pte_pfn(pte));
+                            } else if pte & PTE_SWAP != 0 {
+                                frames.put(pte_pfn(pte));
                             }
                         }
                     } else {

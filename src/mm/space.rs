@@ -28,7 +28,9 @@ pub(crate) struct WState {
 /// A process address space. `Send + Sync`; every call takes `&self`.
 pub struct AddressSpace {
     pub(crate) tree: MapleTree<Vma>,
-    pub(crate) pt: PageTables,
+    /// Boxed: the family's rmap walkers reach the tables at this address
+    /// until exit (rmap.rs).
+    pub(crate) pt: Box<PageTables>,
     /// The program break (`brk` holds it across its call; innermost after
     /// the range lock).
     pub(crate) lock: RwLock<WState>,
@@ -98,9 +100,11 @@ impl AddressSpace {
 
     /// An empty address space with the given fault policy and writer locking.
     pub fn with_locking(policy: FaultPolicy, locking: WriterLocking) -> AddressSpace {
+        let tree = MapleTree::with_manual_reclaim();
+        let pt = PageTables::new(Arc::new(FrameTable::new()), tree.domain_arc());
         AddressSpace {
-            tree: MapleTree::with_manual_reclaim(),
-            pt: PageTables::new(Arc::new(FrameTable::new())),
+            tree,
+            pt,
             lock: RwLock::new(WState {
                 start_brk: DEFAULT_BRK,
                 brk: DEFAULT_BRK,
@@ -382,6 +386,12 @@ impl AddressSpace {
                 ));
             }
         }
+        let swapped = self.pt.swapped(0, TASK_SIZE);
+        for &(a, _) in &swapped {
+            if pin.get(a).is_none() {
+                return Err(format!("swap entry at {a:#x} outside every VMA"));
+            }
+        }
         let live = self.pt.frames.audit()?;
         // Alone (never forked, no pin outstanding; the family's shared
         // objects hold the table too): every live frame is mapped here
@@ -390,7 +400,9 @@ impl AddressSpace {
         // Relaxed: quiescent.
         let objects = self.pt.frames.objects.load(Ordering::Relaxed);
         if Arc::strong_count(&self.pt.frames) == 1 + objects {
-            Self::exact(&present, live)?;
+            let id = self.pt.id;
+            let present: Vec<_> = present.iter().map(|&(a, p)| (id, a, p)).collect();
+            Self::exact(&self.pt.frames, &present, &swapped, live)?;
         }
         Ok(())
     }
@@ -398,24 +410,63 @@ impl AddressSpace {
     /// Every live frame (`live`, from `audit`) has refcount = mapping PTEs
     /// (in `present`, the PTEs of every member) + its object's reference,
     /// and mapcount = mapping PTEs; no frame is live without either.
-    fn exact(present: &[(u64, u64)], live: Vec<(u64, u32, u32, u32)>) -> Result<(), String> {
-        let mut mapped: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        for &(_, pte) in present {
-            *mapped.entry(pte_pfn(pte)).or_default() += 1;
+    ///
+    /// Swap entries (`swapped`, every member's) hold a reference each. The
+    /// rmap is exact (M10): a frame's pv entries naming live spaces are
+    /// exactly the `(space, addr)` of the PTEs mapping it.
+    fn exact(
+        frames: &FrameTable,
+        present: &[(u64, u64, u64)],
+        swapped: &[(u64, u64)],
+        live: Vec<(u64, u32, u32, u32)>,
+    ) -> Result<(), String> {
+        use std::collections::{HashMap, HashSet};
+        let mut mapped: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        for &(id, a, pte) in present {
+            mapped.entry(pte_pfn(pte)).or_default().push((id, a));
         }
+        let mut swaps: HashMap<u64, u32> = HashMap::new();
+        for &(_, pte) in swapped {
+            *swaps.entry(pte_pfn(pte)).or_default() += 1;
+        }
+        let ids: HashSet<u64> = frames.rmap.live_ids().into_iter().collect();
         let n_live = live.len();
         let mut seen = 0;
+        let mut seen_swapped = 0;
         for (pfn, refs, maps, held) in live {
-            let n = mapped.get(&pfn).copied().unwrap_or(0);
+            let ptes = mapped.get(&pfn).map(Vec::as_slice).unwrap_or(&[]);
+            let n = ptes.len() as u32;
+            let sw = swaps.get(&pfn).copied().unwrap_or(0);
             seen += usize::from(n > 0);
-            if refs != n + held || maps != n {
+            seen_swapped += usize::from(sw > 0);
+            if refs != n + sw + held || maps != n {
                 return Err(format!(
-                    "frame {pfn}: refcount {refs}, mapcount {maps}, object {held}, mapped by {n} PTEs"
+                    "frame {pfn}: refcount {refs}, mapcount {maps}, object {held}, mapped by {n} PTEs, {sw} swap entries"
                 ));
             }
-            if n == 0 && held == 0 {
+            if n == 0 && held == 0 && sw == 0 {
                 return Err(format!("frame {pfn} live but neither mapped nor held"));
             }
+            let mut want: Vec<(u64, u64)> = ptes.to_vec();
+            let mut have: Vec<(u64, u64)> = frames
+                .rmap_entries(pfn)
+                .into_iter()
+                .filter(|pv| ids.contains(&pv.mm))
+                .map(|pv| (pv.mm, pv.addr))
+                .collect();
+            want.sort_unstable();
+            have.sort_unstable();
+            if want != have {
+                return Err(format!(
+                    "frame {pfn}: rmap {have:x?} but mapped at {want:x?} (M10)"
+                ));
+            }
+        }
+        if seen_swapped != swaps.len() {
+            return Err(format!(
+                "{} swapped frames, {seen_swapped} live",
+                swaps.len()
+            ));
         }
         if seen != mapped.len() {
             return Err(format!(
@@ -437,14 +488,25 @@ impl AddressSpace {
             return Ok(());
         };
         let mut present = Vec::new();
+        let mut swapped = Vec::new();
         for s in spaces {
             if !Arc::ptr_eq(&s.pt.frames, &first.pt.frames) {
                 return Err("spaces of different fork families".into());
             }
             s.check()?;
-            present.extend(s.pt.present(0, TASK_SIZE));
+            let id = s.pt.id;
+            present.extend(
+                s.pt.present(0, TASK_SIZE)
+                    .into_iter()
+                    .map(|(a, p)| (id, a, p)),
+            );
+            swapped.extend(s.pt.swapped(0, TASK_SIZE));
         }
-        Self::exact(&present, first.pt.frames.audit()?)
+        let frames = &first.pt.frames;
+        if frames.rmap.live_ids().len() != spaces.len() {
+            return Err("check_family needs every live member of the family".into());
+        }
+        Self::exact(frames, &present, &swapped, frames.audit()?)
     }
 
     /// Runs the deferred frees now: waits for a grace period of the tree's
@@ -460,6 +522,16 @@ impl AddressSpace {
         if let Err(p) = self.tree.reclaim() {
             p.resume();
         }
+    }
+}
+
+impl Drop for AddressSpace {
+    /// Exit, first step: leave the family's rmap and wait out its walkers
+    /// working on this space (rmap.rs), before the tree (and its domain,
+    /// which they pin) goes; then the fields drop: the tree, and the page
+    /// tables in bulk (`PageTables::drop`).
+    fn drop(&mut self) {
+        self.pt.frames.rmap.exit(self.pt.id);
     }
 }
 

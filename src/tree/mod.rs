@@ -412,6 +412,12 @@ impl<V: Send> MapleTree<V> {
         &self.domain
     }
 
+    /// The domain's `Arc` (the mm's rmap walkers pin a space's domain
+    /// through it, docs/DESIGN.md §4.9).
+    pub(crate) fn domain_arc(&self) -> &Arc<Srcu> {
+        &self.domain
+    }
+
     /// Frees what earlier commits removed and no reader can see any more,
     /// without blocking: drops removed values whose grace period has passed
     /// (their `Drop` runs here, on this thread, and may use the tree), and

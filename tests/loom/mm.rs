@@ -510,3 +510,127 @@ fn first_fault_vs_fork() {
         AddressSpace::check_family(&[&p, &c]).unwrap();
     });
 }
+
+/// A space with one private page at `A` holding 1.
+fn one_page() -> Arc<AddressSpace> {
+    let p = Arc::new(AddressSpace::new());
+    p.mmap(Some(A), P, RW, FIXED).unwrap();
+    p.write(A, 1).unwrap();
+    p
+}
+
+/// `mm.try_to_unmap(f)` on another thread.
+fn spawn_unmap(mm: &Arc<AddressSpace>, f: u64) -> thread::JoinHandle<bool> {
+    let mm = mm.clone();
+    thread::spawn(move || mm.try_to_unmap(f))
+}
+
+/// The frame of `A` in `mm`.
+fn frame_at(mm: &AddressSpace, a: u64) -> u64 {
+    mm.translate(a).expect("mapped").frame
+}
+
+/// Issue 14 §4: `try_to_unmap` of a COW-shared frame racing the parent's
+/// write fault (which copies, or first maps the swap entry again and then
+/// copies). The walker and the fault meet on the parent's PTL and the
+/// frame's pv mutex: the rmap stays exact (M10), each process keeps its
+/// contents, and a true result means no live space maps the frame.
+#[test]
+fn try_to_unmap_vs_fault() {
+    model_family(|| {
+        let p = one_page();
+        let c = Arc::new(p.fork());
+        let f = frame_at(&p, A);
+        let w = spawn_unmap(&c, f);
+        p.write(A, 2).unwrap();
+        let unmapped = w.join().unwrap();
+        assert!(unmapped, "nothing kept the frame mapped");
+        assert!(c.translate(A).is_none(), "child still maps the frame");
+        assert_ne!(frame_at(&p, A), f, "the parent's write copied");
+        assert_eq!((p.read(A), c.read(A)), (Ok(2), Ok(1)));
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+    });
+}
+
+/// Issue 14 §4: `try_to_unmap` racing fork. Fork adds the child's pv entry
+/// under the parent's PTL before the child's PTE exists (the child is
+/// registered first), so a walker either unmaps the parent's PTE before
+/// the copy (the child inherits a swap entry) or finds the child's entry
+/// and, once the PTE is there, unmaps it too; a true result means neither
+/// maps the frame. Contents survive either way.
+#[test]
+fn try_to_unmap_vs_fork() {
+    model_family(|| {
+        let p = one_page();
+        let f = frame_at(&p, A);
+        let w = spawn_unmap(&p, f);
+        let c = p.fork();
+        let unmapped = w.join().unwrap();
+        if unmapped {
+            assert!(p.translate(A).is_none() && c.translate(A).is_none());
+        }
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+        assert_eq!((p.read(A), c.read(A)), (Ok(1), Ok(1)));
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+    });
+}
+
+/// Issue 14 §4: `try_to_unmap` racing an mremap move (Linux's
+/// `take_rmap_locks` case). The move keeps the pv entry at the old address
+/// until it sets the target PTE and moves the entry under the target PTL, so
+/// a walker never sees an empty list while the PTE is in flight: a true
+/// result means the moved page is not mapped (a swap entry moved with it).
+#[test]
+fn try_to_unmap_vs_mremap() {
+    model_family(|| {
+        let p = one_page();
+        let f = frame_at(&p, A);
+        let w = spawn_unmap(&p, f);
+        let to = A + 4 * P;
+        let flags = maple_rcu::mm::RemapFlags::MAYMOVE | maple_rcu::mm::RemapFlags::FIXED;
+        assert_eq!(p.mremap(A, P, P, flags, Some(to)), Ok(to));
+        let unmapped = w.join().unwrap();
+        if unmapped {
+            assert!(p.translate(to).is_none(), "walker missed the moved PTE");
+        }
+        AddressSpace::check_family(&[&p]).unwrap();
+        assert_eq!(p.read(to), Ok(1));
+    });
+}
+
+/// Issue 14 §6: a fault racing the exit of another process sharing the
+/// frame. The parent's write on the COW-shared page copies (refcount 2) or
+/// reuses it (the child's exit dropped its reference first); the counts are
+/// exact either way and the parent's value is its own.
+#[test]
+fn fault_vs_exit_sharing_frame() {
+    model_family(|| {
+        let p = one_page();
+        let c = p.fork();
+        let w = thread::spawn(move || drop(c));
+        p.write(A, 2).unwrap();
+        w.join().unwrap();
+        assert_eq!(p.read(A), Ok(2));
+        AddressSpace::check_family(&[&p]).unwrap();
+    });
+}
+
+/// Issue 14 §4: an rmap walker racing the exit of a space it works on
+/// (Linux's mmgrab). Exit leaves the registry, then waits for walkers
+/// holding the space's link before its tables and Srcu domain go: the
+/// walker's table accesses never race with the teardown (the tables'
+/// liveness cells), and the child's stale pv entry is dropped or ignored.
+#[test]
+fn try_to_unmap_vs_exit() {
+    model_family(|| {
+        let p = one_page();
+        let c = p.fork();
+        let f = frame_at(&p, A);
+        let w = thread::spawn(move || drop(c));
+        assert!(p.try_to_unmap(f));
+        w.join().unwrap();
+        assert!(p.translate(A).is_none());
+        assert_eq!(p.read(A), Ok(1));
+        AddressSpace::check_family(&[&p]).unwrap();
+    });
+}
