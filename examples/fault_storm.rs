@@ -77,6 +77,32 @@ enum Locking {
     Both,
 }
 
+/// Which placement variants cases e and f run (`--variant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Variant {
+    /// MAP_FIXED in each thread's window.
+    Fixed,
+    /// Placement picks the address (blocks land next to each other).
+    Nonfixed,
+    /// Both, FIXED first.
+    Both,
+}
+
+/// Which fault policies to run (`--policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    /// `FaultPolicy::MmapLock`.
+    Mmaplock,
+    /// `FaultPolicy::RangeLock`.
+    Rangelock,
+    /// `FaultPolicy::PerVmaLock`.
+    Pervmalock,
+    /// `FaultPolicy::Speculative`.
+    Speculative,
+    /// All four.
+    All,
+}
+
 /// A run length in seconds: finite and positive.
 fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
@@ -107,6 +133,12 @@ struct Args {
     /// Writer locking of the address spaces: range, global or both.
     #[arg(long, value_enum, default_value = "both")]
     locking: Locking,
+    /// Cases e and f: FIXED windows, non-FIXED placement, or both.
+    #[arg(long, value_enum, default_value = "both")]
+    variant: Variant,
+    /// Cases e and f: only this fault policy.
+    #[arg(long, value_enum, default_value = "all")]
+    policy: PolicyArg,
     /// Microseconds between two operations of one writer thread.
     #[arg(long, default_value_t = 20)]
     writer_period_us: u64,
@@ -366,6 +398,29 @@ const POLICIES: [FaultPolicy; 4] = [
     FaultPolicy::Speculative,
 ];
 
+impl Args {
+    /// Cases e and f: the placement variants to run (true = FIXED).
+    fn variants(&self) -> Vec<bool> {
+        match self.variant {
+            Variant::Fixed => vec![true],
+            Variant::Nonfixed => vec![false],
+            Variant::Both => vec![true, false],
+        }
+    }
+
+    /// Cases e and f: the fault policies to run.
+    fn policies(&self) -> Vec<FaultPolicy> {
+        let one = match self.policy {
+            PolicyArg::Mmaplock => FaultPolicy::MmapLock,
+            PolicyArg::Rangelock => FaultPolicy::RangeLock,
+            PolicyArg::Pervmalock => FaultPolicy::PerVmaLock,
+            PolicyArg::Speculative => FaultPolicy::Speculative,
+            PolicyArg::All => return POLICIES.to_vec(),
+        };
+        vec![one]
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let cores = thread::available_parallelism().map_or(2, |n| n.get());
@@ -386,8 +441,10 @@ fn main() {
     };
     let storm: Vec<char> = cases.iter().copied().filter(|c| *c <= 'd').collect();
     let total = lockings.len()
-        * POLICIES.len()
-        * (storm.len() + cases.iter().filter(|c| **c > 'd').count() * 2);
+        * (POLICIES.len() * storm.len()
+            + args.policies().len()
+                * args.variants().len()
+                * cases.iter().filter(|c| **c > 'd').count());
     let mut progress = Progress::new(args.json, total);
     let mut rows = Vec::new();
     if !storm.is_empty() {

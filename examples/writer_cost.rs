@@ -1,11 +1,15 @@
-//! Single-threaded writer cost (issue 11's "≤ 1.1× the global-lock path"):
-//! `loops` rounds of mmap(64 pages) → write every page → munmap, FIXED or
-//! placed, under `WriterLocking::Range` or `Global`. Meant for
-//! `valgrind --tool=callgrind` (instruction counts do not depend on load):
+//! Writer cost (issue 11's "≤ 1.1× the global-lock path"): `loops` rounds
+//! of mmap(64 pages) → write every page → munmap, FIXED or placed, under
+//! `WriterLocking::Range` or `Global`, by `threads` threads (default 1) in
+//! one address space, thread `i` in its own 1 GiB window. Meant for
+//! `valgrind --tool=callgrind` (instruction counts do not depend on load)
+//! with one thread, and for `perf record` with two:
 //!
 //! ```text
 //! cargo build --release --example writer_cost
 //! valgrind --tool=callgrind target/release/examples/writer_cost range fixed 2000
+//! perf record -g target/release/examples/writer_cost range fixed 200000 2
+//! target/release/examples/writer_cost range fixed 200000 2 sep   # separate spaces
 //! ```
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
@@ -17,14 +21,33 @@ fn main() {
     };
     let fixed = a.get(2).map(String::as_str) != Some("placed");
     let loops: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let mm = AddressSpace::with_locking(FaultPolicy::Speculative, locking);
+    let threads: u64 = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
+    // `sep`: each thread in its own address space (the no-sharing control).
+    let sep = a.get(5).map(String::as_str) == Some("sep");
+    let spaces: Vec<AddressSpace> = (0..if sep { threads } else { 1 })
+        .map(|_| AddressSpace::with_locking(FaultPolicy::Speculative, locking))
+        .collect();
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let mm = &spaces[if sep { i as usize } else { 0 }];
+            s.spawn(move || run(mm, fixed, 0x4000_0000 + (i << 30), loops));
+        }
+    });
+    let dt = t.elapsed();
+    println!(
+        "{locking:?} fixed={fixed} threads={threads} sep={sep}: {:.0} ns/loop per thread",
+        dt.as_nanos() as f64 / loops as f64
+    );
+}
+
+fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64) {
     let rw = Prot::READ | Prot::WRITE;
     let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
     let pages = 64u64;
-    let t = std::time::Instant::now();
     for _ in 0..loops {
         let addr = if fixed {
-            mm.mmap(Some(0x4000_0000), pages * 4096, rw, anon | MapFlags::FIXED)
+            mm.mmap(Some(window), pages * 4096, rw, anon | MapFlags::FIXED)
         } else {
             mm.mmap(None, pages * 4096, rw, anon)
         }
@@ -34,9 +57,4 @@ fn main() {
         }
         mm.munmap(addr, pages * 4096).unwrap();
     }
-    let dt = t.elapsed();
-    println!(
-        "{locking:?} fixed={fixed}: {:.0} ns/loop",
-        dt.as_nanos() as f64 / loops as f64
-    );
 }

@@ -2,7 +2,7 @@
 //! "false conflict" of issue 11), measured against the same threads each in a
 //! separate address space, in the same run.
 
-use super::{Args, PAGE, POLICIES, Progress, RW, anon, faulter};
+use super::{Args, PAGE, Progress, RW, anon, faulter};
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -230,9 +230,9 @@ pub(super) fn case_e(
         );
     }
     let roles = vec![Role::Allocator; threads];
-    for fixed in [true, false] {
+    for fixed in args.variants() {
         for &locking in lockings {
-            for policy in POLICIES {
+            for policy in args.policies() {
                 progress.start(&format!("case e {} {locking:?} {policy:?}", variant(fixed)));
                 let shared = sum(&run(
                     policy,
@@ -324,9 +324,9 @@ pub(super) fn case_f(
             "vs split"
         );
     }
-    for fixed in [true, false] {
+    for fixed in args.variants() {
         for &locking in lockings {
-            for policy in POLICIES {
+            for policy in args.policies() {
                 progress.start(&format!("case f {} {locking:?} {policy:?}", variant(fixed)));
                 let shared = run(
                     policy,

@@ -27,6 +27,9 @@ impl AddressSpace {
     /// ([`unmap_needs_room`](Self::unmap_needs_room)): ENOMEM and no change
     /// when the unmap would split one VMA in three at the limit.
     pub(crate) fn unmap_checked(&self, r: Range<u64>) -> Result<(), MmError> {
+        if self.unmap_planned(&r) {
+            return Ok(());
+        }
         let txn = self.tree.write();
         if self.unmap_needs_room(&txn, &r) {
             return Err(MmError::NoMem);

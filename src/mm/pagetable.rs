@@ -183,15 +183,93 @@ fn idx(addr: u64, level: u32) -> usize {
     ((addr >> (12 + 9 * level)) & (ENTRIES as u64 - 1)) as usize
 }
 
-/// Drops a retired last-level table (an Srcu callback).
+/// Free last-level tables a thread keeps for reuse, at most this many; it
+/// trades half of them with the process-wide depot when it overflows or
+/// runs dry.
+#[cfg(not(loom))]
+const TABLE_STASH_MAX: usize = 16;
+/// Free tables the depot keeps (4 MiB); beyond that they go to the allocator.
+#[cfg(not(loom))]
+const TABLE_DEPOT_MAX: usize = 1024;
+
+#[cfg(not(loom))]
+crate::sync::thread_local! {
+    /// This thread's free last-level tables: every PTE 0, PTL unlocked,
+    /// reachable by no other thread. A table an munmap frees is reused by a
+    /// later populate instead of a 4 KiB zeroed allocation then and a free
+    /// into another thread's malloc arena now (the free runs on whichever
+    /// thread reclaims): two threads mapping and unmapping in one space
+    /// spent about a third of their extra CPU time over separate spaces in
+    /// glibc's arena code (perf, examples/writer_cost.rs). Emptied into the
+    /// allocator on thread exit.
+    static TABLE_STASH: std::cell::RefCell<Vec<Box<PteTable>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Free tables in transit between threads' stashes (a thread that frees more
+/// tables than it populates hands them to one that populates more), taken
+/// and given half a stash at a time.
+#[cfg(not(loom))]
+static TABLE_DEPOT: Mutex<Vec<Box<PteTable>>> = Mutex::new(Vec::new());
+
+/// A new, empty, linked last-level table: one from this thread's stash if it
+/// has one (refilled from the depot), else a fresh one (always under loom,
+/// where a table's liveness cell dies with it).
+fn new_pte_table() -> Box<PteTable> {
+    #[cfg(not(loom))]
+    if let Some(t) = TABLE_STASH
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.is_empty() {
+                let mut d = lock(&TABLE_DEPOT);
+                let n = d.len().min(TABLE_STASH_MAX / 2);
+                let at = d.len() - n;
+                s.extend(d.drain(at..));
+            }
+            s.pop()
+        })
+        .ok()
+        .flatten()
+    {
+        debug_assert!(t.pte.iter().all(|e| e.load(Ordering::Relaxed) == 0));
+        // Relaxed: the table is ours alone until the populate CAS (Release)
+        // publishes it.
+        t.linked.store(true, Ordering::Relaxed);
+        return t;
+    }
+    PteTable::new()
+}
+
+/// Drops a retired last-level table (an Srcu callback), or keeps it in this
+/// thread's stash: it is empty (`free_tables` unlinks only tables without a
+/// PTE, and nobody installs into an unlinked table), and after the grace
+/// period no walker can reach it.
 ///
 /// # Safety
-/// 1. `p` came from `Box::into_raw(PteTable::new())`, is unlinked, and is
-///    freed exactly once.
+/// 1. `p` came from `Box::into_raw` of a table from `new_pte_table`, is
+///    unlinked, a grace period has passed since, and it is freed exactly once.
 unsafe fn free_pte_table(p: *mut ()) {
     // SAFETY: requirement 1.
     let t = unsafe { Box::from_raw(p.cast::<PteTable>()) };
     t.live.kill();
+    #[cfg(not(loom))]
+    {
+        // A thread already tearing down its thread-locals frees it instead.
+        let _ = TABLE_STASH.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() == TABLE_STASH_MAX {
+                let mut d = lock(&TABLE_DEPOT);
+                let room = TABLE_DEPOT_MAX.saturating_sub(d.len());
+                let at = s.len() - (TABLE_STASH_MAX / 2).min(room);
+                d.extend(s.drain(at..));
+                if d.len() == TABLE_DEPOT_MAX {
+                    s.truncate(TABLE_STASH_MAX / 2);
+                }
+            }
+            s.push(t);
+        });
+    }
+    #[cfg(loom)]
     drop(t);
 }
 
@@ -297,7 +375,7 @@ impl PageTables {
                     return None;
                 }
                 let fresh: *mut () = if level == 1 {
-                    Box::into_raw(PteTable::new()).cast()
+                    Box::into_raw(new_pte_table()).cast()
                 } else {
                     Box::into_raw(Dir::new()).cast()
                 };

@@ -233,7 +233,61 @@ impl AddressSpace {
         let growth = txn.len().saturating_sub(self.tree.len());
         self.reserve_maps(growth as isize);
         drop(txn);
-        for &v in &published {
+        self.pte_phase(&published, before_commit, &work);
+        self.replay(log, growth, work);
+    }
+
+    /// munmap's `finish` without its first transaction (docs/DESIGN.md
+    /// §4.8, R-M3): the edit of an unmap is computed on a snapshot taken
+    /// under the caller's range write lock over `r` (R-M1, with spans), so
+    /// the tree's writer mutex is taken once, for the replay and commit.
+    /// Returns false, having done nothing, when `r` lies strictly inside one
+    /// VMA: that unmap adds a VMA and needs the `vm.max_map_count` check and
+    /// reservation under the mutex (the caller takes the transaction path).
+    pub(crate) fn unmap_planned(&self, r: &Range<u64>) -> bool {
+        let mut log = Vec::new();
+        let mut published: Vec<*const Vma> = Vec::new();
+        {
+            let pin = self.tree.pin();
+            for (vr, v) in pin.range(r.clone()) {
+                if vr.start < r.start && r.end < vr.end {
+                    return false;
+                }
+                // What `edit(.., zap = true)` logs for an unmap: every VMA
+                // overlapping `r` is replaced, its parts outside `r` are
+                // kept (no new spec, so nothing merges).
+                published.push(v as *const Vma);
+                log.push(Op::Remove(vr.start));
+                if vr.start < r.start {
+                    log.push(Op::Insert(v.spec.slice(vr.start..r.start)));
+                }
+                if r.end < vr.end {
+                    log.push(Op::Insert(v.spec.slice(r.end..vr.end)));
+                }
+            }
+        }
+        if published.is_empty() {
+            // A hole: nothing to zap, nothing to commit (`finish` would
+            // commit an unchanged version).
+            return true;
+        }
+        // Every `Remove` precedes the `Insert`s it makes room for.
+        log.sort_by_key(|op| match op {
+            Op::Remove(_) => 0,
+            Op::Insert(_) => 1,
+        });
+        let work = After::Unmap(vec![r.clone()]);
+        self.pte_phase(&published, None, &work);
+        self.replay(log, 0, work);
+        true
+    }
+
+    /// The PTE half of `finish`: kills the replaced VMAs that are published
+    /// (alive until our commit retires them: only a writer holding a range
+    /// lock over them could remove them, R-M1), then runs `before_commit`
+    /// and the PTE work, holding no tree mutex.
+    fn pte_phase(&self, published: &[*const Vma], before_commit: Option<&dyn Fn()>, work: &After) {
+        for &v in published {
             // SAFETY: published and in our locked area: alive until our
             // commit below retires it (R-M1, M3).
             self.kill(unsafe { &*v });
@@ -241,7 +295,7 @@ impl AddressSpace {
         if let Some(f) = before_commit {
             f();
         }
-        match &work {
+        match work {
             After::None => {}
             After::Unmap(ranges) => {
                 for r in ranges {
@@ -250,6 +304,12 @@ impl AddressSpace {
             }
             After::Protect(r, prot) => self.pt.protect_range(r.start, r.end, *prot),
         }
+    }
+
+    /// The second transaction of `finish`: replays `log` (R-M2), releases
+    /// the `growth` reserved VMAs, commits, then frees the tables the commit
+    /// left without a VMA.
+    fn replay(&self, log: Vec<Op>, growth: usize, work: After) {
         let mut txn = self.tree.write();
         for op in log {
             match op {
