@@ -1,5 +1,5 @@
 //! Writes: steady-state churn (remove a random entry, re-insert one removed
-//! earlier) in transactions of k = 1, 8, 64 operations, at N = 4Ki and 256Ki,
+//! earlier) in transactions of k = 1, 8, 64 operations, at N = 4Ki, 64Ki and 256Ki,
 //! MapleTree vs BTreeMap vs RwLock<BTreeMap>.
 //!
 //! k = 1 is a plain `insert`/`remove` (one commit each); for the RwLock one
@@ -80,7 +80,7 @@ impl Churn {
 }
 
 fn write(c: &mut Criterion<ThreadTime>) {
-    for n in [4usize << 10, 256 << 10] {
+    for n in [4usize << 10, 64 << 10, 256 << 10] {
         let ranges = layout(n, 42);
         for k in [1usize, 8, 64] {
             let mut g = c.benchmark_group(format!("write/{}/k{}", n_label(n), k));

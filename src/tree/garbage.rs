@@ -12,7 +12,8 @@
 //!   `barrier`, `MapleTree::reclaim` or the domain's drop, never inside a
 //!   commit (S11), each drop under `catch_unwind`.
 
-use super::node::{Header, NodePool, release};
+use super::node::{Header, release};
+use super::write::Parts;
 use crate::srcu::{Deferred, POLL_EVERY, Panicked, Payload, Srcu, resume_first, run_caught};
 use std::collections::VecDeque;
 use std::mem::needs_drop;
@@ -21,50 +22,64 @@ use std::mem::needs_drop;
 pub(crate) struct Writer<V> {
     /// The next transaction id (I6).
     pub(crate) next_txn: u64,
-    /// Unlinked node memory (and drop-free values) waiting for a grace
-    /// period, oldest first; cookies are non-decreasing.
-    pending: VecDeque<Batch<V>>,
+    /// The node pool and the spare lists of the last transaction; a write
+    /// transaction takes them for its lifetime (`write::Parts`).
+    pub(crate) parts: Parts<V>,
+    /// Unlinked nodes waiting for a grace period, oldest first, in one flat
+    /// queue (no allocation per commit once it has grown); `batches` says
+    /// which commit each run of them belongs to.
+    nodes: VecDeque<*mut Header>,
+    /// Removed drop-free values waiting for a grace period, likewise.
+    vals: VecDeque<*mut V>,
+    /// One record per retiring commit, oldest first; cookies are
+    /// non-decreasing.
+    batches: VecDeque<Batch>,
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
 }
 
-/// One commit's unlinked nodes and drop-free values.
-struct Batch<V> {
+/// One commit's share of `nodes` and `vals` (the next `nodes` and `vals`
+/// entries of the queues, in order).
+struct Batch {
     /// The grace period after which no reader can reach them.
     cookie: u64,
-    nodes: Vec<*mut Header>,
-    vals: Vec<*mut V>,
+    nodes: usize,
+    vals: usize,
 }
 
 impl<V: Send> Writer<V> {
     pub(crate) fn new() -> Self {
         Self {
             next_txn: 1,
-            pending: VecDeque::new(),
+            parts: Parts::default(),
+            nodes: VecDeque::new(),
+            vals: VecDeque::new(),
+            batches: VecDeque::new(),
             retires: 0,
         }
     }
 
-    /// Retires what one commit unlinked, then recycles every batch whose
-    /// grace period has passed. Runs no user code: values with drop glue go
-    /// to `domain`'s queue, which only `poll`/`barrier`/drop run.
+    /// Retires what one commit unlinked (draining `nodes` and `vals`, whose
+    /// capacity the caller keeps), then recycles every batch whose grace
+    /// period has passed. Runs no user code: values with drop glue go to
+    /// `domain`'s queue, which only `poll`/`barrier`/drop run.
     ///
     /// # Safety
     /// 1. The commit's publishing store, which unlinked every node in `nodes`
     ///    and value in `vals` from the live version, happens before this call.
-    /// 2. Each node came from `place`, each value from `Box::into_raw`, and
-    ///    each is listed once and owned by this call from now on.
+    /// 2. Each node came from `place`/`copy_node`, each value from
+    ///    `Box::into_raw`, and each is listed once and owned by this call
+    ///    from now on.
     pub(crate) unsafe fn retire(
         &mut self,
         domain: &Srcu,
-        pool: &NodePool,
-        nodes: Vec<*mut Header>,
-        vals: Vec<*mut V>,
+        nodes: &mut Vec<*mut Header>,
+        vals: &mut Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let (cookie, vals) = if needs_drop::<V>() && !vals.is_empty() {
-                let data = Box::into_raw(Box::new(vals)).cast::<()>();
+            let (cookie, n_vals) = if needs_drop::<V>() && !vals.is_empty() {
+                let data = Box::into_raw(Box::new(std::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
                 // consumes the box once, and `V: Send` (a bound of the tree
                 // type itself) may be dropped on any thread; 2. the box is
@@ -72,39 +87,45 @@ impl<V: Send> Writer<V> {
                 // starts after the store (our requirement 1, S5), so no reader
                 // can reach the values (I7).
                 let cookie = unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) };
-                (cookie, Vec::new())
+                (cookie, 0)
             } else {
-                (domain.start_poll(), vals)
+                let n = vals.len();
+                self.vals.extend(vals.drain(..));
+                (domain.start_poll(), n)
             };
-            self.pending.push_back(Batch {
+            self.batches.push_back(Batch {
                 cookie,
-                nodes,
-                vals,
+                nodes: nodes.len(),
+                vals: n_vals,
             });
+            self.nodes.extend(nodes.drain(..));
             self.retires += 1;
             if self.retires.is_multiple_of(POLL_EVERY) {
                 domain.advance();
             }
         }
-        self.collect(domain, pool);
+        self.collect(domain);
     }
 
     /// Recycles every pending batch whose grace period has passed: node
-    /// memory to `pool`, drop-free values to the allocator. Runs no user code.
-    pub(crate) fn collect(&mut self, domain: &Srcu, pool: &NodePool) {
-        while let Some(b) = self.pending.front() {
+    /// memory to the pool, drop-free values to the allocator. Runs no user
+    /// code. The pool must be here (no transaction running: the writer
+    /// lock is held by the caller and no `WriteTxn` holds the parts).
+    pub(crate) fn collect(&mut self, domain: &Srcu) {
+        while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
                 return;
             }
-            let Some(b) = self.pending.pop_front() else {
-                return;
-            };
-            // SAFETY: release requirements: 1. listed once, from `place`
-            // (`retire`'s requirement 2); 2. unlinked before the cookie was
-            // taken (`retire`'s requirement 1) and the grace period has passed
-            // (`gp_passed` Acquire, I7).
-            pool.give(b.nodes.iter().map(|&n| unsafe { release(n) }));
-            for &v in &b.vals {
+            let (n, v) = (b.nodes, b.vals);
+            self.batches.pop_front();
+            for n in self.nodes.drain(..n) {
+                // SAFETY: release requirements: 1. listed once, from
+                // `place`/`copy_node` (`retire`'s requirement 2); 2. unlinked
+                // before the cookie was taken (`retire`'s requirement 1) and
+                // the grace period has passed (`gp_passed` Acquire, I7).
+                self.parts.pool.give(unsafe { release(n) });
+            }
+            for v in self.vals.drain(..v) {
                 // SAFETY: from `Box::into_raw`, freed once, unreachable as
                 // above. `V` has no drop glue, so this only deallocates.
                 drop(unsafe { Box::from_raw(v) });
@@ -117,17 +138,22 @@ impl<V: Send> Writer<V> {
     /// # Safety
     /// No reader of the tree exists (the tree is being dropped).
     pub(crate) unsafe fn free_all(&mut self) {
-        for b in self.pending.drain(..) {
-            for &n in &b.nodes {
-                // SAFETY: release requirements: 1. as in `collect`; 2. no
-                // reader exists (our requirement).
-                unsafe { release(n) }.free();
-            }
-            for &v in &b.vals {
-                // SAFETY: from `Box::into_raw`, freed once; no drop glue.
-                drop(unsafe { Box::from_raw(v) });
-            }
+        self.batches.clear();
+        for n in self.nodes.drain(..) {
+            // SAFETY: release requirements: 1. as in `collect`; 2. no
+            // reader exists (our requirement).
+            unsafe { release(n) }.free();
         }
+        for v in self.vals.drain(..) {
+            // SAFETY: from `Box::into_raw`, freed once; no drop glue.
+            drop(unsafe { Box::from_raw(v) });
+        }
+    }
+
+    /// Batches still waiting for their grace period (tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn pending(&self) -> usize {
+        self.batches.len()
     }
 }
 
@@ -202,7 +228,7 @@ mod tests {
             t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
         }
         churn(&t, |i| i, 10_000);
-        let pending = lock(&t.writer).pending.len();
+        let pending = lock(&t.writer).pending();
         assert!(pending <= 2 * POLL_EVERY, "{pending} batches pending");
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
     }
@@ -216,6 +242,6 @@ mod tests {
         assert_eq!(t.domain.pending(), 1000);
         t.reclaim().unwrap();
         assert_eq!(t.domain.pending(), 0);
-        assert!(lock(&t.writer).pending.is_empty());
+        assert_eq!(lock(&t.writer).pending(), 0);
     }
 }

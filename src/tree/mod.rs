@@ -58,7 +58,7 @@ pub use crate::srcu::Panicked;
 use crate::srcu::{Srcu, SrcuGuard, resume_first};
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock, try_lock};
 use garbage::Writer;
-use node::{Header, KIND_LEAF, NodePool, as_inner, as_leaf, release};
+use node::{Header, KIND_LEAF, as_inner, as_leaf, release};
 use read::GapQuery;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -210,8 +210,6 @@ pub struct MapleTree<V: Send> {
     /// tree's drop runs every removed value still queued (`Srcu::drain`).
     /// False for `with_domain`, whose queue other users share.
     owns_domain: bool,
-    /// Recycled node memory (§2.7).
-    pool: Arc<NodePool>,
     _v: PhantomData<Box<V>>,
 }
 
@@ -272,7 +270,7 @@ unsafe impl<V: Sync> Sync for ReadGuard<'_, V> {}
 /// first panic re-raised unless the thread is already unwinding).
 pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
-    core: write::Core<'a, V>,
+    core: write::Core<V>,
     /// The writer lock; `None` only while dropping.
     writer: Option<MutexGuard<'a, Writer<V>>>,
 }
@@ -390,7 +388,6 @@ impl<V: Send> MapleTree<V> {
             writer: Mutex::new(Writer::new()),
             domain,
             owns_domain,
-            pool: Arc::new(NodePool::new()),
             _v: PhantomData,
         }
     }
@@ -451,7 +448,7 @@ impl<V: Send> MapleTree<V> {
     pub fn reclaim(&self) -> Result<(), Panicked> {
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
-            w.collect(&self.domain, &self.pool);
+            w.collect(&self.domain);
         }
         r
     }
@@ -550,9 +547,10 @@ impl<V: Send> MapleTree<V> {
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
+        let parts = std::mem::take(&mut lock.parts);
         WriteTxn {
             tree: self,
-            core: write::Core::new(txn, root, len, &self.pool),
+            core: write::Core::new(txn, root, len, parts),
             writer: Some(lock),
         }
     }
@@ -1142,26 +1140,43 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         // pairs with the Acquire load in `MapleTree::pin` (I6).
         self.tree.root.store(self.core.root, Ordering::Release);
         self.tree.len.store(self.core.len, Ordering::Relaxed);
-        let nodes = std::mem::take(&mut self.core.old_nodes);
-        let vals = std::mem::take(&mut self.core.removed);
         self.core.inserted.clear();
         self.core.dirty = false;
         let tree = self.tree;
         if let Some(w) = self.writer.as_mut() {
+            // `retire` recycles into the writer state's pool: lend it ours
+            // (the writer state's is an empty placeholder meanwhile).
+            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
             // SAFETY: retire requirements: 1. the Release store above unlinked
             // them (O2); 2. `old_nodes` holds each replaced published node once
             // (`cow`/`discard`), `removed` each removed value once (I7).
-            unsafe { w.retire(&tree.domain, &tree.pool, nodes, vals) };
+            unsafe {
+                w.retire(
+                    &tree.domain,
+                    &mut self.core.old_nodes,
+                    &mut self.core.removed,
+                )
+            };
+            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
         }
     }
 }
 
 impl<V: Send> Drop for WriteTxn<'_, V> {
     fn drop(&mut self) {
-        if self.core.dirty {
-            let inserted = self.core.abort();
+        let inserted = if self.core.dirty {
+            self.core.abort()
+        } else {
+            Vec::new()
+        };
+        if let Some(mut w) = self.writer.take() {
+            // Back to the writer state for the next transaction: the pool
+            // and the emptied lists.
+            w.parts = self.core.take_parts();
             // Unlock before the values' drops: they are user code.
-            drop(self.writer.take());
+            drop(w);
+        }
+        if !inserted.is_empty() {
             // SAFETY: the values this transaction inserted were never
             // published (I6) and `abort` handed them to us alone.
             unsafe { garbage::drop_now(inserted) };

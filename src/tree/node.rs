@@ -21,7 +21,7 @@
 //! changing it unless the node was created by the writer's own transaction
 //! (`hdr.txn == txn`), which no reader can have seen.
 
-use crate::sync::{LiveCell, Mutex, lock};
+use crate::sync::LiveCell;
 use std::alloc::Layout;
 use std::ptr;
 
@@ -164,19 +164,6 @@ impl<V> Leaf<V> {
         }
     }
 
-    /// A copy owned by transaction `txn` (values are shared pointers, never copied).
-    pub(crate) fn copy_for(&self, txn: u64) -> Self {
-        Self {
-            hdr: Header {
-                len: self.hdr.len,
-                ..Header::new(KIND_LEAF, txn)
-            },
-            start: self.start,
-            end: self.end,
-            val: self.val,
-        }
-    }
-
     #[inline(always)]
     pub(crate) fn len(&self) -> usize {
         self.hdr.len as usize
@@ -209,21 +196,6 @@ impl Inner {
             gap: [u64::MAX; INNER_CAP],
             child: [ptr::null_mut(); INNER_CAP],
             al: [u8::MAX; INNER_CAP],
-        }
-    }
-
-    /// A copy owned by transaction `txn` (children are shared, not copied).
-    pub(crate) fn copy_for(&self, txn: u64) -> Self {
-        Self {
-            hdr: Header {
-                len: self.hdr.len,
-                ..Header::new(KIND_INNER, txn)
-            },
-            min: self.min,
-            max: self.max,
-            gap: self.gap,
-            child: self.child,
-            al: self.al,
         }
     }
 
@@ -433,23 +405,65 @@ pub(crate) fn node_layout(kind: u8) -> Layout {
     }
 }
 
-/// Writes `node` into fresh node memory taken from `cache` (or the allocator).
-pub(crate) fn place<N>(cache: &mut NodeCache<'_>, kind: u8, node: N) -> *mut Header {
+/// Size of a node of `kind`, a constant where the compiler can see it (so
+/// that the copy in `copy_node` is inlined, not a `memcpy` call).
+#[inline(always)]
+fn node_bytes(kind: u8) -> usize {
+    if kind == KIND_LEAF {
+        size_of::<Leaf<()>>()
+    } else {
+        size_of::<Inner>()
+    }
+}
+
+/// Fresh node memory for `kind`: a recycled buffer from `pool`, else the
+/// allocator's.
+fn alloc_node(pool: &mut NodePool, kind: u8) -> *mut Header {
     let layout = node_layout(kind);
-    // Leaves of every `V` have one layout: value slots are thin pointers.
-    assert!(Layout::new::<N>() == layout);
-    let p = cache.take(kind).unwrap_or_else(|| {
+    pool.take(kind).unwrap_or_else(|| {
         // SAFETY: `layout` has a non-zero size.
         let p = unsafe { std::alloc::alloc(layout) };
         if p.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
         p.cast()
-    });
-    // SAFETY: `p` is an allocation of `layout` (the allocator's, or a node
-    // released through `release`, which ended the old node's life) and is
-    // owned by us; `N`'s layout is `layout`.
+    })
+}
+
+/// Writes `node` into fresh node memory taken from `pool` (or the allocator).
+pub(crate) fn place<N>(pool: &mut NodePool, kind: u8, node: N) -> *mut Header {
+    // Leaves of every `V` have one layout: value slots are thin pointers.
+    assert!(Layout::new::<N>() == node_layout(kind));
+    let p = alloc_node(pool, kind);
+    // SAFETY: `p` is an allocation of `node_layout(kind)` (the allocator's,
+    // or a node released through `release`, which ended the old node's
+    // life) and is owned by us; `N`'s layout is that layout.
     unsafe { p.cast::<N>().write(node) };
+    p
+}
+
+/// A copy of the live node `n` owned by transaction `txn`, in fresh memory
+/// from `pool`: one block copy of the node, then a new header (children and
+/// values are shared pointers, never copied).
+///
+/// # Safety
+/// `n` is a live node (from `place`) and stays live during the call.
+pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) -> *mut Header {
+    // SAFETY: our requirement.
+    let (kind, len) = unsafe { ((*n).kind, (*n).len) };
+    let p = alloc_node(pool, kind);
+    // SAFETY: `n` and `p` are distinct blocks of `node_layout(kind)` bytes
+    // (`p` is fresh and ours, `n` live: our requirement). Every field of a
+    // node is plain data except the header's loom liveness cell, whose
+    // copied bytes are overwritten below without being dropped or used, so
+    // the copy is a valid node of the same kind once the header is written.
+    unsafe {
+        ptr::copy_nonoverlapping(n.cast::<u8>(), p.cast::<u8>(), node_bytes(kind));
+        p.write(Header {
+            len,
+            ..Header::new(kind, txn)
+        });
+    }
     p
 }
 
@@ -457,7 +471,7 @@ pub(crate) fn place<N>(cache: &mut NodeCache<'_>, kind: u8, node: N) -> *mut Hea
 /// or values.
 ///
 /// # Safety
-/// 1. `n` came from `place` and is not released yet.
+/// 1. `n` came from `place` or `copy_node` and is not released yet.
 /// 2. No reader can still reach `n` (it was never published, or a grace
 ///    period has passed since it was unlinked — I7).
 pub(crate) unsafe fn release(n: *mut Header) -> NodeBuf {
@@ -486,112 +500,48 @@ impl NodeBuf {
     /// Returns the memory to the allocator.
     pub(crate) fn free(self) {
         // SAFETY: the memory came from `std::alloc::alloc` with this layout
-        // (`place`) and is owned by us.
+        // (`alloc_node`) and is owned by us.
         unsafe { std::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
     }
 }
 
-/// Most node buffers a pool keeps; beyond this they go back to the allocator.
+/// Most node buffers a pool keeps per kind; beyond this they go back to the
+/// allocator.
 const POOL_MAX: usize = 4096;
-/// Buffers a transaction takes from the pool at a time (a one-entry commit
-/// needs about height + 1).
-const CHUNK: usize = 8;
 
-/// Recycled node memory of one tree (docs/DESIGN.md §2.7). Retired nodes
-/// arrive here from the reclamation domain after their grace period; a write
-/// transaction takes a chunk of at most `CHUNK` buffers into its private
-/// [`NodeCache`] when it runs dry and hands back what it did not use at its
-/// end, so the pool's lock is taken about three times per commit, each time
-/// for O(`CHUNK`) work.
+/// Recycled node memory of one tree (docs/DESIGN.md §2.7), one free list per
+/// node kind. It lives in the writer state behind the tree's mutex, and a
+/// write transaction holds it (moved out of the writer state and back) while
+/// it runs: no lock of its own, no chunking.
+#[derive(Default)]
 pub(crate) struct NodePool {
-    free: Mutex<Vec<NodeBuf>>,
+    free: [Vec<NodeBuf>; 2],
 }
 
 impl NodePool {
-    pub(crate) fn new() -> Self {
-        Self {
-            free: Mutex::new(Vec::new()),
+    /// Takes back released node memory; beyond `POOL_MAX` per kind (and,
+    /// under loom, always) it goes back to the allocator.
+    #[inline]
+    pub(crate) fn give(&mut self, b: NodeBuf) {
+        let f = &mut self.free[usize::from(b.kind)];
+        if f.len() < POOL_MAX && cfg!(not(loom)) {
+            f.push(b);
+        } else {
+            b.free();
         }
     }
 
-    /// Takes back released node memory; what exceeds `POOL_MAX` (and, under
-    /// loom, everything) goes back to the allocator.
-    pub(crate) fn give(&self, bufs: impl IntoIterator<Item = NodeBuf>) {
-        let mut f = lock(&self.free);
-        for b in bufs {
-            if f.len() < POOL_MAX && cfg!(not(loom)) {
-                f.push(b);
-            } else {
-                b.free();
-            }
-        }
+    /// Memory for a node of `kind`, if any is stocked.
+    #[inline]
+    fn take(&mut self, kind: u8) -> Option<*mut Header> {
+        self.free[usize::from(kind)].pop().map(|b| b.ptr)
     }
 }
 
 impl Drop for NodePool {
     fn drop(&mut self) {
-        let mut f = lock(&self.free);
-        f.drain(..).for_each(NodeBuf::free);
-    }
-}
-
-/// A write transaction's private stock of node memory.
-pub(crate) struct NodeCache<'p> {
-    pool: &'p NodePool,
-    bufs: [NodeBuf; CHUNK],
-    n: usize,
-}
-
-impl<'p> NodeCache<'p> {
-    pub(crate) fn new(pool: &'p NodePool) -> Self {
-        let none = NodeBuf {
-            ptr: ptr::null_mut(),
-            kind: KIND_LEAF,
-        };
-        Self {
-            pool,
-            bufs: [none; CHUNK],
-            n: 0,
-        }
-    }
-
-    /// Memory for a node of `kind`, if any is stocked.
-    fn take(&mut self, kind: u8) -> Option<*mut Header> {
-        if self.n == 0 {
-            let mut f = lock(&self.pool.free);
-            while self.n < CHUNK
-                && let Some(b) = f.pop()
-            {
-                self.bufs[self.n] = b;
-                self.n += 1;
-            }
-        }
-        // Outside loom every node buffer has the one node layout; under loom
-        // the two kinds differ in size, so look for a matching one.
-        let layout = node_layout(kind);
-        let i = (0..self.n)
-            .rev()
-            .find(|&i| cfg!(not(loom)) || node_layout(self.bufs[i].kind) == layout)?;
-        self.n -= 1;
-        self.bufs.swap(i, self.n);
-        Some(self.bufs[self.n].ptr)
-    }
-
-    /// Stocks the memory of a node this transaction released.
-    pub(crate) fn put(&mut self, b: NodeBuf) {
-        if self.n < CHUNK {
-            self.bufs[self.n] = b;
-            self.n += 1;
-        } else {
-            self.pool.give([b]);
-        }
-    }
-}
-
-impl Drop for NodeCache<'_> {
-    fn drop(&mut self) {
-        if self.n > 0 {
-            self.pool.give(self.bufs[..self.n].iter().copied());
+        for f in &mut self.free {
+            f.drain(..).for_each(NodeBuf::free);
         }
     }
 }

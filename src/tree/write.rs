@@ -8,14 +8,14 @@
 //! at most once per transaction, however many operations it holds.
 
 use super::node::{
-    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodeCache, NodePool, Slots, Summary, as_inner,
-    as_leaf, count_le, count_lt, distribute, gather, inner_item, place, release,
+    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
+    copy_node, count_le, count_lt, distribute, gather, inner_item, place, release,
 };
 use super::read;
 use std::ptr;
 
 /// The mutable state of one write transaction.
-pub(crate) struct Core<'p, V> {
+pub(crate) struct Core<V> {
     /// This transaction's id (I6).
     pub(crate) txn: u64,
     /// Working root: null for an empty tree.
@@ -28,8 +28,30 @@ pub(crate) struct Core<'p, V> {
     /// Values inserted by this transaction: dropped on abort.
     pub(crate) inserted: Vec<*mut V>,
     pub(crate) dirty: bool,
-    /// Node memory for this transaction (recycled through the tree's pool).
-    cache: NodeCache<'p>,
+    /// The tree's node pool, held by this transaction while it runs (moved
+    /// out of the writer state and back, §2.7).
+    pub(crate) pool: NodePool,
+}
+
+/// What a transaction borrows from the writer state while it runs: the node
+/// pool and empty lists (their capacity is reused from one commit to the
+/// next).
+pub(crate) struct Parts<V> {
+    pub(crate) pool: NodePool,
+    pub(crate) old_nodes: Vec<*mut Header>,
+    pub(crate) removed: Vec<*mut V>,
+    pub(crate) inserted: Vec<*mut V>,
+}
+
+impl<V> Default for Parts<V> {
+    fn default() -> Self {
+        Self {
+            pool: NodePool::default(),
+            old_nodes: Vec::new(),
+            removed: Vec::new(),
+            inserted: Vec::new(),
+        }
+    }
 }
 
 /// A node pointer with its kind resolved, mutable (fresh) or not.
@@ -105,17 +127,36 @@ unsafe fn underfull(n: *const Header) -> bool {
     }
 }
 
-impl<'p, V> Core<'p, V> {
-    pub(crate) fn new(txn: u64, root: *mut Header, len: usize, pool: &'p NodePool) -> Self {
+impl<V> Core<V> {
+    /// A transaction on `root`, with the writer state's node pool and its
+    /// spare (empty) lists, so that a commit allocates nothing it does not
+    /// keep.
+    pub(crate) fn new(txn: u64, root: *mut Header, len: usize, parts: Parts<V>) -> Self {
+        debug_assert!(parts.old_nodes.is_empty() && parts.removed.is_empty());
+        debug_assert!(parts.inserted.is_empty());
         Self {
             txn,
             root,
             len,
-            old_nodes: Vec::new(),
-            removed: Vec::new(),
-            inserted: Vec::new(),
+            old_nodes: parts.old_nodes,
+            removed: parts.removed,
+            inserted: parts.inserted,
             dirty: false,
-            cache: NodeCache::new(pool),
+            pool: parts.pool,
+        }
+    }
+
+    /// Hands the pool and the (emptied) lists back for the next transaction.
+    /// Called when the transaction ends (committed, or aborted).
+    pub(crate) fn take_parts(&mut self) -> Parts<V> {
+        self.old_nodes.clear();
+        self.removed.clear();
+        self.inserted.clear();
+        Parts {
+            pool: std::mem::take(&mut self.pool),
+            old_nodes: std::mem::take(&mut self.old_nodes),
+            removed: std::mem::take(&mut self.removed),
+            inserted: std::mem::take(&mut self.inserted),
         }
     }
 
@@ -131,18 +172,8 @@ impl<'p, V> Core<'p, V> {
             return n;
         }
         self.old_nodes.push(n);
-        // SAFETY: our requirement and the kind tag.
-        unsafe {
-            if hdr.kind == KIND_LEAF {
-                place(
-                    &mut self.cache,
-                    KIND_LEAF,
-                    as_leaf::<V>(n).copy_for(self.txn),
-                )
-            } else {
-                place(&mut self.cache, KIND_INNER, as_inner(n).copy_for(self.txn))
-            }
-        }
+        // SAFETY: our requirement.
+        unsafe { copy_node(&mut self.pool, n, self.txn) }
     }
 
     /// Drops `n` from the working tree: freed now if fresh (never published),
@@ -155,7 +186,7 @@ impl<'p, V> Core<'p, V> {
         if unsafe { (*n).txn } == self.txn {
             // SAFETY: fresh nodes were never published (I6), and `n` is unlinked.
             let buf = unsafe { release(n) };
-            self.cache.put(buf);
+            self.pool.give(buf);
         } else {
             self.old_nodes.push(n);
         }
@@ -170,7 +201,7 @@ impl<'p, V> Core<'p, V> {
         if self.root.is_null() {
             let mut l = Leaf::new(self.txn);
             l.insert_item(0, (start, end, val));
-            self.root = place(&mut self.cache, KIND_LEAF, l);
+            self.root = place(&mut self.pool, KIND_LEAF, l);
             return;
         }
         // SAFETY: the working root is live (writer lock) and reachable.
@@ -184,7 +215,7 @@ impl<'p, V> Core<'p, V> {
                     r.insert_item(0, inner_item(n, summary_of::<V>(n)));
                     r.insert_item(1, inner_item(right, summary_of::<V>(right)));
                 }
-                place(&mut self.cache, KIND_INNER, r)
+                place(&mut self.pool, KIND_INNER, r)
             }
         };
     }
@@ -238,7 +269,7 @@ impl<'p, V> Core<'p, V> {
         let items = gather(node, None, Some((pos, it)));
         let mut right = N::empty(self.txn);
         distribute(&items, node, &mut right);
-        Some(place(&mut self.cache, N::KIND, right))
+        Some(place(&mut self.pool, N::KIND, right))
     }
 
     /// Child `i` of the fresh node `p` just split into itself and the fresh
@@ -424,7 +455,7 @@ impl<'p, V> Core<'p, V> {
                 }
             }
             let buf = release(n);
-            self.cache.put(buf);
+            self.pool.give(buf);
         }
     }
 
