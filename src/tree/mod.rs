@@ -819,7 +819,9 @@ macro_rules! read_methods {
         }
 
         /// The entries overlapping `r`, in order (double-ended). O(height) to
-        /// start, then amortised O(1) per entry. An empty `r` yields nothing.
+        /// start, then amortised O(1) per entry. An empty or reversed `r`
+        /// yields nothing (unlike `BTreeMap::range`, which panics on a
+        /// reversed range).
         ///
         /// ```
         /// let t = maple_rcu::MapleTree::new();
@@ -836,7 +838,10 @@ macro_rules! read_methods {
         }
 
         /// The free ranges inside `within`, in order (double-ended). Costs
-        /// as [`range`](Self::range) over the same window.
+        /// as [`range`](Self::range) over the same window. An empty or
+        /// reversed `within` yields nothing (there is nothing in it to
+        /// report; use [`try_find_gap`](Self::try_find_gap) for checked
+        /// arguments).
         ///
         /// ```
         /// let t = maple_rcu::MapleTree::new();
