@@ -426,8 +426,10 @@ impl<V: Send> MapleTree<V> {
     /// (it returns at once if the reclaimer is running them). The drops (and any callbacks you
     /// queued on [`MapleTree::domain`]) run on this thread; if one of them
     /// waits for readers, do not call this while holding a read handle of this
-    /// tree. Called again from inside one of those drops, it finds the
-    /// runner busy and returns at once.
+    /// tree; if one writes to this tree, not while this thread holds a
+    /// [`WriteTxn`] of it ([deadlocks](MapleTree#deadlocks-by-contract)).
+    /// Called again from inside one of those drops, it finds the runner busy
+    /// and returns at once.
     ///
     /// # Errors
     /// [`Panicked`], after every ready drop and callback has run, if any of
