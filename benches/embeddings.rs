@@ -6,7 +6,8 @@
 //!   replaces modules at 10k/s: `MapleTree` / `RwLock<BTreeMap>` /
 //!   `ArcSwap<Vec>`;
 //! * `embed_alloc/{1Ki,16Ki}`: a steady-state exact free + aligned alloc
-//!   (thread CPU time): `MapleTree` / a `BTreeMap` free list;
+//!   (thread CPU time): `MapleTree` (two commits a step, or one
+//!   transaction) / a `BTreeMap` free list;
 //! * `embed_attrs/{mixed,set,get}`: one operation of the attribute map
 //!   (thread CPU time): `MapleTree` / rangemap / nodit. `mixed` is the
 //!   example's 60 % set / 20 % punch / 20 % get, whose entry count stays
@@ -87,6 +88,7 @@ fn alloc(c: &mut Criterion<ThreadTime>) {
         let mut g = c.benchmark_group(format!("embed_alloc/{}", n_label(live)));
         quick(&mut g);
         alloc_step::<guest_alloc::Maple>(&mut g, live);
+        alloc_step::<guest_alloc::MapleTxn>(&mut g, live);
         alloc_step::<guest_alloc::FreeList>(&mut g, live);
         g.finish();
     }

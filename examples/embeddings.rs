@@ -2,7 +2,7 @@
 //! such a user would otherwise use (code in `examples/embed/`):
 //!
 //! * **registry**: a JIT-style code registry of 1 Ki and 16 Ki modules, 1
-//!   writer replacing modules (at 10k/s, then flat out) and 2 readers
+//!   writer replacing modules (at 10k/s, flat out, or not at all) and 2 readers
 //!   mapping PCs to modules:
 //!   lookups/s for `MapleTree`, `RwLock<BTreeMap>` and `ArcSwap<Vec>`;
 //! * **alloc**: a hypervisor-style guest address allocator, steady state of
@@ -72,13 +72,22 @@ fn registry_case(secs: f64) {
         "\n(a) code registry: N modules, 1 writer (replace a module) + 2 readers; median of {ROUNDS} interleaved rounds of {secs} s"
     );
     println!(
-        "{:<18} {:>6} {:>9} {:>12} {:>9} {:>5} {:>14}",
-        "contender", "N", "writer", "lookups/s", "vs maple", "hits", "writer did/s"
+        "{:<18} {:>6} {:>9} {:>12} {:>9} {:>13} {:>9} {:>5} {:>13}",
+        "contender",
+        "N",
+        "writer",
+        "lookups/s",
+        "vs maple",
+        "CPU ns/lookup",
+        "vs maple",
+        "hits",
+        "writer did/s"
     );
     for slots in [1024u64, 16 << 10] {
         for (label, period) in [
             ("10k/s", Duration::from_micros(100)),
             ("flat out", Duration::ZERO),
+            ("none", registry::IDLE),
         ] {
             // Rounds interleave the contenders, so that a change in the
             // machine's load hits them alike; each row is the median round.
@@ -100,12 +109,14 @@ fn registry_case(secs: f64) {
             ];
             for (name, r) in rows {
                 println!(
-                    "{:<18} {:>6} {:>9} {:>10.2} M {:>8.2}x {:>4.0}% {:>14.0}",
+                    "{:<18} {:>6} {:>9} {:>10.2} M {:>8.2}x {:>13.1} {:>8.2}x {:>4.0}% {:>13.0}",
                     name,
                     slots,
                     label,
                     r.lookups_per_s / 1e6,
                     r.lookups_per_s / m.lookups_per_s,
+                    r.cpu_ns_per_lookup,
+                    r.cpu_ns_per_lookup / m.cpu_ns_per_lookup,
                     r.hit_rate * 100.0,
                     r.writes_per_s
                 );
@@ -122,26 +133,24 @@ fn alloc_case(secs: f64) {
         "\n(b) guest address allocator: steady state, one step = exact free + aligned alloc; thread CPU time over {secs} s per row"
     );
     println!(
-        "{:<20} {:>8} {:>12} {:>10}",
+        "{:<22} {:>8} {:>12} {:>10}",
         "contender", "live", "ns/step", "vs maple"
     );
     for live in [1024usize, 16 << 10] {
         let m = alloc_rate::<guest_alloc::Maple>(live, secs);
-        let f = alloc_rate::<guest_alloc::FreeList>(live, secs);
-        println!(
-            "{:<20} {:>8} {:>12.0} {:>9.2}x",
-            guest_alloc::Maple::NAME,
-            live,
-            m,
-            1.0
-        );
-        println!(
-            "{:<20} {:>8} {:>12.0} {:>9.2}x",
-            guest_alloc::FreeList::NAME,
-            live,
-            f,
-            f / m
-        );
+        for (name, ns) in [
+            (guest_alloc::Maple::NAME, m),
+            (
+                guest_alloc::MapleTxn::NAME,
+                alloc_rate::<guest_alloc::MapleTxn>(live, secs),
+            ),
+            (
+                guest_alloc::FreeList::NAME,
+                alloc_rate::<guest_alloc::FreeList>(live, secs),
+            ),
+        ] {
+            println!("{:<22} {:>8} {:>12.0} {:>9.2}x", name, live, ns, ns / m);
+        }
     }
 }
 

@@ -20,6 +20,12 @@ pub trait GuestAlloc: Sized {
     fn alloc(&mut self, size: u64, align: u64) -> Option<Range<u64>>;
     /// Frees exactly `r`, as returned by `alloc`.
     fn free(&mut self, r: Range<u64>) -> Result<(), NotAllocated>;
+    /// Frees exactly `r` (panics if it is not an allocation), then
+    /// allocates as `alloc` (the freed space is available to it).
+    fn free_and_alloc(&mut self, r: Range<u64>, size: u64, align: u64) -> Option<Range<u64>> {
+        self.free(r).unwrap();
+        self.alloc(size, align)
+    }
 }
 
 /// `MapleTree<()>` of the allocated ranges: `alloc_range` is the gap search
@@ -46,6 +52,30 @@ impl GuestAlloc for Maple {
     }
     fn free(&mut self, r: Range<u64>) -> Result<(), NotAllocated> {
         self.tree.remove_exact(r).map_err(|_| NotAllocated)
+    }
+}
+
+/// [`Maple`] with a step's free and alloc in one `WriteTxn`: one commit
+/// instead of two, and readers see both changes at once.
+pub struct MapleTxn(Maple);
+
+impl GuestAlloc for MapleTxn {
+    const NAME: &'static str = "MapleTree, 1 txn/step";
+    fn new(window: Range<u64>) -> Self {
+        Self(Maple::new(window))
+    }
+    fn alloc(&mut self, size: u64, align: u64) -> Option<Range<u64>> {
+        self.0.alloc(size, align)
+    }
+    fn free(&mut self, r: Range<u64>) -> Result<(), NotAllocated> {
+        self.0.free(r)
+    }
+    fn free_and_alloc(&mut self, r: Range<u64>, size: u64, align: u64) -> Option<Range<u64>> {
+        let mut w = self.0.tree.write();
+        w.remove_exact(r).unwrap();
+        let got = w.alloc_range(size, align, self.0.window.clone(), ()).ok();
+        w.commit();
+        got
     }
 }
 
@@ -145,9 +175,10 @@ pub fn warm<A: GuestAlloc>(live: usize, rng: &mut Rng) -> (A, Vec<Range<u64>>) {
 /// allocates a new one. Returns the new range.
 pub fn step<A: GuestAlloc>(a: &mut A, held: &mut [Range<u64>], rng: &mut Rng) -> Range<u64> {
     let i = rng.index(held.len());
-    a.free(held[i].clone()).unwrap();
     let (size, align) = request(rng);
-    let r = a.alloc(size, align).expect("window has room");
+    let r = a
+        .free_and_alloc(held[i].clone(), size, align)
+        .expect("window has room");
     held[i] = r.clone();
     r
 }
@@ -158,13 +189,13 @@ pub fn step<A: GuestAlloc>(a: &mut A, held: &mut [Range<u64>], rng: &mut Rng) ->
 pub fn agree(live: usize, steps: usize) {
     let (mut a, mut ha) = warm::<Maple>(live, &mut Rng::new(3));
     let (mut b, mut hb) = warm::<FreeList>(live, &mut Rng::new(3));
-    assert_eq!(ha, hb);
-    let (mut ra, mut rb) = (Rng::new(4), Rng::new(4));
+    let (mut c, mut hc) = warm::<MapleTxn>(live, &mut Rng::new(3));
+    assert_eq!((&ha, &hc), (&hb, &hb));
+    let (mut ra, mut rb, mut rc) = (Rng::new(4), Rng::new(4), Rng::new(4));
     for _ in 0..steps {
-        assert_eq!(
-            step(&mut a, &mut ha, &mut ra),
-            step(&mut b, &mut hb, &mut rb)
-        );
+        let x = step(&mut b, &mut hb, &mut rb);
+        assert_eq!(step(&mut a, &mut ha, &mut ra), x);
+        assert_eq!(step(&mut c, &mut hc, &mut rc), x);
     }
     let r = ha[0].clone();
     for bad in [

@@ -188,6 +188,9 @@ pub fn churn<R: Registry>(r: &R, live: &mut [Range<u64>], rng: &mut Rng, id: u64
     id + 1
 }
 
+/// A write period that means "no writes" (the readers' baseline).
+pub const IDLE: Duration = Duration::MAX;
+
 /// What one registry run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryRun {
@@ -195,12 +198,16 @@ pub struct RegistryRun {
     pub lookups_per_s: f64,
     /// Fraction of lookups that found a module.
     pub hit_rate: f64,
+    /// The readers' CPU time per lookup (ns): what a lookup costs,
+    /// independent of how much CPU the readers got on a shared machine.
+    pub cpu_ns_per_lookup: f64,
     /// Module replacements (unload + load) per second the writer achieved.
     pub writes_per_s: f64,
 }
 
 /// Runs `readers` lookup threads and one writer for `secs`, the writer
-/// replacing one module every `write_period` (`Duration::ZERO`: flat out).
+/// replacing one module every `write_period` (`Duration::ZERO`: flat out;
+/// [`IDLE`]: never).
 pub fn run<R: Registry>(
     slots: u64,
     readers: usize,
@@ -212,12 +219,14 @@ pub fn run<R: Registry>(
     let stop = AtomicBool::new(false);
     let lookups = AtomicU64::new(0);
     let hits = AtomicU64::new(0);
+    let cpu_ns = AtomicU64::new(0);
     let dur = Duration::from_secs_f64(secs);
     let mut writes = 0u64;
     std::thread::scope(|s| {
         for t in 0..readers {
-            let (reg, stop, lookups, hits) = (&reg, &stop, &lookups, &hits);
+            let (reg, stop, lookups, hits, cpu_ns) = (&reg, &stop, &lookups, &hits, &cpu_ns);
             s.spawn(move || {
+                let cpu0 = crate::common::thread_cpu_now();
                 let pcs = pcs(slots, 1 << 16, 100 + t as u64);
                 let (mut n, mut h) = (0u64, 0u64);
                 'outer: loop {
@@ -231,6 +240,8 @@ pub fn run<R: Registry>(
                         }
                     }
                 }
+                let cpu = crate::common::thread_cpu_now() - cpu0;
+                cpu_ns.fetch_add(cpu.as_nanos() as u64, Ordering::Relaxed);
                 lookups.fetch_add(n, Ordering::Relaxed);
                 hits.fetch_add(h, Ordering::Relaxed);
             });
@@ -240,6 +251,10 @@ pub fn run<R: Registry>(
         let t0 = Instant::now();
         let mut next = t0;
         while t0.elapsed() < dur {
+            if write_period == IDLE {
+                std::thread::sleep(dur.saturating_sub(t0.elapsed()));
+                continue;
+            }
             id = churn(&reg, &mut live, &mut rng, id);
             writes += 1;
             if !write_period.is_zero() {
@@ -256,6 +271,7 @@ pub fn run<R: Registry>(
     RegistryRun {
         lookups_per_s: n / secs,
         hit_rate: hits.load(Ordering::Relaxed) as f64 / n,
+        cpu_ns_per_lookup: cpu_ns.load(Ordering::Relaxed) as f64 / n,
         writes_per_s: writes as f64 / secs,
     }
 }

@@ -99,6 +99,35 @@ fn snapshot(seq: u64) -> u64 {
 /// Readers ([`Srcu::read`]) never block and may hold their guard across
 /// blocking calls or `.await`; a reader stalled in one domain delays only that
 /// domain's grace periods. See the module docs for the protocol.
+///
+/// # Contracts
+/// None of these can be checked (guards are `Send`, so "this thread holds
+/// one" is unknowable); each is also named on its method.
+/// * **Deadlock:** [`synchronize`](Srcu::synchronize) or
+///   [`barrier`](Srcu::barrier) while this thread holds a guard of the same
+///   domain (they wait for it), including a `ReadGuard` of a tree on it;
+///   `barrier` from inside one of the domain's own callbacks.
+/// * **No progress:** a guard that is never dropped (`mem::forget`, a
+///   stalled task) holds up every later grace period of its domain:
+///   callbacks stay queued and `synchronize` never returns. Other domains
+///   are unaffected.
+/// * **Memory:** a manual domain ([`Srcu::new`]) runs callbacks only when
+///   something calls [`poll`](Srcu::poll) or [`barrier`](Srcu::barrier) (or
+///   drops it); queued work grows until then.
+/// * **One thread for all auto domains:** a callback that blocks on the
+///   reclaimer thread ([`Srcu::with_reclaimer`]) delays every such domain.
+/// * Callbacks and retired values' drops run under `catch_unwind`; their
+///   panics come back as [`Panicked`] from the next `poll`/`barrier`.
+///
+/// ```
+/// let d = maple_rcu::srcu::Srcu::new();
+/// let g = d.read();
+/// // d.synchronize() here would wait for `g` forever.
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(g)); // guards are Send: ends on another thread
+/// });
+/// d.synchronize();
+/// ```
 pub struct Srcu {
     // Read-mostly, touched by every reader: the flip counter, the barrier
     // mode and the slot table (the slots themselves are padded apart).

@@ -429,8 +429,10 @@ impl<V: Send> MapleTree<V> {
     /// (it returns at once if the reclaimer is running them). The drops (and any callbacks you
     /// queued on [`MapleTree::domain`]) run on this thread; if one of them
     /// waits for readers, do not call this while holding a read handle of this
-    /// tree. Called again from inside one of those drops, it finds the
-    /// runner busy and returns at once.
+    /// tree; if one writes to this tree, not while this thread holds a
+    /// [`WriteTxn`] of it ([deadlocks](MapleTree#deadlocks-by-contract)).
+    /// Called again from inside one of those drops, it finds the runner busy
+    /// and returns at once.
     ///
     /// # Errors
     /// [`Panicked`], after every ready drop and callback has run, if any of
@@ -823,7 +825,9 @@ macro_rules! read_methods {
         }
 
         /// The entries overlapping `r`, in order (double-ended). O(height) to
-        /// start, then amortised O(1) per entry. An empty `r` yields nothing.
+        /// start, then amortised O(1) per entry. An empty or reversed `r`
+        /// yields nothing (unlike `BTreeMap::range`, which panics on a
+        /// reversed range).
         ///
         /// ```
         /// let t = maple_rcu::MapleTree::new();
@@ -840,7 +844,10 @@ macro_rules! read_methods {
         }
 
         /// The free ranges inside `within`, in order (double-ended). Costs
-        /// as [`range`](Self::range) over the same window.
+        /// as [`range`](Self::range) over the same window. An empty or
+        /// reversed `within` yields nothing (there is nothing in it to
+        /// report; use [`try_find_gap`](Self::try_find_gap) for checked
+        /// arguments).
         ///
         /// ```
         /// let t = maple_rcu::MapleTree::new();
