@@ -15,7 +15,11 @@
 //! arena is warm). Otherwise it parks until the count reaches zero. A release
 //! removes the request and, if anything waits for it (`dependents > 0`),
 //! decrements the count of every conflicting request overlapping it, waking
-//! those that reach zero. The invariants (R1–R6), the fairness and the
+//! those that reach zero. A top-level request first tries a lock-free fast
+//! path (`fast.rs`): while no request is in the table, it publishes its range
+//! in one of a few slots and is granted unless another slot conflicts;
+//! table requests see (and wait for) published slots through a Dekker
+//! handshake. The invariants (R1–R9), the fairness and the
 //! deadlock-freedom argument are in [DESIGN §7, "Range locks: the
 //! primitive"](crate::docs::design#7-range-locks-the-primitive).
 //!
@@ -59,9 +63,10 @@
 //! address-space model it always means a caller bug. No method panics on bad
 //! input.
 
+mod fast;
 mod tree;
 
-use crate::sync::{self, Mutex, thread};
+use crate::sync::{self, AtomicUsize, Mutex, Ordering, fence, shard_index, thread};
 use std::fmt;
 use tree::{NIL, Table};
 
@@ -148,6 +153,20 @@ fn check(start: u64, end: u64) -> Result<(), RangeLockError> {
 /// ```
 pub struct RangeLock {
     table: Mutex<Table>,
+    /// Requests in the table plus requesters on their way to it (R7): while
+    /// it is not 0, no request is granted on the fast path.
+    slow: AtomicUsize,
+    /// Granted top-level requests that took the fast path (R7).
+    fast: Box<[fast::Slot]>,
+}
+
+/// Where a granted request is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grant {
+    /// In the table, at this index.
+    Table(u32),
+    /// In this fast-path slot.
+    Fast(usize),
 }
 
 impl Default for RangeLock {
@@ -161,6 +180,8 @@ impl RangeLock {
     pub fn new() -> Self {
         Self {
             table: Mutex::new(Table::new()),
+            slow: AtomicUsize::new(0),
+            fast: (0..fast::SLOTS).map(|_| fast::Slot::new()).collect(),
         }
     }
 
@@ -168,31 +189,31 @@ impl RangeLock {
     /// request exists. Must not be called while this thread holds a guard of
     /// this lock (see the lock order).
     pub fn read(&self, start: u64, end: u64) -> Result<RangeReadGuard<'_>, RangeLockError> {
-        let idx = self.acquire(start, end, false, false, true)?;
-        Ok(RangeReadGuard(Held::new(self, idx, start, end)))
+        let g = self.grant(start, end, false, false, true)?;
+        Ok(RangeReadGuard(Held::new(self, g, start, end)))
     }
 
     /// Locks `[start, end)` for writing, sleeping while a conflicting earlier
     /// request exists. Must not be called while this thread holds a guard of
     /// this lock (see the lock order).
     pub fn write(&self, start: u64, end: u64) -> Result<RangeWriteGuard<'_>, RangeLockError> {
-        let idx = self.acquire(start, end, true, false, true)?;
-        Ok(RangeWriteGuard(Held::new(self, idx, start, end)))
+        let g = self.grant(start, end, true, false, true)?;
+        Ok(RangeWriteGuard(Held::new(self, g, start, end)))
     }
 
     /// Locks `[start, end)` for reading if no request (held or waiting)
     /// conflicts with it; [`RangeLockError::WouldBlock`] otherwise. Never
     /// sleeps (beyond the internal mutex); allowed while holding guards.
     pub fn try_read(&self, start: u64, end: u64) -> Result<RangeReadGuard<'_>, RangeLockError> {
-        let idx = self.acquire(start, end, false, false, false)?;
-        Ok(RangeReadGuard(Held::new(self, idx, start, end)))
+        let g = self.grant(start, end, false, false, false)?;
+        Ok(RangeReadGuard(Held::new(self, g, start, end)))
     }
 
     /// Locks `[start, end)` for writing if no request (held or waiting)
     /// overlaps it; [`RangeLockError::WouldBlock`] otherwise.
     pub fn try_write(&self, start: u64, end: u64) -> Result<RangeWriteGuard<'_>, RangeLockError> {
-        let idx = self.acquire(start, end, true, false, false)?;
-        Ok(RangeWriteGuard(Held::new(self, idx, start, end)))
+        let g = self.grant(start, end, true, false, false)?;
+        Ok(RangeWriteGuard(Held::new(self, g, start, end)))
     }
 
     /// Waits, holding nothing afterwards, until every request overlapping
@@ -215,7 +236,134 @@ impl RangeLock {
     /// Number of requests in the table, held and waiting (a snapshot, for
     /// diagnostics and tests).
     pub fn requests(&self) -> usize {
-        sync::lock(&self.table).len()
+        let fast = self
+            .fast
+            .iter()
+            .filter(|s| matches!(s.request(), Ok(Some(_)) | Err(())))
+            .count();
+        sync::lock(&self.table).len() + fast
+    }
+
+    /// R7: grants a top-level request without the mutex if no request is in
+    /// the table or on its way there and no fast-path request conflicts.
+    fn acquire_fast(&self, start: u64, end: u64, write: bool) -> Option<usize> {
+        // Relaxed: a hint only; the SeqCst load after publishing decides.
+        if self.slow.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let first = shard_index() % fast::SLOTS;
+        let (i, claimed) = (0..fast::SLOTS)
+            .map(|k| (first + k) % fast::SLOTS)
+            .find_map(|i| self.fast[i].claim().map(|c| (i, c)))?;
+        self.fast[i].publish(claimed, start, end, write);
+        // SeqCst: Dekker (R8), pairs with the fence in `grant` after a slow
+        // requester's increment and with the fences of other fast
+        // requesters: whichever fence comes second in the total order, its
+        // thread's loads below see the other's store.
+        fence(Ordering::SeqCst);
+        // Acquire: reads from the last decrement (a Release RMW; all of them
+        // form one release sequence), so every request that left the table
+        // before is ordered before us (R9).
+        if self.slow.load(Ordering::Acquire) == 0 && !self.fast_conflict(Some(i), start, end, write)
+        {
+            return Some(i);
+        }
+        self.release_fast(i);
+        None
+    }
+
+    /// Whether a fast-path request other than slot `except` conflicts with
+    /// `[start, end)` (a slot that changed while read counts as one).
+    fn fast_conflict(&self, except: Option<usize>, start: u64, end: u64, write: bool) -> bool {
+        self.fast.iter().enumerate().any(|(i, s)| {
+            Some(i) != except
+                && match s.request() {
+                    Ok(None) => false,
+                    Ok(Some((a, b, w))) => (w || write) && a < end && start < b,
+                    Err(()) => true,
+                }
+        })
+    }
+
+    /// Releases fast-path slot `i`; if slow requests exist, re-checks the
+    /// table's requests that wait for fast-path holders (R8).
+    fn release_fast(&self, i: usize) {
+        self.fast[i].free();
+        // SeqCst: pairs with the fence in `grant`: a slow requester that saw
+        // our slot held fenced before we did, so this load sees its
+        // increment, and we re-check its wait below (R8).
+        fence(Ordering::SeqCst);
+        // Relaxed: only decides whether to take the mutex, which orders the
+        // re-check.
+        if self.slow.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut wake: Vec<thread::Thread> = Vec::new();
+        {
+            let mut t = sync::lock(&self.table);
+            let waiting = std::mem::take(&mut t.fast_waiters);
+            for idx in waiting {
+                let n = t.node(idx);
+                if self.fast_conflict(None, n.start, n.end, n.write) {
+                    t.fast_waiters.push(idx);
+                    continue;
+                }
+                let n = t.node_mut(idx);
+                n.fast_wait = false;
+                n.blocking -= 1;
+                if n.blocking == 0
+                    && let Some(w) = n.waiter.take()
+                {
+                    wake.push(w);
+                }
+            }
+        }
+        for w in wake {
+            w.unpark();
+        }
+    }
+
+    /// Grants a request: on the fast path when it is top-level and nothing
+    /// else is in the way (R7), else through the table.
+    fn grant(
+        &self,
+        start: u64,
+        end: u64,
+        write: bool,
+        nested: bool,
+        block: bool,
+    ) -> Result<Grant, RangeLockError> {
+        check(start, end)?;
+        if !nested && let Some(i) = self.acquire_fast(start, end, write) {
+            return Ok(Grant::Fast(i));
+        }
+        // Relaxed: the announcing half of the Dekker handshake (R8); the
+        // fence below orders it before our scans of the fast slots (in
+        // `acquire`, under the mutex). Undone when our request leaves the
+        // table (`release_grant`) or is refused.
+        self.slow.fetch_add(1, Ordering::Relaxed);
+        // SeqCst: pairs with the fences of `acquire_fast` and `release_fast`.
+        fence(Ordering::SeqCst);
+        let r = self.acquire(start, end, write, nested, block);
+        if r.is_err() {
+            // Release: as the decrement in `release_grant`.
+            self.slow.fetch_sub(1, Ordering::Release);
+        }
+        r.map(Grant::Table)
+    }
+
+    /// Releases a granted request.
+    fn release_grant(&self, g: Grant) {
+        match g {
+            Grant::Fast(i) => self.release_fast(i),
+            Grant::Table(idx) => {
+                self.release(idx);
+                // Release: our request left the table; a fast requester whose
+                // Acquire load reads 0 from here on is ordered after our
+                // critical section (R9).
+                self.slow.fetch_sub(1, Ordering::Release);
+            }
+        }
     }
 
     /// The request protocol (R3). `nested`: the caller's set holds a lock, so
@@ -229,13 +377,13 @@ impl RangeLock {
         nested: bool,
         block: bool,
     ) -> Result<u32, RangeLockError> {
-        check(start, end)?;
         // The thread handle is fetched only on the slow path, outside the
         // mutex, and before anything is inserted: nothing between the
         // insertion and the grant can panic, so a waiting request is never
         // abandoned in the table (R6).
         let mut me: Option<thread::Thread> = None;
         let mut spins = 0u32;
+        let mut fast_wait;
         let idx = loop {
             let mut t = sync::lock(&self.table);
             let ov = t.overlaps(start, end);
@@ -250,6 +398,15 @@ impl RangeLock {
                         before += 1;
                     }
                 }
+            }
+            // R8: granted fast-path requests that conflict are waited for
+            // like granted ones in the table (one count for all of them,
+            // cleared by the fast release that leaves none).
+            if self.fast_conflict(None, start, end, write) {
+                before += 1;
+                fast_wait = true;
+            } else {
+                fast_wait = false;
             }
             if before > 0 && !block {
                 t.put_scratch(ov);
@@ -292,9 +449,14 @@ impl RangeLock {
             let n = t.node_mut(i);
             n.blocking = before;
             n.dependents = jumped;
+            n.fast_wait = fast_wait;
+            if fast_wait {
+                t.fast_waiters.push(i);
+            }
             if before == 0 {
                 return Ok(i);
             }
+            let n = t.node_mut(i);
             n.waiter = me.take();
             break i;
         };
@@ -365,8 +527,15 @@ impl fmt::Debug for RangeLock {
         let mut d = f.debug_struct("RangeLock");
         match sync::try_lock(&self.table) {
             Some(t) => {
-                let e: Vec<_> = t
-                    .entries()
+                let mut entries = t.entries();
+                entries.extend(
+                    self.fast
+                        .iter()
+                        .filter_map(|s| s.request().ok().flatten())
+                        .map(|(s, e, w)| (s, e, w, 0)),
+                );
+                entries.sort_by_key(|&(s, e, _, _)| (s, e));
+                let e: Vec<_> = entries
                     .into_iter()
                     .map(|(s, e, w, b)| {
                         let mode = if w { "W" } else { "R" };
@@ -385,17 +554,17 @@ impl fmt::Debug for RangeLock {
 /// A granted request; releases it on drop (also during unwinding).
 struct Held<'a> {
     lock: &'a RangeLock,
-    idx: u32,
+    grant: Grant,
     start: u64,
     end: u64,
 }
 
 impl<'a> Held<'a> {
-    fn new(lock: &'a RangeLock, idx: u32, start: u64, end: u64) -> Self {
-        debug_assert_ne!(idx, NIL);
+    fn new(lock: &'a RangeLock, grant: Grant, start: u64, end: u64) -> Self {
+        debug_assert_ne!(grant, Grant::Table(NIL));
         Self {
             lock,
-            idx,
+            grant,
             start,
             end,
         }
@@ -404,7 +573,7 @@ impl<'a> Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.lock.release(self.idx);
+        self.lock.release_grant(self.grant);
     }
 }
 
@@ -470,11 +639,10 @@ impl<'a> RangeLockSet<'a> {
             return Err(RangeLockError::Order { start, held_end });
         }
         let nested = !self.held.is_empty();
-        let idx = self
+        let g = self
             .lock
-            .acquire(start, end, mode == RangeMode::Write, nested, block)?;
-        self.held
-            .push((Held::new(self.lock, idx, start, end), mode));
+            .grant(start, end, mode == RangeMode::Write, nested, block)?;
+        self.held.push((Held::new(self.lock, g, start, end), mode));
         Ok(())
     }
 

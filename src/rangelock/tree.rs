@@ -38,6 +38,9 @@ pub(super) struct Node {
     pub(super) dependents: u32,
     /// The thread to unpark when `blocking` drops to 0.
     pub(super) waiter: Option<Thread>,
+    /// One of `blocking` counts conflicting fast-path holders (R8); the
+    /// fast release that leaves none clears it.
+    pub(super) fast_wait: bool,
 }
 
 impl Node {
@@ -62,6 +65,8 @@ pub(super) struct Table {
     rng: u32,
     /// Scratch buffer for overlap queries, kept to avoid allocating.
     scratch: Vec<u32>,
+    /// Requests with `fast_wait` (R8), re-checked by fast releases.
+    pub(super) fast_waiters: Vec<u32>,
 }
 
 impl Table {
@@ -155,6 +160,7 @@ impl Table {
             blocking: 0,
             dependents: 0,
             waiter: None,
+            fast_wait: false,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -290,8 +296,12 @@ impl Table {
             let want = n.end.max(self.max_end(n.left)).max(self.max_end(n.right));
             assert_eq!(n.max_end, want);
         }
-        // R2: each waits-for edge is counted once on each side.
-        let blocking: u64 = live.iter().map(|&i| u64::from(self.node(i).blocking)).sum();
+        // R2: each waits-for edge is counted once on each side (a wait for
+        // fast-path holders, R8, has no side in the table).
+        let blocking: u64 = live
+            .iter()
+            .map(|&i| u64::from(self.node(i).blocking - u32::from(self.node(i).fast_wait)))
+            .sum();
         let dependents: u64 = live
             .iter()
             .map(|&i| u64::from(self.node(i).dependents))

@@ -42,40 +42,62 @@ impl Shared {
         self.data.with(|p| unsafe { *p })
     }
 
-    /// Yields until the lock's table holds `n` requests (the models use it
-    /// to fix the arrival order).
-    fn until_requests(&self, n: usize) {
-        while self.lock.requests() != n {
+    /// Yields until `n` requests wait in the lock's table (the models use it
+    /// to fix the arrival order). Not `requests()`: a request that tries the
+    /// fast path is counted while it checks, before it retreats and queues
+    /// (R7), so a count would let a later request arrive first.
+    fn until_waiting(&self, n: usize) {
+        while format!("{:?}", self.lock).matches("waiting").count() != n {
             thread::yield_now();
         }
     }
 }
 
-/// RangeLock fairness with three requests: a held writer, then a writer and
-/// a reader queue in that order on overlapping ranges. When the first writer
-/// leaves, the queued writer must go first (FIFO): the reader sees its write.
-#[test]
-fn fairness_three_requests() {
-    loom::model(|| {
+/// Fairness with three requests: a held request on [0, 10) (a writer, or
+/// with `first_reads` a reader), then a writer of [5, 15) and a reader of
+/// [0, 20) queue in that order. When the first request leaves, the queued
+/// writer must go first (FIFO): the reader sees its write. Both requests
+/// first try the fast path (R7), and the first one is held through it.
+fn queued_writer_goes_first(first_reads: bool) {
+    loom::model(move || {
         let s = shared();
-        let w0 = s.lock.write(0, 10).unwrap();
+        let first = if first_reads {
+            (None, Some(s.lock.read(0, 10).unwrap()))
+        } else {
+            (Some(s.lock.write(0, 10).unwrap()), None)
+        };
         let s1 = s.clone();
         let a = thread::spawn(move || {
             let _g = s1.lock.write(5, 15).unwrap();
             s1.bump();
         });
-        s.until_requests(2);
+        s.until_waiting(1);
         let s2 = s.clone();
         let b = thread::spawn(move || {
             let _g = s2.lock.read(0, 20).unwrap();
             assert_eq!(s2.get(), 1, "reader overtook the earlier writer");
         });
-        s.until_requests(3);
-        drop(w0);
+        s.until_waiting(2);
+        drop(first);
         a.join().unwrap();
         b.join().unwrap();
         assert_eq!(s.lock.requests(), 0);
     });
+}
+
+/// RangeLock fairness with three requests: a held writer, then a writer and
+/// a reader queue in that order on overlapping ranges.
+#[test]
+fn fairness_three_requests() {
+    queued_writer_goes_first(false);
+}
+
+/// The same behind a held reader, which the last reader does not conflict
+/// with: it must still not take the fast path past the queued writer (R7:
+/// no fast grant while a request is in the table).
+#[test]
+fn fairness_fast_reader_then_writer_then_reader() {
+    queued_writer_goes_first(true);
 }
 
 /// Two writers on overlapping ranges never run together.
@@ -173,5 +195,32 @@ fn nested_set_does_not_deadlock() {
         }
         t.join().unwrap();
         assert_eq!(s.get(), 2);
+    });
+}
+
+/// R8 (Dekker): a fast-path acquire racing a slow-path overlapping acquire.
+/// Thread A asks for [40, 50) with nothing in the table (the fast path);
+/// the main thread's set holds [0, 10) and then asks for [35, 45), a nested
+/// request, which always goes through the table. Whichever comes second
+/// must see the other: A's publish against the set's `slow` increment. Both
+/// write the data; loom reports the race if they ever overlap.
+#[test]
+fn fast_acquire_vs_slow_overlapping_acquire() {
+    loom::model(|| {
+        let s = shared();
+        let s1 = s.clone();
+        let a = thread::spawn(move || {
+            let _g = s1.lock.write(40, 50).unwrap();
+            s1.bump();
+        });
+        {
+            let mut set = s.lock.set();
+            set.write(0, 10).unwrap();
+            set.write(35, 45).unwrap();
+            s.bump();
+        }
+        a.join().unwrap();
+        assert_eq!(s.get(), 2);
+        assert_eq!(s.lock.requests(), 0);
     });
 }

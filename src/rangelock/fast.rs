@@ -1,0 +1,117 @@
+//! The lock-free fast path of [`RangeLock`](super::RangeLock) (docs/DESIGN.md
+//! §7.1, R7–R9): a few slots, each holding one granted top-level request
+//! that overlapped nothing when it was made, so requests that meet no
+//! conflict take no mutex, neither to acquire nor to release.
+//!
+//! A slot's `state` word is `gen << 2 | kind`: `kind` is [`FREE`],
+//! [`CLAIMED`] (being filled in by its claimer: not a request yet) or
+//! [`READ`]/[`WRITE`] (a granted request over `[start, end)`). Every claim
+//! increments `gen`, so a checker that loads the same word twice knows the
+//! range it read in between belongs to that request.
+//!
+//! The handshake with the slow path is Dekker's, with SeqCst fences (loom
+//! checks fences, not SeqCst accesses): a fast requester publishes its slot,
+//! fences, then loads `slow`; a slow requester increments `slow`, fences,
+//! then loads the slots. In the single total order of SeqCst fences one of
+//! the two comes second, and its loads see the other's store.
+
+use crate::sync::{AtomicU64, Ordering};
+
+pub(super) const FREE: u64 = 0;
+pub(super) const CLAIMED: u64 = 1;
+pub(super) const READ: u64 = 2;
+pub(super) const WRITE: u64 = 3;
+const KIND: u64 = 3;
+const GEN: u64 = 4;
+
+/// Fast-path slots per lock (more threads than this at once fall back to
+/// the table).
+#[cfg(not(loom))]
+pub(super) const SLOTS: usize = 16;
+#[cfg(loom)]
+pub(super) const SLOTS: usize = 3;
+
+/// One fast-path request, on its own cache line pair.
+#[repr(align(128))]
+pub(super) struct Slot {
+    state: AtomicU64,
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+impl Slot {
+    pub(super) fn new() -> Slot {
+        Slot {
+            state: AtomicU64::new(FREE),
+            start: AtomicU64::new(0),
+            end: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims the slot if it is free. Returns the claimed state word.
+    pub(super) fn claim(&self) -> Option<u64> {
+        // Relaxed: a first look; the CAS decides.
+        let cur = self.state.load(Ordering::Relaxed);
+        if cur & KIND != FREE {
+            return None;
+        }
+        let claimed = (cur & !KIND).wrapping_add(GEN) | CLAIMED;
+        // Acquire: reads from the previous holder's release (`free`), so its
+        // critical section happens before ours, and it heads nothing we need;
+        // a checker that reads our later `publish` is ordered after that
+        // release through us (R9). Failure Relaxed: we try another slot.
+        self.state
+            .compare_exchange(cur, claimed, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| claimed)
+    }
+
+    /// Publishes the claimed slot as a request over `[start, end)`.
+    pub(super) fn publish(&self, claimed: u64, start: u64, end: u64, write: bool) {
+        // Relaxed: made visible by the Release store of the state below,
+        // which checkers load (Acquire) before the range.
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+        let kind = if write { WRITE } else { READ };
+        // Release: the range above; pairs with the Acquire loads of
+        // `request`. The caller's SeqCst fence that follows makes it the
+        // publishing half of the Dekker handshake (R8).
+        self.state.store(claimed & !KIND | kind, Ordering::Release);
+    }
+
+    /// Releases the slot (end of the request, or a retreat).
+    pub(super) fn free(&self) {
+        // Relaxed: only this slot's holder writes a claimed slot.
+        let cur = self.state.load(Ordering::Relaxed);
+        // Release: ends our critical section for the next claimer (its
+        // Acquire CAS) and for checkers (the Acquire loads of `request`);
+        // the caller fences (SeqCst) before it loads `slow` (R8).
+        self.state.store(cur & !KIND | FREE, Ordering::Release);
+    }
+
+    /// The request this slot holds, if any, as `(start, end, write)`, or
+    /// `Err(())` when it changed while being read (the caller treats that as
+    /// a conflict: conservative, R8).
+    #[allow(clippy::result_unit_err)]
+    pub(super) fn request(&self) -> Result<Option<(u64, u64, bool)>, ()> {
+        // Acquire: pairs with the Release of `publish` (the range) and of
+        // `free` (the holder's critical section); the callers' SeqCst fence
+        // before this load is the checking half of Dekker (R8).
+        let s1 = self.state.load(Ordering::Acquire);
+        let kind = s1 & KIND;
+        if kind == FREE || kind == CLAIMED {
+            return Ok(None);
+        }
+        // Relaxed: published by the store we read `s1` from.
+        let start = self.start.load(Ordering::Relaxed);
+        let end = self.end.load(Ordering::Relaxed);
+        // Acquire: same word (same `gen`) again means the range above is
+        // that request's and it was still held; another word means the
+        // holder left (we read its release, or a later claim continuing it).
+        let s2 = self.state.load(Ordering::Acquire);
+        if s1 != s2 {
+            return Err(());
+        }
+        Ok(Some((start, end, kind == WRITE)))
+    }
+}
