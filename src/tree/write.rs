@@ -54,6 +54,18 @@ impl<V> Default for Parts<V> {
     }
 }
 
+/// Empties a list for reuse by the next transaction, keeping its memory
+/// unless a large transaction grew it (that would stay allocated for the
+/// tree's lifetime).
+fn recycle_list<T>(v: &mut Vec<T>) {
+    const KEEP: usize = 256;
+    if v.capacity() > KEEP {
+        *v = Vec::new();
+    } else {
+        v.clear();
+    }
+}
+
 /// A node pointer with its kind resolved, mutable (fresh) or not.
 enum Node<'a, V> {
     Leaf(&'a mut Leaf<V>),
@@ -149,9 +161,9 @@ impl<V> Core<V> {
     /// Hands the pool and the (emptied) lists back for the next transaction.
     /// Called when the transaction ends (committed, or aborted).
     pub(crate) fn take_parts(&mut self) -> Parts<V> {
-        self.old_nodes.clear();
-        self.removed.clear();
-        self.inserted.clear();
+        recycle_list(&mut self.old_nodes);
+        recycle_list(&mut self.removed);
+        recycle_list(&mut self.inserted);
         Parts {
             pool: std::mem::take(&mut self.pool),
             old_nodes: std::mem::take(&mut self.old_nodes),
