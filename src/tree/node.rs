@@ -240,6 +240,66 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The summary of child `i`'s slot.
+    #[inline(always)]
+    pub(crate) fn slot_summary(&self, i: usize) -> Summary {
+        Summary {
+            min: self.min[i],
+            max: self.max[i],
+            gap: self.gap[i],
+            al: self.al[i],
+        }
+    }
+
+    /// This node's summary after slot `i` changed from `was` to its current
+    /// contents, given the node's summary `before` that change (nothing else
+    /// changed): O(1) instead of a pass over every child, whenever the
+    /// largest gap and alignment exponent were attained by something that did
+    /// not change. Exact: a changed quantity (child `i`'s gap and exponent,
+    /// and the link gaps on either side of it) whose old value reached the
+    /// old maximum may have been the only one to, so then it recomputes.
+    pub(crate) fn summary_after(&self, i: usize, was: Summary, before: Summary) -> Summary {
+        let n = self.len();
+        let now = self.slot_summary(i);
+        let (mut gap, mut al) = (before.gap, before.al);
+        let mut exact = true;
+        let mut changed = |old_gap: u64, new_gap: u64, old_al: u8, new_al: u8| {
+            exact &= old_gap < before.gap && old_al < before.al;
+            gap = gap.max(new_gap);
+            al = al.max(new_al);
+        };
+        changed(was.gap, now.gap, was.al, now.al);
+        if i > 0 && was.min != now.min {
+            let m = self.max[i - 1];
+            changed(
+                was.min - m,
+                now.min - m,
+                link_exp(m, was.min),
+                link_exp(m, now.min),
+            );
+        }
+        if i + 1 < n && was.max != now.max {
+            let m = self.min[i + 1];
+            changed(
+                m - was.max,
+                m - now.max,
+                link_exp(was.max, m),
+                link_exp(now.max, m),
+            );
+        }
+        if !exact {
+            return self.summary();
+        }
+        Summary {
+            min: self.min[0],
+            max: self.max[n - 1],
+            gap,
+            al,
+        }
+    }
+}
+
 /// Uniform slot access to both node kinds, so that insertion, removal,
 /// splitting, merging and redistribution are written once (write.rs).
 pub(crate) trait Slots {
