@@ -39,6 +39,9 @@ pub(crate) struct Writer<V> {
     retires: usize,
 }
 
+/// Garbage queue capacity kept once a burst of garbage is recycled.
+const SHRINK_ABOVE: usize = 4096;
+
 /// One commit's share of `nodes` and `vals` (the next `nodes` and `vals`
 /// entries of the queues, in order).
 struct Batch {
@@ -116,6 +119,7 @@ impl<V: Send> Writer<V> {
             if !domain.gp_passed(b.cookie) {
                 return;
             }
+
             let (n, v) = (b.nodes, b.vals);
             self.batches.pop_front();
             for n in self.nodes.drain(..n) {
@@ -129,6 +133,12 @@ impl<V: Send> Writer<V> {
                 // SAFETY: from `Box::into_raw`, freed once, unreachable as
                 // above. `V` has no drop glue, so this only deallocates.
                 drop(unsafe { Box::from_raw(v) });
+            }
+            if self.batches.is_empty() && self.nodes.capacity() > SHRINK_ABOVE {
+                // After a large transaction, do not keep its queue's memory
+                // for the tree's lifetime.
+                self.nodes.shrink_to(SHRINK_ABOVE);
+                self.vals.shrink_to(SHRINK_ABOVE);
             }
         }
     }

@@ -1,13 +1,15 @@
 //! Node layout (docs/DESIGN.md §2.1).
 //!
-//! Two node kinds, both exactly 256 bytes (four cache lines) and 64-byte
-//! aligned, both starting with the same [`Header`] so a `*mut Header` can be
-//! cast to the right kind after reading `kind`:
+//! Two node kinds, 64-byte aligned, both starting with the same [`Header`]
+//! so a `*mut Header` can be cast to the right kind after reading `kind`:
 //!
 //! ```text
-//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]           = 256 B
-//! Inner    : header(16) | min[7] | max[7] | gap[7] | child[7] | al[7] | pad = 256 B
+//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]                      = 256 B
+//! Inner    : header(16) | min[15] | child[15] | max[15] | gap[15] | al[15] | pad = 512 B
 //! ```
+//!
+//! The inner node's arrays are ordered for `get`: its scan over `min` and
+//! the chosen `child` lie in the first four cache lines.
 //!
 //! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
 //! and non-overlapping (I2). An inner node holds, for each child `i`, the
@@ -30,7 +32,7 @@ use std::ptr;
 pub(crate) const LEAF_CAP: usize = 10;
 /// Children per inner node.
 #[cfg(not(loom))]
-pub(crate) const INNER_CAP: usize = 7;
+pub(crate) const INNER_CAP: usize = 15;
 // Under loom, tiny nodes so that splits and merges happen within a few operations.
 #[cfg(loom)]
 pub(crate) const LEAF_CAP: usize = 3;
@@ -81,9 +83,9 @@ pub(crate) struct Leaf<V> {
 pub(crate) struct Inner {
     pub(crate) hdr: Header,
     pub(crate) min: [u64; INNER_CAP],
+    pub(crate) child: [*mut Header; INNER_CAP],
     pub(crate) max: [u64; INNER_CAP],
     pub(crate) gap: [u64; INNER_CAP],
-    pub(crate) child: [*mut Header; INNER_CAP],
     /// Per child, the alignment exponent of its internal gaps (see
     /// [`Summary::al`]); `u8::MAX` in unused slots (I5).
     pub(crate) al: [u8; INNER_CAP],
@@ -93,8 +95,11 @@ pub(crate) struct Inner {
 const _: () = {
     assert!(size_of::<Leaf<u64>>() == 256);
     assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
-    assert!(size_of::<Inner>() == 256);
+    assert!(size_of::<Inner>() == 512);
     assert!(align_of::<Inner>() == 64);
+    assert!(align_of::<Leaf<u64>>() == 64);
+    // `get` reads `min` and one `child`: both in the first four cache lines.
+    assert!(std::mem::offset_of!(Inner, max) <= 256);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,
@@ -125,6 +130,14 @@ pub(crate) fn align_exp(fs: u64, fe: u64) -> u8 {
     } else {
         (63 - ((fs - 1) ^ (fe - 1)).leading_zeros()) as u8
     }
+}
+
+/// `align_exp_or0(fs, fe)` for `fs >= 1`, without a branch: for an empty
+/// interval the xor is 0 and the result 0, as `align_exp_or0` gives.
+#[inline(always)]
+pub(crate) fn link_exp(fs: u64, fe: u64) -> u8 {
+    debug_assert!(fs >= 1 && fs <= fe);
+    (64 - ((fs - 1) ^ (fe - 1)).leading_zeros()).saturating_sub(1) as u8
 }
 
 /// `align_exp` of `[fs, fe)`, or 0 when it is empty (no contribution).
@@ -174,9 +187,10 @@ impl<V> Leaf<V> {
         debug_assert!(n > 0);
         let mut gap = 0;
         let mut al = 0;
+        // Ends are >= 1 (I2: `start < end`), so `link_exp` applies.
         for j in 1..n {
             gap = gap.max(self.start[j] - self.end[j - 1]);
-            al = al.max(align_exp_or0(self.end[j - 1], self.start[j]));
+            al = al.max(link_exp(self.end[j - 1], self.start[j]));
         }
         Summary {
             min: self.start[0],
@@ -192,9 +206,9 @@ impl Inner {
         Self {
             hdr: Header::new(KIND_INNER, txn),
             min: [u64::MAX; INNER_CAP],
+            child: [ptr::null_mut(); INNER_CAP],
             max: [u64::MAX; INNER_CAP],
             gap: [u64::MAX; INNER_CAP],
-            child: [ptr::null_mut(); INNER_CAP],
             al: [u8::MAX; INNER_CAP],
         }
     }
@@ -209,11 +223,73 @@ impl Inner {
         debug_assert!(n > 0);
         let mut gap = self.gap[0];
         let mut al = self.al[0];
+        // No data-dependent branch: the link gaps between children are
+        // never at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
         for i in 1..n {
             gap = gap.max(self.gap[i]).max(self.min[i] - self.max[i - 1]);
             al = al
                 .max(self.al[i])
-                .max(align_exp_or0(self.max[i - 1], self.min[i]));
+                .max(link_exp(self.max[i - 1], self.min[i]));
+        }
+        Summary {
+            min: self.min[0],
+            max: self.max[n - 1],
+            gap,
+            al,
+        }
+    }
+}
+
+impl Inner {
+    /// The summary of child `i`'s slot.
+    #[inline(always)]
+    pub(crate) fn slot_summary(&self, i: usize) -> Summary {
+        Summary {
+            min: self.min[i],
+            max: self.max[i],
+            gap: self.gap[i],
+            al: self.al[i],
+        }
+    }
+
+    /// This node's summary after slot `i` changed from `was` to its current
+    /// contents, given the node's summary `before` that change (nothing else
+    /// changed): O(1) instead of a pass over every child, whenever the
+    /// largest gap and alignment exponent were attained by something that did
+    /// not change. Exact: a changed quantity (child `i`'s gap and exponent,
+    /// and the link gaps on either side of it) whose old value reached the
+    /// old maximum may have been the only one to, so then it recomputes.
+    pub(crate) fn summary_after(&self, i: usize, was: Summary, before: Summary) -> Summary {
+        let n = self.len();
+        let now = self.slot_summary(i);
+        let (mut gap, mut al) = (before.gap, before.al);
+        let mut exact = true;
+        let mut changed = |old_gap: u64, new_gap: u64, old_al: u8, new_al: u8| {
+            exact &= old_gap < before.gap && old_al < before.al;
+            gap = gap.max(new_gap);
+            al = al.max(new_al);
+        };
+        changed(was.gap, now.gap, was.al, now.al);
+        if i > 0 && was.min != now.min {
+            let m = self.max[i - 1];
+            changed(
+                was.min - m,
+                now.min - m,
+                link_exp(m, was.min),
+                link_exp(m, now.min),
+            );
+        }
+        if i + 1 < n && was.max != now.max {
+            let m = self.min[i + 1];
+            changed(
+                m - was.max,
+                m - now.max,
+                link_exp(was.max, m),
+                link_exp(now.max, m),
+            );
+        }
+        if !exact {
+            return self.summary();
         }
         Summary {
             min: self.min[0],
@@ -394,9 +470,8 @@ pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::It
     (s.min, s.max, s.gap, s.al, child)
 }
 
-/// The memory layout of a node of `kind`. Outside loom both kinds are the
-/// same 256-byte, 64-aligned block (asserted above), which is what lets the
-/// pool recycle a leaf's memory as an inner node and back.
+/// The memory layout of a node of `kind` (the pool keeps one free list per
+/// kind).
 pub(crate) fn node_layout(kind: u8) -> Layout {
     if kind == KIND_LEAF {
         Layout::new::<Leaf<()>>()
@@ -505,9 +580,9 @@ impl NodeBuf {
     }
 }
 
-/// Most node buffers a pool keeps per kind; beyond this they go back to the
-/// allocator.
-const POOL_MAX: usize = 4096;
+/// Most bytes of node buffers a pool keeps per kind (1 MiB: 4096 leaves or
+/// 2048 inner nodes); beyond this they go back to the allocator.
+const POOL_BYTES: usize = 1 << 20;
 
 /// Recycled node memory of one tree (docs/DESIGN.md §2.7), one free list per
 /// node kind. It lives in the writer state behind the tree's mutex, and a
@@ -519,12 +594,12 @@ pub(crate) struct NodePool {
 }
 
 impl NodePool {
-    /// Takes back released node memory; beyond `POOL_MAX` per kind (and,
+    /// Takes back released node memory; beyond `POOL_BYTES` per kind (and,
     /// under loom, always) it goes back to the allocator.
     #[inline]
     pub(crate) fn give(&mut self, b: NodeBuf) {
         let f = &mut self.free[usize::from(b.kind)];
-        if f.len() < POOL_MAX && cfg!(not(loom)) {
+        if f.len() < POOL_BYTES / node_bytes(b.kind) && cfg!(not(loom)) {
             f.push(b);
         } else {
             b.free();

@@ -32,39 +32,46 @@ impl<'a, V> LeafPos<'a, V> {
     }
 }
 
-/// Asks the CPU to start loading cache lines 1-3 of node `n` (line 0, with
-/// the header and the first pivots, is demand-loaded at once anyway).
+/// Asks the CPU to start loading cache lines `FROM..TO` of node `n` (line
+/// 0, with the header and the first pivots, is demand-loaded at once anyway).
 ///
-/// A descent reads a node's pivots (lines 0-1), and only after comparing them
-/// the chosen child pointer or leaf entry (lines 1-3). Without the prefetch
-/// those are two dependent cache misses per level; with it, one. Prefetching
-/// never faults and changes no state a program can observe.
+/// A descent reads a node's pivots, and only after comparing them the chosen
+/// child pointer or leaf entry. Without the prefetch those are two dependent
+/// cache misses per level; with it, one. A leaf is lines 0-3 and an inner
+/// node's `min` and `child` arrays are too (what `get` and `prev` read); its
+/// `max`, `gap` and `al` arrays are lines 4-7. Prefetching never faults and
+/// changes no state a program can observe.
 #[inline(always)]
-fn prefetch_node(n: *const Header) {
+fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = n.cast::<i8>();
-        // SAFETY: a prefetch is only a hint: it never faults, whatever the
-        // address, and reads nothing into the program (wrapping_add keeps
-        // the pointer arithmetic itself defined).
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(192));
+        for line in FROM..TO {
+            // SAFETY: a prefetch is only a hint: it never faults, whatever
+            // the address, and reads nothing into the program (wrapping_add
+            // keeps the pointer arithmetic itself defined).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64 * line)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = n;
 }
 
+/// Lines 1-3: a whole leaf, or an inner node's `min` and `child` arrays.
+#[inline(always)]
+fn prefetch_node(n: *const Header) {
+    prefetch_lines::<1, 4>(n);
+}
+
 /// Walks down choosing a child with `pick(inner) -> Option<index>`, then lets
-/// `leaf_pick` choose an entry index.
+/// `leaf_pick` choose an entry index. `BY_MAX`: `pick` reads the inner
+/// nodes' `max` array (else only `min`).
 ///
 /// # Safety
 /// R1.
 #[inline(always)]
-unsafe fn descend<'a, V>(
+unsafe fn descend<'a, V, const BY_MAX: bool>(
     root: *const Header,
     pick: impl Fn(&'a super::node::Inner) -> Option<usize>,
     leaf_pick: impl Fn(&'a Leaf<V>) -> Option<usize>,
@@ -83,6 +90,10 @@ unsafe fn descend<'a, V>(
             let leaf = unsafe { as_leaf::<V>(n) };
             return leaf_pick(leaf).map(|idx| LeafPos { leaf, idx });
         }
+        if BY_MAX {
+            // `pick` scans `max` (lines 4-5 of an inner node).
+            prefetch_lines::<4, 6>(n);
+        }
         // SAFETY: R1 and the kind tag.
         let inner = unsafe { as_inner(n) };
         n = inner.child[pick(inner)?];
@@ -97,7 +108,7 @@ unsafe fn descend<'a, V>(
 pub(crate) unsafe fn get<'a, V>(root: *const Header, addr: u64) -> Option<LeafPos<'a, V>> {
     // SAFETY: R1 passed through.
     unsafe {
-        descend(
+        descend::<V, false>(
             root,
             // last child whose first start <= addr (I3); none: addr precedes the subtree.
             |i| count_le(&i.min, i.len(), addr).checked_sub(1),
@@ -120,7 +131,7 @@ pub(crate) unsafe fn next<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
     let first_gt = |k: usize, len: usize| (k < len).then_some(k);
     // SAFETY: R1 passed through.
     unsafe {
-        descend(
+        descend::<V, true>(
             root,
             |i| first_gt(count_le(&i.max, i.len(), addr), i.len()),
             |l| first_gt(count_le(&l.end, l.len(), addr), l.len()),
@@ -136,7 +147,7 @@ pub(crate) unsafe fn next<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
 pub(crate) unsafe fn prev<'a, V>(root: *const Header, addr: u64) -> Option<LeafPos<'a, V>> {
     // SAFETY: R1 passed through.
     unsafe {
-        descend(
+        descend::<V, false>(
             root,
             |i| count_lt(&i.min, i.len(), addr).checked_sub(1),
             |l| count_lt(&l.start, l.len(), addr).checked_sub(1),
@@ -225,6 +236,8 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             (0..=len).find_map(fit)
         }
     } else {
+        // Every array of the node is read: start loading all of it.
+        prefetch_lines::<1, 8>(n);
         // SAFETY: R1 and the kind tag.
         let inn = unsafe { as_inner(n) };
         let len = inn.len();
@@ -243,10 +256,15 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             // SAFETY: R1: children of a reachable node are reachable.
             unsafe { find_gap::<V>(inn.child[i], clo, chi, q) }
         };
+        // Children entirely outside the window are skipped by counting over
+        // `max` (vectorised, two cache lines): child `i` ends its owned space
+        // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
         if q.rev {
-            (0..len).rev().find_map(try_child)
+            let last = count_lt(&inn.max, len, q.hi).min(len - 1);
+            (0..=last).rev().find_map(try_child)
         } else {
-            (0..len).find_map(try_child)
+            let first = count_le(&inn.max, len, q.lo).min(len - 1);
+            (first..len).find_map(try_child)
         }
     }
 }

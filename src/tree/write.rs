@@ -54,6 +54,18 @@ impl<V> Default for Parts<V> {
     }
 }
 
+/// Empties a list for reuse by the next transaction, keeping its memory
+/// unless a large transaction grew it (that would stay allocated for the
+/// tree's lifetime).
+fn recycle_list<T>(v: &mut Vec<T>) {
+    const KEEP: usize = 256;
+    if v.capacity() > KEEP {
+        *v = Vec::new();
+    } else {
+        v.clear();
+    }
+}
+
 /// A node pointer with its kind resolved, mutable (fresh) or not.
 enum Node<'a, V> {
     Leaf(&'a mut Leaf<V>),
@@ -149,9 +161,9 @@ impl<V> Core<V> {
     /// Hands the pool and the (emptied) lists back for the next transaction.
     /// Called when the transaction ends (committed, or aborted).
     pub(crate) fn take_parts(&mut self) -> Parts<V> {
-        self.old_nodes.clear();
-        self.removed.clear();
-        self.inserted.clear();
+        recycle_list(&mut self.old_nodes);
+        recycle_list(&mut self.removed);
+        recycle_list(&mut self.inserted);
         Parts {
             pool: std::mem::take(&mut self.pool),
             old_nodes: std::mem::take(&mut self.old_nodes),
@@ -205,7 +217,7 @@ impl<V> Core<V> {
             return;
         }
         // SAFETY: the working root is live (writer lock) and reachable.
-        let (n, split) = unsafe { self.insert_rec(self.root, (start, end, val)) };
+        let (n, split, _) = unsafe { self.insert_rec(self.root, (start, end, val), None) };
         self.root = match split {
             None => n,
             Some(right) => {
@@ -220,7 +232,11 @@ impl<V> Core<V> {
         };
     }
 
-    /// Returns the fresh replacement of `n` and, if it split, the new right sibling.
+    /// Returns the fresh replacement of `n`, the new right sibling if it
+    /// split, and, if it did not, its new summary when that was cheap to get
+    /// (`None`: the caller computes it). `before` is `n`'s summary before
+    /// the insert, from its parent's slot (`None` for the root, whose summary
+    /// nobody stores).
     ///
     /// # Safety
     /// `n` is live and reachable from the working root.
@@ -228,29 +244,35 @@ impl<V> Core<V> {
         &mut self,
         n: *mut Header,
         item: (u64, u64, *mut V),
-    ) -> (*mut Header, Option<*mut Header>) {
+        before: Option<Summary>,
+    ) -> (*mut Header, Option<*mut Header>, Option<Summary>) {
         // SAFETY: our requirement.
         let n = unsafe { self.cow(n) };
         // SAFETY: `cow` returned a node of this transaction.
         match unsafe { fresh::<V>(n) } {
             Node::Leaf(l) => {
                 let pos = count_lt(&l.start, l.len(), item.0);
-                (n, self.insert_slot(l, pos, item))
+                (n, self.insert_slot(l, pos, item), None)
             }
             Node::Inner(inn) => {
                 let i = count_le(&inn.min, inn.len(), item.0).saturating_sub(1);
+                let was = inn.slot_summary(i);
                 // SAFETY: children of a reachable node are reachable and live.
-                let (c, split) = unsafe { self.insert_rec(inn.child[i], item) };
+                let (c, split, cs) = unsafe { self.insert_rec(inn.child[i], item, Some(was)) };
                 // SAFETY: `c` is live.
-                inn.set(i, c, unsafe { summary_of::<V>(c) });
-                let Some(r) = split else { return (n, None) };
+                let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
+                inn.set(i, c, cs);
+                let Some(r) = split else {
+                    let s = before.map(|b| inn.summary_after(i, was, b));
+                    return (n, None, s);
+                };
                 // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
                 if unsafe { self.share(inn, i, r) } {
-                    return (n, None);
+                    return (n, None, None);
                 }
                 // SAFETY: `r` is live.
                 let it = inner_item(r, unsafe { summary_of::<V>(r) });
-                (n, self.insert_slot(inn, i + 1, it))
+                (n, self.insert_slot(inn, i + 1, it), None)
             }
         }
     }
@@ -324,7 +346,7 @@ impl<V> Core<V> {
         self.dirty = true;
         self.len -= 1;
         // SAFETY: a tree holding an entry has a live root.
-        let n = unsafe { self.remove_rec(self.root, start) };
+        let (n, _) = unsafe { self.remove_rec(self.root, start, None) };
         // SAFETY: `n` is the fresh root; shrink the tree from the top (I1).
         self.root = unsafe {
             match fresh::<V>(n) {
@@ -342,9 +364,17 @@ impl<V> Core<V> {
         };
     }
 
+    /// Returns the fresh replacement of `n` and, when cheap, its new summary
+    /// (as `insert_rec`; `before` likewise).
+    ///
     /// # Safety
     /// `n` is live, reachable, and its subtree holds an entry starting at `start`.
-    unsafe fn remove_rec(&mut self, n: *mut Header, start: u64) -> *mut Header {
+    unsafe fn remove_rec(
+        &mut self,
+        n: *mut Header,
+        start: u64,
+        before: Option<Summary>,
+    ) -> (*mut Header, Option<Summary>) {
         // SAFETY: our requirement.
         let n = unsafe { self.cow(n) };
         // SAFETY: `cow` returned a node of this transaction.
@@ -354,23 +384,27 @@ impl<V> Core<V> {
                 debug_assert_eq!(l.start[j], start);
                 let (_, _, v) = l.remove_item(j);
                 self.removed.push(v);
+                (n, None)
             }
             Node::Inner(inn) => {
                 let i = count_le(&inn.min, inn.len(), start) - 1;
+                let was = inn.slot_summary(i);
                 // SAFETY: the child is reachable and holds the entry.
-                let c = unsafe { self.remove_rec(inn.child[i], start) };
+                let (c, cs) = unsafe { self.remove_rec(inn.child[i], start, Some(was)) };
                 // SAFETY: `c` is live and fresh.
                 if unsafe { underfull(c) } {
                     inn.child[i] = c;
                     // SAFETY: `inn`'s children are live; `c` is fresh.
                     unsafe { self.rebalance(inn, i) };
+                    (n, None)
                 } else {
                     // SAFETY: `c` is live and non-empty.
-                    inn.set(i, c, unsafe { summary_of::<V>(c) });
+                    let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
+                    inn.set(i, c, cs);
+                    (n, before.map(|b| inn.summary_after(i, was, b)))
                 }
             }
         }
-        n
     }
 
     /// Fixes the underfull child `i` of the fresh node `p` by merging it with
