@@ -233,6 +233,71 @@ fn nested_fork_and_exit() {
 const NPRIV: u64 = 6;
 const NSHARED: u64 = 2;
 
+/// MADV_DONTFORK / MADV_WIPEONFORK (Linux semantics): madvise splits the
+/// VMA; fork leaves a DONTFORK range out of the child and gives it a
+/// WIPEONFORK range empty (zero pages, the flag kept, so a grandchild gets
+/// it empty too); DOFORK / KEEPONFORK undo and merge back; WIPEONFORK on a
+/// shared VMA is EINVAL; a hole gives ENOMEM after the mapped parts.
+#[test]
+fn dontfork_and_wipeonfork() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 6 * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), P, RW, SHARED).unwrap();
+        for i in 0..6 {
+            p.write(A + i * P, 10 + i).unwrap();
+        }
+        p.madvise(A + P, P, Advice::DontFork).unwrap();
+        p.madvise(A + 3 * P, 2 * P, Advice::WipeOnFork).unwrap();
+        assert_eq!(
+            p.vmas().len(),
+            5 + 1,
+            "split into five, plus the shared one"
+        );
+        assert_eq!(
+            p.madvise(S, P, Advice::WipeOnFork).unwrap_err(),
+            maple_rcu::mm::MmError::Inval
+        );
+        assert_eq!(
+            p.madvise(A + 5 * P, 3 * P, Advice::DontFork).unwrap_err(),
+            maple_rcu::mm::MmError::NoMem,
+            "hole after the mapped part"
+        );
+        let c = p.fork();
+        family_ok(&[&p, &c]);
+        assert_eq!(c.read(A), Ok(10));
+        assert_eq!(
+            c.read(A + P),
+            Err(FaultError::Segv),
+            "DONTFORK: not in the child"
+        );
+        assert_eq!(c.read(A + 2 * P), Ok(12));
+        assert_eq!(
+            (c.read(A + 3 * P), c.read(A + 4 * P)),
+            (Ok(0), Ok(0)),
+            "wiped"
+        );
+        assert_eq!(
+            c.read(A + 5 * P),
+            Err(FaultError::Segv),
+            "DONTFORK by the partial call"
+        );
+        assert_eq!(p.read(A + 3 * P), Ok(13), "the parent keeps its pages");
+        c.write(A + 3 * P, 99).unwrap();
+        let g = c.fork();
+        assert_eq!(g.read(A + 3 * P), Ok(0), "the flag is inherited");
+        // Undo: the VMAs merge back and fork copies everything again.
+        p.madvise(A, 6 * P, Advice::DoFork).unwrap();
+        p.madvise(A, 6 * P, Advice::KeepOnFork).unwrap();
+        assert_eq!(p.vmas().len(), 2, "merged back");
+        let c2 = p.fork();
+        for i in 0..6 {
+            assert_eq!(c2.read(A + i * P), Ok(10 + i));
+        }
+        family_ok(&[&p, &c, &g, &c2]);
+    }
+}
+
 /// `try_to_unmap` (the reverse map): a private page COW-shared by parent,
 /// child and grandchild, a page the parent alone maps, and a MAP_SHARED page
 /// mapped in all three are unmapped everywhere; the next access maps the
