@@ -609,6 +609,101 @@ proptest! {
     }
 }
 
+// ----- threads: try_to_unmap racing faults, fork, mremap and exit ------------
+
+/// A writer thread writes page after page of the parent, an unmapper thread
+/// calls `try_to_unmap` on whatever frames the parent and the latest child
+/// map, and the main thread forks (a child lives for two rounds), moves a
+/// page out and back with mremap, and DONTNEEDs another. Afterwards each of
+/// the writer's pages holds its last value (contents survive swap-out and
+/// moves), the family's rmap and counts are exact, and everything balances.
+#[test]
+fn try_to_unmap_races_faults_fork_and_mremap() {
+    const N: u64 = 16;
+    for policy in POLICIES {
+        let p = Arc::new(AddressSpace::with_policy(policy));
+        p.mmap(Some(A), N * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), 2 * P, RW, PRIV).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let kids: Arc<std::sync::Mutex<Vec<Arc<AddressSpace>>>> = Arc::default();
+        let writer = {
+            let (p, stop) = (p.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut last = vec![0; N as usize];
+                let mut v = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    v += 1;
+                    let i = v % N;
+                    p.write(A + i * P, v).unwrap();
+                    last[i as usize] = v;
+                }
+                last
+            })
+        };
+        let unmapper = {
+            let (p, stop, kids) = (p.clone(), stop.clone(), kids.clone());
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let a = if n.is_multiple_of(3) {
+                        S
+                    } else {
+                        A + (n % N) * P
+                    };
+                    let kid = kids.lock().unwrap().last().cloned();
+                    let m = kid.as_deref().unwrap_or(&p);
+                    if let Some(t) = m.translate(a) {
+                        m.try_to_unmap(t.frame);
+                    }
+                }
+            })
+        };
+        let flags = maple_rcu::mm::RemapFlags::MAYMOVE | maple_rcu::mm::RemapFlags::FIXED;
+        for round in 0..400u64 {
+            p.write(S, round).unwrap();
+            let c = Arc::new(p.fork());
+            assert_eq!(c.read(S), Ok(round));
+            let old = {
+                let mut k = kids.lock().unwrap();
+                k.push(c);
+                (k.len() > 2).then(|| k.remove(0))
+            };
+            drop(old);
+            assert_eq!(p.mremap(S, P, P, flags, Some(S + 8 * P)), Ok(S + 8 * P));
+            assert_eq!(p.mremap(S + 8 * P, P, P, flags, Some(S)), Ok(S));
+            assert_eq!(p.read(S), Ok(round));
+            p.madvise(S + P, P, Advice::DontNeed).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let last = writer.join().unwrap();
+        unmapper.join().unwrap();
+        for i in 0..N {
+            assert_eq!(
+                p.read(A + i * P),
+                Ok(last[i as usize]),
+                "{policy:?} page {i}"
+            );
+        }
+        let kids = std::mem::take(&mut *kids.lock().unwrap());
+        let mut all: Vec<&AddressSpace> = vec![&p];
+        all.extend(kids.iter().map(|k| &**k));
+        family_ok(&all);
+        drop(all);
+        drop(kids);
+        p.munmap(A, N * P).unwrap();
+        p.munmap(S, 16 * P).unwrap();
+        p.reclaim();
+        family_ok(&[&p]);
+        let s = p.stats();
+        assert_eq!(
+            (s.frames_live, s.frames_allocated),
+            (0, s.frames_freed),
+            "{s:?}"
+        );
+    }
+}
+
 // ----- threads: forks racing the parent's faults and writes -----------------
 
 /// A writer thread writes `(page << 32) | seq` to each page in turn while the
