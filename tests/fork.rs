@@ -233,6 +233,71 @@ fn nested_fork_and_exit() {
 const NPRIV: u64 = 6;
 const NSHARED: u64 = 2;
 
+/// MADV_DONTFORK / MADV_WIPEONFORK (Linux semantics): madvise splits the
+/// VMA; fork leaves a DONTFORK range out of the child and gives it a
+/// WIPEONFORK range empty (zero pages, the flag kept, so a grandchild gets
+/// it empty too); DOFORK / KEEPONFORK undo and merge back; WIPEONFORK on a
+/// shared VMA is EINVAL; a hole gives ENOMEM after the mapped parts.
+#[test]
+fn dontfork_and_wipeonfork() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 6 * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), P, RW, SHARED).unwrap();
+        for i in 0..6 {
+            p.write(A + i * P, 10 + i).unwrap();
+        }
+        p.madvise(A + P, P, Advice::DontFork).unwrap();
+        p.madvise(A + 3 * P, 2 * P, Advice::WipeOnFork).unwrap();
+        assert_eq!(
+            p.vmas().len(),
+            5 + 1,
+            "split into five, plus the shared one"
+        );
+        assert_eq!(
+            p.madvise(S, P, Advice::WipeOnFork).unwrap_err(),
+            maple_rcu::mm::MmError::Inval
+        );
+        assert_eq!(
+            p.madvise(A + 5 * P, 3 * P, Advice::DontFork).unwrap_err(),
+            maple_rcu::mm::MmError::NoMem,
+            "hole after the mapped part"
+        );
+        let c = p.fork();
+        family_ok(&[&p, &c]);
+        assert_eq!(c.read(A), Ok(10));
+        assert_eq!(
+            c.read(A + P),
+            Err(FaultError::Segv),
+            "DONTFORK: not in the child"
+        );
+        assert_eq!(c.read(A + 2 * P), Ok(12));
+        assert_eq!(
+            (c.read(A + 3 * P), c.read(A + 4 * P)),
+            (Ok(0), Ok(0)),
+            "wiped"
+        );
+        assert_eq!(
+            c.read(A + 5 * P),
+            Err(FaultError::Segv),
+            "DONTFORK by the partial call"
+        );
+        assert_eq!(p.read(A + 3 * P), Ok(13), "the parent keeps its pages");
+        c.write(A + 3 * P, 99).unwrap();
+        let g = c.fork();
+        assert_eq!(g.read(A + 3 * P), Ok(0), "the flag is inherited");
+        // Undo: the VMAs merge back and fork copies everything again.
+        p.madvise(A, 6 * P, Advice::DoFork).unwrap();
+        p.madvise(A, 6 * P, Advice::KeepOnFork).unwrap();
+        assert_eq!(p.vmas().len(), 2, "merged back");
+        let c2 = p.fork();
+        for i in 0..6 {
+            assert_eq!(c2.read(A + i * P), Ok(10 + i));
+        }
+        family_ok(&[&p, &c, &g, &c2]);
+    }
+}
+
 /// `try_to_unmap` (the reverse map): a private page COW-shared by parent,
 /// child and grandchild, a page the parent alone maps, and a MAP_SHARED page
 /// mapped in all three are unmapped everywhere; the next access maps the
@@ -544,6 +609,101 @@ proptest! {
     }
 }
 
+// ----- threads: try_to_unmap racing faults, fork, mremap and exit ------------
+
+/// A writer thread writes page after page of the parent, an unmapper thread
+/// calls `try_to_unmap` on whatever frames the parent and the latest child
+/// map, and the main thread forks (a child lives for two rounds), moves a
+/// page out and back with mremap, and DONTNEEDs another. Afterwards each of
+/// the writer's pages holds its last value (contents survive swap-out and
+/// moves), the family's rmap and counts are exact, and everything balances.
+#[test]
+fn try_to_unmap_races_faults_fork_and_mremap() {
+    const N: u64 = 16;
+    for policy in POLICIES {
+        let p = Arc::new(AddressSpace::with_policy(policy));
+        p.mmap(Some(A), N * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), 2 * P, RW, PRIV).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let kids: Arc<std::sync::Mutex<Vec<Arc<AddressSpace>>>> = Arc::default();
+        let writer = {
+            let (p, stop) = (p.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut last = vec![0; N as usize];
+                let mut v = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    v += 1;
+                    let i = v % N;
+                    p.write(A + i * P, v).unwrap();
+                    last[i as usize] = v;
+                }
+                last
+            })
+        };
+        let unmapper = {
+            let (p, stop, kids) = (p.clone(), stop.clone(), kids.clone());
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let a = if n.is_multiple_of(3) {
+                        S
+                    } else {
+                        A + (n % N) * P
+                    };
+                    let kid = kids.lock().unwrap().last().cloned();
+                    let m = kid.as_deref().unwrap_or(&p);
+                    if let Some(t) = m.translate(a) {
+                        m.try_to_unmap(t.frame);
+                    }
+                }
+            })
+        };
+        let flags = maple_rcu::mm::RemapFlags::MAYMOVE | maple_rcu::mm::RemapFlags::FIXED;
+        for round in 0..400u64 {
+            p.write(S, round).unwrap();
+            let c = Arc::new(p.fork());
+            assert_eq!(c.read(S), Ok(round));
+            let old = {
+                let mut k = kids.lock().unwrap();
+                k.push(c);
+                (k.len() > 2).then(|| k.remove(0))
+            };
+            drop(old);
+            assert_eq!(p.mremap(S, P, P, flags, Some(S + 8 * P)), Ok(S + 8 * P));
+            assert_eq!(p.mremap(S + 8 * P, P, P, flags, Some(S)), Ok(S));
+            assert_eq!(p.read(S), Ok(round));
+            p.madvise(S + P, P, Advice::DontNeed).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let last = writer.join().unwrap();
+        unmapper.join().unwrap();
+        for i in 0..N {
+            assert_eq!(
+                p.read(A + i * P),
+                Ok(last[i as usize]),
+                "{policy:?} page {i}"
+            );
+        }
+        let kids = std::mem::take(&mut *kids.lock().unwrap());
+        let mut all: Vec<&AddressSpace> = vec![&p];
+        all.extend(kids.iter().map(|k| &**k));
+        family_ok(&all);
+        drop(all);
+        drop(kids);
+        p.munmap(A, N * P).unwrap();
+        p.munmap(S, 16 * P).unwrap();
+        p.reclaim();
+        family_ok(&[&p]);
+        let s = p.stats();
+        assert_eq!(
+            (s.frames_live, s.frames_allocated),
+            (0, s.frames_freed),
+            "{s:?}"
+        );
+    }
+}
+
 // ----- threads: forks racing the parent's faults and writes -----------------
 
 /// A writer thread writes `(page << 32) | seq` to each page in turn while the
@@ -783,4 +943,23 @@ fn exit_vs_munmap() {
         exit = exit.min(t.elapsed());
     }
     println!("munmap everything then drop: {unmap:?}; drop (bulk exit): {exit:?}");
+    // Exit of one member while the family lives on (an empty sibling forked
+    // first keeps the frame table, so this is the space's own teardown).
+    let mut member = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let keep = AddressSpace::new();
+        let mm = keep.fork();
+        for v in 0..VMAS {
+            let at = A + v * (PAGES + 1) * P;
+            mm.mmap(Some(at), PAGES * P, RW, PRIV).unwrap();
+            for i in 0..PAGES {
+                mm.write(at + i * P, i).unwrap();
+            }
+        }
+        let t = std::time::Instant::now();
+        drop(mm);
+        member = member.min(t.elapsed());
+        drop(keep);
+    }
+    println!("drop of one member, the family living on: {member:?}");
 }

@@ -98,6 +98,16 @@ pub enum Advice {
     DontNeed,
     /// `MADV_FREE` (8): lazily freed in Linux; not modelled (no effect).
     Free,
+    /// `MADV_DONTFORK` (10): fork does not copy the range (VM_DONTCOPY;
+    /// splits VMAs).
+    DontFork,
+    /// `MADV_DOFORK` (11): undoes `DontFork`.
+    DoFork,
+    /// `MADV_WIPEONFORK` (18): the child gets the range as an empty mapping
+    /// (private anonymous VMAs only, EINVAL otherwise; splits VMAs).
+    WipeOnFork,
+    /// `MADV_KEEPONFORK` (19): undoes `WipeOnFork`.
+    KeepOnFork,
 }
 
 impl Advice {
@@ -111,6 +121,10 @@ impl Advice {
             3 => Advice::WillNeed,
             4 => Advice::DontNeed,
             8 => Advice::Free,
+            10 => Advice::DontFork,
+            11 => Advice::DoFork,
+            18 => Advice::WipeOnFork,
+            19 => Advice::KeepOnFork,
             _ => return None,
         })
     }
@@ -124,6 +138,10 @@ impl Advice {
             Advice::WillNeed => 3,
             Advice::DontNeed => 4,
             Advice::Free => 8,
+            Advice::DontFork => 10,
+            Advice::DoFork => 11,
+            Advice::WipeOnFork => 18,
+            Advice::KeepOnFork => 19,
         }
     }
 }

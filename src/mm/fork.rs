@@ -51,14 +51,20 @@ impl AddressSpace {
         // `__mt_dup`-like copy).
         {
             let mut txn = child.tree.write();
-            for (r, v) in pin.iter() {
+            // MADV_DONTFORK: the child does not get the VMA (VM_DONTCOPY).
+            for (r, v) in pin.iter().filter(|(_, v)| !v.spec.attrs.dontfork) {
                 debug_assert!(!v.is_dead(), "writers are excluded");
                 let ok = txn.insert(r, Vma::new(v.spec.clone()));
                 debug_assert!(ok.is_ok());
             }
             txn.commit();
         }
+        // MADV_WIPEONFORK: the child's VMA (which keeps the flag) starts
+        // empty, as Linux's `dup_mmap` skips `copy_page_range` for it.
         for (r, v) in pin.iter() {
+            if v.spec.attrs.dontfork || v.spec.attrs.wipeonfork {
+                continue;
+            }
             self.pt
                 .copy_to(&child.pt, r.start, r.end, v.spec.attrs.shared);
         }

@@ -35,6 +35,10 @@ pub(crate) struct Attrs {
     /// MAP_SHARED anonymous memory: the backing object and this VMA's page
     /// offset in it (`shmem.rs`). `None` for private or file VMAs.
     pub(crate) shm: Option<ShmMap>,
+    /// `MADV_DONTFORK` (Linux's VM_DONTCOPY): fork leaves the VMA out.
+    pub(crate) dontfork: bool,
+    /// `MADV_WIPEONFORK`: fork gives the child the VMA without its pages.
+    pub(crate) wipeonfork: bool,
 }
 
 impl Attrs {
@@ -47,6 +51,8 @@ impl Attrs {
             file: None,
             name: None,
             shm: None,
+            dontfork: false,
+            wipeonfork: false,
         }
     }
 
@@ -89,6 +95,8 @@ impl Spec {
             || a.shared != b.shared
             || a.growsdown != b.growsdown
             || a.name != b.name
+            || a.dontfork != b.dontfork
+            || a.wipeonfork != b.wipeonfork
         {
             return false;
         }
