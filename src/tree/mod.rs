@@ -31,6 +31,7 @@
 //! memory, and values without drop glue, are recycled by later commits on
 //! their own).
 
+mod bulk;
 mod error;
 mod garbage;
 mod iter;

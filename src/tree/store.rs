@@ -132,8 +132,7 @@ impl<V: Send> WriteTxn<'_, V> {
 
     /// Removes every entry from the pending version; their values are
     /// retired as by [`remove`](Self::remove). Runs no user code.
-    /// O(n · height) for now (one removal per entry; an O(n) unlink belongs
-    /// to the node-layout work).
+    /// O(n): one walk over the nodes, no descent per entry.
     ///
     /// ```
     /// let t = maple_rcu::MapleTree::new();
@@ -145,9 +144,7 @@ impl<V: Send> WriteTxn<'_, V> {
     /// assert!(t.is_empty());
     /// ```
     pub fn clear(&mut self) {
-        while let Some((r, _)) = self.first() {
-            self.core.remove(r.start);
-        }
+        self.core.clear_all();
     }
 
     /// Keeps only the entries for which `keep(range, &value)` is true,
@@ -330,7 +327,7 @@ impl<V: Send> MapleTree<V> {
 
     /// Removes every entry in one transaction (readers see all or none of
     /// them). Values are retired as by [`MapleTree::remove`]. Runs no user
-    /// code. O(n · height).
+    /// code. O(n).
     ///
     /// Takes the writer lock: **deadlocks** if this thread holds a
     /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).

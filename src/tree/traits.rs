@@ -1,9 +1,10 @@
 //! Standard traits: `Debug`, `PartialEq`/`Eq`, `IntoIterator` for read
 //! handles, and `FromIterator`/`Extend`.
 //!
-//! `FromIterator` and `Extend` insert one entry at a time inside ONE
-//! transaction (readers see all of it or none). The bulk build from sorted
-//! input into dense nodes belongs to the node-layout work ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
+//! `FromIterator` and `Extend` work inside ONE transaction (readers see all
+//! of it or none): sorted input after the tree's last entry takes the bulk
+//! build into dense nodes (bulk.rs), anything else one insertion per entry
+//! ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
 
 use super::{Error, Iter, MapleTree, ReadGuard, WriteTxn};
 use std::fmt;
@@ -115,9 +116,10 @@ impl<V: Send + Eq> Eq for MapleTree<V> {}
 impl<V: Send + 'static> MapleTree<V> {
     /// A tree of the given entries, built in one transaction (any order).
     /// The iterator runs before the writer lock is taken. The tree reclaims
-    /// as [`MapleTree::new`]. O(n · height) for now (one insertion per
-    /// entry; a bulk build from sorted input into dense nodes belongs to the
-    /// node-layout work).
+    /// as [`MapleTree::new`]. Sorted input (ranges in order, none
+    /// overlapping) is built bottom-up into dense nodes without a search:
+    /// O(n), leaves full but for the last two; other input is inserted
+    /// one entry at a time, O(n · height) (see [`MapleTree::try_extend`]).
     ///
     /// # Errors
     /// The first entry that [`MapleTree::insert`] refuses (an empty range or
@@ -142,7 +144,12 @@ impl<V: Send + 'static> MapleTree<V> {
 
 impl<V: Send> MapleTree<V> {
     /// Inserts every entry in one transaction, all or nothing. The iterator
-    /// runs before the writer lock is taken. O(k · height) for k entries.
+    /// runs before the writer lock is taken. When the entries are sorted,
+    /// non-overlapping and all at or after the tree's last entry's end, they
+    /// are appended without a search (the path to the last entry is rebuilt
+    /// with the new entries packed densely behind it): O(k + height) for k
+    /// entries. Otherwise one insertion each, O(k · height), with the errors
+    /// below.
     ///
     /// Takes the writer lock: **deadlocks** if this thread holds a
     /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).
@@ -155,6 +162,9 @@ impl<V: Send> MapleTree<V> {
     /// t.insert(0..4, 'a').unwrap();
     /// assert!(t.try_extend([(8..9, 'b'), (2..3, 'c')]).is_err());
     /// assert_eq!(t.len(), 1);
+    /// t.try_extend([(4..6, 'd'), (9..12, 'e')]).unwrap(); // after 'a': bulk
+    /// t.try_extend([(6..8, 'c')]).unwrap(); // before 'e': one insertion
+    /// assert_eq!(t.len(), 4);
     /// ```
     pub fn try_extend<I: IntoIterator<Item = (Range<u64>, V)>>(
         &self,
@@ -162,6 +172,14 @@ impl<V: Send> MapleTree<V> {
     ) -> Result<(), Error<V>> {
         let items: Vec<_> = iter.into_iter().collect();
         let mut w = self.write();
+        // The bulk build when the items are sorted after the last entry.
+        let items = match w.append_sorted(items) {
+            Ok(()) => {
+                w.commit();
+                return Ok(());
+            }
+            Err(items) => items,
+        };
         let mut rest = items.into_iter();
         for (r, v) in rest.by_ref() {
             if let Err(e) = w.insert(r, v) {

@@ -193,7 +193,7 @@ impl<V> Core<V> {
     ///
     /// # Safety
     /// `n` is live and no longer reachable from the working root.
-    unsafe fn discard(&mut self, n: *mut Header) {
+    pub(crate) unsafe fn discard(&mut self, n: *mut Header) {
         // SAFETY: our requirement.
         if unsafe { (*n).txn } == self.txn {
             // SAFETY: fresh nodes were never published (I6), and `n` is unlinked.

@@ -1,0 +1,365 @@
+//! Whole-tree operations that never search: the structural copy (`Clone`,
+//! Linux `__mt_dup`), the bulk build from sorted input behind
+//! `FromIterator`/`Extend`, and the O(n) `clear`
+//! ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
+//!
+//! They use the node layout only through a narrow interface: the empty
+//! constructors (`NewNode::empty`), `Slots::put`/`set_len`, the summaries
+//! (`Slots::summary`, `Inner::slot_summary`), `place`, and the
+//! transaction's `discard`. Everything they build belongs to the running
+//! transaction (I6) and is published by its commit (O1), like any insert.
+//!
+//! # Packing
+//! A level of `n` slots goes into `ceil(n / CAP)` nodes, all full except
+//! the last two, which share their slots evenly when the last one alone
+//! would be below the minimum (I1): `CAP + r` slots with `r < MIN` give two
+//! nodes of at least `(CAP + 1) / 2 >= MIN`. Each node's summary is
+//! computed once, from its own slots, when it is built.
+
+use super::node::{
+    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
+    inner_item, place, release,
+};
+use super::write::{Core, NewNode};
+use super::{MapleTree, WriteTxn};
+use std::ops::Range;
+use std::ptr;
+
+/// How `n` slots are spread over the nodes of one level (module docs).
+struct Packing {
+    count: usize,
+    cap: usize,
+    /// Sizes of the last two nodes (only the second when `count == 1`).
+    tail: [usize; 2],
+}
+
+impl Packing {
+    fn new<N: Slots>(n: usize) -> Self {
+        debug_assert!(n > 0);
+        let cap = N::CAP;
+        let count = n.div_ceil(cap);
+        let last = n - (count - 1) * cap;
+        let tail = if count >= 2 && last < N::MIN {
+            let two = cap + last;
+            [two.div_ceil(2), two / 2]
+        } else {
+            [cap, last]
+        };
+        Self { count, cap, tail }
+    }
+
+    fn size(&self, i: usize) -> usize {
+        if i + 2 < self.count {
+            self.cap
+        } else if i + 2 == self.count {
+            self.tail[0]
+        } else {
+            self.tail[1]
+        }
+    }
+}
+
+impl<V> Core<V> {
+    /// Builds one level of fresh nodes of kind `N` from `n` slots in key
+    /// order, appending each node and its summary to `out`.
+    fn pack<N: Slots + NewNode>(
+        &mut self,
+        n: usize,
+        mut items: impl Iterator<Item = N::Item>,
+        out: &mut Vec<(*mut Header, Summary)>,
+    ) {
+        let p = Packing::new::<N>(n);
+        for i in 0..p.count {
+            let mut node = N::empty(self.txn);
+            for j in 0..p.size(i) {
+                let it = items.next().expect("n slots");
+                node.put(j, it);
+            }
+            node.set_len(p.size(i));
+            let s = node.summary();
+            out.push((place(&mut self.pool, N::KIND, node), s));
+        }
+        debug_assert!(items.next().is_none());
+    }
+
+    /// Appends `items` after every entry of the working version without a
+    /// search: the right spine (the path to the last entry) is rebuilt
+    /// bottom-up with the new entries packed densely behind what it held,
+    /// and new levels are added on top as needed. O(k + height · CAP) for k
+    /// items. The replaced spine nodes are discarded (retired at commit if
+    /// published). The values are recorded as inserted (abort drops them).
+    ///
+    /// The caller checked that every range is non-empty, that each starts at
+    /// or after the previous one's end, and that the first starts at or
+    /// after the working version's last end. Each value came from
+    /// `Box::into_raw` and is owned by the transaction from now on.
+    pub(crate) fn append_sorted(&mut self, items: Vec<(u64, u64, *mut V)>) {
+        if items.is_empty() {
+            return;
+        }
+        self.dirty = true;
+        self.len += items.len();
+        self.inserted.extend(items.iter().map(|&(_, _, v)| v));
+        // The right spine, root first.
+        let mut spine = Vec::new();
+        let mut n = self.root;
+        while !n.is_null() {
+            spine.push(n);
+            // SAFETY: the working root and its descendants are live (writer
+            // lock, R1); the kind tag selects the view.
+            n = unsafe {
+                if (*n).kind == KIND_LEAF {
+                    ptr::null_mut()
+                } else {
+                    let inn = as_inner(n);
+                    inn.child[inn.len() - 1]
+                }
+            };
+        }
+        let mut level = Vec::new();
+        match spine.pop() {
+            None => self.pack::<Leaf<V>>(items.len(), items.into_iter(), &mut level),
+            Some(leaf) => {
+                // SAFETY: live (as above) and a leaf (the spine ends at one).
+                let l = unsafe { as_leaf::<V>(leaf) };
+                let old = (0..l.len()).map(|j| l.item(j));
+                let all: Vec<_> = old.chain(items).collect();
+                self.pack::<Leaf<V>>(all.len(), all.into_iter(), &mut level);
+                // SAFETY: live; unlinked once the spine above is rebuilt
+                // (it is not reachable from the new root).
+                unsafe { self.discard(leaf) };
+            }
+        }
+        // Rebuild the spine's inner nodes bottom-up: each keeps its children
+        // but the last (just rebuilt), followed by the rebuilt nodes.
+        while let Some(p) = spine.pop() {
+            // SAFETY: live inner node of the spine.
+            let inn = unsafe { as_inner(p) };
+            let keep = inn.len() - 1;
+            let below = std::mem::take(&mut level);
+            let slots: Vec<_> = (0..keep)
+                .map(|i| inn.item(i))
+                .chain(below.into_iter().map(|(c, s)| inner_item(c, s)))
+                .collect();
+            self.pack::<Inner>(slots.len(), slots.into_iter(), &mut level);
+            // SAFETY: live; not reachable from the new root.
+            unsafe { self.discard(p) };
+        }
+        // New levels on top until one root remains (it has >= 2 children).
+        while level.len() > 1 {
+            let below = std::mem::take(&mut level);
+            let n = below.len();
+            let slots = below.into_iter().map(|(c, s)| inner_item(c, s));
+            self.pack::<Inner>(n, slots, &mut level);
+        }
+        self.root = level[0].0;
+    }
+
+    /// Unlinks every entry of the working version in one walk, without a
+    /// descent per entry: O(n). Values go to `removed` (retired at commit);
+    /// published nodes to `old_nodes`, fresh ones back to the pool now.
+    pub(crate) fn clear_all(&mut self) {
+        let root = std::mem::replace(&mut self.root, ptr::null_mut());
+        if root.is_null() {
+            return;
+        }
+        self.dirty = true;
+        self.len = 0;
+        // SAFETY: the old working root is live and, from now on, unreachable
+        // from the working root.
+        unsafe { self.unlink_all(root) };
+    }
+
+    /// # Safety
+    /// `n` is live and no longer reachable from the working root.
+    unsafe fn unlink_all(&mut self, n: *mut Header) {
+        // SAFETY: our requirement; the kind tag selects the view. Children
+        // are read before `discard` may release `n`.
+        unsafe {
+            if (*n).kind == KIND_LEAF {
+                let l = as_leaf::<V>(n);
+                self.removed.extend_from_slice(&l.val[..l.len()]);
+            } else {
+                let inn = as_inner(n);
+                for i in 0..inn.len() {
+                    self.unlink_all(inn.child[i]);
+                }
+            }
+            self.discard(n);
+        }
+    }
+}
+
+/// A structural copy in progress: the nodes built so far, released again if
+/// a `V::clone` panics (the cloned values are in the transaction's
+/// `inserted` list, which the abort drops).
+struct Dup<'c, V> {
+    core: &'c mut Core<V>,
+    made: Vec<*mut Header>,
+    entries: usize,
+}
+
+impl<V: Clone> Dup<'_, V> {
+    /// A copy of the subtree under `n`, owned by the transaction: same
+    /// shape, same keys, the inner slots' summaries copied (the copied
+    /// children have the same ones), each value cloned once into a new box.
+    ///
+    /// # Safety
+    /// `n` is a live node of a version a read guard holds (R1) for the whole
+    /// call.
+    unsafe fn copy(&mut self, n: *const Header) -> *mut Header {
+        let txn = self.core.txn;
+        // SAFETY: our requirement; the kind tag selects the view.
+        let p = unsafe {
+            if (*n).kind == KIND_LEAF {
+                let src = as_leaf::<V>(n);
+                let mut l = Leaf::<V>::new(txn);
+                for j in 0..src.len() {
+                    // User code: a panic leaves the clones made so far in
+                    // `inserted` (dropped by the abort) and the nodes in `made`.
+                    let v = Box::into_raw(Box::new((*src.val[j]).clone()));
+                    self.core.inserted.push(v);
+                    l.put(j, (src.start[j], src.end[j], v));
+                }
+                l.set_len(src.len());
+                self.entries += src.len();
+                place(&mut self.core.pool, KIND_LEAF, l)
+            } else {
+                let src = as_inner(n);
+                let mut inn = Inner::new(txn);
+                for i in 0..src.len() {
+                    let c = self.copy(src.child[i]);
+                    inn.set(i, c, src.slot_summary(i));
+                }
+                inn.set_len(src.len());
+                place(&mut self.core.pool, KIND_INNER, inn)
+            }
+        };
+        self.made.push(p);
+        p
+    }
+}
+
+impl<V> Drop for Dup<'_, V> {
+    fn drop(&mut self) {
+        let pool: &mut NodePool = &mut self.core.pool;
+        for n in self.made.drain(..) {
+            // SAFETY: release requirements: 1. from `place`, released once
+            // (drained); 2. never published: not linked to any root.
+            pool.give(unsafe { release(n) });
+        }
+    }
+}
+
+impl<V: Send + Clone> MapleTree<V> {
+    /// Copies the latest published version into `dst`, which must be a new,
+    /// empty tree: node by node, one `V::clone` per entry, no search.
+    fn dup_into(&self, dst: &Self) {
+        let src = self.pin();
+        if src.root.is_null() {
+            return;
+        }
+        let mut w = dst.write();
+        assert!(w.core.root.is_null(), "dup_into: the target is not empty");
+        // Dirty from the start, so a panicking clone aborts and drops the
+        // values cloned so far.
+        w.core.dirty = true;
+        let mut d = Dup {
+            core: &mut w.core,
+            made: Vec::new(),
+            entries: 0,
+        };
+        // SAFETY: `src` pins the version whose root this is (R1).
+        let root = unsafe { d.copy(src.root) };
+        let entries = d.entries;
+        d.made.clear(); // linked under `root` now: the transaction owns them
+        drop(d);
+        w.core.root = root;
+        w.core.len = entries;
+        w.commit();
+    }
+
+    /// [`Clone::clone`] for a tree of any `V: Send + Clone`: the same
+    /// structural copy, into a tree made by
+    /// [`MapleTree::with_manual_reclaim`] (so `V` need not be `'static`).
+    /// O(n); see [`Clone for MapleTree`](MapleTree#impl-Clone-for-MapleTree<V>)
+    /// for what runs where.
+    ///
+    /// ```
+    /// let s = String::from("borrowed");
+    /// let t = maple_rcu::MapleTree::with_manual_reclaim();
+    /// t.insert(0..1, s.as_str()).unwrap();
+    /// let u = t.clone_with_manual_reclaim();
+    /// assert_eq!(t, u);
+    /// assert!(!u.domain().is_auto());
+    /// ```
+    pub fn clone_with_manual_reclaim(&self) -> Self {
+        let t = Self::with_manual_reclaim();
+        self.dup_into(&t);
+        t
+    }
+}
+
+/// A structural copy of the latest published version (Linux `__mt_dup`):
+/// the node structure of one snapshot (a read guard is held for the copy)
+/// is copied node by node, each value cloned once into a new box, with no
+/// search, no insertion and no rebalancing: O(n). The copy has the same
+/// entries, shape, fill and summaries, and its own domain, as
+/// [`MapleTree::new`] makes. Writers of `self` are not blocked (the copy
+/// reads a snapshot).
+///
+/// **`V::clone` runs** under the *new* tree's writer lock (no one else can
+/// reach that tree) while this thread holds a read guard of `self`: it may
+/// read or write `self`, but must not wait for `self`'s readers
+/// ([deadlocks](MapleTree#deadlocks-by-contract)). If it panics, the clones
+/// made so far are dropped and the panic propagates.
+///
+/// ```
+/// let t: maple_rcu::MapleTree<String> =
+///     (0..1000u64).map(|i| (i * 4..i * 4 + 2, i.to_string())).collect();
+/// let u = t.clone();
+/// assert_eq!(t, u);
+/// assert_eq!(t.height(), u.height());
+/// t.remove(0);
+/// assert_eq!((t.len(), u.len()), (999, 1000));
+/// ```
+impl<V: Send + Clone + 'static> Clone for MapleTree<V> {
+    fn clone(&self) -> Self {
+        let t = Self::new();
+        self.dup_into(&t);
+        t
+    }
+}
+
+/// Is `items` sorted and non-overlapping, every range non-empty, the first
+/// starting at or after `after`?
+fn sorted_after<V>(items: &[(Range<u64>, V)], after: u64) -> bool {
+    let mut prev = after;
+    items.iter().all(|(r, _)| {
+        let ok = r.start >= prev && r.start < r.end;
+        prev = r.end;
+        ok
+    })
+}
+
+impl<V: Send> WriteTxn<'_, V> {
+    /// The bulk build: if `items` are sorted, non-overlapping, non-empty
+    /// ranges that all lie at or after the pending version's last entry,
+    /// appends them without a search (dense nodes, `Core::append_sorted`)
+    /// and returns `Ok`; else changes nothing and gives them back.
+    pub(crate) fn append_sorted(
+        &mut self,
+        items: Vec<(Range<u64>, V)>,
+    ) -> Result<(), Vec<(Range<u64>, V)>> {
+        let after = self.last().map_or(0, |(r, _)| r.end);
+        if !sorted_after(&items, after) {
+            return Err(items);
+        }
+        let raw = items
+            .into_iter()
+            .map(|(r, v)| (r.start, r.end, Box::into_raw(Box::new(v))))
+            .collect();
+        self.core.append_sorted(raw);
+        Ok(())
+    }
+}
