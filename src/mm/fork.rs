@@ -46,19 +46,21 @@ impl AddressSpace {
         };
         drop(st);
         let pin = self.tree.pin();
-        // The VMA tree: inserted in address order in one transaction. The
-        // tree has no bulk build or structural copy yet (issue 13 owns the
-        // `__mt_dup`-like copy).
-        {
-            let mut txn = child.tree.write();
-            // MADV_DONTFORK: the child does not get the VMA (VM_DONTCOPY).
-            for (r, v) in pin.iter().filter(|(_, v)| !v.spec.attrs.dontfork) {
+        // The VMA tree: a bulk build (one transaction, no search: dense
+        // leaves packed bottom-up, tree/bulk.rs) from the parent's VMAs in
+        // address order, less the MADV_DONTFORK ones (VM_DONTCOPY). Not a
+        // structural copy: each child VMA is a new `Vma` (its own dead flag
+        // and lock) of a cloned spec, and DONTFORK VMAs leave holes.
+        let vmas: Vec<_> = pin
+            .iter()
+            .filter(|(_, v)| !v.spec.attrs.dontfork)
+            .map(|(r, v)| {
                 debug_assert!(!v.is_dead(), "writers are excluded");
-                let ok = txn.insert(r, Vma::new(v.spec.clone()));
-                debug_assert!(ok.is_ok());
-            }
-            txn.commit();
-        }
+                (r, Vma::new(v.spec.clone()))
+            })
+            .collect();
+        let ok = child.tree.try_extend(vmas);
+        debug_assert!(ok.is_ok(), "sorted and disjoint: the bulk path");
         // MADV_WIPEONFORK: the child's VMA (which keeps the flag) starts
         // empty, as Linux's `dup_mmap` skips `copy_page_range` for it.
         for (r, v) in pin.iter() {
