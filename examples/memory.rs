@@ -126,6 +126,25 @@ fn main() {
             t
         },
     );
+    let c = measure(
+        "MapleTree, structural clone of that tree (Clone)",
+        &mut rows,
+        || t.clone(),
+    );
+    c.validate().unwrap();
+    drop((t, c));
+    let t = measure(
+        "MapleTree, from sorted iterator (bulk build)",
+        &mut rows,
+        || {
+            ranges
+                .iter()
+                .enumerate()
+                .map(|(i, &(s, e))| (s..e, i as u64))
+                .collect::<MapleTree<_>>()
+        },
+    );
+    t.validate().unwrap();
     drop(t);
 
     let m = measure("BTreeMap, insert one by one, ascending", &mut rows, || {
