@@ -394,3 +394,32 @@ proptest! {
         same_view(&t, &e);
     }
 }
+
+#[test]
+fn txn_extend_bulk_then_abort_or_commit() {
+    let c = Arc::new(Counts::default());
+    {
+        let t: MapleTree<Counted> = (0..300)
+            .map(|i| (i * 4..i * 4 + 2, Counted::new(i, &c)))
+            .collect();
+        let r = t.pin();
+        let mut w = t.write();
+        w.extend((300..2000).map(|i| (i * 4..i * 4 + 2, Counted::new(i, &c))));
+        w.validate().unwrap();
+        assert_eq!(w.len(), 2000);
+        drop(w); // abort: the bulk-appended values are dropped
+        assert_eq!(c.live(), 300);
+        t.validate().unwrap();
+        let mut w = t.write();
+        w.insert(1198..1199, Counted::new(0, &c)).unwrap(); // fresh spine
+        w.extend((300..2000).map(|i| (i * 4..i * 4 + 2, Counted::new(i, &c))));
+        w.extend([(1203..1204, Counted::new(0, &c))]); // not after: insertion
+        w.validate().unwrap();
+        w.commit();
+        assert_eq!(r.iter().count(), 300);
+        drop(r);
+        t.validate().unwrap();
+        assert_eq!(t.len(), 2002);
+    }
+    assert_eq!(c.live(), 0);
+}

@@ -211,6 +211,8 @@ impl<V: Clone> Dup<'_, V> {
         let txn = self.core.txn;
         // SAFETY: our requirement; the kind tag selects the view.
         let p = unsafe {
+            // loom: a read of the node that its free must be ordered after.
+            (*n).live.touch();
             if (*n).kind == KIND_LEAF {
                 let src = as_leaf::<V>(n);
                 // The values of a tree built in random order lie anywhere on

@@ -17,7 +17,9 @@
 //! [`WriteTxn::store`]/[`WriteTxn::erase`] (and the `MapleTree` twins), only
 //! when an entry must be split in two, and the predicate of
 //! [`WriteTxn::retain`]; such code must not write to this tree (that
-//! deadlocks), and if it panics the tree is unchanged. A removed value is
+//! deadlocks), and if it panics the tree is unchanged. (`V::clone` in the
+//! structural copy, `Clone for MapleTree`, runs under the *new* tree's lock
+//! instead, with a read guard of this one.) A removed value is
 //! dropped only by the process-wide reclaimer thread (default trees, see
 //! [`MapleTree::new`]) or by a call that exists to run reclamation:
 //! [`MapleTree::reclaim`], `poll` or `barrier` on [`MapleTree::domain`], the

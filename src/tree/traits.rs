@@ -232,15 +232,29 @@ impl<V: Send> Extend<(Range<u64>, V)> for MapleTree<V> {
     }
 }
 
-/// Inserts the entries into the pending version, one by one. The iterator
-/// runs under the writer lock (it is your code inside this transaction).
+/// Inserts the entries into the pending version: the bulk build when they
+/// are sorted and all at or after the pending version's last entry (as
+/// [`MapleTree::try_extend`]), else one by one. The iterator runs under the
+/// writer lock (it is your code inside this transaction).
 ///
 /// # Panics
 /// On an entry [`WriteTxn::insert`] refuses; the entries before it stay
 /// inserted in the pending version.
+///
+/// ```
+/// let t = maple_rcu::MapleTree::new();
+/// let mut w = t.write();
+/// w.extend((0..100u64).map(|i| (i * 2..i * 2 + 1, i))); // sorted: bulk
+/// w.extend([(1..2, 0)]); // between two entries: one insertion
+/// assert_eq!(w.len(), 101);
+/// w.commit();
+/// ```
 impl<V: Send> Extend<(Range<u64>, V)> for WriteTxn<'_, V> {
     fn extend<I: IntoIterator<Item = (Range<u64>, V)>>(&mut self, iter: I) {
-        for (r, v) in iter {
+        let Err(items) = self.append_sorted(iter.into_iter().collect()) else {
+            return;
+        };
+        for (r, v) in items {
             if let Err(e) = self.insert(r, v) {
                 panic!("WriteTxn::extend: {}", e.kind);
             }
