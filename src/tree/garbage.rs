@@ -27,7 +27,17 @@ pub(crate) struct Writer<V> {
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
+    /// Emptied `nodes` vectors of recycled batches, for later transactions'
+    /// lists of replaced nodes: a batch is recycled by whichever thread
+    /// commits next, so without these every commit allocated the vector on
+    /// its thread and another thread freed it (glibc's `_int_malloc` and
+    /// arena consolidation were the largest cost two writer threads had
+    /// over separate trees: perf, examples/writer_cost).
+    spare: Vec<Vec<*mut Header>>,
 }
+
+/// Spare vectors a writer state keeps.
+const SPARE_MAX: usize = 8;
 
 /// One commit's unlinked nodes and drop-free values.
 struct Batch<V> {
@@ -43,7 +53,14 @@ impl<V: Send> Writer<V> {
             next_txn: 1,
             pending: VecDeque::new(),
             retires: 0,
+            spare: Vec::new(),
         }
+    }
+
+    /// An empty vector for a transaction's replaced nodes (a spare one if
+    /// there is one).
+    pub(crate) fn node_list(&mut self) -> Vec<*mut Header> {
+        self.spare.pop().unwrap_or_default()
     }
 
     /// Retires what one commit unlinked, then recycles every batch whose
@@ -63,7 +80,20 @@ impl<V: Send> Writer<V> {
         vals: Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let (cookie, vals) = if needs_drop::<V>() && !vals.is_empty() {
+            let (cookie, vals) = if needs_drop::<V>() && vals.len() == 1 {
+                // One value (the common case): the entry points at it
+                // directly, so no list is allocated here to be freed on the
+                // thread that runs the entry.
+                let data = vals[0].cast::<()>();
+                // SAFETY: Deferred::new requirements: 1. `drop_value::<V>`
+                // drops the box once, and `V: Send` (a bound of the tree type
+                // itself) may be dropped on any thread; 2. the value is owned
+                // by the entry alone (our requirement 2). It runs after a
+                // grace period that starts after the store (our requirement
+                // 1, S5), so no reader can reach it (I7).
+                let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
+                (cookie, Vec::new())
+            } else if needs_drop::<V>() && !vals.is_empty() {
                 let data = Box::into_raw(Box::new(vals)).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
                 // consumes the box once, and `V: Send` (a bound of the tree
@@ -108,6 +138,11 @@ impl<V: Send> Writer<V> {
                 // SAFETY: from `Box::into_raw`, freed once, unreachable as
                 // above. `V` has no drop glue, so this only deallocates.
                 drop(unsafe { Box::from_raw(v) });
+            }
+            let mut nodes = b.nodes;
+            if self.spare.len() < SPARE_MAX && nodes.capacity() > 0 {
+                nodes.clear();
+                self.spare.push(nodes);
             }
         }
     }
@@ -157,6 +192,21 @@ pub(crate) unsafe fn drop_caught<V>(vals: impl IntoIterator<Item = *mut V>) -> V
     panics
 }
 
+/// The domain entry for a commit that removed one value with drop glue.
+///
+/// # Safety
+/// `p` came from `Box::<V>::into_raw` (a removed value, passed by
+/// [`Writer::retire`]) and runs once, after a grace period that began after
+/// the commit's publishing store (I7), so no reader can still reach it.
+unsafe fn drop_value<V>(p: *mut ()) {
+    let mut panics = Vec::new();
+    run_caught(&mut panics, || {
+        // SAFETY: our requirement; dropped once.
+        drop(unsafe { Box::from_raw(p.cast::<V>()) })
+    });
+    reraise(panics);
+}
+
 /// The domain entry for one commit's removed values with drop glue.
 ///
 /// # Safety
@@ -172,9 +222,14 @@ unsafe fn drop_values<V>(p: *mut ()) {
         // only here, once (our requirement).
         run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
     }
+    reraise(panics);
+}
+
+/// Re-raises the panics of an entry's drops as one `Panicked`: the domain's
+/// runner catches it and flattens it into its report (`Panicked::collect`),
+/// so each value's panic is reported once.
+fn reraise(panics: Vec<Payload>) {
     if let Some(p) = Panicked::from_payloads(panics) {
-        // The domain's runner catches this and flattens it into its report
-        // (`Panicked::collect`), so each value's panic is reported once.
         std::panic::resume_unwind(Box::new(p));
     }
 }

@@ -508,7 +508,7 @@ impl<V: Send> MapleTree<V> {
         let len = self.len.load(Ordering::Relaxed);
         WriteTxn {
             tree: self,
-            core: write::Core::new(txn, root, len, &self.pool),
+            core: write::Core::new(txn, root, len, &self.pool, lock.node_list()),
             writer: Some(lock),
         }
     }

@@ -106,12 +106,19 @@ unsafe fn underfull(n: *const Header) -> bool {
 }
 
 impl<'p, V> Core<'p, V> {
-    pub(crate) fn new(txn: u64, root: *mut Header, len: usize, pool: &'p NodePool) -> Self {
+    pub(crate) fn new(
+        txn: u64,
+        root: *mut Header,
+        len: usize,
+        pool: &'p NodePool,
+        old_nodes: Vec<*mut Header>,
+    ) -> Self {
+        debug_assert!(old_nodes.is_empty());
         Self {
             txn,
             root,
             len,
-            old_nodes: Vec::new(),
+            old_nodes,
             removed: Vec::new(),
             inserted: Vec::new(),
             dirty: false,
