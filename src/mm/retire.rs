@@ -151,7 +151,11 @@ impl AddressSpace {
             merged.push(p);
         }
         // Keep VMAs that come out unchanged (never when zapping: M7).
-        let mut keep = vec![false; merged.len()];
+        // Not `vec![false; n]`: that is a calloc, which glibc serves
+        // without its per-thread cache, from an arena that another thread's
+        // frees of our VMAs keep busy (perf, examples/writer_cost).
+        let mut keep = Vec::with_capacity(merged.len());
+        keep.resize(merged.len(), false);
         touched.retain(|(_, _, s)| {
             if zap {
                 return true;

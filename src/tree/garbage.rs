@@ -81,7 +81,20 @@ impl<V: Send> Writer<V> {
         vals: &mut Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let (cookie, n_vals) = if needs_drop::<V>() && !vals.is_empty() {
+            let (cookie, n_vals) = if needs_drop::<V>() && vals.len() == 1 {
+                // One value (the common case): the entry points at it
+                // directly, so no list is allocated here to be freed on the
+                // thread that runs the entry.
+                let data = vals.pop().expect("one value").cast::<()>();
+                // SAFETY: Deferred::new requirements: 1. `drop_value::<V>`
+                // drops the box once, and `V: Send` (a bound of the tree type
+                // itself) may be dropped on any thread; 2. the value is owned
+                // by the entry alone (our requirement 2). It runs after a
+                // grace period that starts after the store (our requirement
+                // 1, S5), so no reader can reach it (I7).
+                let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
+                (cookie, 0)
+            } else if needs_drop::<V>() && !vals.is_empty() {
                 let data = Box::into_raw(Box::new(std::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
                 // consumes the box once, and `V: Send` (a bound of the tree
@@ -193,6 +206,124 @@ pub(crate) unsafe fn drop_caught<V>(vals: impl IntoIterator<Item = *mut V>) -> V
     panics
 }
 
+/// The domain entry for a commit that removed one value with drop glue.
+///
+/// # Safety
+/// `p` came from `Box::<V>::into_raw` (a removed value, passed by
+/// [`Writer::retire`]) and runs once, after a grace period that began after
+/// the commit's publishing store (I7), so no reader can still reach it.
+unsafe fn drop_value<V>(p: *mut ()) {
+    let mut panics = Vec::new();
+    run_caught(&mut panics, || {
+        // SAFETY: our requirement; dropped once.
+        unsafe { unbox_drop(p.cast::<V>()) }
+    });
+    reraise(panics);
+}
+
+/// Most value allocations a thread keeps for reuse.
+#[cfg(not(loom))]
+const VALUE_STASH_MAX: usize = 64;
+
+/// Memory of dropped values (each allocated with its `Layout` by the global
+/// allocator), kept by a thread for the next values it boxes.
+#[cfg(not(loom))]
+struct ValueStash(Vec<(std::alloc::Layout, *mut u8)>);
+
+#[cfg(not(loom))]
+impl Drop for ValueStash {
+    fn drop(&mut self) {
+        for (l, p) in self.0.drain(..) {
+            // SAFETY: `p` was allocated by the global allocator with `l`
+            // (a `Box` of a value of that layout) and is owned by the stash.
+            unsafe { std::alloc::dealloc(p, l) };
+        }
+    }
+}
+
+#[cfg(not(loom))]
+crate::sync::thread_local! {
+    /// This thread's stash of value memory. A removed value is dropped on
+    /// whichever thread runs the domain's entry, usually not the one that
+    /// boxed it: freeing it there went into the boxing thread's malloc
+    /// arena under that arena's lock (76 % of the futex calls of two mm
+    /// writer threads sharing a tree were glibc's arena lock; perf,
+    /// examples/writer_cost). The stash keeps the memory on the dropping
+    /// thread, whose next insert reuses it.
+    static VALUE_STASH: std::cell::RefCell<ValueStash> =
+        const { std::cell::RefCell::new(ValueStash(Vec::new())) };
+}
+
+/// `Box::into_raw(Box::new(v))`, in memory from this thread's stash when it
+/// holds some of `V`'s layout. The result may be freed as any `Box<V>`.
+pub(crate) fn boxed<V>(v: V) -> *mut V {
+    #[cfg(not(loom))]
+    {
+        let layout = std::alloc::Layout::new::<V>();
+        if layout.size() != 0
+            && let Some(p) = VALUE_STASH
+                .try_with(|s| {
+                    let mut s = s.borrow_mut();
+                    let i = s.0.iter().rposition(|&(l, _)| l == layout)?;
+                    Some(s.0.swap_remove(i).1)
+                })
+                .ok()
+                .flatten()
+        {
+            let p = p.cast::<V>();
+            // SAFETY: `p` is an allocation of `V`'s layout from the global
+            // allocator, owned by us (taken out of the stash), uninitialised.
+            unsafe { p.write(v) };
+            return p;
+        }
+    }
+    Box::into_raw(Box::new(v))
+}
+
+/// Drops the value behind `p` and keeps its memory in this thread's stash
+/// (or frees it), also when the value's drop panics.
+///
+/// # Safety
+/// `p` came from [`boxed`] or `Box::into_raw` of a `Box<V>`, is owned by the
+/// caller, and nothing uses it afterwards.
+unsafe fn unbox_drop<V>(p: *mut V) {
+    #[cfg(not(loom))]
+    {
+        let layout = std::alloc::Layout::new::<V>();
+        if layout.size() != 0 {
+            /// Stashes (or frees) the memory when dropped, after the value.
+            struct Mem(std::alloc::Layout, *mut u8);
+            impl Drop for Mem {
+                fn drop(&mut self) {
+                    let (l, p) = (self.0, self.1);
+                    let kept = VALUE_STASH
+                        .try_with(|s| {
+                            let mut s = s.borrow_mut();
+                            let room = s.0.len() < VALUE_STASH_MAX;
+                            if room {
+                                s.0.push((l, p));
+                            }
+                            room
+                        })
+                        .unwrap_or(false);
+                    if !kept {
+                        // SAFETY: allocated by the global allocator with `l`
+                        // (`unbox_drop`'s requirement), owned by us.
+                        unsafe { std::alloc::dealloc(p, l) };
+                    }
+                }
+            }
+            let _mem = Mem(layout, p.cast());
+            // SAFETY: our requirement: a live, owned `V`, dropped once; its
+            // memory is released by `_mem` afterwards.
+            unsafe { std::ptr::drop_in_place(p) };
+            return;
+        }
+    }
+    // SAFETY: our requirement.
+    drop(unsafe { Box::from_raw(p) });
+}
+
 /// The domain entry for one commit's removed values with drop glue.
 ///
 /// # Safety
@@ -208,9 +339,14 @@ unsafe fn drop_values<V>(p: *mut ()) {
         // only here, once (our requirement).
         run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
     }
+    reraise(panics);
+}
+
+/// Re-raises the panics of an entry's drops as one `Panicked`: the domain's
+/// runner catches it and flattens it into its report (`Panicked::collect`),
+/// so each value's panic is reported once.
+fn reraise(panics: Vec<Payload>) {
     if let Some(p) = Panicked::from_payloads(panics) {
-        // The domain's runner catches this and flattens it into its report
-        // (`Panicked::collect`), so each value's panic is reported once.
         std::panic::resume_unwind(Box::new(p));
     }
 }

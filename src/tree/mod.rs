@@ -1030,7 +1030,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
             return Err(Error::new(ErrorKind::Overlap, value));
         }
         self.core
-            .insert(range.start, range.end, Box::into_raw(Box::new(value)));
+            .insert(range.start, range.end, garbage::boxed(value));
         Ok(())
     }
 
@@ -1109,8 +1109,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
             return Err(Error::new(ErrorKind::NoSpace, value));
         };
         let r = s..s + size;
-        self.core
-            .insert(r.start, r.end, Box::into_raw(Box::new(value)));
+        self.core.insert(r.start, r.end, garbage::boxed(value));
         Ok(r)
     }
 

@@ -4,12 +4,14 @@
 //! so a `*mut Header` can be cast to the right kind after reading `kind`:
 //!
 //! ```text
-//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]                      = 256 B
-//! Inner    : header(16) | min[15] | child[15] | max[15] | gap[15] | al[15] | pad = 512 B
+//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]                  = 256 B
+//! Inner    : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! The inner node's arrays are ordered for `get`: its scan over `min` and
-//! the chosen `child` lie in the first four cache lines.
+//! the chosen `child` lie in the first two cache lines. (512-byte inner
+//! nodes of fan-out 15 were tried for issue 12: height 8 -> 6 at 1Mi, but
+//! lookups measured slower; docs/DESIGN.md §2.1.)
 //!
 //! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
 //! and non-overlapping (I2). An inner node holds, for each child `i`, the
@@ -32,7 +34,7 @@ use std::ptr;
 pub(crate) const LEAF_CAP: usize = 10;
 /// Children per inner node.
 #[cfg(not(loom))]
-pub(crate) const INNER_CAP: usize = 15;
+pub(crate) const INNER_CAP: usize = 7;
 // Under loom, tiny nodes so that splits and merges happen within a few operations.
 #[cfg(loom)]
 pub(crate) const LEAF_CAP: usize = 3;
@@ -95,11 +97,11 @@ pub(crate) struct Inner {
 const _: () = {
     assert!(size_of::<Leaf<u64>>() == 256);
     assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
-    assert!(size_of::<Inner>() == 512);
+    assert!(size_of::<Inner>() == 256);
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
-    // `get` reads `min` and one `child`: both in the first four cache lines.
-    assert!(std::mem::offset_of!(Inner, max) <= 256);
+    // `get` reads `min` and one `child`: both in the first two cache lines.
+    assert!(std::mem::offset_of!(Inner, max) <= 128);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,

@@ -37,10 +37,10 @@ impl<'a, V> LeafPos<'a, V> {
 ///
 /// A descent reads a node's pivots, and only after comparing them the chosen
 /// child pointer or leaf entry. Without the prefetch those are two dependent
-/// cache misses per level; with it, one. A leaf is lines 0-3 and an inner
-/// node's `min` and `child` arrays are too (what `get` and `prev` read); its
-/// `max`, `gap` and `al` arrays are lines 4-7. Prefetching never faults and
-/// changes no state a program can observe.
+/// cache misses per level; with it, one. A leaf is lines 0-3 and so is an
+/// inner node (its `min` and `child` arrays, what `get` and `prev` read, are
+/// lines 0-1). Prefetching never faults and changes no state a program can
+/// observe.
 #[inline(always)]
 fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
     #[cfg(target_arch = "x86_64")]
@@ -57,6 +57,9 @@ fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = n;
 }
+
+/// Cache lines of an inner node.
+const INNER_LINES: usize = size_of::<super::node::Inner>() / 64;
 
 /// Lines 1-3: a whole leaf, or an inner node's `min` and `child` arrays.
 #[inline(always)]
@@ -90,9 +93,9 @@ unsafe fn descend<'a, V, const BY_MAX: bool>(
             let leaf = unsafe { as_leaf::<V>(n) };
             return leaf_pick(leaf).map(|idx| LeafPos { leaf, idx });
         }
-        if BY_MAX {
-            // `pick` scans `max` (lines 4-5 of an inner node).
-            prefetch_lines::<4, 6>(n);
+        if BY_MAX && INNER_LINES > 4 {
+            // `pick` scans `max`, past line 3 in an inner node this large.
+            prefetch_lines::<4, INNER_LINES>(n);
         }
         // SAFETY: R1 and the kind tag.
         let inner = unsafe { as_inner(n) };
@@ -237,7 +240,7 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
         }
     } else {
         // Every array of the node is read: start loading all of it.
-        prefetch_lines::<1, 8>(n);
+        prefetch_lines::<1, INNER_LINES>(n);
         // SAFETY: R1 and the kind tag.
         let inn = unsafe { as_inner(n) };
         let len = inn.len();

@@ -20,7 +20,7 @@
 //! re-insert (O(height) each), and one more insert for `store`'s own entry.
 //! The single-descent version belongs with the node layout (issue 13 §1).
 
-use super::{Error, ErrorKind, MapleTree, WriteTxn};
+use super::{Error, ErrorKind, MapleTree, WriteTxn, garbage};
 use std::ops::Range;
 use std::ptr;
 
@@ -62,7 +62,7 @@ impl<V: Send> WriteTxn<'_, V> {
         }
         self.cut(range.start, range.end);
         self.core
-            .insert(range.start, range.end, Box::into_raw(Box::new(value)));
+            .insert(range.start, range.end, garbage::boxed(value));
         Ok(())
     }
 
@@ -202,7 +202,7 @@ impl<V: Send> WriteTxn<'_, V> {
                 if r.start < a {
                     self.reinsert(r.start, a, p);
                     if let Some(v) = right {
-                        self.core.insert(b, r.end, Box::into_raw(Box::new(v)));
+                        self.core.insert(b, r.end, garbage::boxed(v));
                     }
                 } else {
                     self.reinsert(b, r.end, p);
