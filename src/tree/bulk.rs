@@ -16,6 +16,7 @@
 //! nodes of at least `(CAP + 1) / 2 >= MIN`. Each node's summary is
 //! computed once, from its own slots, when it is built.
 
+use super::garbage;
 use super::node::{
     Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
     inner_item, place, release,
@@ -92,7 +93,8 @@ impl<V> Core<V> {
     /// The caller checked that every range is non-empty, that each starts at
     /// or after the previous one's end, and that the first starts at or
     /// after the working version's last end. Each value came from
-    /// `Box::into_raw` and is owned by the transaction from now on.
+    /// `garbage::boxed` (or `Box::into_raw`) and is owned by the transaction
+    /// from now on.
     pub(crate) fn append_sorted(&mut self, items: Vec<(u64, u64, *mut V)>) {
         if items.is_empty() {
             return;
@@ -224,7 +226,7 @@ impl<V: Clone> Dup<'_, V> {
                 for j in 0..src.len() {
                     // User code: a panic leaves the clones made so far in
                     // `inserted` (dropped by the abort) and the nodes in `made`.
-                    let v = Box::into_raw(Box::new((*src.val[j]).clone()));
+                    let v = garbage::boxed((*src.val[j]).clone());
                     self.core.inserted.push(v);
                     l.put(j, (src.start[j], src.end[j], v));
                 }
@@ -392,7 +394,7 @@ impl<V: Send> WriteTxn<'_, V> {
         }
         let raw = items
             .into_iter()
-            .map(|(r, v)| (r.start, r.end, Box::into_raw(Box::new(v))))
+            .map(|(r, v)| (r.start, r.end, garbage::boxed(v)))
             .collect();
         self.core.append_sorted(raw);
         Ok(())
