@@ -1,0 +1,400 @@
+//! Adversarial tests of the reverse map and `AddressSpace::try_to_unmap`
+//! (docs/DESIGN.md §4.9, M10, M11): several walkers (also on the same frame)
+//! racing writes in the parent *and* in a child, forks, exits of children
+//! while walkers work on them, mprotect, MREMAP_DONTUNMAP and MAYMOVE moves,
+//! munmap/mmap, DONTNEED, MAP_SHARED pages, WIPEONFORK and DONTFORK areas;
+//! with a per-page content model (a page reads its own last write, children
+//! never see each other's or later parent writes, shared pages only move
+//! forward) and exact accounting afterwards. Plus hostile pfns.
+
+use maple_rcu::mm::{
+    Access, AddressSpace, Advice, FaultError, FaultPolicy, MapFlags, Prot, RemapFlags,
+    WriterLocking,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+const P: u64 = 4096;
+/// Private pages: the parent's writer and the current child's writer.
+const A: u64 = 0x1000_0000;
+const NA: u64 = 12;
+/// MAP_SHARED pages, written by the parent's writer only.
+const S: u64 = 0x2000_0000;
+const NS: u64 = 4;
+/// WIPEONFORK pages (parent's writer).
+const W: u64 = 0x3000_0000;
+/// DONTFORK pages (parent's writer).
+const D: u64 = 0x3800_0000;
+/// The main thread's pages: moved out and back, DONTUNMAP, DONTNEED.
+const X: u64 = 0x4000_0000;
+const Y: u64 = 0x5000_0000;
+/// mprotect toggled by the main thread, written by the parent's writer.
+const M: u64 = 0x6000_0000;
+/// munmap/mmap churn by the main thread.
+const C: u64 = 0x7000_0000;
+
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const PRIV: MapFlags = MapFlags::PRIVATE
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+const SHARED: MapFlags = MapFlags::SHARED
+    .union(MapFlags::ANONYMOUS)
+    .union(MapFlags::FIXED);
+const POLICIES: [FaultPolicy; 4] = [
+    FaultPolicy::Speculative,
+    FaultPolicy::PerVmaLock,
+    FaultPolicy::MmapLock,
+    FaultPolicy::RangeLock,
+];
+
+fn tag(space: u64, page: u64, seq: u64) -> u64 {
+    (space << 48) | (page << 32) | seq
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Kid {
+    id: u64,
+    space: AddressSpace,
+    /// Shared-page seqs the parent had completed before the fork.
+    s_lo: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    kids: Mutex<Vec<Arc<Kid>>>,
+    /// Per shared page: last seq started / completed by the parent writer.
+    s_started: Vec<AtomicU64>,
+    s_done: Vec<AtomicU64>,
+    unmapped: AtomicU64,
+    walks: AtomicU64,
+    /// Progress of the parent's and the children's writers.
+    pw_ops: AtomicU64,
+    kw_ops: AtomicU64,
+}
+
+fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
+    let p = Arc::new(AddressSpace::with_locking(policy, locking));
+    p.mmap(Some(A), NA * P, RW, PRIV).unwrap();
+    p.mmap(Some(S), NS * P, RW, SHARED).unwrap();
+    p.mmap(Some(W), 2 * P, RW, PRIV).unwrap();
+    p.madvise(W, 2 * P, Advice::WipeOnFork).unwrap();
+    p.mmap(Some(D), 2 * P, RW, PRIV).unwrap();
+    p.madvise(D, 2 * P, Advice::DontFork).unwrap();
+    p.mmap(Some(X), 2 * P, RW, PRIV).unwrap();
+    p.mmap(Some(M), 2 * P, RW, PRIV).unwrap();
+    let sh = Arc::new(Shared {
+        s_started: (0..NS).map(|_| AtomicU64::new(0)).collect(),
+        s_done: (0..NS).map(|_| AtomicU64::new(0)).collect(),
+        ..Shared::default()
+    });
+
+    // The parent's writer: A, S, W, D, M; checks read-back of its own pages.
+    let pw = {
+        let (p, sh) = (p.clone(), sh.clone());
+        thread::spawn(move || {
+            let mut last = vec![0u64; NA as usize];
+            let mut last_wd = [0u64; 4];
+            let mut last_m = [0u64; 2];
+            let mut seq = 0u64;
+            while !sh.stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let i = seq % NA;
+                p.write(A + i * P, tag(0, i, seq)).unwrap();
+                last[i as usize] = tag(0, i, seq);
+                let j = (seq / 3) % NA;
+                assert_eq!(
+                    p.read(A + j * P),
+                    Ok(last[j as usize]),
+                    "parent page {j} lost its write"
+                );
+                let k = seq % NS;
+                sh.s_started[k as usize].store(seq, Ordering::SeqCst);
+                p.write(S + k * P, tag(0, k, seq)).unwrap();
+                sh.s_done[k as usize].store(seq, Ordering::SeqCst);
+                let wd = [W, W + P, D, D + P][(seq % 4) as usize];
+                p.write(wd, seq).unwrap();
+                last_wd[(seq % 4) as usize] = seq;
+                let r = (seq / 7) % 4;
+                assert_eq!(
+                    p.read([W, W + P, D, D + P][r as usize]),
+                    Ok(last_wd[r as usize])
+                );
+                let m = (seq % 2) as usize;
+                match p.write(M + m as u64 * P, seq) {
+                    Ok(()) => last_m[m] = seq,
+                    Err(FaultError::Access) => {}
+                    Err(e) => panic!("write M: {e:?}"),
+                }
+                assert_eq!(p.read(M + m as u64 * P), Ok(last_m[m]));
+                sh.pw_ops.fetch_add(1, Ordering::Relaxed);
+            }
+            last
+        })
+    };
+
+    // The children's writer: the newest child's A pages (tag = its id), its
+    // view of S (forward only), W (wiped) and D (not there).
+    let kw = {
+        let sh = sh.clone();
+        thread::spawn(move || {
+            let mut rng = Rng(seed | 1);
+            let mut cur = 0;
+            let mut mine = vec![None; NA as usize];
+            let mut s_seen = Vec::new();
+            let mut seq = 0u64;
+            while !sh.stop.load(Ordering::Relaxed) {
+                let Some(kid) = sh.kids.lock().unwrap().last().cloned() else {
+                    thread::yield_now();
+                    continue;
+                };
+                let c = &kid.space;
+                if kid.id != cur {
+                    cur = kid.id;
+                    mine = vec![None; NA as usize];
+                    s_seen = kid.s_lo.clone();
+                    seq = 0;
+                }
+                for _ in 0..50 {
+                    seq += 1;
+                    let i = rng.below(NA);
+                    if rng.below(2) == 0 {
+                        let v = tag(kid.id, i, seq);
+                        c.write(A + i * P, v).unwrap();
+                        mine[i as usize] = Some(v);
+                    }
+                    let j = rng.below(NA);
+                    let v = c.read(A + j * P).unwrap();
+                    match mine[j as usize] {
+                        Some(w) => assert_eq!(v, w, "child {} page {j} lost its write", kid.id),
+                        // Inherited: the parent's (tag 0) or never written.
+                        None => assert!(
+                            v == 0 || v >> 48 == 0 && (v >> 32) & 0xffff == j,
+                            "child {} page {j} holds {v:#x} (another space's write?)",
+                            kid.id
+                        ),
+                    }
+                    let k = rng.below(NS);
+                    let v = c.read(S + k * P).unwrap();
+                    let s = v & 0xffff_ffff;
+                    assert!(v == 0 || v >> 32 == k, "shared page {k} holds {v:#x}");
+                    assert!(
+                        s >= s_seen[k as usize],
+                        "shared page {k} went back from {} to {s}",
+                        s_seen[k as usize]
+                    );
+                    let hi = sh.s_started[k as usize].load(Ordering::SeqCst);
+                    assert!(s <= hi, "shared page {k}: {s} not written yet ({hi})");
+                    s_seen[k as usize] = s;
+                    sh.kw_ops.fetch_add(1, Ordering::Relaxed);
+                    let lo = sh.s_done[k as usize].load(Ordering::SeqCst);
+                    let v = c.read(S + k * P).unwrap() & 0xffff_ffff;
+                    assert!(v >= lo, "shared page {k}: {v} older than done {lo}");
+                    if seq == 1 && !mine.iter().any(Option::is_some) {
+                        assert_eq!(c.read(W), Ok(0), "WIPEONFORK page inherited");
+                        assert_eq!(c.read(D), Err(FaultError::Segv), "DONTFORK area inherited");
+                    }
+                }
+            }
+        })
+    };
+
+    // Two walkers: random member, random page, try_to_unmap of its frame
+    // (often the same frame from both).
+    let walkers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let (p, sh) = (p.clone(), sh.clone());
+            thread::spawn(move || {
+                let mut rng = Rng(seed.wrapping_mul(31) + w + 7);
+                let areas = [
+                    (A, NA),
+                    (S, NS),
+                    (W, 2),
+                    (D, 2),
+                    (X, 2),
+                    (Y, 2),
+                    (M, 2),
+                    (C, 4),
+                ];
+                while !sh.stop.load(Ordering::Relaxed) {
+                    let kid = {
+                        let k = sh.kids.lock().unwrap();
+                        if k.is_empty() || rng.below(3) == 0 {
+                            None
+                        } else {
+                            Some(k[rng.below(k.len() as u64) as usize].clone())
+                        }
+                    };
+                    let (base, n) = areas[rng.below(areas.len() as u64) as usize];
+                    let addr = base + rng.below(n) * P;
+                    let m: &AddressSpace = kid.as_ref().map_or(&p, |k| &k.space);
+                    if let Some(t) = m.translate(addr) {
+                        // The walker may run from any member of the family.
+                        let via: &AddressSpace = if rng.below(2) == 0 { &p } else { m };
+                        sh.walks.fetch_add(1, Ordering::Relaxed);
+                        if via.try_to_unmap(t.frame) {
+                            sh.unmapped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // Hostile pfns: never panic, report "mapped nowhere".
+                    if rng.below(64) == 0 {
+                        for pfn in [0, u64::MAX, 1 << 40, (1 << 26) + 5] {
+                            assert!(m.try_to_unmap(pfn));
+                        }
+                    }
+                    drop(kid);
+                }
+            })
+        })
+        .collect();
+
+    // The main thread: forks (children live for a few rounds and exit while
+    // the walkers work on them), X moved out and back (MAYMOVE|FIXED, and
+    // DONTUNMAP), M's protection toggled, C mapped and unmapped, DONTNEED.
+    let mut rng = Rng(seed ^ 0xdead_beef);
+    let mm = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+    let mut next_id = 1u64;
+    for round in 1..=rounds {
+        // Bounded by progress, not time: every thread gets to race each
+        // round's changes.
+        while sh.walks.load(Ordering::Relaxed) < round * 6
+            || sh.pw_ops.load(Ordering::Relaxed) < round * 6
+            || (round > 1 && sh.kw_ops.load(Ordering::Relaxed) < (round - 1) * 6)
+        {
+            // A thread that died (a failed check) makes no progress: stop
+            // and report its panic.
+            if pw.is_finished() || kw.is_finished() || walkers.iter().any(|w| w.is_finished()) {
+                sh.stop.store(true, Ordering::Relaxed);
+                pw.join().unwrap();
+                kw.join().unwrap();
+                for w in walkers {
+                    w.join().unwrap();
+                }
+                unreachable!("a thread ended early without panicking");
+            }
+            thread::yield_now();
+        }
+        if round % 3 == 1 {
+            let s_lo: Vec<u64> = sh.s_done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+            let kid = Arc::new(Kid {
+                id: next_id,
+                space: p.fork(),
+                s_lo,
+            });
+            next_id += 1;
+            let old = {
+                let mut k = sh.kids.lock().unwrap();
+                k.push(kid);
+                (k.len() > 3).then(|| k.remove(0))
+            };
+            drop(old); // exit, possibly while a walker works on it
+        }
+        p.write(X, round).unwrap();
+        p.write(X + P, !round).unwrap();
+        if rng.below(2) == 0 {
+            assert_eq!(p.mremap(X, 2 * P, 2 * P, mm, Some(Y)), Ok(Y));
+        } else {
+            assert_eq!(
+                p.mremap(X, 2 * P, 2 * P, mm | RemapFlags::DONTUNMAP, Some(Y)),
+                Ok(Y)
+            );
+            // DONTUNMAP: X stays, empty.
+            assert_eq!(p.read(X), Ok(0), "DONTUNMAP source kept a page");
+        }
+        assert_eq!(p.read(Y), Ok(round));
+        assert_eq!(p.read(Y + P), Ok(!round));
+        assert_eq!(p.mremap(Y, 2 * P, 2 * P, mm, Some(X)), Ok(X));
+        assert_eq!(p.read(X), Ok(round), "round {round}: X lost its contents");
+        assert_eq!(p.read(X + P), Ok(!round));
+        p.madvise(X + P, P, Advice::DontNeed).unwrap();
+        assert_eq!(p.read(X + P), Ok(0));
+        p.mprotect(M, 2 * P, Prot::READ).unwrap();
+        p.mprotect(M, 2 * P, RW).unwrap();
+        p.mmap(Some(C), 4 * P, RW, PRIV).unwrap();
+        for i in 0..4 {
+            p.write(C + i * P, round + i).unwrap();
+        }
+        if round % 2 == 0 {
+            let c = p.fork();
+            for i in 0..4 {
+                assert_eq!(c.read(C + i * P), Ok(round + i));
+            }
+            c.write(C, 0).unwrap();
+            drop(c);
+        }
+        for i in 0..4 {
+            assert_eq!(p.read(C + i * P), Ok(round + i));
+        }
+        p.munmap(C, 4 * P).unwrap();
+        let _ = p.fault(C, Access::Read); // Segv, a fault on an unmapped page
+    }
+    sh.stop.store(true, Ordering::Relaxed);
+    let last = pw.join().unwrap();
+    eprintln!(
+        "{policy:?} {locking:?}: {} walks, {} fully unmapped",
+        sh.walks.load(Ordering::Relaxed),
+        sh.unmapped.load(Ordering::Relaxed)
+    );
+    kw.join().unwrap();
+    for w in walkers {
+        w.join().unwrap();
+    }
+    for i in 0..NA {
+        let v = p.read(A + i * P).unwrap();
+        assert!(v == last[i as usize], "parent page {i}: {v:#x}");
+    }
+    let kids = std::mem::take(&mut *sh.kids.lock().unwrap());
+    let mut all: Vec<&AddressSpace> = vec![&p];
+    all.extend(kids.iter().map(|k| &k.space));
+    AddressSpace::check_family(&all).unwrap();
+    drop(all);
+    drop(kids);
+    for (a, n) in [(A, NA), (S, NS), (W, 2), (D, 2), (X, 2), (M, 2)] {
+        p.munmap(a, n * P).unwrap();
+    }
+    p.reclaim();
+    AddressSpace::check_family(&[&p]).unwrap();
+    let s = p.stats();
+    assert_eq!(
+        (s.frames_live, s.frames_allocated),
+        (0, s.frames_freed),
+        "{policy:?} {locking:?}: {s:?}"
+    );
+}
+
+#[test]
+fn chaos_short() {
+    for (k, policy) in POLICIES.into_iter().enumerate() {
+        let locking = if k % 2 == 0 {
+            WriterLocking::Global
+        } else {
+            WriterLocking::Range
+        };
+        chaos(policy, locking, 400, k as u64 + 1);
+    }
+}
+
+#[test]
+#[ignore = "long: run with --ignored"]
+fn chaos_long() {
+    for seed in 0..6 {
+        for policy in POLICIES {
+            for locking in [WriterLocking::Global, WriterLocking::Range] {
+                chaos(policy, locking, 1_500, seed);
+            }
+        }
+    }
+}
