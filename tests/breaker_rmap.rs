@@ -398,3 +398,78 @@ fn chaos_long() {
         }
     }
 }
+
+/// Deterministic corners: swap entries through DONTUNMAP (private and
+/// MAP_SHARED), fork, mprotect, WIPEONFORK, a `PageRef` pin, and a second
+/// `try_to_unmap` of a frame that is already only in swap entries.
+#[test]
+fn swap_entry_corners() {
+    for policy in POLICIES {
+        let p = AddressSpace::with_policy(policy);
+        p.mmap(Some(A), 4 * P, RW, PRIV).unwrap();
+        p.mmap(Some(S), 2 * P, RW, SHARED).unwrap();
+        for i in 0..4 {
+            p.write(A + i * P, 10 + i).unwrap();
+        }
+        p.write(S, 20).unwrap();
+        let f0 = p.translate(A).unwrap().frame;
+        let pin = p.get_page(A + P).unwrap();
+        let f1 = pin.frame();
+        assert!(p.try_to_unmap(f0));
+        assert!(p.try_to_unmap(f0), "again: only a swap entry holds it");
+        assert!(p.try_to_unmap(f1));
+        assert_eq!(pin.read(), 11);
+        let fs = p.translate(S).unwrap().frame;
+        assert!(p.try_to_unmap(fs));
+        assert!(p.translate(S).is_none());
+        // MAP_SHARED moved with DONTUNMAP: the source still maps the object.
+        let flags = RemapFlags::MAYMOVE | RemapFlags::FIXED | RemapFlags::DONTUNMAP;
+        assert_eq!(p.mremap(S, 2 * P, 2 * P, flags, Some(Y)), Ok(Y));
+        assert_eq!(p.read(Y), Ok(20));
+        p.write(Y, 21).unwrap();
+        assert_eq!(
+            p.read(S),
+            Ok(21),
+            "{policy:?}: DONTUNMAP source of a shared mapping"
+        );
+        // Private swap entries moved with DONTUNMAP.
+        assert_eq!(p.mremap(A, 4 * P, 4 * P, flags, Some(X)), Ok(X));
+        assert_eq!(p.read(A), Ok(0));
+        assert_eq!(p.read(X), Ok(10));
+        assert_eq!(p.read(X + P), Ok(11));
+        // Swapped out again, then forked: COW across the swap entry.
+        let f = p.translate(X).unwrap().frame;
+        assert!(p.try_to_unmap(f));
+        p.madvise(X + 2 * P, P, Advice::WipeOnFork).unwrap();
+        let c = p.fork();
+        assert_eq!(c.read(X + 2 * P), Ok(0), "wiped");
+        c.write(X, 99).unwrap();
+        assert_eq!(p.read(X), Ok(10));
+        p.write(X, 98).unwrap();
+        assert_eq!(c.read(X), Ok(99));
+        let f = c.translate(X + 3 * P).unwrap().frame;
+        assert!(c.try_to_unmap(f));
+        // mprotect over swap entries: a write is refused, a read swaps in.
+        p.mprotect(X, 4 * P, Prot::READ).unwrap();
+        assert_eq!(p.write(X + 3 * P, 1), Err(FaultError::Access));
+        assert_eq!(p.read(X + 3 * P), Ok(13));
+        assert_eq!(c.read(X + 3 * P), Ok(13));
+        p.mprotect(X, 4 * P, RW).unwrap();
+        p.write(X + 3 * P, 3).unwrap();
+        assert_eq!(c.read(X + 3 * P), Ok(13));
+        drop(pin);
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+        drop(c);
+        for (a, n) in [(A, 4), (X, 4), (S, 2), (Y, 2)] {
+            p.munmap(a, n * P).unwrap();
+        }
+        p.reclaim();
+        AddressSpace::check_family(&[&p]).unwrap();
+        let s = p.stats();
+        assert_eq!(
+            (s.frames_live, s.frames_allocated),
+            (0, s.frames_freed),
+            "{s:?}"
+        );
+    }
+}
