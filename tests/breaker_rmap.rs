@@ -481,10 +481,9 @@ fn swap_entry_corners() {
 /// drops the entry as stale. Walker 1 then finds the PTE still there (exit
 /// has not torn the tables down yet) without its entry: legal (the child's
 /// entries are stale from the moment it leaves the registry), but `visit`
-/// asserted M10 there. Needs debug assertions (`cargo test`, the test
+/// asserted M10 there (fixed: it leaves that PTE to the teardown). Needs debug assertions (`cargo test`, the test
 /// profile); bounded by iterations.
 #[test]
-#[ignore = "BUG: rmap.rs visit asserts M10 (PTE without its pv entry) when another walker dropped the entry of a space whose exit has begun (gone from the registry, waiting for this walker's link read lock): a legal race, a panic in debug builds"]
 fn two_walkers_vs_exit() {
     use std::sync::Barrier;
     for policy in POLICIES {
