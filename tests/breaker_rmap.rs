@@ -33,6 +33,9 @@ const Y: u64 = 0x5000_0000;
 const M: u64 = 0x6000_0000;
 /// munmap/mmap churn by the main thread.
 const C: u64 = 0x7000_0000;
+/// Written and DONTNEEDed by the zapper thread (a zap under the read lock,
+/// racing fork's copy, which holds the whole-space read lock too).
+const Z: u64 = 0x7800_0000;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const PRIV: MapFlags = MapFlags::PRIVATE
@@ -96,6 +99,7 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
     p.madvise(D, 2 * P, Advice::DontFork).unwrap();
     p.mmap(Some(X), 2 * P, RW, PRIV).unwrap();
     p.mmap(Some(M), 2 * P, RW, PRIV).unwrap();
+    p.mmap(Some(Z), 4 * P, RW, PRIV).unwrap();
     let sh = Arc::new(Shared {
         s_started: (0..NS).map(|_| AtomicU64::new(0)).collect(),
         s_done: (0..NS).map(|_| AtomicU64::new(0)).collect(),
@@ -203,11 +207,43 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
                     let lo = sh.s_done[k as usize].load(Ordering::SeqCst);
                     let v = c.read(S + k * P).unwrap() & 0xffff_ffff;
                     assert!(v >= lo, "shared page {k}: {v} older than done {lo}");
+                    let z = rng.below(4);
+                    let v = c.read(Z + z * P).unwrap();
+                    assert!(
+                        v == 0 || v >> 48 == 0 && (v >> 32) & 0xffff == z,
+                        "child {} zapper page {z} holds {v:#x}",
+                        kid.id
+                    );
                     if seq == 1 && !mine.iter().any(Option::is_some) {
                         assert_eq!(c.read(W), Ok(0), "WIPEONFORK page inherited");
                         assert_eq!(c.read(D), Err(FaultError::Segv), "DONTFORK area inherited");
                     }
                 }
+            }
+        })
+    };
+
+    // The zapper: its own pages, written and zapped; a page reads its last
+    // write or, after a zap, 0.
+    let zapper = {
+        let (p, sh) = (p.clone(), sh.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(seed ^ 0x5a5a);
+            let mut last = [0u64; 4];
+            let mut seq = 0;
+            while !sh.stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let i = rng.below(4);
+                let v = tag(0, i, seq);
+                p.write(Z + i * P, v).unwrap();
+                last[i as usize] = v;
+                let j = rng.below(4);
+                if rng.below(3) == 0 {
+                    p.madvise(Z + j * P, P, Advice::DontNeed).unwrap();
+                    last[j as usize] = 0;
+                }
+                let k = rng.below(4);
+                assert_eq!(p.read(Z + k * P), Ok(last[k as usize]), "zapper page {k}");
             }
         })
     };
@@ -276,10 +312,15 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
         {
             // A thread that died (a failed check) makes no progress: stop
             // and report its panic.
-            if pw.is_finished() || kw.is_finished() || walkers.iter().any(|w| w.is_finished()) {
+            if pw.is_finished()
+                || kw.is_finished()
+                || zapper.is_finished()
+                || walkers.iter().any(|w| w.is_finished())
+            {
                 sh.stop.store(true, Ordering::Relaxed);
                 pw.join().unwrap();
                 kw.join().unwrap();
+                zapper.join().unwrap();
                 for w in walkers {
                     w.join().unwrap();
                 }
@@ -343,6 +384,7 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
     }
     sh.stop.store(true, Ordering::Relaxed);
     let last = pw.join().unwrap();
+    zapper.join().unwrap();
     eprintln!(
         "{policy:?} {locking:?}: {} walks, {} fully unmapped",
         sh.walks.load(Ordering::Relaxed),
@@ -362,7 +404,7 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
     AddressSpace::check_family(&all).unwrap();
     drop(all);
     drop(kids);
-    for (a, n) in [(A, NA), (S, NS), (W, 2), (D, 2), (X, 2), (M, 2)] {
+    for (a, n) in [(A, NA), (S, NS), (W, 2), (D, 2), (X, 2), (M, 2), (Z, 4)] {
         p.munmap(a, n * P).unwrap();
     }
     p.reclaim();
