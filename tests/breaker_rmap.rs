@@ -583,3 +583,236 @@ fn two_walkers_vs_exit() {
         );
     }
 }
+
+// ----- proptest: a fork family under mremap (DONTUNMAP, MAYMOVE), the fork
+// flags, munmap and try_to_unmap, against a per-page model -----------------
+
+use proptest::prelude::*;
+
+const NP: u64 = 6;
+/// Scratch area pages are moved to and back from.
+const OUT: u64 = A + 64 * P;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PageModel {
+    /// `None`: not mapped.
+    value: Option<u64>,
+    wipe: bool,
+    dontfork: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write(usize, u64, u64),
+    Read(usize, u64),
+    Fork(usize),
+    Exit(usize),
+    TryToUnmap(usize, u64),
+    /// Page out to `OUT` and back (MAYMOVE|FIXED), the first move with
+    /// DONTUNMAP if set.
+    MoveRoundTrip(usize, u64, bool),
+    Advise(usize, u64, u8),
+    DontNeed(usize, u64),
+    Munmap(usize, u64),
+    Remap(usize, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let p = 0..4usize;
+    let i = 0..NP;
+    prop_oneof![
+        4 => (p.clone(), i.clone(), 1..1000u64).prop_map(|(p, i, v)| Op::Write(p, i, v)),
+        3 => (p.clone(), i.clone()).prop_map(|(p, i)| Op::Read(p, i)),
+        2 => p.clone().prop_map(Op::Fork),
+        1 => p.clone().prop_map(Op::Exit),
+        3 => (p.clone(), i.clone()).prop_map(|(p, i)| Op::TryToUnmap(p, i)),
+        2 => (p.clone(), i.clone(), any::<bool>()).prop_map(|(p, i, d)| Op::MoveRoundTrip(p, i, d)),
+        2 => (p.clone(), i.clone(), 0..4u8).prop_map(|(p, i, a)| Op::Advise(p, i, a)),
+        1 => (p.clone(), i.clone()).prop_map(|(p, i)| Op::DontNeed(p, i)),
+        1 => (p.clone(), i.clone()).prop_map(|(p, i)| Op::Munmap(p, i)),
+        1 => (p, i).prop_map(|(p, i)| Op::Remap(p, i)),
+    ]
+}
+
+fn run_ops(policy: FaultPolicy, ops: &[Op]) {
+    let first = AddressSpace::with_policy(policy);
+    first.mmap(Some(A), NP * P, RW, PRIV).unwrap();
+    let mut procs: Vec<Option<(AddressSpace, Vec<PageModel>)>> = vec![Some((
+        first,
+        vec![
+            PageModel {
+                value: Some(0),
+                ..PageModel::default()
+            };
+            NP as usize
+        ],
+    ))];
+    let mm = RemapFlags::MAYMOVE | RemapFlags::FIXED;
+    for (n, op) in ops.iter().enumerate() {
+        let np = procs.len();
+        let pick = |k: usize| k % np;
+        match *op {
+            Op::Write(k, i, v) => {
+                if let Some((s, m)) = &mut procs[pick(k)] {
+                    let r = s.write(A + i * P, v);
+                    match m[i as usize].value {
+                        Some(_) => {
+                            r.unwrap();
+                            m[i as usize].value = Some(v);
+                        }
+                        None => assert_eq!(r, Err(FaultError::Segv)),
+                    }
+                }
+            }
+            Op::Read(k, i) => {
+                if let Some((s, m)) = &procs[pick(k)] {
+                    let r = s.read(A + i * P);
+                    match m[i as usize].value {
+                        Some(v) => assert_eq!(r, Ok(v), "op {n}: read page {i}"),
+                        None => assert_eq!(r, Err(FaultError::Segv)),
+                    }
+                }
+            }
+            Op::Fork(k) => {
+                if procs.len() < 4
+                    && let Some((s, m)) = &procs[pick(k)]
+                {
+                    let c = s.fork();
+                    let cm: Vec<PageModel> = m
+                        .iter()
+                        .map(|pm| match pm.value {
+                            Some(_) if pm.dontfork => PageModel::default(),
+                            Some(_) if pm.wipe => PageModel {
+                                value: Some(0),
+                                ..*pm
+                            },
+                            _ => *pm,
+                        })
+                        .collect();
+                    procs.push(Some((c, cm)));
+                }
+            }
+            Op::Exit(k) => {
+                let k = pick(k);
+                procs[k] = None;
+            }
+            Op::TryToUnmap(k, i) => {
+                if let Some((s, _)) = &procs[pick(k)]
+                    && let Some(t) = s.translate(A + i * P)
+                {
+                    assert!(s.try_to_unmap(t.frame), "op {n}: nothing else runs");
+                    assert!(s.translate(A + i * P).is_none());
+                }
+            }
+            Op::MoveRoundTrip(k, i, dontunmap) => {
+                if let Some((s, m)) = &procs[pick(k)]
+                    && let Some(v) = m[i as usize].value
+                {
+                    let a = A + i * P;
+                    let f = if dontunmap {
+                        mm | RemapFlags::DONTUNMAP
+                    } else {
+                        mm
+                    };
+                    assert_eq!(s.mremap(a, P, P, f, Some(OUT)), Ok(OUT));
+                    assert_eq!(s.read(OUT), Ok(v));
+                    if dontunmap {
+                        assert_eq!(s.read(a), Ok(0), "op {n}: DONTUNMAP source");
+                    } else {
+                        assert_eq!(s.read(a), Err(FaultError::Segv));
+                    }
+                    assert_eq!(s.mremap(OUT, P, P, mm, Some(a)), Ok(a));
+                    assert_eq!(s.read(a), Ok(v), "op {n}: moved back");
+                    assert_eq!(s.read(OUT), Err(FaultError::Segv));
+                }
+            }
+            Op::Advise(k, i, a) => {
+                if let Some((s, m)) = &mut procs[pick(k)] {
+                    let pm = &mut m[i as usize];
+                    let advice = [
+                        Advice::WipeOnFork,
+                        Advice::KeepOnFork,
+                        Advice::DontFork,
+                        Advice::DoFork,
+                    ][a as usize];
+                    let r = s.madvise(A + i * P, P, advice);
+                    if pm.value.is_none() {
+                        assert!(r.is_err());
+                    } else {
+                        r.unwrap();
+                        match a {
+                            0 => pm.wipe = true,
+                            1 => pm.wipe = false,
+                            2 => pm.dontfork = true,
+                            _ => pm.dontfork = false,
+                        }
+                    }
+                }
+            }
+            Op::DontNeed(k, i) => {
+                if let Some((s, m)) = &mut procs[pick(k)]
+                    && m[i as usize].value.is_some()
+                {
+                    s.madvise(A + i * P, P, Advice::DontNeed).unwrap();
+                    m[i as usize].value = Some(0);
+                }
+            }
+            Op::Munmap(k, i) => {
+                if let Some((s, m)) = &mut procs[pick(k)] {
+                    s.munmap(A + i * P, P).unwrap();
+                    m[i as usize] = PageModel::default();
+                }
+            }
+            Op::Remap(k, i) => {
+                if let Some((s, m)) = &mut procs[pick(k)]
+                    && m[i as usize].value.is_none()
+                {
+                    s.mmap(Some(A + i * P), P, RW, PRIV).unwrap();
+                    m[i as usize] = PageModel {
+                        value: Some(0),
+                        ..PageModel::default()
+                    };
+                }
+            }
+        }
+        let live: Vec<&AddressSpace> = procs.iter().flatten().map(|(s, _)| s).collect();
+        if !live.is_empty() {
+            AddressSpace::check_family(&live).unwrap_or_else(|e| panic!("op {n} {op:?}: {e}"));
+        }
+    }
+    // Everything readable as modelled, then everything unmapped balances.
+    let mut last = None;
+    for (s, m) in procs.iter().flatten() {
+        for i in 0..NP {
+            match m[i as usize].value {
+                Some(v) => assert_eq!(s.read(A + i * P), Ok(v)),
+                None => assert_eq!(s.read(A + i * P), Err(FaultError::Segv)),
+            }
+        }
+        last = Some(s);
+    }
+    if let Some(s) = last {
+        let others: Vec<_> = procs.iter().flatten().map(|(s, _)| s).collect();
+        let n = others.len();
+        drop(others);
+        if n == 1 {
+            s.munmap(A, 128 * P).unwrap();
+            s.reclaim();
+            AddressSpace::check_family(&[s]).unwrap();
+            let st = s.stats();
+            assert_eq!(
+                (st.frames_live, st.frames_allocated),
+                (0, st.frames_freed),
+                "{st:?}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn family_under_mremap_and_fork_flags(policy in 0..4usize, ops in prop::collection::vec(op(), 1..40)) {
+        run_ops(POLICIES[policy], &ops);
+    }
+}
