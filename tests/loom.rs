@@ -2,6 +2,8 @@
 //! Run: `LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS='--cfg loom' CARGO_TARGET_DIR=target/loom cargo test --release --test loom`
 #![cfg(loom)]
 
+#[path = "loom/breaker.rs"]
+mod breaker;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]

@@ -329,8 +329,18 @@ fn visit(frames: &FrameTable, pfn: u64, pv: Pv) -> Visit {
     if !ptl.linked() || pte & PTE_PRESENT == 0 || pte_pfn(pte) != pfn {
         return Visit::Absent;
     }
-    let removed = frames.rmap_remove(pfn, pv);
-    debug_assert!(removed, "PTE without its pv entry (M10)");
+    if !frames.rmap_remove(pfn, pv) {
+        // Our entry is gone with the PTE still there: the space's exit has
+        // begun (it left the registry and waits for our read lock of its
+        // link), so its entries are stale, and another walker that met
+        // this one after that dropped it (`stale` above). The teardown
+        // unmaps the PTE; leave it. For a live space this breaks M10.
+        debug_assert!(
+            frames.rmap.get(pv.mm).is_none(),
+            "PTE without its pv entry (M10)"
+        );
+        return Visit::Stale;
+    }
     if frames.counts(pfn).2 != 0 {
         // A shared object holds the frame: the next fault finds it there.
         ptl.set(pv.addr, 0);

@@ -68,10 +68,15 @@ impl Slot {
 
     /// Publishes the claimed slot as a request over `[start, end)`.
     pub(super) fn publish(&self, claimed: u64, start: u64, end: u64, write: bool) {
-        // Relaxed: made visible by the Release store of the state below,
-        // which checkers load (Acquire) before the range.
-        self.start.store(start, Ordering::Relaxed);
-        self.end.store(end, Ordering::Relaxed);
+        // Release: a checker whose (Acquire) load of the range reads these
+        // stores is ordered after our claim CAS, so its second load of the
+        // state word sees the new `gen` and it discards the range (R8: the
+        // seqlock read in `request`). Relaxed stores here let a checker take
+        // our range for the slot's previous request, whose two state loads
+        // both predate our claim, and skip waiting for that request (loom
+        // `breaker::fast_slot_reuse_reads_consistent_range`).
+        self.start.store(start, Ordering::Release);
+        self.end.store(end, Ordering::Release);
         let kind = if write { WRITE } else { READ };
         // Release: the range above; pairs with the Acquire loads of
         // `request`. The caller's SeqCst fence that follows makes it the
@@ -102,9 +107,11 @@ impl Slot {
         if kind == FREE || kind == CLAIMED {
             return Ok(None);
         }
-        // Relaxed: published by the store we read `s1` from.
-        let start = self.start.load(Ordering::Relaxed);
-        let end = self.end.load(Ordering::Relaxed);
+        // Acquire: published by the store we read `s1` from; and if a later
+        // claimer's range is read instead, its Release store orders that
+        // claim before `s2`, which then differs (see `publish`).
+        let start = self.start.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
         // Acquire: same word (same `gen`) again means the range above is
         // that request's and it was still held; another word means the
         // holder left (we read its release, or a later claim continuing it).
