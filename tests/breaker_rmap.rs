@@ -7,6 +7,9 @@
 //! never see each other's or later parent writes, shared pages only move
 //! forward) and exact accounting afterwards. Plus hostile pfns.
 
+#[path = "common/frames.rs"]
+mod frames;
+use frames::assert_all_freed;
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultPolicy, MapFlags, Prot, RemapFlags,
     WriterLocking,
@@ -407,14 +410,7 @@ fn chaos(policy: FaultPolicy, locking: WriterLocking, rounds: u64, seed: u64) {
     for (a, n) in [(A, NA), (S, NS), (W, 2), (D, 2), (X, 2), (M, 2), (Z, 4)] {
         p.munmap(a, n * P).unwrap();
     }
-    p.reclaim();
-    AddressSpace::check_family(&[&p]).unwrap();
-    let s = p.stats();
-    assert_eq!(
-        (s.frames_live, s.frames_allocated),
-        (0, s.frames_freed),
-        "{policy:?} {locking:?}: {s:?}"
-    );
+    assert_all_freed(&p, &format!("{policy:?} {locking:?}: "));
 }
 
 #[test]
@@ -505,14 +501,7 @@ fn swap_entry_corners() {
         for (a, n) in [(A, 4), (X, 4), (S, 2), (Y, 2)] {
             p.munmap(a, n * P).unwrap();
         }
-        p.reclaim();
-        AddressSpace::check_family(&[&p]).unwrap();
-        let s = p.stats();
-        assert_eq!(
-            (s.frames_live, s.frames_allocated),
-            (0, s.frames_freed),
-            "{s:?}"
-        );
+        assert_all_freed(&p, "");
     }
 }
 
@@ -573,14 +562,7 @@ fn two_walkers_vs_exit() {
         }
         p.munmap(A, 64 * P).unwrap();
         p.munmap(S, P).unwrap();
-        p.reclaim();
-        AddressSpace::check_family(&[&p]).unwrap();
-        let s = p.stats();
-        assert_eq!(
-            (s.frames_live, s.frames_allocated),
-            (0, s.frames_freed),
-            "{s:?}"
-        );
+        assert_all_freed(&p, "");
     }
 }
 
