@@ -335,9 +335,11 @@ unsafe fn drop_values<V>(p: *mut ()) {
     let vals = unsafe { Box::from_raw(p.cast::<Vec<*mut V>>()) };
     let mut panics = Vec::new();
     for &v in vals.iter() {
-        // SAFETY: removed values came from `Box::into_raw` and are dropped
-        // only here, once (our requirement).
-        run_caught(&mut panics, || drop(unsafe { Box::from_raw(v) }));
+        // SAFETY: unbox_drop's requirement: removed values came from
+        // `boxed` or `Box::into_raw` and are dropped only here, once (our
+        // requirement). Their memory goes to this thread's stash, as a
+        // one-value commit's does (`drop_value`).
+        run_caught(&mut panics, || unsafe { unbox_drop(v) });
     }
     reraise(panics);
 }
