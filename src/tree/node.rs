@@ -4,8 +4,9 @@
 //! so a `*mut Header` can be cast to the right kind after reading `kind`:
 //!
 //! ```text
-//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]                  = 256 B
-//! Inner    : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
+//! Leaf<V>, narrow: header(16) | base | start[14]: u32 | end[14]: u32 | val[14] = 248 B
+//! Leaf<V>, wide  : header(16) | start[10] | end[10] | val[10]                  = 256 B
+//! Inner          : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! The inner node's arrays are ordered for `get`: its scan over `min` and
@@ -13,8 +14,9 @@
 //! nodes of fan-out 15 were tried for issue 12: height 8 -> 6 at 1Mi, but
 //! lookups measured slower; docs/DESIGN.md §2.1.)
 //!
-//! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
-//! and non-overlapping (I2). An inner node holds, for each child `i`, the
+//! A leaf holds entries `start(j)..end(j) -> *val(j)`, sorted and
+//! non-overlapping (I2): up to 14 as 32-bit offsets from a base when their
+//! span allows, else up to 10 with 64-bit keys (I10, [`Leaf`]). An inner node holds, for each child `i`, the
 //! child's *summary*: `min[i]` (first start in the subtree), `max[i]` (last end)
 //! and `gap[i]` (largest free gap strictly between two entries of the subtree)
 //! (I3). Unused key slots hold `u64::MAX` and unused pointers are null (I5), so
