@@ -1,0 +1,255 @@
+//! One-descent overwrite (issue 13 §1): cut `[a, b)` out of the working tree
+//! and optionally store `a..b -> value` in its place, splicing the leaf that
+//! holds the affected entries once (docs/DESIGN.md §2.5, §2.8).
+//!
+//! # The round
+//! A *round* descends once from the root with a window `[x, y)`. At each
+//! inner node it routes by `x` like `insert` (the last child whose `min <=
+//! x`: the only child that can hold an entry overlapping `x`, I3) and
+//! *clips* `y` to the next child's `min`: entries of the next children are
+//! left for a later round. Nothing is copied on the way down. At the leaf it
+//! builds the new slot list (entries before the window, the piece of the
+//! first overlapped entry left of `x`, the stored entry, the piece of the
+//! last overlapped entry right of `y`, entries after the window; at most
+//! `LEAF_CAP + 2` slots), and only then copies the path on the way back up
+//! (one COW path copy, one summary per level), splitting an overfull leaf
+//! (as `insert` does, sharing with a sibling when one has room) or
+//! rebalancing an underfull one (as `remove` does).
+//!
+//! When the window was not clipped (the affected entries lie in one leaf,
+//! the common case) one round is the whole operation: O(height). Otherwise
+//! the next round starts at the clip point, so a cut over `k` entries spread
+//! over `l` leaves costs `l` rounds: O(l · height) = O((1 + k / LEAF_MIN) ·
+//! height), never one descent per entry; `store`'s entry then costs one
+//! insert (its round was clipped, so it did not place the entry).
+//!
+//! # Values
+//! A covered entry's value goes to the transaction's `removed` list (retired
+//! at commit). A trimmed entry keeps its value pointer: no list changes, so
+//! readers of either version share the value and a `&V` keeps its address
+//! (§2.1). Only a middle split needs a new value (`clone`, user code), and it
+//! runs before anything changes; a middle split is never clipped (the entry
+//! extends past `y`, so `y` is `b`), so it happens in the first round.
+
+use super::garbage;
+use super::node::{
+    Header, KIND_LEAF, LEAF_CAP, Leaf, Slots, as_inner, as_leaf, count_le, inner_item, place,
+};
+use super::write::{Core, Node, cap_of, fresh, len_of, summary_of, underfull};
+use std::ptr;
+
+/// A leaf slot: `(start, end, value)`.
+type Item<V> = (u64, u64, *mut V);
+
+/// What a round did to a subtree.
+enum Spliced {
+    /// Nothing overlapped and nothing was stored: no node was copied.
+    Unchanged,
+    /// The subtree's fresh replacement and, if it split, its new right
+    /// sibling (fresh, unlinked).
+    Changed(*mut Header, Option<*mut Header>),
+}
+
+impl<V> Core<V> {
+    /// Cuts `[a, b)` (non-empty) out of every entry overlapping it and, if
+    /// `value` is `Some`, stores `a..b -> value`; returns how many entries
+    /// were removed, trimmed or split. `clone` makes the value of the right
+    /// piece of a middle split (it runs before anything changes; if it
+    /// panics, the working tree is unchanged and `value` is dropped by the
+    /// unwinding caller). See the module docs for the cost.
+    pub(crate) fn splice(
+        &mut self,
+        a: u64,
+        b: u64,
+        mut value: Option<V>,
+        clone: impl Fn(&V) -> V,
+    ) -> usize {
+        debug_assert!(a < b);
+        let mut touched = 0;
+        let mut x = a;
+        while !self.root.is_null() {
+            // The stored entry goes in with the first round, if unclipped.
+            let val = if x == a { &mut value } else { &mut None };
+            // SAFETY: the working root is live and reachable (writer lock).
+            let (res, y) = unsafe { self.round(self.root, (x, b), b, val, &clone, &mut touched) };
+            if let Spliced::Changed(n, split) = res {
+                self.dirty = true;
+                // SAFETY: `n` (and `split`) are the fresh new top of the tree.
+                unsafe { self.set_root(n, split) };
+            }
+            if y >= b {
+                break;
+            }
+            x = y;
+        }
+        if let Some(v) = value {
+            // The tree was empty, or the window was clipped: [a, b) is free now.
+            self.insert(a, b, garbage::boxed(v));
+        }
+        touched
+    }
+
+    /// One round over the subtree `n` with window `[x, y)`; returns what it
+    /// did and the window end it used at the leaf (`<= y`: clipped if less).
+    /// `val` is stored as `x..y` only if the leaf's window ends at `b`, the
+    /// operation's end (not clipped).
+    ///
+    /// # Safety
+    /// `n` is live and reachable from the working root; entries outside `n`
+    /// do not overlap `[x, y)` except after `y`'s clip points (module docs).
+    unsafe fn round(
+        &mut self,
+        n: *mut Header,
+        (x, y): (u64, u64),
+        b: u64,
+        val: &mut Option<V>,
+        clone: &impl Fn(&V) -> V,
+        touched: &mut usize,
+    ) -> (Spliced, u64) {
+        // SAFETY: our requirement.
+        if unsafe { (*n).kind } == KIND_LEAF {
+            let val = if y == b { val } else { &mut None };
+            // SAFETY: our requirement and the kind tag.
+            let res = unsafe { self.splice_leaf(n, x, y, val, clone, touched) };
+            return (res, y);
+        }
+        // SAFETY: our requirement and the kind tag; read only, not copied yet.
+        let inn = unsafe { as_inner(n) };
+        let len = inn.len();
+        let i = count_le(&inn.min, len, x).saturating_sub(1);
+        let y = if i + 1 < len {
+            y.min(inn.min[i + 1])
+        } else {
+            y
+        };
+        // SAFETY: children of a reachable node are reachable; the clip keeps
+        // the window inside child `i`'s share of the key space.
+        let (res, y) = unsafe { self.round(inn.child[i], (x, y), b, val, clone, touched) };
+        let Spliced::Changed(c, split) = res else {
+            return (Spliced::Unchanged, y);
+        };
+        // SAFETY: our requirement; a copy (or `n` itself, if fresh).
+        let n = unsafe { self.cow(n) };
+        // SAFETY: `cow` returned a node of this transaction, inner like `n`.
+        let Node::Inner(inn) = (unsafe { fresh::<V>(n) }) else {
+            unreachable!("cow keeps the kind")
+        };
+        // SAFETY: `c` is live and fresh; `inn`'s children are live.
+        unsafe {
+            if let Some(r) = split {
+                inn.set(i, c, summary_of::<V>(c));
+                // `share` spreads over two nodes what overflowed one by one
+                // slot (as after an insert); a leaf that grew by two splits.
+                let by_one = len_of(c) + len_of(r) == cap_of(c) + 1;
+                if by_one && self.share(inn, i, r) {
+                    return (Spliced::Changed(n, None), y);
+                }
+                let it = inner_item(r, summary_of::<V>(r));
+                return (Spliced::Changed(n, self.insert_slot(inn, i + 1, it)), y);
+            }
+            if underfull(c) {
+                inn.child[i] = c;
+                self.rebalance(inn, i);
+            } else {
+                inn.set(i, c, summary_of::<V>(c));
+            }
+        }
+        (Spliced::Changed(n, None), y)
+    }
+
+    /// The leaf step of a round (module docs): stores `val` (if any) as `x..y`.
+    ///
+    /// # Safety
+    /// `n` is a live leaf reachable from the working root.
+    unsafe fn splice_leaf(
+        &mut self,
+        n: *mut Header,
+        x: u64,
+        y: u64,
+        val: &mut Option<V>,
+        clone: &impl Fn(&V) -> V,
+        touched: &mut usize,
+    ) -> Spliced {
+        // SAFETY: our requirement; read only until the copy below.
+        let l = unsafe { as_leaf::<V>(n) };
+        let len = l.len();
+        // Overlapped: j0..j1 (ends are sorted, I2).
+        let mut j0 = 0;
+        while j0 < len && l.item(j0).1 <= x {
+            j0 += 1;
+        }
+        let mut j1 = j0;
+        while j1 < len && l.item(j1).0 < y {
+            j1 += 1;
+        }
+        if j0 == j1 && val.is_none() {
+            return Spliced::Unchanged;
+        }
+        // User code first, while nothing has changed: the middle split.
+        let split_val = match (j1 - j0 == 1).then(|| l.item(j0)) {
+            // SAFETY: I5: a used slot's value is live while the leaf is.
+            Some((s, e, p)) if s < x && e > y => Some(garbage::boxed(clone(unsafe { &*p }))),
+            _ => None,
+        };
+        let mut items: [Item<V>; LEAF_CAP + 2] = [(0, 0, ptr::null_mut()); LEAF_CAP + 2];
+        let mut k = 0;
+        let mut push = |it: Item<V>| {
+            items[k] = it;
+            k += 1;
+        };
+        for j in 0..j0 {
+            push(l.item(j));
+        }
+        let mut kept = 0;
+        let mut right = None;
+        for j in j0..j1 {
+            let (s, e, p) = l.item(j);
+            if s < x {
+                push((s, x, p));
+                kept += 1;
+            }
+            if e > y {
+                // The piece right of `y`: the left piece's value is `p`.
+                right = Some((y, e, if s < x { split_val.expect("cloned") } else { p }));
+                kept += usize::from(s >= x);
+            } else if s >= x {
+                self.removed.push(p);
+            }
+        }
+        if let Some(v) = val.take() {
+            let p = garbage::boxed(v);
+            self.inserted.push(p);
+            push((x, y, p));
+            self.len += 1;
+        }
+        if let Some(it) = right {
+            push(it);
+            if split_val.is_some() {
+                self.inserted.push(it.2);
+                self.len += 1;
+            }
+        }
+        for j in j1..len {
+            push(l.item(j));
+        }
+        *touched += j1 - j0;
+        self.len -= (j1 - j0) - kept;
+        // SAFETY: our requirement.
+        let n = unsafe { self.cow(n) };
+        // SAFETY: `cow` returned a node of this transaction, a leaf like `n`.
+        let Node::Leaf(l) = (unsafe { fresh::<V>(n) }) else {
+            unreachable!("cow keeps the kind")
+        };
+        let items = &items[..k];
+        if k <= LEAF_CAP {
+            for (j, &it) in items.iter().enumerate() {
+                l.put(j, it);
+            }
+            l.truncate(k);
+            return Spliced::Changed(n, None);
+        }
+        let mut r = Leaf::<V>::new(self.txn);
+        super::node::distribute(items, l, &mut r);
+        Spliced::Changed(n, Some(place(&mut self.pool, KIND_LEAF, r)))
+    }
+}
