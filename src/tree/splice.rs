@@ -33,7 +33,8 @@
 
 use super::garbage;
 use super::node::{
-    Header, KIND_LEAF, LEAF_CAP, Leaf, Slots, as_inner, as_leaf, count_le, inner_item, place,
+    Header, KIND_LEAF, LEAF_CAP, Leaf, Slots, Summary, as_inner, as_leaf, count_le, inner_item,
+    place,
 };
 use super::write::{Core, Node, cap_of, fresh, len_of, summary_of, underfull};
 use std::ptr;
@@ -45,9 +46,23 @@ type Item<V> = (u64, u64, *mut V);
 enum Spliced {
     /// Nothing overlapped and nothing was stored: no node was copied.
     Unchanged,
-    /// The subtree's fresh replacement and, if it split, its new right
-    /// sibling (fresh, unlinked).
-    Changed(*mut Header, Option<*mut Header>),
+    /// The subtree's fresh replacement, its new right sibling if it split
+    /// (fresh, unlinked), and otherwise its new summary (`None` for the
+    /// root, whose summary nobody stores).
+    Changed(*mut Header, Option<*mut Header>, Option<Summary>),
+}
+
+/// One splice's fixed arguments and running count.
+struct Job<'v, V, F> {
+    /// The operation's end (a leaf window ending here was not clipped).
+    b: u64,
+    /// The value to store, taken by the leaf that stores it.
+    val: &'v mut Option<V>,
+    clone: F,
+    /// In the first round (only it may store: later ones start above `a`).
+    first: bool,
+    /// Entries removed, trimmed or split so far.
+    touched: usize,
 }
 
 impl<V> Core<V> {
@@ -65,14 +80,18 @@ impl<V> Core<V> {
         clone: impl Fn(&V) -> V,
     ) -> usize {
         debug_assert!(a < b);
-        let mut touched = 0;
+        let mut job = Job {
+            b,
+            val: &mut value,
+            clone,
+            first: true,
+            touched: 0,
+        };
         let mut x = a;
         while !self.root.is_null() {
-            // The stored entry goes in with the first round, if unclipped.
-            let val = if x == a { &mut value } else { &mut None };
             // SAFETY: the working root is live and reachable (writer lock).
-            let (res, y) = unsafe { self.round(self.root, (x, b), b, val, &clone, &mut touched) };
-            if let Spliced::Changed(n, split) = res {
+            let (res, y) = unsafe { self.round(self.root, (x, b), None, &mut job) };
+            if let Spliced::Changed(n, split, _) = res {
                 self.dirty = true;
                 // SAFETY: `n` (and `split`) are the fresh new top of the tree.
                 unsafe { self.set_root(n, split) };
@@ -80,8 +99,11 @@ impl<V> Core<V> {
             if y >= b {
                 break;
             }
+            // Only the first round may store (later ones start above `a`).
+            job.first = false;
             x = y;
         }
+        let touched = job.touched;
         if let Some(v) = value {
             // The tree was empty, or the window was clipped: [a, b) is free now.
             self.insert(a, b, garbage::boxed(v));
@@ -91,8 +113,8 @@ impl<V> Core<V> {
 
     /// One round over the subtree `n` with window `[x, y)`; returns what it
     /// did and the window end it used at the leaf (`<= y`: clipped if less).
-    /// `val` is stored as `x..y` only if the leaf's window ends at `b`, the
-    /// operation's end (not clipped).
+    /// `job.val` is stored as `x..y` only if the leaf's window ends at
+    /// `job.b`, the operation's end (not clipped).
     ///
     /// # Safety
     /// `n` is live and reachable from the working root; entries outside `n`
@@ -101,16 +123,13 @@ impl<V> Core<V> {
         &mut self,
         n: *mut Header,
         (x, y): (u64, u64),
-        b: u64,
-        val: &mut Option<V>,
-        clone: &impl Fn(&V) -> V,
-        touched: &mut usize,
+        was: Option<Summary>,
+        job: &mut Job<'_, V, impl Fn(&V) -> V>,
     ) -> (Spliced, u64) {
         // SAFETY: our requirement.
         if unsafe { (*n).kind } == KIND_LEAF {
-            let val = if y == b { val } else { &mut None };
             // SAFETY: our requirement and the kind tag.
-            let res = unsafe { self.splice_leaf(n, x, y, val, clone, touched) };
+            let res = unsafe { self.splice_leaf(n, (x, y), was.is_some(), job) };
             return (res, y);
         }
         // SAFETY: our requirement and the kind tag; read only, not copied yet.
@@ -122,10 +141,11 @@ impl<V> Core<V> {
         } else {
             y
         };
+        let slot = inn.slot_summary(i);
         // SAFETY: children of a reachable node are reachable; the clip keeps
         // the window inside child `i`'s share of the key space.
-        let (res, y) = unsafe { self.round(inn.child[i], (x, y), b, val, clone, touched) };
-        let Spliced::Changed(c, split) = res else {
+        let (res, y) = unsafe { self.round(inn.child[i], (x, y), Some(slot), job) };
+        let Spliced::Changed(c, split, cs) = res else {
             return (Spliced::Unchanged, y);
         };
         // SAFETY: our requirement; a copy (or `n` itself, if fresh).
@@ -142,34 +162,49 @@ impl<V> Core<V> {
                 // slot (as after an insert); a leaf that grew by two splits.
                 let by_one = len_of(c) + len_of(r) == cap_of(c) + 1;
                 if by_one && self.share(inn, i, r) {
-                    return (Spliced::Changed(n, None), y);
+                    return (Spliced::Changed(n, None, was.map(|_| inn.summary())), y);
                 }
                 let it = inner_item(r, summary_of::<V>(r));
-                return (Spliced::Changed(n, self.insert_slot(inn, i + 1, it)), y);
+                let split = self.insert_slot(inn, i + 1, it);
+                let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
+                return (Spliced::Changed(n, split, ns), y);
             }
             if underfull(c) {
                 inn.child[i] = c;
                 self.rebalance(inn, i);
-            } else {
-                inn.set(i, c, summary_of::<V>(c));
+                return (Spliced::Changed(n, None, was.map(|_| inn.summary())), y);
             }
         }
-        (Spliced::Changed(n, None), y)
+        let cs = cs.expect("a non-root child reports its summary");
+        if cs == slot {
+            // The child's summary is unchanged, hence this node's (most
+            // stores inside a leaf): no recomputation up the path.
+            inn.child[i] = c;
+            return (Spliced::Changed(n, None, was), y);
+        }
+        inn.set(i, c, cs);
+        (Spliced::Changed(n, None, was.map(|_| inn.summary())), y)
     }
 
-    /// The leaf step of a round (module docs): stores `val` (if any) as `x..y`.
+    /// The leaf step of a round (module docs): stores `job.val` as `x..y` if
+    /// the window was not clipped (`y == job.b`). Reports the new summary
+    /// if `summarise` (a non-root leaf) and it did not split.
     ///
     /// # Safety
     /// `n` is a live leaf reachable from the working root.
     unsafe fn splice_leaf(
         &mut self,
         n: *mut Header,
-        x: u64,
-        y: u64,
-        val: &mut Option<V>,
-        clone: &impl Fn(&V) -> V,
-        touched: &mut usize,
+        (x, y): (u64, u64),
+        summarise: bool,
+        job: &mut Job<'_, V, impl Fn(&V) -> V>,
     ) -> Spliced {
+        let mut none = None;
+        let val = if y == job.b && job.first {
+            &mut *job.val
+        } else {
+            &mut none
+        };
         // SAFETY: our requirement; read only until the copy below.
         let l = unsafe { as_leaf::<V>(n) };
         let len = l.len();
@@ -188,7 +223,7 @@ impl<V> Core<V> {
         // User code first, while nothing has changed: the middle split.
         let split_val = match (j1 - j0 == 1).then(|| l.item(j0)) {
             // SAFETY: I5: a used slot's value is live while the leaf is.
-            Some((s, e, p)) if s < x && e > y => Some(garbage::boxed(clone(unsafe { &*p }))),
+            Some((s, e, p)) if s < x && e > y => Some(garbage::boxed((job.clone)(unsafe { &*p }))),
             _ => None,
         };
         let mut items: [Item<V>; LEAF_CAP + 2] = [(0, 0, ptr::null_mut()); LEAF_CAP + 2];
@@ -232,7 +267,7 @@ impl<V> Core<V> {
         for j in j1..len {
             push(l.item(j));
         }
-        *touched += j1 - j0;
+        job.touched += j1 - j0;
         self.len -= (j1 - j0) - kept;
         // SAFETY: our requirement.
         let n = unsafe { self.cow(n) };
@@ -246,10 +281,11 @@ impl<V> Core<V> {
                 l.put(j, it);
             }
             l.truncate(k);
-            return Spliced::Changed(n, None);
+            let s = (summarise && k > 0).then(|| l.summary());
+            return Spliced::Changed(n, None, s);
         }
         let mut r = Leaf::<V>::new(self.txn);
         super::node::distribute(items, l, &mut r);
-        Spliced::Changed(n, Some(place(&mut self.pool, KIND_LEAF, r)))
+        Spliced::Changed(n, Some(place(&mut self.pool, KIND_LEAF, r)), None)
     }
 }
