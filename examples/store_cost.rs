@@ -61,16 +61,7 @@ fn main() {
     let n: usize = args.next().map_or(64 << 10, |a| a.parse().expect("N"));
     let ops: usize = args.next().map_or(20_000, |a| a.parse().expect("ops"));
     let ranges = layout(n, 42);
-    let build = || {
-        let t = MapleTree::with_manual_reclaim();
-        let mut w = t.write();
-        for i in build_order(ranges.len()) {
-            let (s, e) = ranges[i];
-            w.insert(s..e, value(i)).unwrap();
-        }
-        w.commit();
-        t
-    };
+    let build = || fill(MapleTree::with_manual_reclaim(), &ranges);
     let (t, t16) = (build(), build());
     let mut m = rangemap(&ranges);
     measure_store_maple(&t, &ranges, ops);

@@ -117,7 +117,11 @@ pub fn build_order(n: usize) -> Vec<usize> {
 /// A MapleTree holding `ranges` (one transaction, so that the build retires
 /// nothing).
 pub fn maple(ranges: &[(u64, u64)]) -> MapleTree<u64> {
-    let t = MapleTree::new();
+    fill(MapleTree::new(), ranges)
+}
+
+/// `t` (empty) filled with `ranges` as by [`maple`].
+pub fn fill(t: MapleTree<u64>, ranges: &[(u64, u64)]) -> MapleTree<u64> {
     let mut w = t.write();
     for i in build_order(ranges.len()) {
         let (s, e) = ranges[i];
