@@ -249,6 +249,78 @@ fn hundred_thousand_random_entries() {
     assert!(t.is_empty());
 }
 
+/// Leaves switch between the narrow format (32-bit offsets from a base, 14
+/// entries) and the wide one (10 entries) as their span crosses 2^32
+/// (DESIGN I10). Strides around 2^32 / 14 put that boundary inside leaves
+/// at every fill, and one range in 16 is itself a stride or more long.
+/// Every mutation is validated (I1 per format, I10: narrow exactly when the
+/// span fits) and checked against the model, then every entry's edges are
+/// looked up with `get`, `next` and `prev`, and gap searches run across the
+/// boundary.
+#[test]
+fn leaf_formats_across_the_32_bit_span() {
+    use rand_like::Lcg;
+    let strides = [
+        (1u64 << 32) / 14,
+        (1 << 32) / 13 + 1,
+        (1 << 32) / 10,
+        1 << 31,
+        1 << 33,
+    ];
+    for stride in strides {
+        let t = MapleTree::new();
+        let mut m = Model::default();
+        let mut rng = Lcg(stride);
+        for i in 0..1500u64 {
+            let s = (rng.next() % 3000) * stride + rng.next() % 64;
+            let len = if rng.next().is_multiple_of(16) {
+                stride * (1 + rng.next() % 3)
+            } else {
+                1 + rng.next() % 4096
+            };
+            let r = s..s + len;
+            assert_eq!(t.insert(r.clone(), i).is_ok(), m.insert(r, i).is_ok());
+            t.validate().unwrap();
+            if rng.next().is_multiple_of(3) {
+                let a = (rng.next() % 3000) * stride;
+                if let Some((r, _)) = m.next(a) {
+                    assert_eq!(t.remove(r.start), m.remove(r.start));
+                    t.validate().unwrap();
+                }
+            }
+        }
+        assert_eq!(entries(&t), m.range(0..u64::MAX));
+        let g = t.pin();
+        let edges: Vec<u64> = m
+            .map
+            .iter()
+            .flat_map(|(&s, &(e, _))| [s.saturating_sub(1), s, e - 1, e])
+            .collect();
+        for a in edges {
+            assert_eq!(g.get(a).map(|(r, v)| (r, *v)), m.get(a), "get {a:#x}");
+            assert_eq!(g.next(a).map(|(r, v)| (r, *v)), m.next(a), "next {a:#x}");
+            assert_eq!(g.prev(a).map(|(r, v)| (r, *v)), m.prev(a), "prev {a:#x}");
+            let w = a..a.saturating_add(4 * stride);
+            for size in [1, 4096, stride / 2] {
+                assert_eq!(
+                    g.try_find_gap(size, 4096, w.clone()).ok(),
+                    m.find_gap(size, 4096, w.clone(), false)
+                );
+                assert_eq!(
+                    g.try_find_gap_rev(size, 1, w.clone()).ok(),
+                    m.find_gap(size, 1, w.clone(), true)
+                );
+            }
+        }
+        drop(g);
+        for s in m.map.keys().copied().collect::<Vec<_>>() {
+            assert!(t.remove(s).is_some());
+            t.validate().unwrap();
+        }
+        assert!(t.is_empty());
+    }
+}
+
 /// A tiny deterministic generator (tests stay reproducible without a crate).
 mod rand_like {
     pub struct Lcg(pub u64);
@@ -360,8 +432,14 @@ fn values_dropped_exactly_once_no_leaks() {
     );
 }
 
+/// Mostly small; sometimes around 2^32, where a leaf's span crosses the
+/// narrow format's limit (I10), or near the top of the space.
 fn addr() -> impl Strategy<Value = u64> {
-    prop_oneof![8 => 0..3000u64, 1 => (u64::MAX - 3000)..=u64::MAX]
+    prop_oneof![
+        8 => 0..3000u64,
+        1 => ((1u64 << 32) - 1500)..((1 << 32) + 1500),
+        1 => (u64::MAX - 3000)..=u64::MAX
+    ]
 }
 
 /// Mostly powers of two up to 128; sometimes 0 or a non-power of two (an error).

@@ -4,60 +4,58 @@
 //! ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
 //!
 //! They use the node layout only through a narrow interface: the empty
-//! constructors (`NewNode::empty`), `Slots::put`/`set_len`, the summaries
+//! constructors (`NewNode::empty`), `Slots::set_items`, the summaries
 //! (`Slots::summary`, `Inner::slot_summary`), `place`, and the
 //! transaction's `discard`. Everything they build belongs to the running
 //! transaction (I6) and is published by its commit (O1), like any insert.
 //!
 //! # Packing
-//! A level of `n` slots goes into `ceil(n / CAP)` nodes, all full except
-//! the last two, which share their slots evenly when the last one alone
-//! would be below the minimum (I1): `CAP + r` slots with `r < MIN` give two
-//! nodes of at least `(CAP + 1) / 2 >= MIN`. Each node's summary is
+//! A level of slots goes into nodes filled in order, each as full as its
+//! format allows (`CAP`; a leaf up to 14 when its span fits 32-bit offsets,
+//! I10), except the last two, which share their slots evenly when the last
+//! one alone would be below the minimum (I1): `a + r` slots with `a >= CAP`
+//! and `r < MIN` give two nodes of at least `(CAP + 1) / 2 >= MIN`. Each node's summary is
 //! computed once, from its own slots, when it is built.
 
 use super::garbage;
 use super::node::{
-    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
-    inner_item, place, release,
+    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NARROW_CAP, NodePool, Slots, Summary, as_inner,
+    as_leaf, inner_item, place, release, split_point,
 };
 use super::write::{Core, NewNode};
 use super::{MapleTree, WriteTxn};
 use std::ops::Range;
 use std::ptr;
 
-/// How `n` slots are spread over the nodes of one level (module docs).
-struct Packing {
-    count: usize,
-    cap: usize,
-    /// Sizes of the last two nodes (only the second when `count == 1`).
-    tail: [usize; 2],
-}
-
-impl Packing {
-    fn new<N: Slots>(n: usize) -> Self {
-        debug_assert!(n > 0);
-        let cap = N::CAP;
-        let count = n.div_ceil(cap);
-        let last = n - (count - 1) * cap;
-        let tail = if count >= 2 && last < N::MIN {
-            let two = cap + last;
-            [two.div_ceil(2), two / 2]
-        } else {
-            [cap, last]
-        };
-        Self { count, cap, tail }
+/// Sizes of the nodes one level of `items` is packed into (module docs):
+/// each node as full as its format allows, then the last two share their
+/// slots when the last alone would be below the minimum (I1).
+fn packing<N: Slots>(items: &[N::Item]) -> Vec<usize> {
+    debug_assert!(!items.is_empty());
+    let mut sizes = Vec::with_capacity(items.len() / N::CAP + 2);
+    let mut p = 0;
+    while p < items.len() {
+        let rest = &items[p..];
+        // `N::CAP` slots always fit; a leaf may take more (I10).
+        let k = (N::CAP.min(rest.len())..=N::MAX.min(rest.len()))
+            .rev()
+            .find(|&k| N::fits(&rest[..k]))
+            .expect("CAP slots fit");
+        sizes.push(k);
+        p += k;
     }
-
-    fn size(&self, i: usize) -> usize {
-        if i + 2 < self.count {
-            self.cap
-        } else if i + 2 == self.count {
-            self.tail[0]
-        } else {
-            self.tail[1]
-        }
+    if let [.., a, b] = sizes[..]
+        && b < N::MIN
+    {
+        // `a >= CAP` (the greedy took at least that), so `a + b` is over
+        // CAP and under 2 * MIN + CAP: the middle cut fits (split_point).
+        let two = &items[items.len() - a - b..];
+        let k = split_point::<N>(two).expect("two packed nodes split");
+        let n = sizes.len();
+        sizes[n - 2] = k;
+        sizes[n - 1] = a + b - k;
     }
+    sizes
 }
 
 impl<V> Core<V> {
@@ -65,22 +63,17 @@ impl<V> Core<V> {
     /// order, appending each node and its summary to `out`.
     fn pack<N: Slots + NewNode>(
         &mut self,
-        n: usize,
-        mut items: impl Iterator<Item = N::Item>,
+        items: &[N::Item],
         out: &mut Vec<(*mut Header, Summary)>,
     ) {
-        let p = Packing::new::<N>(n);
-        for i in 0..p.count {
+        let mut p = 0;
+        for k in packing::<N>(items) {
             let mut node = N::empty(self.txn);
-            for j in 0..p.size(i) {
-                let it = items.next().expect("n slots");
-                node.put(j, it);
-            }
-            node.set_len(p.size(i));
+            node.set_items(&items[p..p + k]);
+            p += k;
             let s = node.summary();
             out.push((place(&mut self.pool, N::KIND, node), s));
         }
-        debug_assert!(items.next().is_none());
     }
 
     /// Appends `items` after every entry of the working version without a
@@ -120,13 +113,13 @@ impl<V> Core<V> {
         }
         let mut level = Vec::new();
         match spine.pop() {
-            None => self.pack::<Leaf<V>>(items.len(), items.into_iter(), &mut level),
+            None => self.pack::<Leaf<V>>(&items, &mut level),
             Some(leaf) => {
                 // SAFETY: live (as above) and a leaf (the spine ends at one).
                 let l = unsafe { as_leaf::<V>(leaf) };
                 let old = (0..l.len()).map(|j| l.item(j));
                 let all: Vec<_> = old.chain(items).collect();
-                self.pack::<Leaf<V>>(all.len(), all.into_iter(), &mut level);
+                self.pack::<Leaf<V>>(&all, &mut level);
                 // SAFETY: live; unlinked once the spine above is rebuilt
                 // (it is not reachable from the new root).
                 unsafe { self.discard(leaf) };
@@ -143,16 +136,15 @@ impl<V> Core<V> {
                 .map(|i| inn.item(i))
                 .chain(below.into_iter().map(|(c, s)| inner_item(c, s)))
                 .collect();
-            self.pack::<Inner>(slots.len(), slots.into_iter(), &mut level);
+            self.pack::<Inner>(&slots, &mut level);
             // SAFETY: live; not reachable from the new root.
             unsafe { self.discard(p) };
         }
         // New levels on top until one root remains (it has >= 2 children).
         while level.len() > 1 {
             let below = std::mem::take(&mut level);
-            let n = below.len();
-            let slots = below.into_iter().map(|(c, s)| inner_item(c, s));
-            self.pack::<Inner>(n, slots, &mut level);
+            let slots: Vec<_> = below.into_iter().map(|(c, s)| inner_item(c, s)).collect();
+            self.pack::<Inner>(&slots, &mut level);
         }
         self.root = level[0].0;
     }
@@ -180,7 +172,7 @@ impl<V> Core<V> {
         unsafe {
             if (*n).kind == KIND_LEAF {
                 let l = as_leaf::<V>(n);
-                self.removed.extend_from_slice(&l.val[..l.len()]);
+                self.removed.extend_from_slice(l.vals());
             } else {
                 let inn = as_inner(n);
                 for i in 0..inn.len() {
@@ -219,18 +211,20 @@ impl<V: Clone> Dup<'_, V> {
                 let src = as_leaf::<V>(n);
                 // The values of a tree built in random order lie anywhere on
                 // the heap: ask for all of them before the first clone.
-                for &v in &src.val[..src.len()] {
+                for &v in src.vals() {
                     prefetch(v.cast(), 1);
                 }
                 let mut l = Leaf::<V>::new(txn);
-                for j in 0..src.len() {
+                let mut items = [(0, 0, ptr::null_mut()); NARROW_CAP];
+                for (j, slot) in items.iter_mut().enumerate().take(src.len()) {
                     // User code: a panic leaves the clones made so far in
                     // `inserted` (dropped by the abort) and the nodes in `made`.
-                    let v = garbage::boxed((*src.val[j]).clone());
+                    let v = garbage::boxed((*src.val(j)).clone());
                     self.core.inserted.push(v);
-                    l.put(j, (src.start[j], src.end[j], v));
+                    *slot = (src.start(j), src.end(j), v);
                 }
-                l.set_len(src.len());
+                // The source's entries, so they fit (in its format).
+                l.set_items(&items[..src.len()]);
                 self.entries += src.len();
                 place(&mut self.core.pool, KIND_LEAF, l)
             } else {
@@ -245,7 +239,7 @@ impl<V: Clone> Dup<'_, V> {
                         && (*next).kind == KIND_LEAF
                     {
                         let l = as_leaf::<V>(next);
-                        for &v in &l.val[..l.len()] {
+                        for &v in l.vals() {
                             prefetch(v.cast(), 1);
                         }
                     }

@@ -709,7 +709,7 @@ impl<V: Send> Drop for MapleTree<V> {
             unsafe {
                 if (*n).kind == KIND_LEAF {
                     let l = as_leaf::<V>(n);
-                    vals.extend_from_slice(&l.val[..l.len()]);
+                    vals.extend_from_slice(l.vals());
                 } else {
                     let inn = as_inner(n);
                     for &c in &inn.child[..inn.len()] {

@@ -29,15 +29,22 @@ use crate::sync::LiveCell;
 use std::alloc::Layout;
 use std::ptr;
 
-/// Entries per leaf.
+/// Entries per wide leaf (64-bit keys): the capacity every leaf has,
+/// whatever its keys.
 #[cfg(not(loom))]
 pub(crate) const LEAF_CAP: usize = 10;
+/// Entries per narrow leaf (32-bit offsets from a per-leaf base), used when
+/// the leaf's span `end[n - 1] - start[0]` fits in 32 bits.
+#[cfg(not(loom))]
+pub(crate) const NARROW_CAP: usize = 14;
 /// Children per inner node.
 #[cfg(not(loom))]
 pub(crate) const INNER_CAP: usize = 7;
 // Under loom, tiny nodes so that splits and merges happen within a few operations.
 #[cfg(loom)]
 pub(crate) const LEAF_CAP: usize = 3;
+#[cfg(loom)]
+pub(crate) const NARROW_CAP: usize = 3;
 #[cfg(loom)]
 pub(crate) const INNER_CAP: usize = 3;
 
@@ -56,6 +63,9 @@ pub(crate) struct Header {
     pub(crate) txn: u64,
     pub(crate) kind: u8,
     pub(crate) len: u8,
+    /// A leaf's format: 64-bit keys (`true`) or 32-bit offsets (`false`);
+    /// `false` for inner nodes. See [`Leaf`].
+    pub(crate) wide: bool,
     /// loom-only liveness marker (see `sync::LiveCell`).
     pub(crate) live: LiveCell,
 }
@@ -66,18 +76,79 @@ impl Header {
             txn,
             kind,
             len: 0,
+            wide: false,
             live: LiveCell::new(),
         }
     }
 }
 
-/// A leaf node.
+/// A leaf node, in one of two formats chosen by its contents (I10):
+/// *narrow* (`hdr.wide == false`) when `end[n - 1] - start[0] < 2^32`:
+/// a 64-bit base (`start[0]`) and up to `NARROW_CAP` (14) entries stored as
+/// 32-bit offsets from it; else *wide*: up to `LEAF_CAP` (10) entries with
+/// 64-bit keys. Both formats are 256 bytes; entries are read through
+/// [`Leaf::start`], [`Leaf::end`], [`Leaf::val`] and the counting searches.
 #[repr(C, align(64))]
 pub(crate) struct Leaf<V> {
     pub(crate) hdr: Header,
-    pub(crate) start: [u64; LEAF_CAP],
-    pub(crate) end: [u64; LEAF_CAP],
-    pub(crate) val: [*mut V; LEAF_CAP],
+    body: LeafBody<V>,
+}
+
+/// The two leaf formats; `hdr.wide` says which one is initialised.
+#[repr(C)]
+union LeafBody<V> {
+    narrow: Narrow<V>,
+    wide: Wide<V>,
+}
+
+#[repr(C)]
+struct Narrow<V> {
+    base: u64,
+    start: [u32; NARROW_CAP],
+    end: [u32; NARROW_CAP],
+    val: [*mut V; NARROW_CAP],
+}
+
+#[repr(C)]
+struct Wide<V> {
+    start: [u64; LEAF_CAP],
+    end: [u64; LEAF_CAP],
+    val: [*mut V; LEAF_CAP],
+}
+
+// Plain data for every `V` (the values are behind raw pointers), as a union
+// field must be; `derive` would demand `V: Copy`.
+impl<V> Clone for Narrow<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for Narrow<V> {}
+impl<V> Clone for Wide<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for Wide<V> {}
+
+/// One leaf entry: `start..end -> *val`.
+pub(crate) type LeafItem<V> = (u64, u64, *mut V);
+
+/// Can one leaf hold `items` (sorted, non-overlapping)? Up to `LEAF_CAP`
+/// always; up to `NARROW_CAP` when their span fits 32-bit offsets.
+#[inline]
+pub(crate) fn leaf_fits<V>(items: &[LeafItem<V>]) -> bool {
+    let n = items.len();
+    n <= LEAF_CAP || (n <= NARROW_CAP && narrow_span(items))
+}
+
+/// Does the span of the non-empty `items` fit the narrow format?
+#[inline]
+fn narrow_span<V>(items: &[LeafItem<V>]) -> bool {
+    match (items.first(), items.last()) {
+        (Some(f), Some(l)) => l.1 - f.0 <= u64::from(u32::MAX),
+        _ => true,
+    }
 }
 
 /// An inner node.
@@ -93,11 +164,14 @@ pub(crate) struct Inner {
     pub(crate) al: [u8; INNER_CAP],
 }
 
+const _: () = assert!(NARROW_CAP >= LEAF_CAP);
+
 #[cfg(not(loom))]
 const _: () = {
     assert!(size_of::<Leaf<u64>>() == 256);
     assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
     assert!(size_of::<Inner>() == 256);
+    assert!(size_of::<Narrow<u64>>() <= 240 && size_of::<Wide<u64>>() == 240);
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
     // `get` reads `min` and one `child`: both in the first two cache lines.
@@ -151,7 +225,11 @@ pub(crate) fn align_exp_or0(fs: u64, fe: u64) -> u8 {
 /// Number of `keys[k] <= x` over the whole array, clamped to `len`.
 /// Unused slots hold `u64::MAX` (I5); the clamp covers `x == u64::MAX`.
 #[inline(always)]
-pub(crate) fn count_le<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> usize {
+pub(crate) fn count_le<T: Copy + PartialOrd, const N: usize>(
+    keys: &[T; N],
+    len: usize,
+    x: T,
+) -> usize {
     let mut c = 0;
     for &k in keys {
         c += (k <= x) as usize;
@@ -161,7 +239,11 @@ pub(crate) fn count_le<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> u
 
 /// Number of `keys[k] < x` over the whole array (unused slots never count).
 #[inline(always)]
-pub(crate) fn count_lt<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> usize {
+pub(crate) fn count_lt<T: Copy + PartialOrd, const N: usize>(
+    keys: &[T; N],
+    len: usize,
+    x: T,
+) -> usize {
     let mut c = 0;
     for &k in keys {
         c += (k < x) as usize;
@@ -170,18 +252,214 @@ pub(crate) fn count_lt<const N: usize>(keys: &[u64; N], len: usize, x: u64) -> u
 }
 
 impl<V> Leaf<V> {
+    /// An empty (narrow) leaf.
     pub(crate) fn new(txn: u64) -> Self {
         Self {
             hdr: Header::new(KIND_LEAF, txn),
-            start: [u64::MAX; LEAF_CAP],
-            end: [u64::MAX; LEAF_CAP],
-            val: [ptr::null_mut(); LEAF_CAP],
+            body: LeafBody {
+                narrow: Narrow {
+                    base: 0,
+                    start: [u32::MAX; NARROW_CAP],
+                    end: [u32::MAX; NARROW_CAP],
+                    val: [ptr::null_mut(); NARROW_CAP],
+                },
+            },
         }
     }
 
     #[inline(always)]
     pub(crate) fn len(&self) -> usize {
         self.hdr.len as usize
+    }
+
+    /// Is this leaf in the wide (64-bit key) format?
+    #[inline(always)]
+    pub(crate) fn is_wide(&self) -> bool {
+        self.hdr.wide
+    }
+
+    /// The narrow body, if that is the format.
+    #[inline(always)]
+    fn narrow(&self) -> Option<&Narrow<V>> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: `hdr.wide` names the initialised union field (I10); every
+            // writer (`new`, `set_items`, a block copy with its header) keeps
+            // the two in step.
+            Some(unsafe { &self.body.narrow })
+        }
+    }
+
+    /// The wide body (only when `hdr.wide`).
+    #[inline(always)]
+    fn wide(&self) -> &Wide<V> {
+        debug_assert!(self.hdr.wide);
+        // SAFETY: as in `narrow`; callers check `hdr.wide` first.
+        unsafe { &self.body.wide }
+    }
+
+    /// Slots this leaf's format holds.
+    #[inline(always)]
+    pub(crate) fn cap(&self) -> usize {
+        if self.hdr.wide { LEAF_CAP } else { NARROW_CAP }
+    }
+
+    /// Start of entry `j` (`j < len`).
+    #[inline(always)]
+    pub(crate) fn start(&self, j: usize) -> u64 {
+        match self.narrow() {
+            Some(n) => n.base + u64::from(n.start[j]),
+            None => self.wide().start[j],
+        }
+    }
+
+    /// End of entry `j` (`j < len`).
+    #[inline(always)]
+    pub(crate) fn end(&self, j: usize) -> u64 {
+        match self.narrow() {
+            Some(n) => n.base + u64::from(n.end[j]),
+            None => self.wide().end[j],
+        }
+    }
+
+    /// Value of entry `j` (`j < len`; null past `len`, I5).
+    #[inline(always)]
+    pub(crate) fn val(&self, j: usize) -> *mut V {
+        match self.narrow() {
+            Some(n) => n.val[j],
+            None => self.wide().val[j],
+        }
+    }
+
+    /// The used value slots.
+    #[inline]
+    pub(crate) fn vals(&self) -> &[*mut V] {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => &b.val[..n],
+            None => &self.wide().val[..n],
+        }
+    }
+
+    /// `x` as an offset from a narrow leaf's base, saturated at `u32::MAX`
+    /// (exact for every comparison with a stored offset: those are at most
+    /// `u32::MAX`); `None` when `x` lies below the base.
+    #[inline(always)]
+    fn rel(b: &Narrow<V>, x: u64) -> Option<u32> {
+        x.checked_sub(b.base)
+            .map(|d| u32::try_from(d).unwrap_or(u32::MAX))
+    }
+
+    /// Number of entries with `start <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_start(&self, x: u64) -> usize {
+        match self.narrow() {
+            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.start, self.len(), r)),
+            None => count_le(&self.wide().start, self.len(), x),
+        }
+    }
+
+    /// Number of entries with `start < x`.
+    #[inline(always)]
+    pub(crate) fn count_lt_start(&self, x: u64) -> usize {
+        match self.narrow() {
+            Some(b) => Self::rel(b, x).map_or(0, |r| count_lt(&b.start, self.len(), r)),
+            None => count_lt(&self.wide().start, self.len(), x),
+        }
+    }
+
+    /// Number of entries with `end <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_end(&self, x: u64) -> usize {
+        match self.narrow() {
+            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.end, self.len(), r)),
+            None => count_le(&self.wide().end, self.len(), x),
+        }
+    }
+
+    /// The entry containing `x`.
+    #[inline(always)]
+    pub(crate) fn find(&self, x: u64) -> Option<usize> {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => {
+                let r = Self::rel(b, x)?;
+                let j = count_le(&b.start, n, r).checked_sub(1)?;
+                (r < b.end[j]).then_some(j)
+            }
+            None => {
+                let w = self.wide();
+                let j = count_le(&w.start, n, x).checked_sub(1)?;
+                (x < w.end[j]).then_some(j)
+            }
+        }
+    }
+
+    /// Replaces the entries with `items` (sorted, non-overlapping, and
+    /// [`leaf_fits`]) in the format they call for (I10), with the sentinel
+    /// in every unused slot (I5).
+    pub(crate) fn set_items(&mut self, items: &[LeafItem<V>]) {
+        let n = items.len();
+        assert!(leaf_fits(items), "{n} entries do not fit one leaf");
+        if n <= NARROW_CAP && narrow_span(items) {
+            let base = items.first().map_or(0, |f| f.0);
+            let mut b = Narrow {
+                base,
+                start: [u32::MAX; NARROW_CAP],
+                end: [u32::MAX; NARROW_CAP],
+                val: [ptr::null_mut(); NARROW_CAP],
+            };
+            for (j, &(s, e, v)) in items.iter().enumerate() {
+                // In range: narrow_span bounds every end - base.
+                b.start[j] = (s - base) as u32;
+                b.end[j] = (e - base) as u32;
+                b.val[j] = v;
+            }
+            self.body.narrow = b;
+            self.hdr.wide = false;
+        } else {
+            let mut b = Wide {
+                start: [u64::MAX; LEAF_CAP],
+                end: [u64::MAX; LEAF_CAP],
+                val: [ptr::null_mut(); LEAF_CAP],
+            };
+            for (j, &(s, e, v)) in items.iter().enumerate() {
+                (b.start[j], b.end[j], b.val[j]) = (s, e, v);
+            }
+            self.body.wide = b;
+            self.hdr.wide = true;
+        }
+        self.hdr.len = n as u8;
+    }
+
+    /// The entries, decoded into `buf`; returns how many.
+    #[inline]
+    fn decode(&self, buf: &mut [LeafItem<V>; NARROW_CAP + 1]) -> usize {
+        let n = self.len();
+        for (j, slot) in buf.iter_mut().enumerate().take(n) {
+            *slot = (self.start(j), self.end(j), self.val(j));
+        }
+        n
+    }
+
+    /// Whether the unused slots hold the sentinel of the leaf's format (I5)
+    /// and a narrow leaf's base is its first start (I10).
+    pub(crate) fn sentinels_ok(&self) -> bool {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => {
+                (n == 0 || b.base == self.start(0))
+                    && (n..NARROW_CAP).all(|j| {
+                        b.start[j] == u32::MAX && b.end[j] == u32::MAX && b.val[j].is_null()
+                    })
+            }
+            None => {
+                let w = self.wide();
+                (n..LEAF_CAP)
+                    .all(|j| w.start[j] == u64::MAX && w.end[j] == u64::MAX && w.val[j].is_null())
+            }
+        }
     }
 
     pub(crate) fn summary(&self) -> Summary {
@@ -191,12 +469,13 @@ impl<V> Leaf<V> {
         let mut al = 0;
         // Ends are >= 1 (I2: `start < end`), so `link_exp` applies.
         for j in 1..n {
-            gap = gap.max(self.start[j] - self.end[j - 1]);
-            al = al.max(link_exp(self.end[j - 1], self.start[j]));
+            let (e, s) = (self.end(j - 1), self.start(j));
+            gap = gap.max(s - e);
+            al = al.max(link_exp(e, s));
         }
         Summary {
-            min: self.start[0],
-            max: self.end[n - 1],
+            min: self.start(0),
+            max: self.end(n - 1),
             gap,
             al,
         }
@@ -304,69 +583,64 @@ impl Inner {
 
 /// Uniform slot access to both node kinds, so that insertion, removal,
 /// splitting, merging and redistribution are written once (write.rs).
+///
+/// How many slots a node holds may depend on its contents (a leaf holds 14
+/// entries when their span fits 32-bit offsets, else 10: I10), so writers
+/// ask [`Slots::fits`] rather than compare with a constant.
 pub(crate) trait Slots {
     /// One slot's contents.
     type Item: Copy;
+    /// Slots a node holds whatever they contain.
     const CAP: usize;
+    /// Most slots a node can hold (`CAP` for inner nodes; `NARROW_CAP` for
+    /// a leaf whose keys allow it).
+    const MAX: usize;
     const MIN: usize;
     fn len(&self) -> usize;
     fn item(&self, i: usize) -> Self::Item;
-    /// Writes slot `i` without changing the length.
-    fn put(&mut self, i: usize, it: Self::Item);
-    /// Sets the length and resets every slot at or past it to the sentinel (I5).
-    fn truncate(&mut self, n: usize);
-    fn set_len(&mut self, n: usize);
+    /// Can one node of this kind hold `items` (in key order)?
+    fn fits(items: &[Self::Item]) -> bool;
+    /// Replaces the contents with `items` (which [`Slots::fits`]) and resets
+    /// every slot past them to the sentinel (I5).
+    fn set_items(&mut self, items: &[Self::Item]);
     fn summary(&self) -> Summary;
 
-    /// Inserts `it` at `pos`, shifting right. Needs room.
-    fn insert_item(&mut self, pos: usize, it: Self::Item) {
-        let n = self.len();
-        debug_assert!(n < Self::CAP && pos <= n);
-        for k in (pos..n).rev() {
-            let x = self.item(k);
-            self.put(k + 1, x);
-        }
-        self.put(pos, it);
-        self.set_len(n + 1);
-    }
+    /// Inserts `it` at `pos` if the result fits; else returns false and
+    /// changes nothing.
+    fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool;
 
     /// Removes and returns slot `pos`, shifting left.
-    fn remove_item(&mut self, pos: usize) -> Self::Item {
-        let n = self.len();
-        let it = self.item(pos);
-        for k in pos + 1..n {
-            let x = self.item(k);
-            self.put(k - 1, x);
-        }
-        self.truncate(n - 1);
-        it
-    }
+    fn remove_item(&mut self, pos: usize) -> Self::Item;
 
-    /// Appends every slot of `other` (merge). Needs room.
-    fn append_from(&mut self, other: &Self) {
-        let n = self.len();
-        let m = other.len();
-        debug_assert!(n + m <= Self::CAP);
-        for k in 0..m {
-            self.put(n + k, other.item(k));
-        }
-        self.set_len(n + m);
-    }
+    /// Appends every slot of `other` (merge) if the result fits; else
+    /// returns false and changes nothing.
+    fn append_from(&mut self, other: &Self) -> bool;
 }
 
-/// Distributes `items` over `left` and `right`, the left one taking the
-/// larger half. Both end up with at least `MIN` slots when
-/// `items.len() > CAP` (split) or `items.len() >= 2 * MIN` (rebalance).
-pub(crate) fn distribute<N: Slots>(items: &[N::Item], left: &mut N, right: &mut N) {
-    let l = items.len().div_ceil(2);
-    for (k, &it) in items[..l].iter().enumerate() {
-        left.put(k, it);
-    }
-    left.truncate(l);
-    for (k, &it) in items[l..].iter().enumerate() {
-        right.put(k, it);
-    }
-    right.truncate(items.len() - l);
+/// Where to cut `items` into a left and a right node: both must fit and
+/// hold at least `MIN` slots; among such cuts, the one nearest the middle
+/// (the larger half left). `None` if there is none.
+pub(crate) fn split_point<N: Slots>(items: &[N::Item]) -> Option<usize> {
+    let n = items.len();
+    let mid = n.div_ceil(2);
+    let ok =
+        |k: usize| k >= N::MIN && n - k >= N::MIN && N::fits(&items[..k]) && N::fits(&items[k..]);
+    (0..=mid.max(n - mid)).find_map(|d| {
+        if mid >= d && ok(mid - d) {
+            Some(mid - d)
+        } else if d > 0 && mid + d <= n && ok(mid + d) {
+            Some(mid + d)
+        } else {
+            None
+        }
+    })
+}
+
+/// Puts `items[..k]` in `left` and the rest in `right` (`k` from
+/// [`split_point`]).
+pub(crate) fn distribute<N: Slots>(items: &[N::Item], k: usize, left: &mut N, right: &mut N) {
+    left.set_items(&items[..k]);
+    right.set_items(&items[k..]);
 }
 
 /// All slots of `a` then `b`, with `extra` inserted at its position.
@@ -375,7 +649,7 @@ pub(crate) fn gather<N: Slots>(
     b: Option<&N>,
     extra: Option<(usize, N::Item)>,
 ) -> Vec<N::Item> {
-    let mut v = Vec::with_capacity(2 * N::CAP + 1);
+    let mut v = Vec::with_capacity(2 * NARROW_CAP.max(INNER_CAP) + 2);
     v.extend((0..a.len()).map(|k| a.item(k)));
     if let Some(b) = b {
         v.extend((0..b.len()).map(|k| b.item(k)));
@@ -387,8 +661,9 @@ pub(crate) fn gather<N: Slots>(
 }
 
 impl<V> Slots for Leaf<V> {
-    type Item = (u64, u64, *mut V);
+    type Item = LeafItem<V>;
     const CAP: usize = LEAF_CAP;
+    const MAX: usize = NARROW_CAP;
     const MIN: usize = LEAF_MIN;
     #[inline]
     fn len(&self) -> usize {
@@ -396,30 +671,90 @@ impl<V> Slots for Leaf<V> {
     }
     #[inline]
     fn item(&self, i: usize) -> Self::Item {
-        (self.start[i], self.end[i], self.val[i])
+        (self.start(i), self.end(i), self.val(i))
     }
-    #[inline]
-    fn put(&mut self, i: usize, it: Self::Item) {
-        (self.start[i], self.end[i], self.val[i]) = it;
+    fn fits(items: &[Self::Item]) -> bool {
+        leaf_fits(items)
     }
-    fn truncate(&mut self, n: usize) {
-        for i in n..LEAF_CAP {
-            self.put(i, (u64::MAX, u64::MAX, ptr::null_mut()));
-        }
-        self.set_len(n);
-    }
-    #[inline]
-    fn set_len(&mut self, n: usize) {
-        self.hdr.len = n as u8;
+    fn set_items(&mut self, items: &[Self::Item]) {
+        Leaf::set_items(self, items);
     }
     fn summary(&self) -> Summary {
         Leaf::summary(self)
+    }
+    fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool {
+        let n = self.len();
+        if n == NARROW_CAP.max(LEAF_CAP) {
+            return false;
+        }
+        let mut buf = [(0, 0, ptr::null_mut()); NARROW_CAP + 1];
+        self.decode(&mut buf);
+        buf.copy_within(pos..n, pos + 1);
+        buf[pos] = it;
+        if !leaf_fits(&buf[..=n]) {
+            return false;
+        }
+        self.set_items(&buf[..=n]);
+        true
+    }
+    fn remove_item(&mut self, pos: usize) -> Self::Item {
+        let mut buf = [(0, 0, ptr::null_mut()); NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        let it = buf[pos];
+        buf.copy_within(pos + 1..n, pos);
+        // Fewer entries over a span no wider: still fits.
+        self.set_items(&buf[..n - 1]);
+        it
+    }
+    fn append_from(&mut self, other: &Self) -> bool {
+        let (n, m) = (self.len(), other.len());
+        if n + m > NARROW_CAP.max(LEAF_CAP) {
+            return false;
+        }
+        let mut buf = [(0, 0, ptr::null_mut()); NARROW_CAP + 1];
+        self.decode(&mut buf);
+        for k in 0..m {
+            buf[n + k] = other.item(k);
+        }
+        if !leaf_fits(&buf[..n + m]) {
+            return false;
+        }
+        self.set_items(&buf[..n + m]);
+        true
+    }
+}
+
+impl Inner {
+    /// Writes slot `i` without changing the length.
+    #[inline]
+    pub(crate) fn put(&mut self, i: usize, it: <Inner as Slots>::Item) {
+        (
+            self.min[i],
+            self.max[i],
+            self.gap[i],
+            self.al[i],
+            self.child[i],
+        ) = it;
+    }
+
+    /// Sets the length and resets every slot at or past it to the sentinel (I5).
+    pub(crate) fn truncate(&mut self, n: usize) {
+        for i in n..INNER_CAP {
+            self.put(i, (u64::MAX, u64::MAX, u64::MAX, u8::MAX, ptr::null_mut()));
+        }
+        self.set_len(n);
+    }
+
+    #[inline]
+    pub(crate) fn set_len(&mut self, n: usize) {
+        self.hdr.len = n as u8;
     }
 }
 
 impl Slots for Inner {
     type Item = (u64, u64, u64, u8, *mut Header);
     const CAP: usize = INNER_CAP;
+    const MAX: usize = INNER_CAP;
     const MIN: usize = INNER_MIN;
     #[inline]
     fn len(&self) -> usize {
@@ -435,28 +770,52 @@ impl Slots for Inner {
             self.child[i],
         )
     }
-    #[inline]
-    fn put(&mut self, i: usize, it: Self::Item) {
-        (
-            self.min[i],
-            self.max[i],
-            self.gap[i],
-            self.al[i],
-            self.child[i],
-        ) = it;
+    fn fits(items: &[Self::Item]) -> bool {
+        items.len() <= INNER_CAP
     }
-    fn truncate(&mut self, n: usize) {
-        for i in n..INNER_CAP {
-            self.put(i, (u64::MAX, u64::MAX, u64::MAX, u8::MAX, ptr::null_mut()));
+    fn set_items(&mut self, items: &[Self::Item]) {
+        for (k, &it) in items.iter().enumerate() {
+            self.put(k, it);
         }
-        self.set_len(n);
-    }
-    #[inline]
-    fn set_len(&mut self, n: usize) {
-        self.hdr.len = n as u8;
+        self.truncate(items.len());
     }
     fn summary(&self) -> Summary {
         Inner::summary(self)
+    }
+    fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool {
+        let n = self.len();
+        if n == INNER_CAP {
+            return false;
+        }
+        debug_assert!(pos <= n);
+        for k in (pos..n).rev() {
+            let x = self.item(k);
+            self.put(k + 1, x);
+        }
+        self.put(pos, it);
+        self.set_len(n + 1);
+        true
+    }
+    fn remove_item(&mut self, pos: usize) -> Self::Item {
+        let n = self.len();
+        let it = self.item(pos);
+        for k in pos + 1..n {
+            let x = self.item(k);
+            self.put(k - 1, x);
+        }
+        self.truncate(n - 1);
+        it
+    }
+    fn append_from(&mut self, other: &Self) -> bool {
+        let (n, m) = (self.len(), other.len());
+        if n + m > INNER_CAP {
+            return false;
+        }
+        for k in 0..m {
+            self.put(n + k, other.item(k));
+        }
+        self.set_len(n + m);
+        true
     }
 }
 
@@ -527,7 +886,7 @@ pub(crate) fn place<N>(pool: &mut NodePool, kind: u8, node: N) -> *mut Header {
 /// `n` is a live node (from `place`) and stays live during the call.
 pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) -> *mut Header {
     // SAFETY: our requirement.
-    let (kind, len) = unsafe { ((*n).kind, (*n).len) };
+    let (kind, len, wide) = unsafe { ((*n).kind, (*n).len, (*n).wide) };
     let p = alloc_node(pool, kind);
     // SAFETY: `n` and `p` are distinct blocks of `node_layout(kind)` bytes
     // (`p` is fresh and ours, `n` live: our requirement). Every field of a
@@ -538,6 +897,7 @@ pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) 
         ptr::copy_nonoverlapping(n.cast::<u8>(), p.cast::<u8>(), node_bytes(kind));
         p.write(Header {
             len,
+            wide,
             ..Header::new(kind, txn)
         });
     }

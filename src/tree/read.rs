@@ -28,7 +28,7 @@ impl<'a, V> LeafPos<'a, V> {
         let j = self.idx;
         // SAFETY: I5: a used slot's value pointer is non-null and live as long
         // as the leaf is reachable (values are retired with or after the leaf, I7).
-        (l.start[j]..l.end[j], unsafe { &*l.val[j] })
+        (l.start(j)..l.end(j), unsafe { &*l.val(j) })
     }
 }
 
@@ -115,10 +115,7 @@ pub(crate) unsafe fn get<'a, V>(root: *const Header, addr: u64) -> Option<LeafPo
             root,
             // last child whose first start <= addr (I3); none: addr precedes the subtree.
             |i| count_le(&i.min, i.len(), addr).checked_sub(1),
-            |l| {
-                let j = count_le(&l.start, l.len(), addr).checked_sub(1)?;
-                (addr < l.end[j]).then_some(j)
-            },
+            |l| l.find(addr),
         )
     }
 }
@@ -137,7 +134,7 @@ pub(crate) unsafe fn next<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
         descend::<V, true>(
             root,
             |i| first_gt(count_le(&i.max, i.len(), addr), i.len()),
-            |l| first_gt(count_le(&l.end, l.len(), addr), l.len()),
+            |l| first_gt(l.count_le_end(addr), l.len()),
         )
     }
 }
@@ -153,7 +150,7 @@ pub(crate) unsafe fn prev<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
         descend::<V, false>(
             root,
             |i| count_lt(&i.min, i.len(), addr).checked_sub(1),
-            |l| count_lt(&l.start, l.len(), addr).checked_sub(1),
+            |l| l.count_lt_start(addr).checked_sub(1),
         )
     }
 }
@@ -222,8 +219,8 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
         let len = l.len();
         // Free interval k (0..=len) is [end[k-1] or lo, start[k] or hi).
         let interval = |k: usize| {
-            let fs = if k == 0 { lo } else { l.end[k - 1] };
-            let fe = if k == len { hi } else { l.start[k] };
+            let fs = if k == 0 { lo } else { l.end(k - 1) };
+            let fe = if k == len { hi } else { l.start(k) };
             (fs, fe)
         };
         let fit = |k: usize| {

@@ -33,14 +33,19 @@
 
 use super::garbage;
 use super::node::{
-    Header, KIND_LEAF, LEAF_CAP, Leaf, Slots, Summary, as_inner, as_leaf, count_le, inner_item,
-    place,
+    Header, KIND_LEAF, LEAF_CAP, Leaf, LeafItem, NARROW_CAP, Slots, Summary, as_inner, as_leaf,
+    count_le, distribute, inner_item, leaf_fits, place, split_point,
 };
-use super::write::{Core, Node, cap_of, fresh, len_of, summary_of, underfull};
+use super::write::{Core, Node, fresh, summary_of, underfull};
 use std::ptr;
 
-/// A leaf slot: `(start, end, value)`.
-type Item<V> = (u64, u64, *mut V);
+/// Most slots a spliced leaf holds before it is split: a full leaf, plus
+/// the stored entry and the right piece of a middle split.
+const MAX_ITEMS: usize = if NARROW_CAP > LEAF_CAP {
+    NARROW_CAP
+} else {
+    LEAF_CAP
+} + 2;
 
 /// What a round did to a subtree.
 enum Spliced {
@@ -158,10 +163,7 @@ impl<V> Core<V> {
         unsafe {
             if let Some(r) = split {
                 inn.set(i, c, summary_of::<V>(c));
-                // `share` spreads over two nodes what overflowed one by one
-                // slot (as after an insert); a leaf that grew by two splits.
-                let by_one = len_of(c) + len_of(r) == cap_of(c) + 1;
-                if by_one && self.share(inn, i, r) {
+                if self.share(inn, i, r) {
                     return (Spliced::Changed(n, None, was.map(|_| inn.summary())), y);
                 }
                 let it = inner_item(r, summary_of::<V>(r));
@@ -208,15 +210,10 @@ impl<V> Core<V> {
         // SAFETY: our requirement; read only until the copy below.
         let l = unsafe { as_leaf::<V>(n) };
         let len = l.len();
-        // Overlapped: j0..j1 (ends are sorted, I2).
-        let mut j0 = 0;
-        while j0 < len && l.item(j0).1 <= x {
-            j0 += 1;
-        }
-        let mut j1 = j0;
-        while j1 < len && l.item(j1).0 < y {
-            j1 += 1;
-        }
+        // Overlapped: j0..j1 (starts and ends are sorted, I2; an entry
+        // ending at or before `x` starts before `y`, so j0 <= j1).
+        let j0 = l.count_le_end(x);
+        let j1 = l.count_lt_start(y);
         if j0 == j1 && val.is_none() {
             return Spliced::Unchanged;
         }
@@ -226,9 +223,9 @@ impl<V> Core<V> {
             Some((s, e, p)) if s < x && e > y => Some(garbage::boxed((job.clone)(unsafe { &*p }))),
             _ => None,
         };
-        let mut items: [Item<V>; LEAF_CAP + 2] = [(0, 0, ptr::null_mut()); LEAF_CAP + 2];
+        let mut items: [LeafItem<V>; MAX_ITEMS] = [(0, 0, ptr::null_mut()); MAX_ITEMS];
         let mut k = 0;
-        let mut push = |it: Item<V>| {
+        let mut push = |it: LeafItem<V>| {
             items[k] = it;
             k += 1;
         };
@@ -276,16 +273,15 @@ impl<V> Core<V> {
             unreachable!("cow keeps the kind")
         };
         let items = &items[..k];
-        if k <= LEAF_CAP {
-            for (j, &it) in items.iter().enumerate() {
-                l.put(j, it);
-            }
-            l.truncate(k);
+        if leaf_fits(items) {
+            l.set_items(items);
             let s = (summarise && k > 0).then(|| l.summary());
             return Spliced::Changed(n, None, s);
         }
+        // At most `NARROW_CAP + 2` slots: two wide leaves of at least MIN.
+        let cut = split_point::<Leaf<V>>(items).expect("a leaf plus two slots splits in two");
         let mut r = Leaf::<V>::new(self.txn);
-        super::node::distribute(items, l, &mut r);
+        distribute(items, cut, l, &mut r);
         Spliced::Changed(n, Some(place(&mut self.pool, KIND_LEAF, r)), None)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::ValidateError;
 use super::node::{
-    Header, INNER_CAP, INNER_MIN, KIND_LEAF, LEAF_CAP, LEAF_MIN, Summary, as_inner, as_leaf,
+    Header, INNER_CAP, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf,
 };
 use std::collections::HashSet;
 
@@ -86,10 +86,11 @@ unsafe fn node<V>(
         // SAFETY: R1 and the kind tag.
         let l = unsafe { as_leaf::<V>(n) };
         let min = if is_root { 1 } else { LEAF_MIN };
-        if !(min..=LEAF_CAP).contains(&len) {
+        let cap = l.cap();
+        if !(min..=cap).contains(&len) {
             fail(
                 1,
-                format!("leaf {n:p} holds {len} entries (allowed {min}..={LEAF_CAP})"),
+                format!("leaf {n:p} holds {len} entries (allowed {min}..={cap})"),
             )?;
         }
         match w.leaf_depth {
@@ -98,11 +99,11 @@ unsafe fn node<V>(
             _ => {}
         }
         for j in 0..len {
-            let (s, e) = (l.start[j], l.end[j]);
+            let (s, e) = (l.start(j), l.end(j));
             if s >= e {
                 fail(2, format!("entry {s:#x}..{e:#x} is empty or reversed"))?;
             }
-            if (w.entries > 0 && s < w.prev_end) || l.val[j].is_null() {
+            if (w.entries > 0 && s < w.prev_end) || l.val(j).is_null() {
                 fail(
                     2,
                     format!(
@@ -114,13 +115,27 @@ unsafe fn node<V>(
             w.prev_end = e;
             w.entries += 1;
         }
-        for j in len..LEAF_CAP {
-            if l.start[j] != u64::MAX || l.end[j] != u64::MAX || !l.val[j].is_null() {
-                fail(
-                    5,
-                    format!("unused leaf slot {j} of {n:p} is not the sentinel"),
-                )?;
-            }
+        if !l.sentinels_ok() {
+            fail(
+                5,
+                format!(
+                    "an unused slot of leaf {n:p} is not the sentinel, or its base is not its first start"
+                ),
+            )?;
+        }
+        // I10: narrow exactly when the span fits 32-bit offsets.
+        let narrow =
+            len > 0 && len <= NARROW_CAP && l.end(len - 1) - l.start(0) <= u64::from(u32::MAX);
+        if len > 0 && l.is_wide() == narrow {
+            fail(
+                10,
+                format!(
+                    "leaf {n:p} ({len} entries over {:#x}..{:#x}) is {} but should not be",
+                    l.start(0),
+                    l.end(len - 1),
+                    if narrow { "wide" } else { "narrow" }
+                ),
+            )?;
         }
         Ok(l.summary())
     } else {
@@ -168,7 +183,7 @@ unsafe fn node<V>(
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::super::MapleTree;
-    use super::super::node::{Header, Inner, KIND_LEAF, Leaf};
+    use super::super::node::{Header, Inner, KIND_LEAF, Leaf, Slots};
     use crate::sync::Ordering;
 
     /// A tree of height >= 2 (so it has inner nodes).
@@ -222,11 +237,13 @@ mod tests {
                 n = (*n.cast::<Inner>()).child[0];
             }
             let l = &mut *n.cast::<Leaf<u64>>();
-            let s = l.start[1];
-            l.start[1] = l.end[0] - 1;
+            let mut items: Vec<_> = (0..l.len()).map(|j| l.item(j)).collect();
+            let good = items.clone();
+            items[1].0 = items[0].1 - 1;
+            l.set_items(&items);
             let e = t.validate().unwrap_err();
             assert!(e.invariant == 2 || e.invariant == 3, "{e:?}");
-            l.start[1] = s;
+            l.set_items(&good);
         }
         t.validate().unwrap();
     }

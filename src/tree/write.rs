@@ -9,7 +9,7 @@
 
 use super::node::{
     Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
-    copy_node, count_le, count_lt, distribute, gather, inner_item, place, release,
+    copy_node, count_le, distribute, gather, inner_item, place, release, split_point,
 };
 use super::read;
 use std::ptr;
@@ -105,21 +105,24 @@ pub(super) unsafe fn summary_of<V>(n: *const Header) -> Summary {
 ///
 /// # Safety
 /// `n` is live.
-pub(super) unsafe fn len_of(n: *const Header) -> usize {
+unsafe fn len_of(n: *const Header) -> usize {
     // SAFETY: caller's requirement.
     unsafe { (*n).len as usize }
 }
 
-/// Slot capacity of a node's kind.
+/// Slot capacity of a node in its current format (a leaf's depends on its
+/// keys, I10: an item added may still not fit).
 ///
 /// # Safety
 /// `n` is live.
-pub(super) unsafe fn cap_of(n: *const Header) -> usize {
-    // SAFETY: caller's requirement.
-    if unsafe { (*n).kind } == KIND_LEAF {
-        Leaf::<()>::CAP
-    } else {
-        Inner::CAP
+unsafe fn cap_of(n: *const Header) -> usize {
+    // SAFETY: caller's requirement; the kind tag selects the view.
+    unsafe {
+        if (*n).kind == KIND_LEAF {
+            as_leaf::<()>(n).cap()
+        } else {
+            Inner::CAP
+        }
     }
 }
 
@@ -212,7 +215,7 @@ impl<V> Core<V> {
         self.len += 1;
         if self.root.is_null() {
             let mut l = Leaf::new(self.txn);
-            l.insert_item(0, (start, end, val));
+            l.set_items(&[(start, end, val)]);
             self.root = place(&mut self.pool, KIND_LEAF, l);
             return;
         }
@@ -274,7 +277,7 @@ impl<V> Core<V> {
         // SAFETY: `cow` returned a node of this transaction.
         match unsafe { fresh::<V>(n) } {
             Node::Leaf(l) => {
-                let pos = count_lt(&l.start, l.len(), item.0);
+                let pos = l.count_lt_start(item.0);
                 (n, self.insert_slot(l, pos, item), None)
             }
             Node::Inner(inn) => {
@@ -307,13 +310,16 @@ impl<V> Core<V> {
         pos: usize,
         it: N::Item,
     ) -> Option<*mut Header> {
-        if node.len() < N::CAP {
-            node.insert_item(pos, it);
+        if node.insert_item(pos, it) {
             return None;
         }
         let items = gather(node, None, Some((pos, it)));
+        // At most CAP + 1 slots when the node was full, or more than
+        // `Leaf::CAP` (10) when a new key widened a narrow leaf: the middle
+        // cut leaves both halves within `Leaf::CAP` and at least MIN.
+        let k = split_point::<N>(&items).expect("a node plus one slot splits in two");
         let mut right = N::empty(self.txn);
-        distribute(&items, node, &mut right);
+        distribute(&items, k, node, &mut right);
         Some(place(&mut self.pool, N::KIND, right))
     }
 
@@ -339,26 +345,56 @@ impl<V> Core<V> {
         }
         // Spread over (li, li + 1): the neighbour with more room, and `i`.
         let li = if left >= right { i - 1 } else { i };
-        // SAFETY: our requirements; `cow` of the neighbour gives a fresh copy
-        // distinct from child `i` and from `r`.
+        // SAFETY: our requirements, passed on.
         unsafe {
-            let nb = if li == i { i + 1 } else { i - 1 };
-            let nb_ptr = self.cow(p.child[nb]);
-            p.child[nb] = nb_ptr;
-            let (a_ptr, b_ptr) = (p.child[li], p.child[li + 1]);
-            match (fresh::<V>(a_ptr), fresh::<V>(b_ptr)) {
-                (Node::Leaf(a), Node::Leaf(b)) => {
-                    spread3(a, b, as_leaf::<V>(r), li == i);
-                    p.set(li, a_ptr, a.summary());
-                    p.set(li + 1, b_ptr, b.summary());
-                }
-                (Node::Inner(a), Node::Inner(b)) => {
-                    spread3(a, b, as_inner(r), li == i);
-                    p.set(li, a_ptr, a.summary());
-                    p.set(li + 1, b_ptr, b.summary());
-                }
-                _ => unreachable!("siblings at one level have one kind (I4)"),
+            if (*r).kind == KIND_LEAF {
+                self.spread3::<Leaf<V>>(p, li, i, r)
+            } else {
+                self.spread3::<Inner>(p, li, i, r)
             }
+        }
+    }
+
+    /// `share` for children `li`, `li + 1` of `p` (one of them child `i`,
+    /// which split off `r`), with their kind `N`: redistributes the three
+    /// nodes' slots over the two if some cut fits (a leaf's capacity depends
+    /// on its keys, I10), else changes nothing and returns false.
+    ///
+    /// # Safety
+    /// As `share`; `N` is the kind of the children.
+    unsafe fn spread3<N: Slots + NewNode>(
+        &mut self,
+        p: &mut Inner,
+        li: usize,
+        i: usize,
+        r: *mut Header,
+    ) -> bool {
+        // SAFETY: our requirements: the children and `r` are live nodes of
+        // kind `N`; these shared views end before any node is written.
+        let items = unsafe {
+            let a = N::view(p.child[li]);
+            let b = N::view(p.child[li + 1]);
+            let r = N::view(r);
+            let mut items = gather(a, Some(b), None);
+            // `r` follows child `i` in key order.
+            let at = if li == i { a.len() } else { items.len() };
+            items.splice(at..at, (0..r.len()).map(|k| r.item(k)));
+            items
+        };
+        let Some(k) = split_point::<N>(&items) else {
+            return false;
+        };
+        let nb = if li == i { i + 1 } else { i - 1 };
+        // SAFETY: the neighbour is live and reachable; `cow` gives a fresh
+        // copy distinct from child `i` and from `r`; both children are then
+        // fresh and distinct, so the mutable views do not alias.
+        unsafe {
+            p.child[nb] = self.cow(p.child[nb]);
+            let (a_ptr, b_ptr) = (p.child[li], p.child[li + 1]);
+            let (a, b) = (N::view_mut(a_ptr), N::view_mut(b_ptr));
+            distribute(&items, k, a, b);
+            p.set(li, a_ptr, a.summary());
+            p.set(li + 1, b_ptr, b.summary());
             self.discard(r);
         }
         true
@@ -390,8 +426,8 @@ impl<V> Core<V> {
         // SAFETY: `cow` returned a node of this transaction.
         match unsafe { fresh::<V>(n) } {
             Node::Leaf(l) => {
-                let j = count_le(&l.start, l.len(), start) - 1;
-                debug_assert_eq!(l.start[j], start);
+                let j = l.count_le_start(start) - 1;
+                debug_assert_eq!(l.start(j), start);
                 let (_, _, v) = l.remove_item(j);
                 self.removed.push(v);
                 (n, None)
@@ -450,8 +486,7 @@ impl<V> Core<V> {
         b: &N,
     ) {
         let b_ptr = p.child[li + 1];
-        if a.len() + b.len() <= N::CAP {
-            a.append_from(b);
+        if a.append_from(b) {
             p.set(li, a_ptr, a.summary());
             p.remove_item(li + 1);
             // SAFETY: `b` is unlinked from the working tree now.
@@ -462,7 +497,11 @@ impl<V> Core<V> {
             let b2_ptr = unsafe { self.cow(b_ptr) };
             // SAFETY: `b2_ptr` is fresh and distinct from `a`.
             let b2 = unsafe { N::view_mut(b2_ptr) };
-            distribute(&items, a, b2);
+            // One node is underfull and the two do not fit in one: more
+            // than `Leaf::CAP` (10) slots but at most MIN - 1 + the larger
+            // format's capacity, so the middle cut fits and keeps MIN each.
+            let k = split_point::<N>(&items).expect("two nodes that do not merge redistribute");
+            distribute(&items, k, a, b2);
             p.set(li, a_ptr, a.summary());
             p.set(li + 1, b2_ptr, b2.summary());
         }
@@ -510,20 +549,10 @@ impl<V> Core<V> {
     pub(crate) unsafe fn overlaps(&self, start: u64, end: u64) -> bool {
         // SAFETY: our requirement gives R1.
         match unsafe { read::next::<V>(self.root, start) } {
-            Some(p) => p.leaf.start[p.idx] < end,
+            Some(p) => p.leaf.start(p.idx) < end,
             None => false,
         }
     }
-}
-
-/// Redistributes the slots of `a`, `b` and `r` over `a` and `b`. `r` is the
-/// right half of a split of `a` (`r_after_a`) or of `b`, so the key order is
-/// `a, r, b` or `a, b, r`.
-fn spread3<N: Slots>(a: &mut N, b: &mut N, r: &N, r_after_a: bool) {
-    let mut items = gather(a, Some(b), None);
-    let at = if r_after_a { a.len() } else { items.len() };
-    items.splice(at..at, (0..r.len()).map(|k| r.item(k)));
-    distribute(&items, a, b);
 }
 
 /// A new empty node of one kind (used by splits).
@@ -533,6 +562,9 @@ pub(crate) trait NewNode: Sized {
     /// # Safety
     /// `n` is a fresh node of this kind with no other live reference.
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self;
+    /// # Safety
+    /// `n` is a live node of this kind, not written while the view lives.
+    unsafe fn view<'a>(n: *const Header) -> &'a Self;
 }
 
 impl<V> NewNode for Leaf<V> {
@@ -544,6 +576,10 @@ impl<V> NewNode for Leaf<V> {
         // SAFETY: caller's requirement.
         unsafe { &mut *n.cast() }
     }
+    unsafe fn view<'a>(n: *const Header) -> &'a Self {
+        // SAFETY: caller's requirement.
+        unsafe { as_leaf(n) }
+    }
 }
 
 impl NewNode for Inner {
@@ -554,5 +590,9 @@ impl NewNode for Inner {
     unsafe fn view_mut<'a>(n: *mut Header) -> &'a mut Self {
         // SAFETY: caller's requirement.
         unsafe { &mut *n.cast() }
+    }
+    unsafe fn view<'a>(n: *const Header) -> &'a Self {
+        // SAFETY: caller's requirement.
+        unsafe { as_inner(n) }
     }
 }
