@@ -780,8 +780,23 @@ impl Srcu {
     }
 
     /// Whether every reader counted on index `idx` has finished (S7).
+    ///
+    /// A scan that fails costs the heavy barrier (a `membarrier` that
+    /// interrupts every CPU running a thread of the process) for nothing,
+    /// and with a reader pinned most of the time (a second writer thread of
+    /// an address space) most scans fail. So the lock sum is first read
+    /// without the barrier: if it already differs from the unlock sum, the
+    /// index is not drained now and we return without fencing (§3.3, "the
+    /// pre-check"). The decision "drained" is still made only by the unlock
+    /// sum read before **A** and the lock sum read after it, as without the
+    /// pre-check; that read can only make a scan give up earlier.
     fn drained(&self, idx: usize) -> bool {
         let unlocks = self.slots.sum(Counter::Unlock, idx);
+        // The pre-check: a plain read, no ordering needed (it can only
+        // return "not drained", which the protocol allows at any time).
+        if self.slots.sum(Counter::Lock, idx) != unlocks {
+            return false;
+        }
         // A: pairs with the readers' B (a lock not counted below was made
         // visible after A, so that reader sees every store before A) and C
         // (an unlock counted above has its lock counted below, and the
