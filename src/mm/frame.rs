@@ -49,7 +49,10 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const BLOCK: u64 = 64;
 #[cfg(loom)]
 const BLOCK: u64 = 1;
-const _: () = assert!((CHUNK as u64).is_multiple_of(BLOCK), "a block lies in one chunk");
+const _: () = assert!(
+    (CHUNK as u64).is_multiple_of(BLOCK),
+    "a block lies in one chunk"
+);
 /// Frame numbers are `1..=MAX_FRAMES` (the rmap's side table, `rmap.rs`).
 pub(crate) const MAX_FRAMES: usize = MAX_CHUNKS * CHUNK;
 
