@@ -17,32 +17,6 @@ use common::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 
-/// The store sequence, identical for every contender.
-struct Stores {
-    ranges: Vec<(u64, u64)>,
-    rng: Rng,
-    next_val: u64,
-}
-
-impl Stores {
-    fn new(ranges: &[(u64, u64)]) -> Self {
-        Self {
-            ranges: ranges.to_vec(),
-            rng: Rng::new(13),
-            next_val: 1 << 40,
-        }
-    }
-
-    fn next(&mut self) -> (std::ops::Range<u64>, u64) {
-        let (s, e) = self.ranges[self.rng.index(self.ranges.len())];
-        let pages = (e - s) / PAGE;
-        let start = s - 8 * PAGE + self.rng.range(0, pages + 8) * PAGE;
-        let len = self.rng.range(1, 24) * PAGE;
-        self.next_val += 1;
-        (start..start + len, self.next_val)
-    }
-}
-
 fn store(c: &mut Criterion<ThreadTime>) {
     for n in [4usize << 10, 256 << 10] {
         let ranges = layout(n, 42);

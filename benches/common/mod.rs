@@ -117,7 +117,11 @@ pub fn build_order(n: usize) -> Vec<usize> {
 /// A MapleTree holding `ranges` (one transaction, so that the build retires
 /// nothing).
 pub fn maple(ranges: &[(u64, u64)]) -> MapleTree<u64> {
-    let t = MapleTree::new();
+    fill(MapleTree::new(), ranges)
+}
+
+/// `t` (empty) filled with `ranges` as by [`maple`].
+pub fn fill(t: MapleTree<u64>, ranges: &[(u64, u64)]) -> MapleTree<u64> {
     let mut w = t.write();
     for i in build_order(ranges.len()) {
         let (s, e) = ranges[i];
@@ -385,4 +389,32 @@ pub fn vma_lookup_addrs(ranges: &[(u64, u64)], count: usize, seed: u64) -> Vec<u
         .collect();
     rng.shuffle(&mut v);
     v
+}
+
+/// The overwriting-store sequence of `benches/store.rs`, identical for
+/// every contender: a fresh value on `start..start + len`, `start` a random
+/// page in or just before a random entry of the layout, `len` 1-24 pages.
+pub struct Stores {
+    ranges: Vec<(u64, u64)>,
+    rng: Rng,
+    next_val: u64,
+}
+
+impl Stores {
+    pub fn new(ranges: &[(u64, u64)]) -> Self {
+        Self {
+            ranges: ranges.to_vec(),
+            rng: Rng::new(13),
+            next_val: 1 << 40,
+        }
+    }
+
+    pub fn next(&mut self) -> (std::ops::Range<u64>, u64) {
+        let (s, e) = self.ranges[self.rng.index(self.ranges.len())];
+        let pages = (e - s) / PAGE;
+        let start = s - 8 * PAGE + self.rng.range(0, pages + 8) * PAGE;
+        let len = self.rng.range(1, 24) * PAGE;
+        self.next_val += 1;
+        (start..start + len, self.next_val)
+    }
 }

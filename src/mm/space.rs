@@ -168,8 +168,12 @@ impl AddressSpace {
     /// loop; two such threads in *separate* spaces of one process ran at
     /// 12.0 µs per loop each, against 6.8 µs when polling every 64th call
     /// (`perf stat -e syscalls:sys_enter_membarrier`, writer_cost). So each
-    /// thread polls on every 64th writer call: garbage stays bounded by 64
-    /// calls' worth per writing thread.
+    /// thread polls on every 64th writer call, with `poll_lazy`: it starts a
+    /// new grace period only 200 µs after the domain's last start (or with
+    /// many destructors pending), because two writer threads of one space
+    /// otherwise chained one every ~43 µs (DESIGN §3.3, "rate of grace
+    /// periods"). Garbage stays bounded by 64 calls' worth per writing
+    /// thread plus 200 µs of the space's writers.
     pub(crate) fn reclaim_retired(&self) {
         crate::sync::thread_local! {
             static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -179,8 +183,10 @@ impl AddressSpace {
             c.set(n);
             n
         });
+        // Node garbage is recycled by the commits themselves (DESIGN §2.7),
+        // so the domain's poll is all `MapleTree::reclaim` would do here.
         if n.is_multiple_of(RECLAIM_EVERY)
-            && let Err(p) = self.tree.reclaim()
+            && let Err(p) = self.tree.domain().poll_lazy()
         {
             p.resume();
         }

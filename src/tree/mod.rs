@@ -34,6 +34,7 @@
 //! their own).
 
 mod bulk;
+mod cursor;
 mod error;
 mod garbage;
 mod iter;
@@ -46,11 +47,13 @@ mod read;
 mod retired;
 #[cfg(feature = "serde")]
 mod serde_impl;
+mod splice;
 mod store;
 mod traits;
 mod validate;
 mod write;
 
+pub use cursor::{Cursor, CursorMut};
 pub use error::{Error, ErrorKind, ValidateError};
 pub use iter::Gaps;
 pub use read::Iter;

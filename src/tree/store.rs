@@ -1,26 +1,18 @@
-//! Overwriting writes built on the transaction's remove and insert: `store`
-//! (Linux `mtree_store_range`), `erase` (punch a hole), exact-range removal,
-//! `clear` and `retain`.
+//! Overwriting writes: `store` (Linux `mtree_store_range`), `erase` (punch a
+//! hole), exact-range removal, `clear` and `retain`.
 //!
-//! # Reusing a value pointer
-//! Cutting `[a, b)` out of an entry `s..e` leaves one or two pieces. A piece
-//! keeps the entry's boxed value: the entry is removed, its value pointer taken
-//! back out of the transaction's `removed` list (so commit does not retire
-//! it), and the same pointer inserted for the piece, then taken back out of
-//! the `inserted` list (so an abort does not drop it; if this transaction
-//! inserted the value itself, its earlier `inserted` record remains and abort
-//! drops it once, as before). Readers of the old version and of the new one
-//! then share that value, exactly as they share every untouched entry after a
-//! copy-on-write, so a `&V` keeps its address (§2.1). Only when an entry is cut
-//! in the middle does the second piece need a new value: `V::clone`, the one
-//! piece of user code these methods run under the writer lock. It runs before
-//! anything is changed, so a panicking `clone` leaves the transaction as it was.
-//!
-//! Each overlapped entry costs one lookup, one removal and at most one
-//! re-insert (O(height) each), and one more insert for `store`'s own entry.
-//! The single-descent version belongs with the node layout (issue 13 §1).
+//! `store` and `erase` are one call to the transaction's splice
+//! (`splice.rs`): one descent and one leaf splice when the affected entries
+//! lie in one leaf, one round per leaf otherwise. A trimmed entry keeps its
+//! boxed value, so readers of the old version and of the new one share that
+//! value, exactly as they share every untouched entry after a copy-on-write,
+//! and a `&V` keeps its address (§2.1). Only when an entry is cut in the
+//! middle does the second piece need a new value: `V::clone`, the one piece
+//! of user code these methods run under the writer lock. It runs before
+//! anything is changed, so a panicking `clone` leaves the transaction as it
+//! was.
 
-use super::{Error, ErrorKind, MapleTree, WriteTxn, garbage};
+use super::{Error, ErrorKind, MapleTree, WriteTxn};
 use std::ops::Range;
 use std::ptr;
 
@@ -38,7 +30,10 @@ impl<V: Send> WriteTxn<'_, V> {
     /// before anything changes: it must not write to this tree (deadlock); if
     /// it panics the pending version is unchanged. Nothing else of yours runs.
     ///
-    /// O(k · height) for k overlapped entries.
+    /// O(height) when the overlapped entries lie in one leaf (one descent,
+    /// one leaf splice, one copy of the path); otherwise O(l · height) for
+    /// the l leaves they span, i.e. O((1 + k / 5) · height) for k entries,
+    /// plus one insert ([DESIGN §2.8](crate::docs::design#28-api)).
     ///
     /// # Errors
     /// [`ErrorKind::EmptyRange`] for `start >= end`, with the value given back.
@@ -60,9 +55,8 @@ impl<V: Send> WriteTxn<'_, V> {
         if range.start >= range.end {
             return Err(Error::new(ErrorKind::EmptyRange, value));
         }
-        self.cut(range.start, range.end);
         self.core
-            .insert(range.start, range.end, garbage::boxed(value));
+            .splice(range.start, range.end, Some(value), V::clone);
         Ok(())
     }
 
@@ -90,7 +84,7 @@ impl<V: Send> WriteTxn<'_, V> {
         if range.start >= range.end {
             return Err(ErrorKind::EmptyRange);
         }
-        Ok(self.cut(range.start, range.end))
+        Ok(self.core.splice(range.start, range.end, None, V::clone))
     }
 
     /// Removes the entry that is exactly `range` (vm-allocator's `free`).
@@ -176,63 +170,15 @@ impl<V: Send> WriteTxn<'_, V> {
         }
     }
 
-    /// Cuts `[a, b)` (non-empty) out of every entry overlapping it; returns
-    /// how many entries it touched. See the module docs.
-    fn cut(&mut self, a: u64, b: u64) -> usize
-    where
-        V: Clone,
-    {
-        let mut n = 0;
-        loop {
-            // The lowest entry ending above `a`. Pieces left behind end at `a`
-            // or start at `b`, so this meets each overlapped entry once.
-            let (r, p, right) = match self.next(a) {
-                Some((r, v)) if r.start < b => {
-                    // User code first, while nothing has changed.
-                    let right = (r.start < a && r.end > b).then(|| v.clone());
-                    (r, ptr::from_ref(v).cast_mut(), right)
-                }
-                _ => return n,
-            };
-            n += 1;
-            self.core.remove(r.start);
-            if r.start < a || r.end > b {
-                // A piece sticks out: it keeps the value (module docs).
-                self.keep_value(p);
-                if r.start < a {
-                    self.reinsert(r.start, a, p);
-                    if let Some(v) = right {
-                        self.core.insert(b, r.end, garbage::boxed(v));
-                    }
-                } else {
-                    self.reinsert(b, r.end, p);
-                }
-            } // else covered: its value stays in `removed`, retired at commit.
-            if r.end >= b {
-                // Entries do not overlap: no later one starts below `b`.
-                return n;
-            }
-        }
-    }
-
     /// Takes the just-removed value `p` back out of the `removed` list, so
     /// commit does not retire it: the caller gives it a new owner.
     pub(super) fn keep_value(&mut self, p: *mut V) {
         unlist(&mut self.core.removed, p);
     }
-
-    /// Inserts the live value `p` (taken back by `keep_value`) for `s..e`,
-    /// without recording it as inserted by this transaction: its ownership
-    /// is unchanged (published, or already recorded when this transaction
-    /// inserted it), so an abort drops it at most once.
-    fn reinsert(&mut self, s: u64, e: u64, p: *mut V) {
-        self.core.insert(s, e, p);
-        unlist(&mut self.core.inserted, p);
-    }
 }
 
 /// Removes the last record of `p` from one of the transaction's value lists.
-/// `Core::remove` and `Core::insert` append, so it is the last element.
+/// `Core::remove` appends, so it is the last element.
 fn unlist<V>(list: &mut Vec<*mut V>, p: *mut V) {
     let i = list
         .iter()
@@ -248,7 +194,8 @@ impl<V: Send> MapleTree<V> {
     ///
     /// **`V::clone` runs under the writer lock** when an entry containing
     /// `range` must be split (see [`WriteTxn::store`]); nothing else of yours
-    /// runs. O(k · height) for k overlapped entries.
+    /// runs. O(height) when the overlapped entries lie in one leaf, else
+    /// O(height) per leaf they span (see [`WriteTxn::store`]).
     ///
     /// Takes the writer lock: **deadlocks** if this thread holds a
     /// [`WriteTxn`] of this tree ([more](MapleTree#deadlocks-by-contract)).

@@ -67,7 +67,7 @@ fn recycle_list<T>(v: &mut Vec<T>) {
 }
 
 /// A node pointer with its kind resolved, mutable (fresh) or not.
-enum Node<'a, V> {
+pub(super) enum Node<'a, V> {
     Leaf(&'a mut Leaf<V>),
     Inner(&'a mut Inner),
 }
@@ -75,7 +75,7 @@ enum Node<'a, V> {
 /// # Safety
 /// `n` is a live node allocated by the current transaction (fresh, I6), so no
 /// other reference to it exists while the returned borrow lives.
-unsafe fn fresh<'a, V>(n: *mut Header) -> Node<'a, V> {
+pub(super) unsafe fn fresh<'a, V>(n: *mut Header) -> Node<'a, V> {
     // SAFETY: caller's requirement: live and exclusively ours.
     unsafe {
         if (*n).kind == KIND_LEAF {
@@ -90,7 +90,7 @@ unsafe fn fresh<'a, V>(n: *mut Header) -> Node<'a, V> {
 ///
 /// # Safety
 /// `n` is live.
-unsafe fn summary_of<V>(n: *const Header) -> Summary {
+pub(super) unsafe fn summary_of<V>(n: *const Header) -> Summary {
     // SAFETY: caller's requirement; the kind tag selects the view.
     unsafe {
         if (*n).kind == KIND_LEAF {
@@ -130,7 +130,7 @@ unsafe fn cap_of(n: *const Header) -> usize {
 ///
 /// # Safety
 /// `n` is live.
-unsafe fn underfull(n: *const Header) -> bool {
+pub(super) unsafe fn underfull(n: *const Header) -> bool {
     // SAFETY: caller's requirement.
     unsafe {
         let min = if (*n).kind == KIND_LEAF {
@@ -180,7 +180,7 @@ impl<V> Core<V> {
     ///
     /// # Safety
     /// `n` is live and reachable from the working root.
-    unsafe fn cow(&mut self, n: *mut Header) -> *mut Header {
+    pub(super) unsafe fn cow(&mut self, n: *mut Header) -> *mut Header {
         // SAFETY: our requirement.
         let hdr = unsafe { &*n };
         if hdr.txn == self.txn {
@@ -221,16 +221,39 @@ impl<V> Core<V> {
         }
         // SAFETY: the working root is live (writer lock) and reachable.
         let (n, split, _) = unsafe { self.insert_rec(self.root, (start, end, val), None) };
-        self.root = match split {
-            None => n,
-            Some(right) => {
-                let mut r = Inner::new(self.txn);
-                // SAFETY: both halves are live fresh nodes.
-                unsafe {
-                    r.insert_item(0, inner_item(n, summary_of::<V>(n)));
-                    r.insert_item(1, inner_item(right, summary_of::<V>(right)));
+        // SAFETY: `n` and `split` are fresh, the new top of the tree.
+        unsafe { self.set_root(n, split) };
+    }
+
+    /// Installs the result of an operation as the working root: a new root above
+    /// a split, or the tree shrunk from the top (I1).
+    ///
+    /// # Safety
+    /// `n` and `split` are fresh; `n` is the working tree's new top node.
+    pub(super) unsafe fn set_root(&mut self, n: *mut Header, split: Option<*mut Header>) {
+        if let Some(right) = split {
+            let mut r = Inner::new(self.txn);
+            // SAFETY: both halves are live fresh nodes.
+            unsafe {
+                r.insert_item(0, inner_item(n, summary_of::<V>(n)));
+                r.insert_item(1, inner_item(right, summary_of::<V>(right)));
+            }
+            self.root = place(&mut self.pool, KIND_INNER, r);
+            return;
+        }
+        // SAFETY: our requirement: `n` is fresh.
+        self.root = unsafe {
+            match fresh::<V>(n) {
+                Node::Leaf(l) if l.len() == 0 => {
+                    self.discard(n);
+                    ptr::null_mut()
                 }
-                place(&mut self.pool, KIND_INNER, r)
+                Node::Inner(inn) if inn.len() == 1 => {
+                    let c = inn.child[0];
+                    self.discard(n);
+                    c
+                }
+                _ => n,
             }
         };
     }
@@ -281,7 +304,7 @@ impl<V> Core<V> {
     }
 
     /// Inserts into a fresh node, splitting it when full; returns the new right node.
-    fn insert_slot<N: Slots + NewNode>(
+    pub(super) fn insert_slot<N: Slots + NewNode>(
         &mut self,
         node: &mut N,
         pos: usize,
@@ -312,7 +335,7 @@ impl<V> Core<V> {
     /// # Safety
     /// `p`'s children are live and `p.child[i]` is fresh; `r` is fresh,
     /// unlinked, of the same kind as `p.child[i]`.
-    unsafe fn share(&mut self, p: &mut Inner, i: usize, r: *mut Header) -> bool {
+    pub(super) unsafe fn share(&mut self, p: &mut Inner, i: usize, r: *mut Header) -> bool {
         // SAFETY: children of `p` are live.
         let room = |k: usize| unsafe { cap_of(p.child[k]) - len_of(p.child[k]) };
         let left = if i > 0 { room(i - 1) } else { 0 };
@@ -383,21 +406,8 @@ impl<V> Core<V> {
         self.len -= 1;
         // SAFETY: a tree holding an entry has a live root.
         let (n, _) = unsafe { self.remove_rec(self.root, start, None) };
-        // SAFETY: `n` is the fresh root; shrink the tree from the top (I1).
-        self.root = unsafe {
-            match fresh::<V>(n) {
-                Node::Leaf(l) if l.len() == 0 => {
-                    self.discard(n);
-                    ptr::null_mut()
-                }
-                Node::Inner(inn) if inn.len() == 1 => {
-                    let c = inn.child[0];
-                    self.discard(n);
-                    c
-                }
-                _ => n,
-            }
-        };
+        // SAFETY: `n` is the fresh new top of the tree.
+        unsafe { self.set_root(n, None) };
     }
 
     /// Returns the fresh replacement of `n` and, when cheap, its new summary
@@ -448,7 +458,7 @@ impl<V> Core<V> {
     ///
     /// # Safety
     /// `p`'s children are live; `p` has at least two children (I1).
-    unsafe fn rebalance(&mut self, p: &mut Inner, i: usize) {
+    pub(super) unsafe fn rebalance(&mut self, p: &mut Inner, i: usize) {
         let (li, ri) = if i > 0 { (i - 1, i) } else { (0, 1) };
         // SAFETY: children of `p` are live and reachable.
         let (a, b) = unsafe { (self.cow(p.child[li]), p.child[ri]) };
