@@ -4,64 +4,17 @@
 //! values: every value made (inserted, stored, or cloned by a split) is
 //! dropped exactly once, and `validate()` runs after every step.
 
+#[path = "common/counted.rs"]
+mod counted;
 #[path = "common/tree_model.rs"]
 mod tree_model;
 
+use counted::{Log, Val, model_all, tagged};
 use maple_rcu::MapleTree;
 use proptest::prelude::*;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tree_model::Model;
-
-/// Per value id, how many times it was dropped.
-#[derive(Default)]
-struct Log(Mutex<Vec<u32>>);
-
-impl Log {
-    fn make(self: &Arc<Self>, tag: u64) -> Val {
-        let mut d = self.0.lock().unwrap();
-        d.push(0);
-        Val {
-            tag,
-            id: d.len() - 1,
-            log: self.clone(),
-        }
-    }
-    /// Every value made so far was dropped exactly once.
-    fn all_dropped_once(&self) {
-        let d = self.0.lock().unwrap();
-        for (id, &n) in d.iter().enumerate() {
-            assert_eq!(n, 1, "value {id} dropped {n} times");
-        }
-    }
-}
-
-/// A value that records its drop; `tag` is what the model stores.
-struct Val {
-    tag: u64,
-    id: usize,
-    log: Arc<Log>,
-}
-
-impl Clone for Val {
-    fn clone(&self) -> Self {
-        self.log.make(self.tag)
-    }
-}
-
-impl Drop for Val {
-    fn drop(&mut self) {
-        self.log.0.lock().unwrap()[self.id] += 1;
-    }
-}
-
-fn tagged<'a>(it: impl Iterator<Item = (Range<u64>, &'a Val)>) -> Vec<(Range<u64>, u64)> {
-    it.map(|(r, v)| (r, v.tag)).collect()
-}
-
-fn model_all(m: &Model) -> Vec<(Range<u64>, u64)> {
-    m.map.iter().map(|(&s, &(e, v))| (s..e, v)).collect()
-}
 
 #[derive(Debug, Clone)]
 enum Op {
