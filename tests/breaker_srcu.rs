@@ -66,6 +66,33 @@ fn last_removal_of_a_burst_is_dropped_without_further_calls() {
     eprintln!("worst drop delay after the last call: {worst:?}");
 }
 
+/// A reader holds the tree for a while after the last removal, then
+/// leaves, and nobody calls anything: a reader's exit kicks nothing, so the
+/// reclaimer's backed-off polling (up to 16 ms between passes) must still
+/// find the grace period over and drop the value. We allow 2 s for a loaded
+/// machine and print the delay after the reader left.
+#[test]
+fn a_removal_held_up_by_a_reader_is_dropped_after_it_leaves() {
+    let mut worst = Duration::ZERO;
+    for _ in 0..3 {
+        let t: MapleTree<Stamp> = MapleTree::new();
+        let s = Arc::new(Mutex::new(None));
+        t.insert(0..1, Stamp(s.clone())).unwrap();
+        let g = t.pin();
+        assert!(t.remove(0).is_some());
+        // Long enough for the reclaimer to back off to its longest pause.
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(s.lock().unwrap().is_none(), "dropped under a reader");
+        let from = Instant::now();
+        drop(g);
+        let d = dropped_after(&s, from, Duration::from_secs(2))
+            .expect("not dropped 2 s after the reader left");
+        worst = worst.max(d);
+        drop(t);
+    }
+    eprintln!("worst drop delay after the reader left: {worst:?}");
+}
+
 /// `synchronize` is a waiter (Start::Always): right after a grace period
 /// started it must not wait 200 µs for the next start. With no reader each
 /// call is two scans; the fastest of 200 calls must be well under the

@@ -208,3 +208,58 @@ fn two_walkers_same_frame() {
         AddressSpace::check_family(&[&p, &c]).unwrap();
     });
 }
+
+/// Srcu, the scan pre-check (DESIGN §3.3) with two readers in two slots:
+/// the lock and unlock sums are read slot by slot, so one reader leaving and
+/// the other entering between the writer's unlock sum, its unfenced
+/// pre-check and its fenced lock sum can make the sums agree by accident.
+/// The writer replaces the value and `synchronize`s (never spaced: a
+/// waiter), then frees it; neither reader may see it freed, and
+/// `synchronize` must return (loom reports a livelock as a deadlock or
+/// branch overflow).
+#[test]
+fn srcu_precheck_with_two_readers_in_two_slots() {
+    use super::srcu::{Shared, model};
+    model(|| {
+        let s = Shared::new();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                thread::spawn(move || s.read_and_check())
+            })
+            .collect();
+        s.replace_and_synchronize();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+}
+
+/// Srcu, an opportunistic start (a `retire` crossing `POLL_EVERY`, 2 under
+/// loom) racing a waiter on another thread, with a reader: the waiter's
+/// `synchronize` must not return before the reader that predates it, and
+/// the retired values must not be freed under the reader.
+#[test]
+fn srcu_opportunistic_start_vs_synchronize() {
+    use super::srcu::{Retired, Shared, model};
+    model(|| {
+        let s = Shared::new();
+        let r = {
+            let s = s.clone();
+            thread::spawn(move || s.read_and_check())
+        };
+        let q = {
+            let s = s.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let old = s.publish();
+                    s.domain.retire(Box::new(Retired(old)));
+                }
+            })
+        };
+        s.replace_and_synchronize();
+        q.join().unwrap();
+        r.join().unwrap();
+        s.domain.barrier().unwrap();
+    });
+}

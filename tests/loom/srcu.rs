@@ -18,7 +18,7 @@ const LIVE: usize = 1;
 const FREED: usize = 0xdead;
 
 /// A heap value whose "free" is a checked write.
-struct Value(UnsafeCell<usize>);
+pub(crate) struct Value(UnsafeCell<usize>);
 
 impl Value {
     fn new_ptr() -> *mut Value {
@@ -67,7 +67,7 @@ std::thread_local! {
 }
 
 /// `loom::model`, deallocating the execution's poisoned values at its end.
-fn model(f: impl Fn() + Sync + Send + 'static) {
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     loom::model(move || {
         f();
         GRAVEYARD.with(|g| {
@@ -81,7 +81,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 /// Frees a `Value` when dropped (what `retire` gets).
-struct Retired(*mut Value);
+pub(crate) struct Retired(pub(crate) *mut Value);
 // SAFETY: the pointee is only freed, once, by whichever thread drops this.
 unsafe impl Send for Retired {}
 impl Drop for Retired {
@@ -92,13 +92,13 @@ impl Drop for Retired {
 }
 
 /// A published pointer plus the domain protecting it.
-struct Shared {
-    domain: Srcu,
-    current: AtomicPtr<Value>,
+pub(crate) struct Shared {
+    pub(crate) domain: Srcu,
+    pub(crate) current: AtomicPtr<Value>,
 }
 
 impl Shared {
-    fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             domain: Srcu::new(),
             current: AtomicPtr::new(Value::new_ptr()),
@@ -106,7 +106,7 @@ impl Shared {
     }
 
     /// A reader: enter, load the published pointer, use it, leave.
-    fn read_and_check(&self) {
+    pub(crate) fn read_and_check(&self) {
         let g = self.domain.read();
         // Acquire: pairs with the AcqRel swap in `publish`.
         let p = self.current.load(Ordering::Acquire);
@@ -117,7 +117,7 @@ impl Shared {
     }
 
     /// Replaces the value and frees the old one after `synchronize`.
-    fn replace_and_synchronize(&self) {
+    pub(crate) fn replace_and_synchronize(&self) {
         let old = self.publish();
         self.domain.synchronize();
         // SAFETY: unpublished before a full grace period.
@@ -125,7 +125,7 @@ impl Shared {
     }
 
     /// Publishes a fresh value and returns the old one (unpublished).
-    fn publish(&self) -> *mut Value {
+    pub(crate) fn publish(&self) -> *mut Value {
         // AcqRel: Release publishes the new value to readers; Acquire takes
         // ownership of the old one.
         self.current.swap(Value::new_ptr(), Ordering::AcqRel)

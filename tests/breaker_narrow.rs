@@ -1,0 +1,217 @@
+//! Narrow leaves (I10) at the exact edge of their format: a leaf whose span
+//! `end[n-1] - start[0]` is 2^32 - 1 (narrow) or 2^32 (wide), reached by
+//! inserting, storing, trimming the first entry (which moves the base) or the
+//! last one, erasing and removing, at several bases (0, just below 2^32,
+//! just below `u64::MAX - 2^32`, and so that the last end is `u64::MAX`).
+//! After every step: `validate()` (which checks I10's "narrow exactly when
+//! the span fits"), the contents, point queries and every gap search against
+//! the model, with gap sizes near 2^32.
+
+#[path = "common/tree_model.rs"]
+mod tree_model;
+
+use maple_rcu::MapleTree;
+use std::ops::Range;
+use tree_model::Model;
+
+const G: u64 = 1 << 32;
+
+struct Pair {
+    t: MapleTree<u64>,
+    m: Model,
+    tag: u64,
+}
+
+impl Pair {
+    fn new() -> Self {
+        Self {
+            t: MapleTree::with_manual_reclaim(),
+            m: Model::default(),
+            tag: 0,
+        }
+    }
+
+    fn insert(&mut self, r: Range<u64>) {
+        self.tag += 1;
+        let got = self.t.insert(r.clone(), self.tag).is_ok();
+        assert_eq!(
+            got,
+            self.m.insert(r.clone(), self.tag).is_ok(),
+            "insert {r:?}"
+        );
+        self.check(&r);
+    }
+
+    fn store(&mut self, r: Range<u64>) {
+        self.tag += 1;
+        let mut w = self.t.write();
+        let got = w.store(r.clone(), self.tag).is_ok();
+        w.commit();
+        assert_eq!(
+            got,
+            self.m.store(r.clone(), self.tag).is_ok(),
+            "store {r:?}"
+        );
+        self.check(&r);
+    }
+
+    fn erase(&mut self, r: Range<u64>) {
+        let mut w = self.t.write();
+        let got = w.erase(r.clone()).ok();
+        w.commit();
+        let want = (!r.is_empty()).then(|| self.m.cut(r.clone()));
+        assert_eq!(got, want, "erase {r:?}");
+        self.check(&r);
+    }
+
+    fn remove(&mut self, a: u64) {
+        assert_eq!(self.t.remove(a), self.m.remove(a), "remove {a:#x}");
+        self.check(&(a..a.saturating_add(1)));
+    }
+
+    /// Everything, after the step that touched `r`.
+    fn check(&self, r: &Range<u64>) {
+        self.t
+            .validate()
+            .unwrap_or_else(|e| panic!("after a step on {r:?}: {e}"));
+        let g = self.t.pin();
+        let all: Vec<_> = g.iter().map(|(r, &v)| (r, v)).collect();
+        let want: Vec<_> = self.m.map.iter().map(|(&s, &(e, v))| (s..e, v)).collect();
+        assert_eq!(all, want, "contents after a step on {r:?}");
+        let probes = self
+            .m
+            .map
+            .iter()
+            .flat_map(|(&s, &(e, _))| [s.saturating_sub(1), s, e - 1, e])
+            .chain([0, r.start, r.end.saturating_sub(1), r.end, u64::MAX]);
+        for a in probes {
+            assert_eq!(g.get(a).map(|(r, &v)| (r, v)), self.m.get(a), "get {a:#x}");
+            assert_eq!(
+                g.next(a).map(|(r, &v)| (r, v)),
+                self.m.next(a),
+                "next {a:#x}"
+            );
+            assert_eq!(
+                g.prev(a).map(|(r, &v)| (r, v)),
+                self.m.prev(a),
+                "prev {a:#x}"
+            );
+        }
+        assert_eq!(
+            g.gaps(0..u64::MAX).collect::<Vec<_>>(),
+            self.m.gaps(0..u64::MAX)
+        );
+        for size in [1, G - 2, G - 1, G, G + 1, 3] {
+            for align in [1, 2, 1 << 12, G] {
+                for w in [0..u64::MAX, r.start..r.end.max(r.start.saturating_add(1))] {
+                    if w.is_empty() {
+                        continue;
+                    }
+                    let f = g.try_find_gap(size, align, w.clone()).ok();
+                    let b = g.try_find_gap_rev(size, align, w.clone()).ok();
+                    let ctx = format!("size {size:#x} align {align:#x} in {w:x?}");
+                    assert_eq!(f, self.m.find_gap(size, align, w.clone(), false), "{ctx}");
+                    assert_eq!(b, self.m.find_gap(size, align, w, true), "rev {ctx}");
+                }
+            }
+        }
+    }
+}
+
+/// Bases: the leaf's first start. The last one puts the far end at u64::MAX.
+fn bases() -> [u64; 5] {
+    [0, 7, G - 3, u64::MAX - 2 * G, u64::MAX - G]
+}
+
+/// 13 unit entries at `b..b + 13`, then one entry whose end is `b + span`.
+fn edge_leaf(b: u64, span: u64) -> Pair {
+    let mut p = Pair::new();
+    for k in 0..13 {
+        p.insert(b + k..b + k + 1);
+    }
+    p.insert(b + span - 1..b + span);
+    p
+}
+
+#[test]
+fn the_span_edge_is_exact_both_ways() {
+    for b in bases() {
+        for span in [G - 1, G] {
+            let mut p = edge_leaf(b, span);
+            // Widen by one at the end, shrink back, at the start likewise.
+            let e = b + span;
+            p.store(e - 1..e.saturating_add(1));
+            p.store(e - 1..e);
+            p.erase(e.min(u64::MAX - 1)..e.saturating_add(1));
+            p.erase(b..b + 1); // moves the base up by one
+            p.insert(b..b + 1);
+            p.store(b + 13..b + span - 1); // fills the middle, trims nothing
+            p.erase(b + 14..b + span - 2); // a middle split of that entry
+            p.remove(b + 14);
+            p.store(b + 2..b + span); // swallows the far entry, trims nothing
+            p.erase(b..b + span); // everything
+        }
+    }
+}
+
+#[test]
+fn trimming_the_first_entry_rebases_the_leaf() {
+    for b in [0, 7, G - 3, u64::MAX - G - 60] {
+        let mut p = Pair::new();
+        p.insert(b..b + 100);
+        for k in 1..13 {
+            p.insert(b + 100 + k..b + 101 + k);
+        }
+        p.insert(b + G + 50..b + G + 60); // span G + 60: wide
+        // Trim the first entry from the left until the span fits.
+        for cut in [10, 59, 60, 61, 99] {
+            p.erase(b..b + cut);
+        }
+        // And grow it back to the left past the edge.
+        p.store(b + 30..b + 99);
+        p.store(b + 59..b + 62);
+    }
+}
+
+/// Many leaves on both sides of every format edge: enough entries that
+/// splits and merges mix narrow and wide leaves, then wide erases and
+/// stores across them, a structural clone and a bulk build of the result.
+#[test]
+fn mixed_format_splits_merges_clone_and_bulk() {
+    for b in [0, G - 5000, u64::MAX - 14 * G] {
+        let mut p = Pair::new();
+        // Alternate: a cluster of 9 small entries, then a jump of ~2^32.
+        let mut at = b;
+        for c in 0..12u64 {
+            for k in 0..9 {
+                p.insert(at + k * 3..at + k * 3 + 2);
+            }
+            at += G - 20 + c * 7;
+        }
+        for c in 0..12u64 {
+            let s = b + c * (G - 20) + 10;
+            p.erase(s..s + 6);
+            p.store(s + 1..s + G / 2);
+        }
+        p.erase(b + G / 3..b + 5 * G);
+        p.store(b + 7 * G - 3..b + 7 * G + 3);
+        let copy = p.t.clone();
+        copy.validate().unwrap();
+        let bulk: MapleTree<u64> = p.t.pin().iter().map(|(r, &v)| (r, v)).collect();
+        bulk.validate().unwrap();
+        let a: Vec<_> = p.t.pin().iter().map(|(r, &v)| (r, v)).collect();
+        let c: Vec<_> = copy.pin().iter().map(|(r, &v)| (r, v)).collect();
+        let k: Vec<_> = bulk.pin().iter().map(|(r, &v)| (r, v)).collect();
+        assert_eq!(a, c);
+        assert_eq!(a, k);
+        for r in [b..b + 1, b + G - 30..b + G + 30] {
+            for t in [&copy, &bulk] {
+                let mut w = t.write();
+                w.erase(r.clone()).unwrap();
+                w.store(r.start + 1..r.end + G, 9).unwrap();
+                w.validate().unwrap();
+                w.commit();
+            }
+        }
+    }
+}
