@@ -11,6 +11,7 @@
 mod tree_model;
 
 use maple_rcu::MapleTree;
+use proptest::prelude::*;
 use std::ops::Range;
 use tree_model::Model;
 
@@ -214,4 +215,103 @@ fn mixed_format_splits_merges_clone_and_bulk() {
             }
         }
     }
+}
+
+/// Sorted entries whose gaps and lengths straddle 2^32, so consecutive
+/// leaves of a dense bulk packing keep switching format.
+fn sorted_mixed() -> impl Strategy<Value = Vec<Range<u64>>> {
+    let step = prop_oneof![
+        4 => 0..4u64,
+        2 => (G - 3)..(G + 3),
+        1 => Just(2 * G),
+    ];
+    let len = prop_oneof![4 => 1..4u64, 1 => (G - 2)..(G + 2)];
+    (any::<u64>(), prop::collection::vec((step, len), 0..120)).prop_map(|(base, steps)| {
+        let mut at = base % (1 << 40);
+        let mut out = Vec::new();
+        for (gap, l) in steps {
+            let Some(s) = at.checked_add(gap) else { break };
+            let Some(e) = s.checked_add(l) else { break };
+            out.push(s..e);
+            at = e;
+        }
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    /// The bulk append (`try_extend` after the last entry: the right spine
+    /// is rebuilt with the old last leaf's entries packed with the new
+    /// ones) on mixed-format input, the existing part built by single
+    /// inserts or by a bulk build; optionally one bad entry (empty, or
+    /// overlapping its predecessor), which must fail with that entry's
+    /// value and leave the tree unchanged.
+    #[test]
+    fn bulk_append_of_mixed_formats(
+        rs in sorted_mixed(),
+        cut in any::<prop::sample::Index>(),
+        by_insert in any::<bool>(),
+        bad in prop::option::of((any::<prop::sample::Index>(), any::<bool>())),
+    ) {
+        let k = if rs.is_empty() { 0 } else { cut.index(rs.len() + 1) };
+        let (old, new) = rs.split_at(k);
+        let t: MapleTree<u64> = if by_insert {
+            let t = MapleTree::with_manual_reclaim();
+            for (i, r) in old.iter().enumerate() {
+                t.insert(r.clone(), i as u64).unwrap();
+            }
+            t
+        } else {
+            old.iter().cloned().zip(0..).collect()
+        };
+        t.validate().unwrap();
+        let mut m = Model::default();
+        for (i, r) in old.iter().enumerate() {
+            m.insert(r.clone(), i as u64).unwrap();
+        }
+        let mut items: Vec<_> = new.iter().cloned().zip(k as u64..).collect();
+        let mut want_err = None;
+        if let Some((at, empty)) = bad.filter(|_| !items.is_empty()) {
+            let j = at.index(items.len());
+            let r = items[j].0.clone();
+            items[j].0 = if empty {
+                r.start..r.start
+            } else {
+                let prev_end = if j > 0 { items[j - 1].0.end } else { old.last().map_or(0, |r| r.end) };
+                prev_end.saturating_sub(1)..r.end
+            };
+            if items[j].0.is_empty() || prev_overlaps(&items, j, old) {
+                want_err = Some(items[j].1);
+            }
+        }
+        let before: Vec<_> = t.pin().iter().map(|(r, &v)| (r, v)).collect();
+        match t.try_extend(items.clone()) {
+            Ok(()) => {
+                prop_assert_eq!(want_err, None);
+                for (r, v) in items {
+                    m.insert(r, v).unwrap();
+                }
+            }
+            Err(e) => {
+                prop_assert_eq!(Some(e.value), want_err, "{:?}", e.kind);
+                let after: Vec<_> = t.pin().iter().map(|(r, &v)| (r, v)).collect();
+                prop_assert_eq!(after, before);
+            }
+        }
+        t.validate().unwrap();
+        let all: Vec<_> = t.pin().iter().map(|(r, &v)| (r, v)).collect();
+        let want: Vec<_> = m.map.iter().map(|(&s, &(e, v))| (s..e, v)).collect();
+        prop_assert_eq!(all, want);
+    }
+}
+
+/// Whether the (non-empty) `items[j]` overlaps the entry before it.
+fn prev_overlaps(items: &[(Range<u64>, u64)], j: usize, old: &[Range<u64>]) -> bool {
+    let prev_end = if j > 0 {
+        Some(items[j - 1].0.end)
+    } else {
+        old.last().map(|r| r.end)
+    };
+    prev_end.is_some_and(|e| e > items[j].0.start)
 }
