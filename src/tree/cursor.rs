@@ -42,7 +42,7 @@ impl<V> Copy for Pos<V> {}
 
 /// A read cursor over one version: a [`ReadGuard`]'s snapshot
 /// ([`ReadGuard::cursor`]), or a transaction's pending version through
-/// [`CursorMut`] (which dereferences to it).
+/// [`CursorMut`] (which offers the same reads and moves).
 ///
 /// ```
 /// let t = maple_rcu::MapleTree::new();
@@ -325,9 +325,25 @@ impl<'a, V> ReadGuard<'a, V> {
 }
 
 /// A cursor inside a [`WriteTxn`] that can edit at its position
-/// ([`WriteTxn::cursor`]). It dereferences to a [`Cursor`] over the pending
-/// version for reads and moves. Every edit re-seeks the cursor from the
-/// root (O(height)) after the edit's own cost.
+/// ([`WriteTxn::cursor`]). It has a [`Cursor`]'s reads and moves over the
+/// pending version, each borrowing the `CursorMut` itself. Every edit
+/// re-seeks the cursor from the root (O(height)) after the edit's own cost.
+///
+/// It does not dereference to its inner `Cursor`: that cursor's lifetime is
+/// the whole borrow of the transaction and `Cursor` is `Clone`, so a clone
+/// would outlive this cursor's edits and read this transaction's nodes while
+/// they change in place or go back to the pool (R1 broken, a `&V` from an
+/// unused slot's null pointer). This does not compile:
+///
+/// ```compile_fail,E0614
+/// let t = maple_rcu::MapleTree::new();
+/// let mut w = t.write();
+/// w.insert(0..5, 0u64).unwrap();
+/// let mut cm = w.cursor(0);
+/// let stale = (*cm).clone();
+/// cm.remove();
+/// stale.get();
+/// ```
 ///
 /// ```
 /// let t = maple_rcu::MapleTree::new();
@@ -351,16 +367,48 @@ pub struct CursorMut<'t, 'a, V: Send> {
     cur: Cursor<'t, V>,
 }
 
-impl<'t, V: Send> std::ops::Deref for CursorMut<'t, '_, V> {
-    type Target = Cursor<'t, V>;
-    fn deref(&self) -> &Cursor<'t, V> {
-        &self.cur
+// Not `Deref<Target = Cursor>`: see the type's docs (a clone of the target
+// would outlive the edits). Each read borrows `self`.
+impl<V: Send> CursorMut<'_, '_, V> {
+    /// [`Cursor::get`]: the current entry, or `None` in a gap. O(1).
+    pub fn get(&self) -> Option<(Range<u64>, &V)> {
+        self.cur.get()
     }
-}
 
-impl<V: Send> std::ops::DerefMut for CursorMut<'_, '_, V> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.cur
+    /// [`Cursor::next`]: moves to the next entry. Amortised O(1).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<(Range<u64>, &V)> {
+        self.cur.next()
+    }
+
+    /// [`Cursor::prev`]: moves to the previous entry. Amortised O(1).
+    pub fn prev(&mut self) -> Option<(Range<u64>, &V)> {
+        self.cur.prev()
+    }
+
+    /// [`Cursor::peek_next`]: the next entry, without moving.
+    pub fn peek_next(&self) -> Option<(Range<u64>, &V)> {
+        self.cur.peek_next()
+    }
+
+    /// [`Cursor::peek_prev`]: the previous entry, without moving.
+    pub fn peek_prev(&self) -> Option<(Range<u64>, &V)> {
+        self.cur.peek_prev()
+    }
+
+    /// [`Cursor::find`]: moves to the next entry starting below `limit`.
+    pub fn find(&mut self, limit: u64) -> Option<(Range<u64>, &V)> {
+        self.cur.find(limit)
+    }
+
+    /// [`Cursor::gap_before`].
+    pub fn gap_before(&self) -> Option<Range<u64>> {
+        self.cur.gap_before()
+    }
+
+    /// [`Cursor::gap_after`].
+    pub fn gap_after(&self) -> Option<Range<u64>> {
+        self.cur.gap_after()
     }
 }
 
