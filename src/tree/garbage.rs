@@ -14,7 +14,8 @@
 
 use super::node::{Header, release};
 use super::write::Parts;
-use crate::srcu::{Deferred, POLL_EVERY, Panicked, Payload, Srcu, resume_first, run_caught};
+use crate::panicked::{Payload, reraise, resume_first, run_caught};
+use crate::platform::{Deferred, Domain, POLL_EVERY};
 use std::collections::VecDeque;
 use std::mem::needs_drop;
 
@@ -76,7 +77,7 @@ impl<V: Send> Writer<V> {
     ///    from now on.
     pub(crate) unsafe fn retire(
         &mut self,
-        domain: &Srcu,
+        domain: &Domain,
         nodes: &mut Vec<*mut Header>,
         vals: &mut Vec<*mut V>,
     ) {
@@ -127,7 +128,7 @@ impl<V: Send> Writer<V> {
     /// memory to the pool, drop-free values to the allocator. Runs no user
     /// code. The pool must be here (no transaction running: the writer
     /// lock is held by the caller and no `WriteTxn` holds the parts).
-    pub(crate) fn collect(&mut self, domain: &Srcu) {
+    pub(crate) fn collect(&mut self, domain: &Domain) {
         while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
                 return;
@@ -174,7 +175,7 @@ impl<V: Send> Writer<V> {
     }
 
     /// Batches still waiting for their grace period (tests).
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(loom), feature = "std"))]
     pub(crate) fn pending(&self) -> usize {
         self.batches.len()
     }
@@ -222,15 +223,15 @@ unsafe fn drop_value<V>(p: *mut ()) {
 }
 
 /// Most value allocations a thread keeps for reuse.
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 const VALUE_STASH_MAX: usize = 64;
 
 /// Memory of dropped values (each allocated with its `Layout` by the global
 /// allocator), kept by a thread for the next values it boxes.
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 struct ValueStash(Vec<(std::alloc::Layout, *mut u8)>);
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 impl Drop for ValueStash {
     fn drop(&mut self) {
         for (l, p) in self.0.drain(..) {
@@ -241,7 +242,7 @@ impl Drop for ValueStash {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 crate::sync::thread_local! {
     /// This thread's stash of value memory. A removed value is dropped on
     /// whichever thread runs the domain's entry, usually not the one that
@@ -257,7 +258,7 @@ crate::sync::thread_local! {
 /// `Box::into_raw(Box::new(v))`, in memory from this thread's stash when it
 /// holds some of `V`'s layout. The result may be freed as any `Box<V>`.
 pub(crate) fn boxed<V>(v: V) -> *mut V {
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     {
         let layout = std::alloc::Layout::new::<V>();
         if layout.size() != 0
@@ -287,7 +288,7 @@ pub(crate) fn boxed<V>(v: V) -> *mut V {
 /// `p` came from [`boxed`] or `Box::into_raw` of a `Box<V>`, is owned by the
 /// caller, and nothing uses it afterwards.
 unsafe fn unbox_drop<V>(p: *mut V) {
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     {
         let layout = std::alloc::Layout::new::<V>();
         if layout.size() != 0 {
@@ -344,19 +345,10 @@ unsafe fn drop_values<V>(p: *mut ()) {
     reraise(panics);
 }
 
-/// Re-raises the panics of an entry's drops as one `Panicked`: the domain's
-/// runner catches it and flattens it into its report (`Panicked::collect`),
-/// so each value's panic is reported once.
-fn reraise(panics: Vec<Payload>) {
-    if let Some(p) = Panicked::from_payloads(panics) {
-        std::panic::resume_unwind(Box::new(p));
-    }
-}
-
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), feature = "std"))]
 mod tests {
     use super::super::MapleTree;
-    use crate::srcu::POLL_EVERY;
+    use crate::platform::POLL_EVERY;
     use crate::sync::lock;
 
     fn churn<V: Send>(t: &MapleTree<V>, make: impl Fn(u64) -> V, rounds: u64) {

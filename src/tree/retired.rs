@@ -12,7 +12,7 @@
 //! handle owns it alone.
 
 use super::{ErrorKind, MapleTree, WriteTxn};
-use crate::srcu::{Deferred, Srcu};
+use crate::platform::{Deferred, Domain};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -40,7 +40,7 @@ use std::ptr::{self, NonNull};
 /// assert_eq!(h.wait(), "code");
 /// ```
 pub struct Retired<'t, V: Send> {
-    domain: &'t Srcu,
+    domain: &'t Domain,
     /// The grace period after which no reader can reach `val`.
     cookie: u64,
     /// From `Box::into_raw`; owned by this handle alone (the tree no longer
