@@ -330,6 +330,7 @@ impl<V: Send + Clone> MapleTree<V> {
     /// assert_eq!(t, u);
     /// assert!(!u.domain().is_auto());
     /// ```
+    #[cfg(feature = "std")]
     pub fn clone_with_manual_reclaim(&self) -> Self {
         let t = Self::with_manual_reclaim();
         self.dup_into(&t);
@@ -360,6 +361,7 @@ impl<V: Send + Clone> MapleTree<V> {
 /// t.remove(0);
 /// assert_eq!((t.len(), u.len()), (999, 1000));
 /// ```
+#[cfg(feature = "std")]
 impl<V: Send + Clone + 'static> Clone for MapleTree<V> {
     fn clone(&self) -> Self {
         let t = Self::new();

@@ -33,6 +33,7 @@ impl<V: Send + Serialize> Serialize for MapleTree<V> {
     }
 }
 
+#[cfg(feature = "std")]
 impl<'de, V: Send + 'static + Deserialize<'de>> Deserialize<'de> for MapleTree<V> {
     /// From a sequence of `(start, end, value)` in any order, via
     /// [`MapleTree::try_from_iter`]: an empty or overlapping range is an
