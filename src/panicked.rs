@@ -45,7 +45,9 @@ pub struct Panicked {
 unsafe impl Sync for Panicked {}
 
 impl Panicked {
-    /// `None` if nothing panicked.
+    /// `None` if nothing panicked (without std nothing is caught, so this
+    /// is never called).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn from_payloads(payloads: Vec<Payload>) -> Option<Self> {
         (!payloads.is_empty()).then_some(Self { payloads })
     }

@@ -14,7 +14,8 @@
 //! [`DomainGuard`] and the crate-private `Lock`, so no impl block of the tree
 //! carries a type parameter for them.
 
-use crate::panicked::{Panicked, Payload};
+/// The panic report of [`GracePeriod::poll`] and [`GracePeriod::drain`].
+pub use crate::panicked::{Panicked, Payload};
 use alloc::vec::Vec;
 
 /// Queueing this many more callbacks (or batched destructors) while some are

@@ -6,15 +6,20 @@
 //! at once (see [DESIGN](crate::docs::design), "Loom").
 //!
 //! Two halves ([DESIGN §2.9](crate::docs::design#29-no_std--alloc-the-tree-core)):
-//! the **core** items (atomics, `Arc`, `UnsafeCell`, `LiveCell`, `catch_unwind`,
-//! `thread::panicking`) exist in every build, `#![no_std]` included; the
-//! **std** items (mutexes, condvars, threads, thread-locals, lazy statics) need
+//! the **core** items (atomics, `Arc`, `UnsafeCell`, `LiveCell`, `catch_unwind`)
+//! exist in every build, `#![no_std]` included; the **std** items (mutexes,
+//! condvars, threads and `thread::panicking`, thread-locals, lazy statics) need
 //! the `std` feature. Atomics come from `core`, or from `portable_atomic` with
 //! the `portable-atomic` feature or on a target without native 64-bit atomics.
 
 #[cfg(all(loom, not(feature = "std")))]
 compile_error!("`--cfg loom` needs the `std` feature");
 
+/// With the feature, the shim's atomics are `portable_atomic`'s (what the
+/// `cargo test --features portable-atomic` CI line relies on).
+#[cfg(all(not(loom), feature = "portable-atomic"))]
+const _: fn(AtomicU64, AtomicUsize) -> (portable_atomic::AtomicU64, portable_atomic::AtomicUsize) =
+    |a, b| (a, b);
 /// `Arc` is `alloc`'s (std re-exports the same type).
 #[cfg(not(loom))]
 pub(crate) use alloc::sync::Arc;
@@ -76,15 +81,9 @@ pub(crate) fn compiler_fence(order: Ordering) {
 }
 
 /// Threads: `thread::yield_now` must be loom's inside models so that optimistic
-/// loops terminate under the model checker. Without std only `panicking`.
+/// loops terminate under the model checker. Std only.
+#[cfg(feature = "std")]
 pub(crate) mod thread {
-    /// Without std nothing is caught ([`catch_unwind`](super::catch_unwind)),
-    /// so no destructor of ours runs during an unwind it could see.
-    #[cfg(not(feature = "std"))]
-    pub(crate) fn panicking() -> bool {
-        false
-    }
-
     #[cfg(loom)]
     pub(crate) use loom::thread::yield_now;
     /// Parking: a blocked range-lock request sleeps with `park` and is woken

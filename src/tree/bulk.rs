@@ -336,6 +336,24 @@ impl<V: Send + Clone> MapleTree<V> {
         self.dup_into(&t);
         t
     }
+
+    /// The structural copy ([`Clone::clone`] with `std`) for a `no_std`
+    /// build: a new tree on `domain` and `lock`, as
+    /// [`MapleTree::with_platform`] makes, holding a copy of the latest
+    /// published version. O(n); `V::clone` runs as for `Clone`.
+    #[cfg(not(feature = "std"))]
+    pub fn clone_with_platform(
+        &self,
+        domain: crate::sync::Arc<crate::platform::Domain>,
+        lock: alloc::boxed::Box<dyn crate::platform::RawLock>,
+    ) -> Self
+    where
+        V: 'static,
+    {
+        let t = Self::with_platform(domain, lock);
+        self.dup_into(&t);
+        t
+    }
 }
 
 /// A structural copy of the latest published version (Linux `__mt_dup`):

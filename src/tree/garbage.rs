@@ -116,7 +116,9 @@ impl<V: Send> Writer<V> {
                 vals: n_vals,
             });
             self.nodes.extend(nodes.drain(..));
-            self.retires += 1;
+            // Wrapping: a `usize` counter wraps after 2^32 commits on a
+            // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
+            self.retires = self.retires.wrapping_add(1);
             if self.retires.is_multiple_of(POLL_EVERY) {
                 domain.advance();
             }

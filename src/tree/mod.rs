@@ -432,7 +432,7 @@ impl<V: Send> MapleTree<V> {
     /// t.domain().barrier().unwrap(); // the removed String is dropped now
     /// ```
     pub fn domain(&self) -> &Domain {
-        &self.domain
+        Arc::as_ref(&self.domain)
     }
 
     /// The domain's `Arc` (the mm's rmap walkers pin a space's domain
@@ -477,7 +477,7 @@ impl<V: Send> MapleTree<V> {
     pub fn reclaim(&self) -> Result<(), Panicked> {
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
-            w.collect(&self.domain);
+            w.collect(Arc::as_ref(&self.domain));
         }
         r
     }
@@ -1185,7 +1185,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
             // (`cow`/`discard`), `removed` each removed value once (I7).
             unsafe {
                 w.retire(
-                    &tree.domain,
+                    Arc::as_ref(&tree.domain),
                     &mut self.core.old_nodes,
                     &mut self.core.removed,
                 )

@@ -13,6 +13,7 @@
 
 use super::{ErrorKind, MapleTree, WriteTxn};
 use crate::platform::{Deferred, Domain};
+use crate::sync::Arc;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -237,7 +238,7 @@ impl<V: Send> MapleTree<V> {
         // period this names starts after it (S5), as I7 requires.
         let cookie = self.domain.start_poll();
         Retired {
-            domain: &self.domain,
+            domain: Arc::as_ref(&self.domain),
             cookie,
             // From `Box::into_raw` (every value is), hence non-null.
             val: NonNull::new(p).expect("tree values are non-null"),
