@@ -14,6 +14,8 @@
 //! seam that is not actually used (the domain counts its read sections).
 #![cfg(not(feature = "std"))]
 
+#[path = "common/rng.rs"]
+mod rng;
 #[path = "common/tree_model.rs"]
 mod tree_model;
 #[path = "common/tree_ops.rs"]
@@ -21,6 +23,7 @@ mod tree_ops;
 
 use maple_rcu::MapleTree;
 use maple_rcu::platform::{Deferred, GracePeriod, Panicked, Payload, RawLock};
+use rng::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -158,47 +161,35 @@ fn tree<V: Send + 'static>() -> (MapleTree<V>, Arc<Quiescent>) {
     (t, d)
 }
 
-/// xorshift64*: ops without a generator crate.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn addr(&mut self) -> u64 {
-        if self.below(9) == 0 {
-            u64::MAX - self.below(3000)
-        } else {
-            self.below(3000)
-        }
+/// An address near 0 or near `u64::MAX` (the tree's edges).
+fn addr(g: &mut Rng) -> u64 {
+    if g.below(9) == 0 {
+        u64::MAX - g.below(3000)
+    } else {
+        g.below(3000)
     }
 }
 
 fn op(g: &mut Rng) -> Op {
     match g.below(12) {
-        0..=2 => Op::Insert(g.addr(), g.below(60)),
-        3 => Op::Remove(g.addr()),
+        0..=2 => Op::Insert(addr(g), g.below(60)),
+        3 => Op::Remove(addr(g)),
         4 => Op::Alloc(
             g.below(100),
             1 << g.below(8),
-            g.addr(),
-            g.addr(),
+            addr(g),
+            addr(g),
             g.below(2) == 0,
         ),
-        5 => Op::Store(g.addr(), g.below(80)),
-        6 => Op::Erase(g.addr(), g.below(80)),
-        7 => Op::Take(g.addr()),
-        8 => Op::Get(g.addr()),
+        5 => Op::Store(addr(g), g.below(80)),
+        6 => Op::Erase(addr(g), g.below(80)),
+        7 => Op::Take(addr(g)),
+        8 => Op::Get(addr(g)),
         9 => Op::Gap(
             g.below(100),
             1 << g.below(8),
-            g.addr(),
-            g.addr(),
+            addr(g),
+            addr(g),
             g.below(2) == 0,
         ),
         10 => Op::Retain(g.below(6)),
@@ -206,10 +197,10 @@ fn op(g: &mut Rng) -> Op {
             let n = g.below(12);
             let ops = (0..n)
                 .map(|_| match g.below(4) {
-                    0 => TxnOp::Insert(g.addr(), g.below(40)),
-                    1 => TxnOp::Remove(g.addr()),
-                    2 => TxnOp::Store(g.addr(), g.below(80)),
-                    _ => TxnOp::Erase(g.addr(), g.below(80)),
+                    0 => TxnOp::Insert(addr(g), g.below(40)),
+                    1 => TxnOp::Remove(addr(g)),
+                    2 => TxnOp::Store(addr(g), g.below(80)),
+                    _ => TxnOp::Erase(addr(g), g.below(80)),
                 })
                 .collect();
             Op::Txn(ops, g.below(3) != 0)
