@@ -265,3 +265,53 @@ mod imp {
 
 pub use imp::{Domain, DomainGuard};
 pub(crate) use imp::{Lock, LockGuard, lock, try_lock};
+
+/// `Srcu` through the trait, as an embedder's code would drive it: a grace
+/// period waits for a section opened by `read_lock`, `defer` runs nothing
+/// until `poll`, and `drain` (shared-domain semantics) runs only what is
+/// ready.
+#[cfg(all(test, feature = "std", not(loom)))]
+mod tests {
+    use super::{Deferred, GracePeriod};
+    use crate::srcu::Srcu;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    /// # Safety
+    /// None: it only bumps a counter.
+    unsafe fn bump(_: *mut ()) {
+        RAN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn srcu_keeps_the_grace_period_contract_through_the_trait() {
+        let s = Srcu::new();
+        let d: &dyn GracePeriod = &s;
+        let token = d.read_lock();
+        let c = d.start_poll();
+        // SAFETY: Deferred::new: `bump` may run once on any thread and
+        // refers to nothing.
+        let c2 = d.defer(unsafe { Deferred::new(core::ptr::null_mut(), bump) });
+        assert!(c2 >= c);
+        for _ in 0..4 {
+            d.advance();
+        }
+        assert!(
+            !d.gp_passed(c),
+            "a grace period ended under an open section"
+        );
+        d.poll().unwrap();
+        // SAFETY: no tree exists; the one section is still open, so drain
+        // (which polls) must leave the entry queued.
+        assert!(unsafe { d.drain() }.is_empty());
+        assert_eq!(RAN.load(Ordering::Relaxed), 0, "ran under a reader");
+        // SAFETY: `token` came from `read_lock` on `d`, released once.
+        unsafe { d.read_unlock(token) };
+        d.synchronize();
+        d.advance();
+        assert!(d.gp_passed(c) && d.gp_passed(c2));
+        d.poll().unwrap();
+        assert_eq!(RAN.load(Ordering::Relaxed), 1);
+    }
+}
