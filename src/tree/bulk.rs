@@ -23,8 +23,9 @@ use super::node::{
 };
 use super::write::{Core, NewNode};
 use super::{MapleTree, WriteTxn};
-use std::ops::Range;
-use std::ptr;
+use alloc::vec::Vec;
+use core::ops::Range;
+use core::ptr;
 
 /// How `n` slots are spread over the nodes of one level (module docs).
 struct Packing {
@@ -138,7 +139,7 @@ impl<V> Core<V> {
             // SAFETY: live inner node of the spine.
             let inn = unsafe { as_inner(p) };
             let keep = inn.len() - 1;
-            let below = std::mem::take(&mut level);
+            let below = core::mem::take(&mut level);
             let slots: Vec<_> = (0..keep)
                 .map(|i| inn.item(i))
                 .chain(below.into_iter().map(|(c, s)| inner_item(c, s)))
@@ -149,7 +150,7 @@ impl<V> Core<V> {
         }
         // New levels on top until one root remains (it has >= 2 children).
         while level.len() > 1 {
-            let below = std::mem::take(&mut level);
+            let below = core::mem::take(&mut level);
             let n = below.len();
             let slots = below.into_iter().map(|(c, s)| inner_item(c, s));
             self.pack::<Inner>(n, slots, &mut level);
@@ -161,7 +162,7 @@ impl<V> Core<V> {
     /// descent per entry: O(n). Values go to `removed` (retired at commit);
     /// published nodes to `old_nodes`, fresh ones back to the pool now.
     pub(crate) fn clear_all(&mut self) {
-        let root = std::mem::replace(&mut self.root, ptr::null_mut());
+        let root = core::mem::replace(&mut self.root, ptr::null_mut());
         if root.is_null() {
             return;
         }
@@ -267,7 +268,7 @@ impl<V: Clone> Dup<'_, V> {
 fn prefetch(p: *const u8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     for line in 0..lines {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch never faults, whatever the address, and reads
         // nothing into the program (`wrapping_add` keeps the arithmetic
         // defined).

@@ -16,8 +16,9 @@ use super::node::{Header, release};
 use super::write::Parts;
 use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
-use std::collections::VecDeque;
-use std::mem::needs_drop;
+use alloc::collections::VecDeque;
+use alloc::{boxed::Box, vec::Vec};
+use core::mem::needs_drop;
 
 /// The state behind the tree's writer mutex.
 pub(crate) struct Writer<V> {
@@ -96,7 +97,7 @@ impl<V: Send> Writer<V> {
                 let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
                 (cookie, 0)
             } else if needs_drop::<V>() && !vals.is_empty() {
-                let data = Box::into_raw(Box::new(std::mem::take(vals))).cast::<()>();
+                let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
                 // consumes the box once, and `V: Send` (a bound of the tree
                 // type itself) may be dropped on any thread; 2. the box is
@@ -231,7 +232,7 @@ const VALUE_STASH_MAX: usize = 64;
 /// Memory of dropped values (each allocated with its `Layout` by the global
 /// allocator), kept by a thread for the next values it boxes.
 #[cfg(all(not(loom), feature = "std"))]
-struct ValueStash(Vec<(std::alloc::Layout, *mut u8)>);
+struct ValueStash(Vec<(core::alloc::Layout, *mut u8)>);
 
 #[cfg(all(not(loom), feature = "std"))]
 impl Drop for ValueStash {
@@ -239,7 +240,7 @@ impl Drop for ValueStash {
         for (l, p) in self.0.drain(..) {
             // SAFETY: `p` was allocated by the global allocator with `l`
             // (a `Box` of a value of that layout) and is owned by the stash.
-            unsafe { std::alloc::dealloc(p, l) };
+            unsafe { alloc::alloc::dealloc(p, l) };
         }
     }
 }
@@ -253,8 +254,8 @@ crate::sync::thread_local! {
     /// writer threads sharing a tree were glibc's arena lock; perf,
     /// examples/writer_cost). The stash keeps the memory on the dropping
     /// thread, whose next insert reuses it.
-    static VALUE_STASH: std::cell::RefCell<ValueStash> =
-        const { std::cell::RefCell::new(ValueStash(Vec::new())) };
+    static VALUE_STASH: core::cell::RefCell<ValueStash> =
+        const { core::cell::RefCell::new(ValueStash(Vec::new())) };
 }
 
 /// `Box::into_raw(Box::new(v))`, in memory from this thread's stash when it
@@ -262,7 +263,7 @@ crate::sync::thread_local! {
 pub(crate) fn boxed<V>(v: V) -> *mut V {
     #[cfg(all(not(loom), feature = "std"))]
     {
-        let layout = std::alloc::Layout::new::<V>();
+        let layout = core::alloc::Layout::new::<V>();
         if layout.size() != 0
             && let Some(p) = VALUE_STASH
                 .try_with(|s| {
@@ -292,10 +293,10 @@ pub(crate) fn boxed<V>(v: V) -> *mut V {
 unsafe fn unbox_drop<V>(p: *mut V) {
     #[cfg(all(not(loom), feature = "std"))]
     {
-        let layout = std::alloc::Layout::new::<V>();
+        let layout = core::alloc::Layout::new::<V>();
         if layout.size() != 0 {
             /// Stashes (or frees) the memory when dropped, after the value.
-            struct Mem(std::alloc::Layout, *mut u8);
+            struct Mem(core::alloc::Layout, *mut u8);
             impl Drop for Mem {
                 fn drop(&mut self) {
                     let (l, p) = (self.0, self.1);
@@ -312,14 +313,14 @@ unsafe fn unbox_drop<V>(p: *mut V) {
                     if !kept {
                         // SAFETY: allocated by the global allocator with `l`
                         // (`unbox_drop`'s requirement), owned by us.
-                        unsafe { std::alloc::dealloc(p, l) };
+                        unsafe { alloc::alloc::dealloc(p, l) };
                     }
                 }
             }
             let _mem = Mem(layout, p.cast());
             // SAFETY: our requirement: a live, owned `V`, dropped once; its
             // memory is released by `_mem` afterwards.
-            unsafe { std::ptr::drop_in_place(p) };
+            unsafe { core::ptr::drop_in_place(p) };
             return;
         }
     }

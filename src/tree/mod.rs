@@ -63,12 +63,13 @@ use crate::platform::{Domain, DomainGuard, Lock, LockGuard, lock, try_lock};
 #[cfg(feature = "std")]
 use crate::srcu::Srcu;
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering};
+use alloc::{boxed::Box, vec::Vec};
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::ptr;
 use garbage::Writer;
 use node::{Header, KIND_LEAF, as_inner, as_leaf, release};
 use read::GapQuery;
-use std::marker::PhantomData;
-use std::ops::Range;
-use std::ptr;
 
 /// A B-tree of non-overlapping half-open `u64` ranges `start..end` mapping to
 /// values of type `V`.
@@ -576,7 +577,7 @@ impl<V: Send> MapleTree<V> {
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
-        let parts = std::mem::take(&mut lock.parts);
+        let parts = core::mem::take(&mut lock.parts);
         WriteTxn {
             tree: self,
             core: write::Core::new(txn, root, len, parts),
@@ -1179,7 +1180,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         if let Some(w) = self.writer.as_mut() {
             // `retire` recycles into the writer state's pool: lend it ours
             // (the writer state's is an empty placeholder meanwhile).
-            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
+            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
             // SAFETY: retire requirements: 1. the Release store above unlinked
             // them (O2); 2. `old_nodes` holds each replaced published node once
             // (`cow`/`discard`), `removed` each removed value once (I7).
@@ -1190,7 +1191,7 @@ impl<'a, V: Send> WriteTxn<'a, V> {
                     &mut self.core.removed,
                 )
             };
-            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
+            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
         }
     }
 }
@@ -1227,5 +1228,5 @@ fn _assert_traits() {
     send_sync::<DomainGuard<'static>>();
     send_sync::<Iter<'static, u64>>();
     send_sync::<Gaps<'static, u64>>();
-    send::<Retired<'static, std::cell::Cell<u64>>>();
+    send::<Retired<'static, core::cell::Cell<u64>>>();
 }

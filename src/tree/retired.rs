@@ -14,10 +14,11 @@
 use super::{ErrorKind, MapleTree, WriteTxn};
 use crate::platform::{Deferred, Domain};
 use crate::sync::Arc;
-use std::fmt;
-use std::marker::PhantomData;
-use std::ops::Range;
-use std::ptr::{self, NonNull};
+use alloc::boxed::Box;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::ptr::{self, NonNull};
 
 /// A value removed from a [`MapleTree`], returned after the grace period
 /// that makes it unreachable: [`try_take`](Self::try_take) without blocking,
@@ -120,7 +121,7 @@ impl<V: Send> Retired<'_, V> {
     fn into_value(self) -> V {
         debug_assert!(self.is_ready());
         let p = self.val.as_ptr();
-        std::mem::forget(self);
+        core::mem::forget(self);
         // SAFETY: from `Box::into_raw`, owned by this handle alone (consumed
         // here, once), and the grace period requested after the publishing
         // store that unlinked it has passed, so no reader holds `&V` (I7).

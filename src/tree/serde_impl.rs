@@ -3,10 +3,10 @@
 //! transaction and refuses empty or overlapping ranges.
 
 use super::{MapleTree, ReadGuard};
+use core::fmt;
+use core::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
-use std::fmt;
-use std::marker::PhantomData;
 
 impl<V: Serialize> Serialize for ReadGuard<'_, V> {
     /// The snapshot as a sequence of `(start, end, value)`.

@@ -7,8 +7,9 @@
 //! ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
 
 use super::{Error, Iter, MapleTree, ReadGuard, WriteTxn};
-use std::fmt;
-use std::ops::Range;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
 
 /// The entries of a version as a `Debug` map: `{0..16: v, ...}`.
 fn fmt_entries<V: fmt::Debug>(f: &mut fmt::Formatter<'_>, it: Iter<'_, V>) -> fmt::Result {

@@ -5,6 +5,7 @@ use super::ValidateError;
 use super::node::{
     Header, INNER_CAP, INNER_MIN, KIND_LEAF, LEAF_CAP, LEAF_MIN, Summary, as_inner, as_leaf,
 };
+use alloc::{format, string::String};
 /// Nodes seen so far (I9: no node is reachable twice). Without std, a
 /// `BTreeSet` (O(log n) per node instead of O(1)).
 #[cfg(feature = "std")]
