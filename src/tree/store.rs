@@ -21,8 +21,9 @@
 //! The single-descent version belongs with the node layout (issue 13 §1).
 
 use super::{Error, ErrorKind, MapleTree, WriteTxn, garbage};
-use std::ops::Range;
-use std::ptr;
+use alloc::vec::Vec;
+use core::ops::Range;
+use core::ptr;
 
 impl<V: Send> WriteTxn<'_, V> {
     /// Stores `range -> value` in the pending version, overwriting whatever
