@@ -85,7 +85,7 @@ const MIN_GP_GAP: Duration = Duration::from_micros(200);
 /// Destructors pending at which the `MIN_GP_GAP` bound is ignored: memory
 /// stays bounded by this many entries' worth plus `MIN_GP_GAP` of work.
 #[cfg(not(loom))]
-const PRESSURE: usize = 16 * POLL_EVERY;
+pub(crate) const PRESSURE: usize = 16 * POLL_EVERY;
 
 /// Whether a call may start a grace period now, or only continue one.
 #[derive(Clone, Copy, PartialEq, Eq)]
