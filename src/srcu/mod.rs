@@ -25,7 +25,8 @@
 //! within milliseconds when no reader holds them up (`reclaimer.rs`). A
 //! domain from [`Srcu::new`] runs nothing in the background:
 //! `poll`, `synchronize`, `barrier`, and the queueing calls (every
-//! `POLL_EVERY` = 64 entries) advance its grace periods.
+//! `POLL_EVERY` = 64 entries; these start a new grace period at most every
+//! 200 µs unless many destructors wait) advance its grace periods.
 //!
 //! # Where user code runs
 //!
