@@ -102,6 +102,15 @@ pub unsafe trait GracePeriod: Send + Sync {
     /// Advances grace periods as far as current readers allow, without
     /// blocking and without running an entry.
     fn advance(&self);
+    /// Like [`advance`](Self::advance), for an opportunistic caller (the
+    /// tree's commit every `POLL_EVERY` batches): an implementation may
+    /// decline to *start* a new grace period if one started recently, unless
+    /// `pressed` (the caller's garbage passed its bound). The default is
+    /// `advance`.
+    fn advance_spaced(&self, pressed: bool) {
+        let _ = pressed;
+        self.advance();
+    }
     /// Queues `d` to run once after a grace period that starts after this
     /// call, and returns that grace period's cookie. Runs nothing now.
     fn defer(&self, d: Deferred) -> u64;
