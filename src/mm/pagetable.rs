@@ -494,7 +494,13 @@ impl PageTables {
         domain: &Srcu,
         span_empty: &dyn Fn(u64) -> bool,
     ) {
-        let mut retired: Vec<Deferred> = Vec::new();
+        // The usual munmap frees one table: it goes to the domain as one
+        // entry, with no `Vec`. A `Vec` allocated here and freed by
+        // whichever thread runs the batch was a cross-thread malloc/free per
+        // munmap when two writers share a space (perf: `_int_malloc` under
+        // `free_tables`, issue 11).
+        let mut first: Option<Deferred> = None;
+        let mut more: Vec<Deferred> = Vec::new();
         self.for_each_table(lo, hi, true, &mut |entry, t, base, _, _| {
             if !span_empty(base) {
                 return;
@@ -515,12 +521,21 @@ impl PageTables {
             // SAFETY: Deferred::new: 1. plain data, droppable on any thread;
             // 2. unlinked above, so the domain's grace period covers every
             // walker that could still hold it (M3).
-            retired.push(unsafe { Deferred::new(p.cast(), free_pte_table) });
+            let d = unsafe { Deferred::new(p.cast(), free_pte_table) };
+            match first {
+                None => first = Some(d),
+                Some(_) => more.push(d),
+            }
         });
-        if !retired.is_empty() {
-            self.ctr.add(Ctr::TablesFreed, retired.len() as u64);
+        let Some(first) = first else { return };
+        self.ctr.add(Ctr::TablesFreed, 1 + more.len() as u64);
+        if more.is_empty() {
+            // SAFETY: the entry satisfies Deferred::new (above).
+            unsafe { domain.defer(first) };
+        } else {
+            more.push(first);
             // SAFETY: each entry satisfies Deferred::new (above).
-            unsafe { domain.defer_batch(retired) };
+            unsafe { domain.defer_batch(more) };
         }
     }
 

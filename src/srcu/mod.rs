@@ -25,7 +25,8 @@
 //! within milliseconds when no reader holds them up (`reclaimer.rs`). A
 //! domain from [`Srcu::new`] runs nothing in the background:
 //! `poll`, `synchronize`, `barrier`, and the queueing calls (every
-//! `POLL_EVERY` = 64 entries) advance its grace periods.
+//! `POLL_EVERY` = 64 entries; these start a new grace period at most every
+//! 200 µs unless many destructors wait) advance its grace periods.
 //!
 //! # Where user code runs
 //!
@@ -45,13 +46,15 @@
 //! in [DESIGN §3](crate::docs::design#3-srcu).
 
 mod barrier;
-mod panicked;
 mod reclaimer;
 pub(crate) mod slots;
 pub(crate) mod thread_id;
 
-pub use panicked::{Panicked, Payload};
-pub(crate) use panicked::{resume_first, run_caught};
+pub use crate::panicked::{Panicked, Payload};
+pub(crate) use crate::panicked::{resume_first, run_caught};
+/// The destructor type and the advance period are shared with the tree core,
+/// which names them without std (`crate::platform`).
+pub(crate) use crate::platform::{Deferred, POLL_EVERY};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
 use barrier::Barrier;
@@ -62,14 +65,32 @@ use std::fmt;
 use std::ptr;
 use std::time::Duration;
 
-/// Queueing this many more callbacks (or batched destructors) while some are
-/// pending advances grace periods opportunistically (it runs nothing, S11).
-/// The tree uses the same period for its node garbage. Small under loom so
-/// that models reach that path.
+/// An opportunistic caller (a queueing call crossing `POLL_EVERY`, the
+/// tree's commit-driven `advance`, the mm writers' `poll_lazy`) starts a
+/// grace period only if the previous one started at least this long ago
+/// (or `PRESSURE` destructors wait). Each grace period costs two heavy
+/// barriers, `membarrier`s that interrupt every CPU running a thread of the
+/// process; two writer threads of one space started one every ~43 µs
+/// (DESIGN §3.3, "rate of grace periods"). Waiters (`synchronize`,
+/// `barrier`), `poll` and the background threads are not bounded.
 #[cfg(not(loom))]
-pub(crate) const POLL_EVERY: usize = 64;
-#[cfg(loom)]
-pub(crate) const POLL_EVERY: usize = 2;
+const MIN_GP_GAP: Duration = Duration::from_micros(200);
+
+/// Destructors pending at which the `MIN_GP_GAP` bound is ignored: memory
+/// stays bounded by this many entries' worth plus `MIN_GP_GAP` of work.
+#[cfg(not(loom))]
+pub(crate) const PRESSURE: usize = 16 * POLL_EVERY;
+
+/// Whether a call may start a grace period now, or only continue one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Start one whenever something is requested (waiters, `poll`, the
+    /// reclaimer and helper threads).
+    Always,
+    /// Start one only after `MIN_GP_GAP` since the last start, or under
+    /// `PRESSURE` (opportunistic callers; always under loom).
+    Spaced,
+}
 
 /// `gp_seq` low bits: the phase of the current grace period.
 const PHASE_MASK: u64 = 3;
@@ -144,8 +165,9 @@ struct GpSide {
     /// `4 * completed + phase` (S4). Written only under `gp_lock`.
     gp_seq: AtomicU64,
     /// Held while advancing the state machine (scans, flip); only ever
-    /// `try_lock`ed, so nobody blocks on it.
-    gp_lock: Mutex<()>,
+    /// `try_lock`ed, so nobody blocks on it. Holds when the last grace
+    /// period started (`Start::Spaced`).
+    gp_lock: Mutex<LastStart>,
     /// Pending callbacks and requests. Held only for O(1) pushes and pops,
     /// never across a scan or a callback (S9).
     queue: Mutex<Queue>,
@@ -162,6 +184,35 @@ struct GpSide {
     runner: AtomicUsize,
     /// Whether (and how) the process-wide reclaimer drives this domain.
     reclaimer: Registration,
+}
+
+/// When the last grace period started, for `Start::Spaced` (under
+/// `gp_lock`). Nothing under loom, where every start is allowed (time is
+/// not modelled, and the bound only delays a start: liveness, never safety).
+#[derive(Default)]
+struct LastStart {
+    #[cfg(not(loom))]
+    at: Option<std::time::Instant>,
+}
+
+impl LastStart {
+    /// Whether a `how` caller may start a grace period now with `pending`
+    /// destructors queued; records the start if so.
+    #[cfg_attr(loom, allow(unused_variables, clippy::unused_self))]
+    fn may_start(&mut self, how: Start, pending: usize) -> bool {
+        #[cfg(not(loom))]
+        {
+            let now = std::time::Instant::now();
+            if how == Start::Spaced
+                && pending < PRESSURE
+                && self.at.is_some_and(|t| now.duration_since(t) < MIN_GP_GAP)
+            {
+                return false;
+            }
+            self.at = Some(now);
+        }
+        true
+    }
 }
 
 #[derive(Default)]
@@ -217,31 +268,7 @@ pub struct SrcuGuard<'a> {
     idx: usize,
 }
 
-/// A type-erased destructor that runs after a grace period (crate-internal
-/// batch retirement, used by the tree for nodes and values).
-pub(crate) struct Deferred {
-    data: *mut (),
-    call: unsafe fn(*mut ()),
-}
-
-// SAFETY: `Deferred::new`'s requirement 1 says the pointee may be dropped on any thread.
-unsafe impl Send for Deferred {}
-
 impl Deferred {
-    /// # Safety
-    /// 1. `call(data)` may be run once, on any thread.
-    /// 2. Whatever `data` refers to stays valid until the owning domain runs
-    ///    the callback or is dropped.
-    pub(crate) unsafe fn new(data: *mut (), call: unsafe fn(*mut ())) -> Self {
-        Self { data, call }
-    }
-
-    /// Runs the destructor.
-    pub(crate) fn run(self) {
-        // SAFETY: requirement 1 of `Deferred::new`: run exactly once (self is consumed).
-        unsafe { (self.call)(self.data) }
-    }
-
     /// A deferred call of `f`.
     fn from_fn<F: FnOnce() + Send + 'static>(f: F) -> Self {
         /// # Safety
@@ -399,7 +426,7 @@ impl Srcu {
             .name("maple-rcu-srcu-helper".into())
             .spawn(move || {
                 while let Some(d) = weak.upgrade() {
-                    d.try_advance();
+                    d.try_advance(Start::Always);
                     d.run_ready(&mut Vec::new(), true);
                     // If ours was the last `Arc`, this drops the domain, which
                     // runs what is left; a panic there has no one to go to.
@@ -431,7 +458,7 @@ impl Srcu {
             slots: SlotTable::new(thread_id::Cache::Srcu),
             gp: Box::new(GpSide {
                 gp_seq: AtomicU64::new(0),
-                gp_lock: Mutex::new(()),
+                gp_lock: Mutex::new(LastStart::default()),
                 queue: Mutex::new(Queue::default()),
                 invoke: Mutex::new(()),
                 done: AtomicU64::new(0),
@@ -502,7 +529,7 @@ impl Srcu {
     pub fn synchronize(&self) {
         let need = self.request(None);
         let mut backoff = Backoff::default();
-        while self.try_advance() < need {
+        while self.try_advance(Start::Always) < need {
             backoff.snooze();
         }
     }
@@ -585,7 +612,7 @@ impl Srcu {
         let mut backoff = Backoff::default();
         let mut panics = Vec::new();
         loop {
-            self.try_advance();
+            self.try_advance(Start::Always);
             self.run_ready(&mut panics, false);
             // Acquire: pairs with the Release `done` increment in
             // `run_ready`, so the callbacks' effects are visible to our caller.
@@ -624,8 +651,23 @@ impl Srcu {
     /// assert_eq!(RAN.load(Relaxed), 1);
     /// ```
     pub fn poll(&self) -> Result<(), Panicked> {
+        self.poll_as(Start::Always)
+    }
+
+    /// [`Srcu::poll`] for callers that poll often on their own schedule
+    /// (the mm writers): it starts a new grace period only if the last one
+    /// started at least `MIN_GP_GAP` ago or many destructors wait, and
+    /// otherwise only continues or completes the current one.
+    ///
+    /// # Errors
+    /// As [`Srcu::poll`].
+    pub(crate) fn poll_lazy(&self) -> Result<(), Panicked> {
+        self.poll_as(Start::Spaced)
+    }
+
+    fn poll_as(&self, how: Start) -> Result<(), Panicked> {
         let mut panics = Vec::new();
-        self.try_advance();
+        self.try_advance(how);
         self.run_ready(&mut panics, false);
         self.report(panics)
     }
@@ -690,7 +732,18 @@ impl Srcu {
     /// Advances grace periods as far as readers allow. Never blocks, runs
     /// nothing.
     pub(crate) fn advance(&self) {
-        self.try_advance();
+        self.try_advance(Start::Always);
+    }
+
+    /// [`Srcu::advance`] for opportunistic callers: starts a new grace
+    /// period only as `poll_lazy` does, unless the caller's own garbage is
+    /// `pressed` (the tree's node batches, which the domain does not count).
+    pub(crate) fn advance_spaced(&self, pressed: bool) {
+        self.try_advance(if pressed {
+            Start::Always
+        } else {
+            Start::Spaced
+        });
     }
 
     /// Registers interest in the first grace period that starts after now and
@@ -718,7 +771,7 @@ impl Srcu {
             }
             if before / POLL_EVERY != after / POLL_EVERY {
                 // Advance only: never run a callback here (S11).
-                self.try_advance();
+                self.try_advance(Start::Spaced);
             }
         }
         need
@@ -729,10 +782,11 @@ impl Srcu {
     }
 
     /// Advances the grace-period state machine as far as readers allow,
-    /// without blocking. Returns the number of completed grace periods.
-    fn try_advance(&self) -> u64 {
+    /// without blocking, starting a new grace period as `how` allows.
+    /// Returns the number of completed grace periods.
+    fn try_advance(&self, how: Start) -> u64 {
         let gp = &*self.gp;
-        let Some(_held) = try_lock(&gp.gp_lock) else {
+        let Some(mut last_start) = try_lock(&gp.gp_lock) else {
             // Acquire: pairs with the Release completion store below, so a
             // caller that sees its grace period complete is ordered after
             // the scans that ended it.
@@ -744,7 +798,7 @@ impl Srcu {
             match seq & PHASE_MASK {
                 IDLE => {
                     let q = lock(&gp.queue);
-                    if q.requested <= completed(seq) {
+                    if q.requested <= completed(seq) || !last_start.may_start(how, q.pending) {
                         return completed(seq);
                     }
                     // Relaxed, under the queue lock (S4): every entry pushed
@@ -780,8 +834,23 @@ impl Srcu {
     }
 
     /// Whether every reader counted on index `idx` has finished (S7).
+    ///
+    /// A scan that fails costs the heavy barrier (a `membarrier` that
+    /// interrupts every CPU running a thread of the process) for nothing,
+    /// and with a reader pinned most of the time (a second writer thread of
+    /// an address space) most scans fail. So the lock sum is first read
+    /// without the barrier: if it already differs from the unlock sum, the
+    /// index is not drained now and we return without fencing (§3.3, "the
+    /// pre-check"). The decision "drained" is still made only by the unlock
+    /// sum read before **A** and the lock sum read after it, as without the
+    /// pre-check; that read can only make a scan give up earlier.
     fn drained(&self, idx: usize) -> bool {
         let unlocks = self.slots.sum(Counter::Unlock, idx);
+        // The pre-check: a plain read, no ordering needed (it can only
+        // return "not drained", which the protocol allows at any time).
+        if self.slots.sum(Counter::Lock, idx) != unlocks {
+            return false;
+        }
         // A: pairs with the readers' B (a lock not counted below was made
         // visible after A, so that reader sees every store before A) and C
         // (an unlock counted above has its lock counted below, and the
@@ -848,7 +917,7 @@ impl Srcu {
         // Relaxed: only compared for the reclaimer's backoff.
         let before = gp.done.load(Ordering::Relaxed);
         let completed_before = completed(gp.gp_seq.load(Ordering::Relaxed));
-        let completed_after = self.try_advance();
+        let completed_after = self.try_advance(Start::Always);
         self.run_ready(&mut Vec::new(), true);
         let moved =
             completed_after != completed_before || gp.done.load(Ordering::Relaxed) != before;
@@ -932,6 +1001,59 @@ impl Drop for SrcuGuard<'_> {
         // with the heavy barrier A of the scan that counts it.
         self.domain.barrier.light();
         self.domain.slots.bump(Counter::Unlock, self.idx);
+    }
+}
+
+// SAFETY: the RCU guarantee GracePeriod asks for is Srcu's own: a grace
+// period requested by `start_poll`/`defer` starts after the request (S5) and
+// completes only after both indexes drained (S7, S8), i.e. after every guard
+// that began before it ended; completion is a Release store of `gp_seq` that
+// `gp_passed` and `run_ready` load with Acquire (§3.3). None of the
+// non-blocking methods runs an entry (S11).
+unsafe impl crate::platform::GracePeriod for Srcu {
+    fn read_lock(&self) -> usize {
+        let g = self.read();
+        let idx = g.idx;
+        // The section stays open until `read_unlock` (S2: one unlock per lock).
+        core::mem::forget(g);
+        idx
+    }
+    unsafe fn read_unlock(&self, token: usize) {
+        // The caller's requirement: `token` is the index of one open section,
+        // released once; the guard's drop counts its unlock (S2).
+        drop(SrcuGuard {
+            domain: self,
+            idx: token,
+        });
+    }
+    fn start_poll(&self) -> u64 {
+        Srcu::start_poll(self)
+    }
+    fn gp_passed(&self, cookie: u64) -> bool {
+        Srcu::gp_passed(self, cookie)
+    }
+    fn advance(&self) {
+        Srcu::advance(self)
+    }
+    fn advance_spaced(&self, pressed: bool) {
+        Srcu::advance_spaced(self, pressed)
+    }
+    fn defer(&self, d: Deferred) -> u64 {
+        // SAFETY: `d` was made by `Deferred::new`, whose caller discharged
+        // its requirements (the only way to make one).
+        unsafe { Srcu::defer(self, d) }
+    }
+    fn poll(&self) -> Result<(), Panicked> {
+        Srcu::poll(self)
+    }
+    fn synchronize(&self) {
+        Srcu::synchronize(self)
+    }
+    /// Runs what is ready, like `poll`: through this trait the domain may
+    /// be shared, so `Srcu::drain` (which runs everything) is not allowed.
+    unsafe fn drain(&self) -> Vec<Payload> {
+        self.poll()
+            .map_or_else(Panicked::into_payloads, |()| Vec::new())
     }
 }
 

@@ -21,8 +21,8 @@
 use super::node::{Header, Leaf, Slots};
 use super::read::{self, LeafPos};
 use super::{Error, ErrorKind, ReadGuard, WriteTxn};
-use std::marker::PhantomData;
-use std::ops::Range;
+use core::marker::PhantomData;
+use core::ops::Range;
 
 /// Where a cursor is.
 enum Pos<V> {
@@ -77,9 +77,9 @@ impl<V> Clone for Cursor<'_, V> {
     }
 }
 
-impl<V> std::fmt::Debug for Cursor<'_, V> {
+impl<V> core::fmt::Debug for Cursor<'_, V> {
     /// The current entry's range, or the gap address.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match (self.get(), self.pos) {
             (Some((r, _)), _) => f.debug_tuple("Cursor").field(&r).finish(),
             (None, Pos::Gap(a)) => f.debug_struct("Cursor").field("gap_at", &a).finish(),
@@ -88,8 +88,8 @@ impl<V> std::fmt::Debug for Cursor<'_, V> {
     }
 }
 
-impl<V: Send> std::fmt::Debug for CursorMut<'_, '_, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<V: Send> core::fmt::Debug for CursorMut<'_, '_, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         self.cur.fmt(f)
     }
 }
@@ -368,14 +368,14 @@ pub struct CursorMut<'t, 'a, V: Send> {
     cur: Cursor<'t, V>,
 }
 
-impl<'t, V: Send> std::ops::Deref for CursorMut<'t, '_, V> {
+impl<'t, V: Send> core::ops::Deref for CursorMut<'t, '_, V> {
     type Target = Cursor<'t, V>;
     fn deref(&self) -> &Cursor<'t, V> {
         &self.cur
     }
 }
 
-impl<V: Send> std::ops::DerefMut for CursorMut<'_, '_, V> {
+impl<V: Send> core::ops::DerefMut for CursorMut<'_, '_, V> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.cur
     }

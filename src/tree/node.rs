@@ -4,8 +4,9 @@
 //! so a `*mut Header` can be cast to the right kind after reading `kind`:
 //!
 //! ```text
-//! Leaf<V>  : header(16) | start[10] | end[10] | val[10]                  = 256 B
-//! Inner    : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
+//! Leaf<V>, narrow: header(16) | base | start[14]: u32 | end[14]: u32 | val[14] = 248 B
+//! Leaf<V>, wide  : header(16) | start[10] | end[10] | val[10]                  = 256 B
+//! Inner          : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! The inner node's arrays are ordered for `get`: its scan over `min` and
@@ -13,8 +14,9 @@
 //! nodes of fan-out 15 were tried for issue 12: height 8 -> 6 at 1Mi, but
 //! lookups measured slower; docs/DESIGN.md §2.1.)
 //!
-//! A leaf holds up to `LEAF_CAP` entries `start[j]..end[j] -> *val[j]`, sorted
-//! and non-overlapping (I2). An inner node holds, for each child `i`, the
+//! A leaf holds entries `start(j)..end(j) -> *val(j)`, sorted and
+//! non-overlapping (I2): up to 14 as 32-bit offsets from a base when their
+//! span allows, else up to 10 with 64-bit keys (I10, [`Leaf`]). An inner node holds, for each child `i`, the
 //! child's *summary*: `min[i]` (first start in the subtree), `max[i]` (last end)
 //! and `gap[i]` (largest free gap strictly between two entries of the subtree)
 //! (I3). Unused key slots hold `u64::MAX` and unused pointers are null (I5), so
@@ -26,8 +28,9 @@
 //! (`hdr.txn == txn`), which no reader can have seen.
 
 use crate::sync::LiveCell;
-use std::alloc::Layout;
-use std::ptr;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr;
 
 /// Entries per wide leaf (64-bit keys): the capacity every leaf has,
 /// whatever its keys.
@@ -175,7 +178,7 @@ const _: () = {
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
     // `get` reads `min` and one `child`: both in the first two cache lines.
-    assert!(std::mem::offset_of!(Inner, max) <= 128);
+    assert!(core::mem::offset_of!(Inner, max) <= 128);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,
@@ -858,9 +861,9 @@ fn alloc_node(pool: &mut NodePool, kind: u8) -> *mut Header {
     let layout = node_layout(kind);
     pool.take(kind).unwrap_or_else(|| {
         // SAFETY: `layout` has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
+        let p = unsafe { alloc::alloc::alloc(layout) };
         if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
+            alloc::alloc::handle_alloc_error(layout);
         }
         p.cast()
     })
@@ -917,7 +920,7 @@ pub(crate) unsafe fn release(n: *mut Header) -> NodeBuf {
     let kind = unsafe {
         (*n).live.kill();
         // The header's liveness cell is the only field with drop glue.
-        std::ptr::drop_in_place(&raw mut (*n).live);
+        core::ptr::drop_in_place(&raw mut (*n).live);
         (*n).kind
     };
     NodeBuf { ptr: n, kind }
@@ -938,7 +941,7 @@ impl NodeBuf {
     pub(crate) fn free(self) {
         // SAFETY: the memory came from `std::alloc::alloc` with this layout
         // (`alloc_node`) and is owned by us.
-        unsafe { std::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
+        unsafe { alloc::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
     }
 }
 

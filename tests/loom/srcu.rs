@@ -304,3 +304,29 @@ fn guard_dropped_on_another_thread() {
         writer.join().unwrap();
     });
 }
+
+/// (6) The scan's pre-check (an unfenced lock sum that lets a scan give up
+/// without the heavy barrier, DESIGN §3.3): a reader that enters and leaves
+/// twice, so its counts change between the writer's unlock sum, its
+/// pre-check and its fenced lock sum, while the writer retires a value and
+/// polls step by step (each poll's scans may give up at the pre-check) before
+/// its `barrier`. Neither critical section may see the value freed.
+#[test]
+fn scan_precheck_races_reentering_reader() {
+    model(|| {
+        let s = Shared::new();
+        let r = {
+            let s = s.clone();
+            thread::spawn(move || {
+                s.read_and_check();
+                s.read_and_check();
+            })
+        };
+        let old = s.publish();
+        s.domain.retire(Box::new(Retired(old)));
+        s.domain.poll().unwrap();
+        s.domain.poll().unwrap();
+        s.domain.barrier().unwrap();
+        r.join().unwrap();
+    });
+}
