@@ -14,7 +14,9 @@
 //! `MapleTree::store` (one commit each, on a manual-reclaim tree so no
 //! reclaimer thread runs; `u64` values and node memory are recycled inline
 //! by later commits, and that is counted), the same in transactions of 16
-//! stores (`ops` rounded down to a multiple of 16), and rangemap's `insert`.
+//! stores (`ops` rounded down to a multiple of 16), and rangemap's `insert`;
+//! then 200 wide erases of 2 MiB in one commit (`measure_erase_wide`, which
+//! prints how many entries they touched).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -47,6 +49,21 @@ fn measure_store_maple_txn16(t: &MapleTree<u64>, ranges: &[(u64, u64)], ops: usi
     }
 }
 
+/// 200 wide erases (2 MiB windows, about 40 entries each) in one commit:
+/// the multi-round path (DESIGN §2.8). Returns the entries touched.
+#[inline(never)]
+fn measure_erase_wide(t: &MapleTree<u64>, ranges: &[(u64, u64)]) -> usize {
+    let mut rng = Rng::new(7);
+    let mut w = t.write();
+    let mut n = 0;
+    for _ in 0..200 {
+        let (s, _) = ranges[rng.index(ranges.len())];
+        n += w.erase(s..s + 512 * PAGE).unwrap();
+    }
+    w.commit();
+    n
+}
+
 #[inline(never)]
 fn measure_store_rangemap(m: &mut RangeMap<u64, u64>, ranges: &[(u64, u64)], ops: usize) {
     let mut s = Stores::new(ranges);
@@ -68,6 +85,10 @@ fn main() {
     measure_store_maple_txn16(&t16, &ranges, ops);
     measure_store_rangemap(&mut m, &ranges, ops);
     t.validate().unwrap();
+    let wide = fill(MapleTree::with_manual_reclaim(), &ranges);
+    let erased = measure_erase_wide(&wide, &ranges);
+    wide.validate().unwrap();
+    println!("wide erases touched {erased} entries");
     let same = t
         .pin()
         .iter()

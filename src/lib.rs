@@ -8,16 +8,28 @@
 #![doc = ""]
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
+// Without `std` the crate is the tree core on `core` + `alloc`; a stray
+// `std::` path in a core module then fails to build (docs/DESIGN.md §2.9).
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 pub(crate) mod sync;
 
-pub mod parse;
-
-pub mod srcu;
-pub mod trace;
+mod panicked;
+pub mod platform;
 pub mod tree;
 
+#[cfg(feature = "std")]
+pub mod parse;
+#[cfg(feature = "std")]
+pub mod srcu;
+#[cfg(feature = "std")]
+pub mod trace;
+
+#[cfg(feature = "std")]
 pub mod mm;
+#[cfg(feature = "std")]
 pub mod rangelock;
 
 /// The design documents, rendered from `docs/*.md` in the repository, so that
@@ -26,6 +38,7 @@ pub mod rangelock;
 /// GitHub-style ids, e.g. [`design#24-gap-search`](docs::design#24-gap-search).
 // Prose written for GitHub: list items there continue lazily on purpose.
 #[allow(clippy::doc_lazy_continuation)]
+#[cfg(feature = "std")]
 pub mod docs {
     #[doc = include_str!("../docs/DESIGN.md")]
     pub mod design {}
@@ -38,6 +51,7 @@ pub mod docs {
 #[cfg(all(feature = "uffd", target_os = "linux", not(loom)))]
 pub mod uffd;
 
+#[cfg(feature = "std")]
 pub use rangelock::{
     RangeLock, RangeLockError, RangeLockSet, RangeMode, RangeReadGuard, RangeWriteGuard,
 };

@@ -4,29 +4,60 @@
 //! Every other module imports atomics, cells, mutexes and threads from here, so
 //! that `RUSTFLAGS='--cfg loom'` swaps the whole crate onto loom's model checker
 //! at once (see [DESIGN](crate::docs::design), "Loom").
+//!
+//! Two halves ([DESIGN §2.9](crate::docs::design#29-no_std--alloc-the-tree-core)):
+//! the **core** items (atomics, `Arc`, `UnsafeCell`, `LiveCell`, `catch_unwind`)
+//! exist in every build, `#![no_std]` included; the **std** items (mutexes,
+//! condvars, threads and `thread::panicking`, thread-locals, lazy statics) need
+//! the `std` feature. Atomics come from `core`, or from `portable_atomic` with
+//! the `portable-atomic` feature or on a target without native 64-bit atomics.
 
-use std::sync::TryLockError;
-/// Weak references (std only: used by the optional helper thread, which is
-/// not modelled under loom).
+#[cfg(all(loom, not(feature = "std")))]
+compile_error!("`--cfg loom` needs the `std` feature");
+
+/// With the feature, the shim's atomics are `portable_atomic`'s (what the
+/// `cargo test --features portable-atomic` CI line relies on).
+#[cfg(all(not(loom), feature = "portable-atomic"))]
+const _: fn(AtomicU64, AtomicUsize) -> (portable_atomic::AtomicU64, portable_atomic::AtomicUsize) =
+    |a, b| (a, b);
+/// `Arc` is `alloc`'s (std re-exports the same type).
 #[cfg(not(loom))]
-pub(crate) use std::sync::Weak;
-#[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{
+pub(crate) use alloc::sync::Arc;
+/// Native atomics (`std::sync::atomic` is the same module).
+#[cfg(all(not(loom), not(feature = "portable-atomic"), target_has_atomic = "64"))]
+pub(crate) use core::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
     fence,
 };
-#[cfg(not(loom))]
-pub(crate) use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+/// `portable_atomic`'s types: forced by the `portable-atomic` feature, or
+/// needed because the target has no native 64-bit atomics (transaction ids and
+/// grace-period numbers are `u64`, §2.9 "Counters").
+#[cfg(all(
+    not(loom),
+    any(feature = "portable-atomic", not(target_has_atomic = "64"))
+))]
+pub(crate) use portable_atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence,
+    fence,
 };
+#[cfg(feature = "std")]
+use std::sync::TryLockError;
+/// Weak references (std only: used by the optional helper thread, which is
+/// not modelled under loom).
+#[cfg(all(not(loom), feature = "std"))]
+pub(crate) use std::sync::Weak;
+#[cfg(all(not(loom), feature = "std"))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Locks `m`, ignoring poisoning: the data our mutexes protect stays
 /// consistent across a panicking callback (callbacks never run under them).
+#[cfg(feature = "std")]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Tries to lock `m` without blocking, ignoring poisoning; `None` if held.
+#[cfg(feature = "std")]
 pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(g) => Some(g),
@@ -50,7 +81,8 @@ pub(crate) fn compiler_fence(order: Ordering) {
 }
 
 /// Threads: `thread::yield_now` must be loom's inside models so that optimistic
-/// loops terminate under the model checker.
+/// loops terminate under the model checker. Std only.
+#[cfg(feature = "std")]
 pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::yield_now;
@@ -59,18 +91,20 @@ pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::{Thread, current, park};
     /// Named background threads (std only; see `sync::Weak`).
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     pub(crate) use std::thread::Builder;
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     pub(crate) use std::thread::yield_now;
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     pub(crate) use std::thread::{Thread, current, park};
 
     /// Whether this thread is unwinding (the same on both backends).
+    #[cfg(feature = "std")]
     pub(crate) use std::thread::panicking;
 
     /// Sleep (std) or yield (loom, which has no time).
     #[allow(dead_code)]
+    #[cfg(feature = "std")]
     pub(crate) fn backoff_sleep(d: std::time::Duration) {
         #[cfg(loom)]
         {
@@ -86,10 +120,21 @@ pub(crate) mod thread {
 /// drops) runs through this, so one panic neither stops nor leaks the rest
 /// ([DESIGN §3.7](crate::docs::design#37-where-user-code-runs)). `AssertUnwindSafe`: `f` is consumed, and the caller
 /// holds no lock and no half-updated state while it runs.
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 #[inline]
-pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), Box<dyn std::any::Any + Send>> {
+pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), crate::panicked::Payload> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Without std there is no unwinding to catch: `f` runs plainly, and a panic
+/// in it goes to the embedder's panic handler (kernels build with
+/// `panic = "abort"`). So nothing is ever collected into a `Panicked`
+/// ([DESIGN §2.9](crate::docs::design#29-no_std--alloc-the-tree-core)).
+#[cfg(not(feature = "std"))]
+#[inline]
+pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), crate::panicked::Payload> {
+    f();
+    Ok(())
 }
 
 /// Under loom, panics are how a model reports a failure (an assertion, or a
@@ -97,7 +142,7 @@ pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), Box<dyn std::any::Any
 /// that catching one can never hide a bug from the model checker.
 #[cfg(loom)]
 #[inline]
-pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), Box<dyn std::any::Any + Send>> {
+pub(crate) fn catch_unwind(f: impl FnOnce()) -> Result<(), crate::panicked::Payload> {
     f();
     Ok(())
 }
@@ -111,13 +156,13 @@ pub(crate) use loom::cell::UnsafeCell;
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
 #[repr(transparent)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
 #[allow(dead_code)]
 impl<T> UnsafeCell<T> {
     pub(crate) const fn new(v: T) -> Self {
-        Self(std::cell::UnsafeCell::new(v))
+        Self(core::cell::UnsafeCell::new(v))
     }
     #[inline(always)]
     pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
@@ -150,7 +195,7 @@ macro_rules! loom_thread_local {
 }
 #[cfg(loom)]
 pub(crate) use loom_thread_local as thread_local;
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub(crate) use std::thread_local;
 
 /// A per-node liveness marker that lets loom check reclamation: readers
@@ -192,7 +237,7 @@ impl LiveCell {
 /// lists), so that threads
 /// mostly bump different cache lines. Std: assigned round-robin on a thread's
 /// first call. Loom: always 0 (models use one shard).
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub(crate) fn shard_index() -> usize {
     use std::cell::Cell;
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -223,12 +268,12 @@ pub(crate) fn shard_index() -> usize {
 pub(crate) use loom::lazy_static;
 
 /// std flavour of the `lazy_static!` shim: a `LazyLock` static.
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 macro_rules! lazy_static {
     ($(#[$attr:meta])* static ref $name:ident : $t:ty = $init:expr;) => {
         $(#[$attr])*
         static $name: ::std::sync::LazyLock<$t> = ::std::sync::LazyLock::new(|| $init);
     };
 }
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 pub(crate) use lazy_static;

@@ -492,7 +492,7 @@ proptest! {
     /// The stable twin of `fuzz/fuzz_targets/tree_ops.rs` (same driver).
     #[test]
     fn differential_against_btreemap(ops in prop::collection::vec(op(), 1..400)) {
-        let mut h = Harness::default();
+        let mut h = Harness::with_tree(MapleTree::new());
         for op in ops {
             h.apply(op);
         }

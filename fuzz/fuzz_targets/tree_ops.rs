@@ -14,6 +14,7 @@ mod tree_ops;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use maple_rcu::MapleTree;
 use tree_ops::{Harness, Op, TxnOp};
 
 /// Where an address lands.
@@ -125,7 +126,7 @@ impl<'a> Arbitrary<'a> for FuzzOp {
 }
 
 fuzz_target!(|ops: Vec<FuzzOp>| {
-    let mut h = Harness::default();
+    let mut h = Harness::with_tree(MapleTree::new());
     for op in ops {
         h.apply(op.0);
     }

@@ -25,7 +25,8 @@
 //! within milliseconds when no reader holds them up (`reclaimer.rs`). A
 //! domain from [`Srcu::new`] runs nothing in the background:
 //! `poll`, `synchronize`, `barrier`, and the queueing calls (every
-//! `POLL_EVERY` = 64 entries) advance its grace periods.
+//! `POLL_EVERY` = 64 entries; these start a new grace period at most every
+//! 200 µs unless many destructors wait) advance its grace periods.
 //!
 //! # Where user code runs
 //!
@@ -45,13 +46,15 @@
 //! in [DESIGN §3](crate::docs::design#3-srcu).
 
 mod barrier;
-mod panicked;
 mod reclaimer;
 pub(crate) mod slots;
 pub(crate) mod thread_id;
 
-pub use panicked::{Panicked, Payload};
-pub(crate) use panicked::{resume_first, run_caught};
+pub use crate::panicked::{Panicked, Payload};
+pub(crate) use crate::panicked::{resume_first, run_caught};
+/// The destructor type and the advance period are shared with the tree core,
+/// which names them without std (`crate::platform`).
+pub(crate) use crate::platform::{Deferred, POLL_EVERY};
 
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
 use barrier::Barrier;
@@ -61,15 +64,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::ptr;
 use std::time::Duration;
-
-/// Queueing this many more callbacks (or batched destructors) while some are
-/// pending advances grace periods opportunistically (it runs nothing, S11).
-/// The tree uses the same period for its node garbage. Small under loom so
-/// that models reach that path.
-#[cfg(not(loom))]
-pub(crate) const POLL_EVERY: usize = 64;
-#[cfg(loom)]
-pub(crate) const POLL_EVERY: usize = 2;
 
 /// An opportunistic caller (a queueing call crossing `POLL_EVERY`, the
 /// tree's commit-driven `advance`, the mm writers' `poll_lazy`) starts a
@@ -85,7 +79,7 @@ const MIN_GP_GAP: Duration = Duration::from_micros(200);
 /// Destructors pending at which the `MIN_GP_GAP` bound is ignored: memory
 /// stays bounded by this many entries' worth plus `MIN_GP_GAP` of work.
 #[cfg(not(loom))]
-const PRESSURE: usize = 16 * POLL_EVERY;
+pub(crate) const PRESSURE: usize = 16 * POLL_EVERY;
 
 /// Whether a call may start a grace period now, or only continue one.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -274,31 +268,7 @@ pub struct SrcuGuard<'a> {
     idx: usize,
 }
 
-/// A type-erased destructor that runs after a grace period (crate-internal
-/// batch retirement, used by the tree for nodes and values).
-pub(crate) struct Deferred {
-    data: *mut (),
-    call: unsafe fn(*mut ()),
-}
-
-// SAFETY: `Deferred::new`'s requirement 1 says the pointee may be dropped on any thread.
-unsafe impl Send for Deferred {}
-
 impl Deferred {
-    /// # Safety
-    /// 1. `call(data)` may be run once, on any thread.
-    /// 2. Whatever `data` refers to stays valid until the owning domain runs
-    ///    the callback or is dropped.
-    pub(crate) unsafe fn new(data: *mut (), call: unsafe fn(*mut ())) -> Self {
-        Self { data, call }
-    }
-
-    /// Runs the destructor.
-    pub(crate) fn run(self) {
-        // SAFETY: requirement 1 of `Deferred::new`: run exactly once (self is consumed).
-        unsafe { (self.call)(self.data) }
-    }
-
     /// A deferred call of `f`.
     fn from_fn<F: FnOnce() + Send + 'static>(f: F) -> Self {
         /// # Safety
@@ -1031,6 +1001,59 @@ impl Drop for SrcuGuard<'_> {
         // with the heavy barrier A of the scan that counts it.
         self.domain.barrier.light();
         self.domain.slots.bump(Counter::Unlock, self.idx);
+    }
+}
+
+// SAFETY: the RCU guarantee GracePeriod asks for is Srcu's own: a grace
+// period requested by `start_poll`/`defer` starts after the request (S5) and
+// completes only after both indexes drained (S7, S8), i.e. after every guard
+// that began before it ended; completion is a Release store of `gp_seq` that
+// `gp_passed` and `run_ready` load with Acquire (§3.3). None of the
+// non-blocking methods runs an entry (S11).
+unsafe impl crate::platform::GracePeriod for Srcu {
+    fn read_lock(&self) -> usize {
+        let g = self.read();
+        let idx = g.idx;
+        // The section stays open until `read_unlock` (S2: one unlock per lock).
+        core::mem::forget(g);
+        idx
+    }
+    unsafe fn read_unlock(&self, token: usize) {
+        // The caller's requirement: `token` is the index of one open section,
+        // released once; the guard's drop counts its unlock (S2).
+        drop(SrcuGuard {
+            domain: self,
+            idx: token,
+        });
+    }
+    fn start_poll(&self) -> u64 {
+        Srcu::start_poll(self)
+    }
+    fn gp_passed(&self, cookie: u64) -> bool {
+        Srcu::gp_passed(self, cookie)
+    }
+    fn advance(&self) {
+        Srcu::advance(self)
+    }
+    fn advance_spaced(&self, pressed: bool) {
+        Srcu::advance_spaced(self, pressed)
+    }
+    fn defer(&self, d: Deferred) -> u64 {
+        // SAFETY: `d` was made by `Deferred::new`, whose caller discharged
+        // its requirements (the only way to make one).
+        unsafe { Srcu::defer(self, d) }
+    }
+    fn poll(&self) -> Result<(), Panicked> {
+        Srcu::poll(self)
+    }
+    fn synchronize(&self) {
+        Srcu::synchronize(self)
+    }
+    /// Runs what is ready, like `poll`: through this trait the domain may
+    /// be shared, so `Srcu::drain` (which runs everything) is not allowed.
+    unsafe fn drain(&self) -> Vec<Payload> {
+        self.poll()
+            .map_or_else(Panicked::into_payloads, |()| Vec::new())
     }
 }
 

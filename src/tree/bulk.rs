@@ -24,8 +24,9 @@ use super::node::{
 };
 use super::write::{Core, NewNode};
 use super::{MapleTree, WriteTxn};
-use std::ops::Range;
-use std::ptr;
+use alloc::vec::Vec;
+use core::ops::Range;
+use core::ptr;
 
 /// Sizes of the nodes one level of `items` is packed into (module docs):
 /// each node as full as its format allows, then the last two share their
@@ -131,7 +132,7 @@ impl<V> Core<V> {
             // SAFETY: live inner node of the spine.
             let inn = unsafe { as_inner(p) };
             let keep = inn.len() - 1;
-            let below = std::mem::take(&mut level);
+            let below = core::mem::take(&mut level);
             let slots: Vec<_> = (0..keep)
                 .map(|i| inn.item(i))
                 .chain(below.into_iter().map(|(c, s)| inner_item(c, s)))
@@ -142,7 +143,7 @@ impl<V> Core<V> {
         }
         // New levels on top until one root remains (it has >= 2 children).
         while level.len() > 1 {
-            let below = std::mem::take(&mut level);
+            let below = core::mem::take(&mut level);
             let slots: Vec<_> = below.into_iter().map(|(c, s)| inner_item(c, s)).collect();
             self.pack::<Inner>(&slots, &mut level);
         }
@@ -153,7 +154,7 @@ impl<V> Core<V> {
     /// descent per entry: O(n). Values go to `removed` (retired at commit);
     /// published nodes to `old_nodes`, fresh ones back to the pool now.
     pub(crate) fn clear_all(&mut self) {
-        let root = std::mem::replace(&mut self.root, ptr::null_mut());
+        let root = core::mem::replace(&mut self.root, ptr::null_mut());
         if root.is_null() {
             return;
         }
@@ -261,7 +262,7 @@ impl<V: Clone> Dup<'_, V> {
 fn prefetch(p: *const u8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
     for line in 0..lines {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: a prefetch never faults, whatever the address, and reads
         // nothing into the program (`wrapping_add` keeps the arithmetic
         // defined).
@@ -324,8 +325,27 @@ impl<V: Send + Clone> MapleTree<V> {
     /// assert_eq!(t, u);
     /// assert!(!u.domain().is_auto());
     /// ```
+    #[cfg(feature = "std")]
     pub fn clone_with_manual_reclaim(&self) -> Self {
         let t = Self::with_manual_reclaim();
+        self.dup_into(&t);
+        t
+    }
+
+    /// The structural copy ([`Clone::clone`] with `std`) for a `no_std`
+    /// build: a new tree on `domain` and `lock`, as
+    /// [`MapleTree::with_platform`] makes, holding a copy of the latest
+    /// published version. O(n); `V::clone` runs as for `Clone`.
+    #[cfg(not(feature = "std"))]
+    pub fn clone_with_platform(
+        &self,
+        domain: crate::sync::Arc<crate::platform::Domain>,
+        lock: alloc::boxed::Box<dyn crate::platform::RawLock>,
+    ) -> Self
+    where
+        V: 'static,
+    {
+        let t = Self::with_platform(domain, lock);
         self.dup_into(&t);
         t
     }
@@ -354,6 +374,7 @@ impl<V: Send + Clone> MapleTree<V> {
 /// t.remove(0);
 /// assert_eq!((t.len(), u.len()), (999, 1000));
 /// ```
+#[cfg(feature = "std")]
 impl<V: Send + Clone + 'static> Clone for MapleTree<V> {
     fn clone(&self) -> Self {
         let t = Self::new();

@@ -21,8 +21,8 @@
 use super::node::{Header, Leaf, Slots};
 use super::read::{self, LeafPos};
 use super::{Error, ErrorKind, ReadGuard, WriteTxn};
-use std::marker::PhantomData;
-use std::ops::Range;
+use core::marker::PhantomData;
+use core::ops::Range;
 
 /// Where a cursor is.
 enum Pos<V> {
@@ -74,6 +74,23 @@ impl<V> Clone for Cursor<'_, V> {
             pos: self.pos,
             _v: PhantomData,
         }
+    }
+}
+
+impl<V> core::fmt::Debug for Cursor<'_, V> {
+    /// The current entry's range, or the gap address.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match (self.get(), self.pos) {
+            (Some((r, _)), _) => f.debug_tuple("Cursor").field(&r).finish(),
+            (None, Pos::Gap(a)) => f.debug_struct("Cursor").field("gap_at", &a).finish(),
+            (None, Pos::Entry(..)) => unreachable!("an entry position has an entry"),
+        }
+    }
+}
+
+impl<V: Send> core::fmt::Debug for CursorMut<'_, '_, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.cur.fmt(f)
     }
 }
 
@@ -416,13 +433,16 @@ impl<'t, 'a, V: Send> CursorMut<'t, 'a, V> {
     /// Re-seeks after an edit: onto the entry starting at `at` if `on`, else
     /// into the gap at `at`.
     fn reseek(&mut self, at: u64, on: bool) {
+        if !on {
+            // No node pointer kept: nothing to look up.
+            self.cur.root = self.txn.root();
+            self.cur.pos = Pos::Gap(at);
+            return;
+        }
         // SAFETY: R1 for the working root under the writer lock; the
         // transaction is borrowed by this cursor, so only the cursor changes
         // it, and it re-seeks after every change.
         self.cur = unsafe { Cursor::seek(self.txn.root(), at) };
-        if !on {
-            self.cur.pos = Pos::Gap(at);
-        }
     }
 
     /// The current entry's range, if on one.

@@ -2,7 +2,8 @@
 //! requiring `V: Debug` (like std's `SendError<T>`), so `.unwrap()` works for
 //! any value type.
 
-use std::fmt;
+use alloc::string::String;
+use core::fmt;
 
 /// Why a tree operation was refused. The tree is unchanged after any of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -66,7 +67,7 @@ impl<V> fmt::Display for Error<V> {
     }
 }
 
-impl<V> std::error::Error for Error<V> {}
+impl<V> core::error::Error for Error<V> {}
 
 /// An invariant violation found by `MapleTree::validate` (a bug in this crate).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -14,9 +14,11 @@
 
 use super::node::{Header, release};
 use super::write::Parts;
-use crate::srcu::{Deferred, POLL_EVERY, Panicked, Payload, Srcu, resume_first, run_caught};
-use std::collections::VecDeque;
-use std::mem::needs_drop;
+use crate::panicked::{Payload, reraise, resume_first, run_caught};
+use crate::platform::{Deferred, Domain, POLL_EVERY};
+use alloc::collections::VecDeque;
+use alloc::{boxed::Box, vec::Vec};
+use core::mem::needs_drop;
 
 /// The state behind the tree's writer mutex.
 pub(crate) struct Writer<V> {
@@ -80,7 +82,7 @@ impl<V: Send> Writer<V> {
     ///    from now on.
     pub(crate) unsafe fn retire(
         &mut self,
-        domain: &Srcu,
+        domain: &Domain,
         nodes: &mut Vec<*mut Header>,
         vals: &mut Vec<*mut V>,
     ) {
@@ -99,7 +101,7 @@ impl<V: Send> Writer<V> {
                 let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
                 (cookie, 0)
             } else if needs_drop::<V>() && !vals.is_empty() {
-                let data = Box::into_raw(Box::new(std::mem::take(vals))).cast::<()>();
+                let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
                 // consumes the box once, and `V: Send` (a bound of the tree
                 // type itself) may be dropped on any thread; 2. the box is
@@ -119,7 +121,9 @@ impl<V: Send> Writer<V> {
                 vals: n_vals,
             });
             self.nodes.extend(nodes.drain(..));
-            self.retires += 1;
+            // Wrapping: a `usize` counter wraps after 2^32 commits on a
+            // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
+            self.retires = self.retires.wrapping_add(1);
             if self.retires.is_multiple_of(POLL_EVERY) {
                 // The domain starts a grace period at most every 200 µs for
                 // opportunistic callers (§3.3); past `PRESSED` batches it
@@ -135,7 +139,7 @@ impl<V: Send> Writer<V> {
     /// memory to the pool, drop-free values to the allocator. Runs no user
     /// code. The pool must be here (no transaction running: the writer
     /// lock is held by the caller and no `WriteTxn` holds the parts).
-    pub(crate) fn collect(&mut self, domain: &Srcu) {
+    pub(crate) fn collect(&mut self, domain: &Domain) {
         while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
                 return;
@@ -182,7 +186,7 @@ impl<V: Send> Writer<V> {
     }
 
     /// Batches still waiting for their grace period (tests).
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(loom), feature = "std"))]
     pub(crate) fn pending(&self) -> usize {
         self.batches.len()
     }
@@ -230,26 +234,26 @@ unsafe fn drop_value<V>(p: *mut ()) {
 }
 
 /// Most value allocations a thread keeps for reuse.
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 const VALUE_STASH_MAX: usize = 64;
 
 /// Memory of dropped values (each allocated with its `Layout` by the global
 /// allocator), kept by a thread for the next values it boxes.
-#[cfg(not(loom))]
-struct ValueStash(Vec<(std::alloc::Layout, *mut u8)>);
+#[cfg(all(not(loom), feature = "std"))]
+struct ValueStash(Vec<(core::alloc::Layout, *mut u8)>);
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 impl Drop for ValueStash {
     fn drop(&mut self) {
         for (l, p) in self.0.drain(..) {
             // SAFETY: `p` was allocated by the global allocator with `l`
             // (a `Box` of a value of that layout) and is owned by the stash.
-            unsafe { std::alloc::dealloc(p, l) };
+            unsafe { alloc::alloc::dealloc(p, l) };
         }
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(all(not(loom), feature = "std"))]
 crate::sync::thread_local! {
     /// This thread's stash of value memory. A removed value is dropped on
     /// whichever thread runs the domain's entry, usually not the one that
@@ -258,16 +262,16 @@ crate::sync::thread_local! {
     /// writer threads sharing a tree were glibc's arena lock; perf,
     /// examples/writer_cost). The stash keeps the memory on the dropping
     /// thread, whose next insert reuses it.
-    static VALUE_STASH: std::cell::RefCell<ValueStash> =
-        const { std::cell::RefCell::new(ValueStash(Vec::new())) };
+    static VALUE_STASH: core::cell::RefCell<ValueStash> =
+        const { core::cell::RefCell::new(ValueStash(Vec::new())) };
 }
 
 /// `Box::into_raw(Box::new(v))`, in memory from this thread's stash when it
 /// holds some of `V`'s layout. The result may be freed as any `Box<V>`.
 pub(crate) fn boxed<V>(v: V) -> *mut V {
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     {
-        let layout = std::alloc::Layout::new::<V>();
+        let layout = core::alloc::Layout::new::<V>();
         if layout.size() != 0
             && let Some(p) = VALUE_STASH
                 .try_with(|s| {
@@ -295,12 +299,12 @@ pub(crate) fn boxed<V>(v: V) -> *mut V {
 /// `p` came from [`boxed`] or `Box::into_raw` of a `Box<V>`, is owned by the
 /// caller, and nothing uses it afterwards.
 unsafe fn unbox_drop<V>(p: *mut V) {
-    #[cfg(not(loom))]
+    #[cfg(all(not(loom), feature = "std"))]
     {
-        let layout = std::alloc::Layout::new::<V>();
+        let layout = core::alloc::Layout::new::<V>();
         if layout.size() != 0 {
             /// Stashes (or frees) the memory when dropped, after the value.
-            struct Mem(std::alloc::Layout, *mut u8);
+            struct Mem(core::alloc::Layout, *mut u8);
             impl Drop for Mem {
                 fn drop(&mut self) {
                     let (l, p) = (self.0, self.1);
@@ -317,14 +321,14 @@ unsafe fn unbox_drop<V>(p: *mut V) {
                     if !kept {
                         // SAFETY: allocated by the global allocator with `l`
                         // (`unbox_drop`'s requirement), owned by us.
-                        unsafe { std::alloc::dealloc(p, l) };
+                        unsafe { alloc::alloc::dealloc(p, l) };
                     }
                 }
             }
             let _mem = Mem(layout, p.cast());
             // SAFETY: our requirement: a live, owned `V`, dropped once; its
             // memory is released by `_mem` afterwards.
-            unsafe { std::ptr::drop_in_place(p) };
+            unsafe { core::ptr::drop_in_place(p) };
             return;
         }
     }
@@ -352,20 +356,11 @@ unsafe fn drop_values<V>(p: *mut ()) {
     reraise(panics);
 }
 
-/// Re-raises the panics of an entry's drops as one `Panicked`: the domain's
-/// runner catches it and flattens it into its report (`Panicked::collect`),
-/// so each value's panic is reported once.
-fn reraise(panics: Vec<Payload>) {
-    if let Some(p) = Panicked::from_payloads(panics) {
-        std::panic::resume_unwind(Box::new(p));
-    }
-}
-
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), feature = "std"))]
 mod tests {
     use super::super::MapleTree;
     use super::PRESSED;
-    use crate::srcu::POLL_EVERY;
+    use crate::platform::POLL_EVERY;
     use crate::sync::lock;
 
     fn churn<V: Send>(t: &MapleTree<V>, make: impl Fn(u64) -> V, rounds: u64) {

@@ -6,9 +6,9 @@
 //! double-ended interface.
 
 use super::Iter;
-use std::fmt;
-use std::iter::FusedIterator;
-use std::ops::Range;
+use core::fmt;
+use core::iter::FusedIterator;
+use core::ops::Range;
 
 /// The free ranges inside a window, in address order; double-ended (see
 /// `ReadGuard::gaps`). Front and back may be mixed: together they yield each

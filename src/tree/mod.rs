@@ -59,16 +59,20 @@ pub use iter::Gaps;
 pub use read::Iter;
 pub use retired::Retired;
 
-pub use crate::srcu::Panicked;
+pub use crate::panicked::Panicked;
 
-use crate::srcu::{Srcu, SrcuGuard, resume_first};
-use crate::sync::{Arc, AtomicPtr, AtomicUsize, Mutex, MutexGuard, Ordering, lock, try_lock};
+use crate::panicked::resume_first;
+use crate::platform::{Domain, DomainGuard, Lock, LockGuard, lock, try_lock};
+#[cfg(feature = "std")]
+use crate::srcu::Srcu;
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering};
+use alloc::{boxed::Box, vec::Vec};
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::ptr;
 use garbage::Writer;
 use node::{Header, KIND_LEAF, as_inner, as_leaf, release};
 use read::GapQuery;
-use std::marker::PhantomData;
-use std::ops::Range;
-use std::ptr;
 
 /// A B-tree of non-overlapping half-open `u64` ranges `start..end` mapping to
 /// values of type `V`.
@@ -210,8 +214,8 @@ pub struct MapleTree<V: Send> {
     len: AtomicUsize,
     /// Serialises writers; holds the next transaction id (I6) and the node
     /// garbage waiting for a grace period (§2.7).
-    writer: Mutex<Writer<V>>,
-    domain: Arc<Srcu>,
+    writer: Lock<Writer<V>>,
+    domain: Arc<Domain>,
     /// The domain is this tree's alone (`new`, `with_manual_reclaim`): the
     /// tree's drop runs every removed value still queued (`Srcu::drain`).
     /// False for `with_domain`, whose queue other users share.
@@ -245,7 +249,7 @@ unsafe impl<V: Send + Sync> Sync for MapleTree<V> {}
 /// ```
 pub struct ReadGuard<'a, V> {
     root: *const Header,
-    _guard: SrcuGuard<'a>,
+    _guard: DomainGuard<'a>,
     _v: PhantomData<&'a V>,
 }
 
@@ -278,9 +282,10 @@ pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
     core: write::Core<V>,
     /// The writer lock; `None` only while dropping.
-    writer: Option<MutexGuard<'a, Writer<V>>>,
+    writer: Option<LockGuard<'a, Writer<V>>>,
 }
 
+#[cfg(feature = "std")]
 impl<V: Send + 'static> Default for MapleTree<V> {
     fn default() -> Self {
         Self::new()
@@ -307,6 +312,7 @@ fn gap_query(size: u64, align: u64, within: &Range<u64>, rev: bool) -> Result<Ga
     })
 }
 
+#[cfg(feature = "std")]
 impl<V: Send + 'static> MapleTree<V> {
     /// An empty tree with its own reclamation domain, driven by the
     /// process-wide reclaimer thread ([`Srcu::with_reclaimer`]): a removed
@@ -337,7 +343,7 @@ impl<V: Send + 'static> MapleTree<V> {
         let domain = Srcu::with_reclaimer();
         #[cfg(loom)]
         let domain = Arc::new(Srcu::new());
-        Self::with_parts(domain, true)
+        Self::with_parts(domain, true, Lock::new(Writer::new()))
     }
 
     /// An empty tree that uses `domain` for its readers and reclamation,
@@ -365,7 +371,24 @@ impl<V: Send + 'static> MapleTree<V> {
     /// d.barrier().unwrap(); // both removed values are dropped by now
     /// ```
     pub fn with_domain(domain: Arc<Srcu>) -> Self {
-        Self::with_parts(domain, false)
+        Self::with_parts(domain, false, Lock::new(Writer::new()))
+    }
+}
+
+#[cfg(not(feature = "std"))]
+impl<V: Send + 'static> MapleTree<V> {
+    /// An empty tree on the embedder's grace periods and writer lock: the
+    /// constructor of a `no_std` build ([`crate::platform`]). Removed values
+    /// are handed to `domain` ([`GracePeriod::defer`](crate::platform::GracePeriod::defer))
+    /// and dropped wherever it runs them; the tree's drop calls its
+    /// [`drain`](crate::platform::GracePeriod::drain), which may leave some
+    /// for later (a shared domain), hence `V: 'static`. Without `std` no
+    /// panic is caught: a panicking value's `Drop` goes to the panic handler.
+    pub fn with_platform(
+        domain: Arc<Domain>,
+        lock: alloc::boxed::Box<dyn crate::platform::RawLock>,
+    ) -> Self {
+        Self::with_parts(domain, true, Lock::new(lock, Writer::new()))
     }
 }
 
@@ -383,15 +406,16 @@ impl<V: Send> MapleTree<V> {
     /// t.remove(0);
     /// t.reclaim().unwrap();
     /// ```
+    #[cfg(feature = "std")]
     pub fn with_manual_reclaim() -> Self {
-        Self::with_parts(Arc::new(Srcu::new()), true)
+        Self::with_parts(Arc::new(Srcu::new()), true, Lock::new(Writer::new()))
     }
 
-    fn with_parts(domain: Arc<Srcu>, owns_domain: bool) -> Self {
+    fn with_parts(domain: Arc<Domain>, owns_domain: bool, writer: Lock<Writer<V>>) -> Self {
         Self {
             root: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
-            writer: Mutex::new(Writer::new()),
+            writer,
             domain,
             owns_domain,
             _v: PhantomData,
@@ -411,12 +435,13 @@ impl<V: Send> MapleTree<V> {
     /// t.remove(0);
     /// t.domain().barrier().unwrap(); // the removed String is dropped now
     /// ```
-    pub fn domain(&self) -> &Srcu {
-        &self.domain
+    pub fn domain(&self) -> &Domain {
+        Arc::as_ref(&self.domain)
     }
 
     /// The domain's `Arc` (the mm's rmap walkers pin a space's domain
     /// through it, docs/DESIGN.md §4.9).
+    #[cfg(feature = "std")]
     pub(crate) fn domain_arc(&self) -> &Arc<Srcu> {
         &self.domain
     }
@@ -456,7 +481,7 @@ impl<V: Send> MapleTree<V> {
     pub fn reclaim(&self) -> Result<(), Panicked> {
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
-            w.collect(&self.domain);
+            w.collect(Arc::as_ref(&self.domain));
         }
         r
     }
@@ -555,7 +580,7 @@ impl<V: Send> MapleTree<V> {
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
-        let parts = std::mem::take(&mut lock.parts);
+        let parts = core::mem::take(&mut lock.parts);
         WriteTxn {
             tree: self,
             core: write::Core::new(txn, root, len, parts),
@@ -1158,18 +1183,18 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         if let Some(w) = self.writer.as_mut() {
             // `retire` recycles into the writer state's pool: lend it ours
             // (the writer state's is an empty placeholder meanwhile).
-            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
+            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
             // SAFETY: retire requirements: 1. the Release store above unlinked
             // them (O2); 2. `old_nodes` holds each replaced published node once
             // (`cow`/`discard`), `removed` each removed value once (I7).
             unsafe {
                 w.retire(
-                    &tree.domain,
+                    Arc::as_ref(&tree.domain),
                     &mut self.core.old_nodes,
                     &mut self.core.removed,
                 )
             };
-            std::mem::swap(&mut w.parts.pool, &mut self.core.pool);
+            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
         }
     }
 }
@@ -1203,8 +1228,8 @@ fn _assert_traits() {
     fn send<T: Send>() {}
     send::<ReadGuard<'static, u64>>();
     send_sync::<ReadGuard<'static, u64>>();
-    send_sync::<crate::srcu::SrcuGuard<'static>>();
+    send_sync::<DomainGuard<'static>>();
     send_sync::<Iter<'static, u64>>();
     send_sync::<Gaps<'static, u64>>();
-    send::<Retired<'static, std::cell::Cell<u64>>>();
+    send::<Retired<'static, core::cell::Cell<u64>>>();
 }

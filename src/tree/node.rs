@@ -28,8 +28,9 @@
 //! (`hdr.txn == txn`), which no reader can have seen.
 
 use crate::sync::LiveCell;
-use std::alloc::Layout;
-use std::ptr;
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr;
 
 /// Entries per wide leaf (64-bit keys): the capacity every leaf has,
 /// whatever its keys.
@@ -177,7 +178,7 @@ const _: () = {
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
     // `get` reads `min` and one `child`: both in the first two cache lines.
-    assert!(std::mem::offset_of!(Inner, max) <= 128);
+    assert!(core::mem::offset_of!(Inner, max) <= 128);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,
@@ -860,9 +861,9 @@ fn alloc_node(pool: &mut NodePool, kind: u8) -> *mut Header {
     let layout = node_layout(kind);
     pool.take(kind).unwrap_or_else(|| {
         // SAFETY: `layout` has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
+        let p = unsafe { alloc::alloc::alloc(layout) };
         if p.is_null() {
-            std::alloc::handle_alloc_error(layout);
+            alloc::alloc::handle_alloc_error(layout);
         }
         p.cast()
     })
@@ -919,7 +920,7 @@ pub(crate) unsafe fn release(n: *mut Header) -> NodeBuf {
     let kind = unsafe {
         (*n).live.kill();
         // The header's liveness cell is the only field with drop glue.
-        std::ptr::drop_in_place(&raw mut (*n).live);
+        core::ptr::drop_in_place(&raw mut (*n).live);
         (*n).kind
     };
     NodeBuf { ptr: n, kind }
@@ -940,7 +941,7 @@ impl NodeBuf {
     pub(crate) fn free(self) {
         // SAFETY: the memory came from `std::alloc::alloc` with this layout
         // (`alloc_node`) and is owned by us.
-        unsafe { std::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
+        unsafe { alloc::alloc::dealloc(self.ptr.cast(), node_layout(self.kind)) }
     }
 }
 

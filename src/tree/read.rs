@@ -10,7 +10,7 @@
 //!     transaction's own root).
 
 use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf, count_le, count_lt};
-use std::ops::Range;
+use core::ops::Range;
 
 /// One entry as readers see it.
 pub(crate) type Entry<'a, V> = (Range<u64>, &'a V);
@@ -45,7 +45,7 @@ impl<'a, V> LeafPos<'a, V> {
 fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = n.cast::<i8>();
         for line in FROM..TO {
             // SAFETY: a prefetch is only a hint: it never faults, whatever
@@ -365,7 +365,7 @@ impl<V> DoubleEndedIterator for Iter<'_, V> {
     }
 }
 
-impl<V> std::iter::FusedIterator for Iter<'_, V> {}
+impl<V> core::iter::FusedIterator for Iter<'_, V> {}
 
 /// The free ranges inside a window, in order (see `ReadGuard::gaps`).
 pub struct Gaps<'a, V> {
@@ -408,4 +408,4 @@ impl<V> Iterator for Gaps<'_, V> {
     }
 }
 
-impl<V> std::iter::FusedIterator for Gaps<'_, V> {}
+impl<V> core::iter::FusedIterator for Gaps<'_, V> {}

@@ -12,11 +12,13 @@
 //! handle owns it alone.
 
 use super::{ErrorKind, MapleTree, WriteTxn};
-use crate::srcu::{Deferred, Srcu};
-use std::fmt;
-use std::marker::PhantomData;
-use std::ops::Range;
-use std::ptr::{self, NonNull};
+use crate::platform::{Deferred, Domain};
+use crate::sync::Arc;
+use alloc::boxed::Box;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::ptr::{self, NonNull};
 
 /// A value removed from a [`MapleTree`], returned after the grace period
 /// that makes it unreachable: [`try_take`](Self::try_take) without blocking,
@@ -40,7 +42,7 @@ use std::ptr::{self, NonNull};
 /// assert_eq!(h.wait(), "code");
 /// ```
 pub struct Retired<'t, V: Send> {
-    domain: &'t Srcu,
+    domain: &'t Domain,
     /// The grace period after which no reader can reach `val`.
     cookie: u64,
     /// From `Box::into_raw`; owned by this handle alone (the tree no longer
@@ -119,7 +121,7 @@ impl<V: Send> Retired<'_, V> {
     fn into_value(self) -> V {
         debug_assert!(self.is_ready());
         let p = self.val.as_ptr();
-        std::mem::forget(self);
+        core::mem::forget(self);
         // SAFETY: from `Box::into_raw`, owned by this handle alone (consumed
         // here, once), and the grace period requested after the publishing
         // store that unlinked it has passed, so no reader holds `&V` (I7).
@@ -237,7 +239,7 @@ impl<V: Send> MapleTree<V> {
         // period this names starts after it (S5), as I7 requires.
         let cookie = self.domain.start_poll();
         Retired {
-            domain: &self.domain,
+            domain: Arc::as_ref(&self.domain),
             cookie,
             // From `Box::into_raw` (every value is), hence non-null.
             val: NonNull::new(p).expect("tree values are non-null"),

@@ -3,10 +3,10 @@
 //! transaction and refuses empty or overlapping ranges.
 
 use super::{MapleTree, ReadGuard};
+use core::fmt;
+use core::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
-use std::fmt;
-use std::marker::PhantomData;
 
 impl<V: Serialize> Serialize for ReadGuard<'_, V> {
     /// The snapshot as a sequence of `(start, end, value)`.
@@ -33,6 +33,7 @@ impl<V: Send + Serialize> Serialize for MapleTree<V> {
     }
 }
 
+#[cfg(feature = "std")]
 impl<'de, V: Send + 'static + Deserialize<'de>> Deserialize<'de> for MapleTree<V> {
     /// From a sequence of `(start, end, value)` in any order, via
     /// [`MapleTree::try_from_iter`]: an empty or overlapping range is an

@@ -37,7 +37,7 @@ use super::node::{
     count_le, distribute, inner_item, leaf_fits, place, split_point,
 };
 use super::write::{Core, Node, fresh, summary_of, underfull};
-use std::ptr;
+use core::ptr;
 
 /// Most slots a spliced leaf holds before it is split: a full leaf, plus
 /// the stored entry and the right piece of a middle split.

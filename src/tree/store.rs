@@ -13,8 +13,9 @@
 //! was.
 
 use super::{Error, ErrorKind, MapleTree, WriteTxn};
-use std::ops::Range;
-use std::ptr;
+use alloc::vec::Vec;
+use core::ops::Range;
+use core::ptr;
 
 impl<V: Send> WriteTxn<'_, V> {
     /// Stores `range -> value` in the pending version, overwriting whatever

@@ -7,8 +7,9 @@
 //! ([DESIGN §2.8](crate::docs::design#28-api-issue-13-the-parts-that-do-not-need-the-node-layout)).
 
 use super::{Error, Iter, MapleTree, ReadGuard, WriteTxn};
-use std::fmt;
-use std::ops::Range;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
 
 /// The entries of a version as a `Debug` map: `{0..16: v, ...}`.
 fn fmt_entries<V: fmt::Debug>(f: &mut fmt::Formatter<'_>, it: Iter<'_, V>) -> fmt::Result {
@@ -113,6 +114,7 @@ impl<V: Send + PartialEq> PartialEq for MapleTree<V> {
 
 impl<V: Send + Eq> Eq for MapleTree<V> {}
 
+#[cfg(feature = "std")]
 impl<V: Send + 'static> MapleTree<V> {
     /// A tree of the given entries, built in one transaction (any order).
     /// The iterator runs before the writer lock is taken. The tree reclaims
@@ -204,6 +206,7 @@ impl<V: Send> MapleTree<V> {
 /// let t: maple_rcu::MapleTree<_> = (0..100u64).map(|i| (i * 2..i * 2 + 1, i)).collect();
 /// assert_eq!(t.len(), 100);
 /// ```
+#[cfg(feature = "std")]
 impl<V: Send + 'static> FromIterator<(Range<u64>, V)> for MapleTree<V> {
     fn from_iter<I: IntoIterator<Item = (Range<u64>, V)>>(iter: I) -> Self {
         match Self::try_from_iter(iter) {

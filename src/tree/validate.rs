@@ -5,7 +5,13 @@ use super::ValidateError;
 use super::node::{
     Header, INNER_CAP, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf,
 };
-use std::collections::HashSet;
+use alloc::{format, string::String};
+/// Nodes seen so far (I9: no node is reachable twice). Without std, a
+/// `BTreeSet` (O(log n) per node instead of O(1)).
+#[cfg(feature = "std")]
+type Seen = std::collections::HashSet<usize>;
+#[cfg(not(feature = "std"))]
+type Seen = alloc::collections::BTreeSet<usize>;
 
 struct Walk {
     /// Transactions `>= next_txn` are not committed (I6).
@@ -14,7 +20,7 @@ struct Walk {
     /// End of the previous entry in key order (I2 across leaves).
     prev_end: u64,
     entries: usize,
-    seen: HashSet<usize>,
+    seen: Seen,
 }
 
 fn fail(invariant: u32, detail: String) -> Result<(), ValidateError> {
@@ -35,7 +41,7 @@ pub(crate) unsafe fn validate<V>(
         leaf_depth: None,
         prev_end: 0,
         entries: 0,
-        seen: HashSet::new(),
+        seen: Seen::new(),
     };
     if !root.is_null() {
         // SAFETY: R1.
@@ -180,7 +186,7 @@ unsafe fn node<V>(
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), feature = "std"))]
 mod tests {
     use super::super::MapleTree;
     use super::super::node::{Header, Inner, KIND_LEAF, Leaf, Slots};

@@ -12,7 +12,8 @@ use super::node::{
     copy_node, count_le, distribute, gather, inner_item, place, release, split_point,
 };
 use super::read;
-use std::ptr;
+use alloc::vec::Vec;
+use core::ptr;
 
 /// The mutable state of one write transaction.
 pub(crate) struct Core<V> {
@@ -168,10 +169,10 @@ impl<V> Core<V> {
         recycle_list(&mut self.removed);
         recycle_list(&mut self.inserted);
         Parts {
-            pool: std::mem::take(&mut self.pool),
-            old_nodes: std::mem::take(&mut self.old_nodes),
-            removed: std::mem::take(&mut self.removed),
-            inserted: std::mem::take(&mut self.inserted),
+            pool: core::mem::take(&mut self.pool),
+            old_nodes: core::mem::take(&mut self.old_nodes),
+            removed: core::mem::take(&mut self.removed),
+            inserted: core::mem::take(&mut self.inserted),
         }
     }
 
@@ -518,7 +519,7 @@ impl<V> Core<V> {
         unsafe { self.free_fresh(self.root) };
         self.root = ptr::null_mut();
         self.dirty = false;
-        std::mem::take(&mut self.inserted)
+        core::mem::take(&mut self.inserted)
     }
 
     /// # Safety

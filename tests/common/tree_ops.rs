@@ -247,7 +247,6 @@ macro_rules! check_reads {
 }
 
 /// A tree, its model, and a value counter (every value is unique).
-#[derive(Default)]
 pub struct Harness {
     pub t: MapleTree<u64>,
     pub m: Model,
@@ -255,6 +254,17 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Drives `t`, which must be empty (how it was built is the caller's:
+    /// `MapleTree::new()`, or a tree on a test platform in `tests/nostd.rs`).
+    pub fn with_tree(t: MapleTree<u64>) -> Self {
+        assert!(t.is_empty());
+        Self {
+            t,
+            m: Model::default(),
+            next_val: 0,
+        }
+    }
+
     fn val(&mut self) -> u64 {
         self.next_val += 1;
         self.next_val

@@ -5,17 +5,24 @@
 //! [`catch_unwind`](crate::sync::catch_unwind): one panic never stops the
 //! rest of the queue, and never leaks the rest of its batch. The payloads are
 //! collected and handed to the caller that ran them, as a [`Panicked`].
+//!
+//! Without the `std` feature nothing is caught (there is no `catch_unwind`):
+//! a panicking destructor goes to the embedder's panic handler, and no
+//! `Panicked` is ever made ([DESIGN §2.9](crate::docs::design#29-no_std--alloc-the-tree-core)).
 
-use std::any::Any;
-use std::fmt;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::fmt;
 
 /// A caught panic's payload, as `std::panic::catch_unwind` returns it.
 pub type Payload = Box<dyn Any + Send + 'static>;
 
 /// The panics of the callbacks or deferred drops that one call ran.
 ///
-/// Returned by [`Srcu::poll`](super::Srcu::poll),
-/// [`Srcu::barrier`](super::Srcu::barrier) and
+/// Returned by [`Srcu::poll`](crate::srcu::Srcu::poll),
+/// [`Srcu::barrier`](crate::srcu::Srcu::barrier) and
 /// [`MapleTree::reclaim`](crate::MapleTree::reclaim) after they ran *every*
 /// entry that was ready, so nothing was skipped or leaked because of the
 /// panic. [`Panicked::resume`] re-raises the first panic (for callers who want
@@ -38,7 +45,9 @@ pub struct Panicked {
 unsafe impl Sync for Panicked {}
 
 impl Panicked {
-    /// `None` if nothing panicked.
+    /// `None` if nothing panicked (without std nothing is caught, so this
+    /// is never called).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn from_payloads(payloads: Vec<Payload>) -> Option<Self> {
         (!payloads.is_empty()).then_some(Self { payloads })
     }
@@ -101,6 +110,7 @@ impl Panicked {
     /// let caught = std::panic::catch_unwind(resume).unwrap_err();
     /// assert_eq!(caught.downcast_ref::<&str>(), Some(&"boom"));
     /// ```
+    #[cfg(feature = "std")]
     pub fn resume(self) -> ! {
         let first = self.payloads.into_iter().next();
         std::panic::resume_unwind(first.expect("a Panicked holds at least one payload"))
@@ -139,7 +149,7 @@ impl fmt::Display for Panicked {
     }
 }
 
-impl std::error::Error for Panicked {}
+impl core::error::Error for Panicked {}
 
 /// Runs `f`, catching a panic into `panics` (flattening a `Panicked`).
 #[inline]
@@ -152,10 +162,33 @@ pub(crate) fn run_caught(panics: &mut Vec<Payload>, f: impl FnOnce()) {
 /// Re-raises the first of `panics` unless this thread is already unwinding
 /// (a second panic would abort): for destructors (the domain's and the tree's
 /// `Drop`), which have no caller to return a report to.
+#[cfg(feature = "std")]
 pub(crate) fn resume_first(panics: Vec<Payload>) {
     if let Some(p) = Panicked::from_payloads(panics)
         && !crate::sync::thread::panicking()
     {
         p.resume();
     }
+}
+
+/// Without std nothing is caught, so there is nothing to re-raise.
+#[cfg(not(feature = "std"))]
+pub(crate) fn resume_first(panics: Vec<Payload>) {
+    debug_assert!(panics.is_empty(), "nothing is caught without std");
+}
+
+/// Re-raises the panics of a batch of drops as one `Panicked` payload: the
+/// runner that caught it flattens it into its report
+/// ([`Panicked::collect`]), so each drop's panic is reported once.
+#[cfg(feature = "std")]
+pub(crate) fn reraise(panics: Vec<Payload>) {
+    if let Some(p) = Panicked::from_payloads(panics) {
+        std::panic::resume_unwind(Box::new(p));
+    }
+}
+
+/// Without std nothing is caught, so there is nothing to re-raise.
+#[cfg(not(feature = "std"))]
+pub(crate) fn reraise(panics: Vec<Payload>) {
+    debug_assert!(panics.is_empty(), "nothing is caught without std");
 }
