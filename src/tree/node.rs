@@ -503,6 +503,73 @@ impl<V> Leaf<V> {
     }
 }
 
+impl<V> Leaf<V> {
+    /// This leaf's summary after entry `pos` was inserted (nothing else
+    /// changed), given its summary `before`: O(1) unless the free interval
+    /// the new entry split may have been the only one to reach the old
+    /// largest gap or exponent (as `Inner::summary_after`, §2.5).
+    pub(crate) fn summary_after_insert(&self, pos: usize, before: Summary) -> Summary {
+        let n = self.len();
+        debug_assert!(n >= 2 && pos < n);
+        let (mut gap, mut al) = (before.gap, before.al);
+        if pos > 0 && pos + 1 < n {
+            // [end(pos - 1), start(pos + 1)) was split in two smaller
+            // intervals (whose gaps and exponents are no larger).
+            let (e, s) = (self.end(pos - 1), self.start(pos + 1));
+            if s - e >= before.gap || link_exp(e, s) >= before.al {
+                return self.summary();
+            }
+        } else {
+            // A new interval at one edge; none was lost.
+            let (e, s) = if pos == 0 {
+                (self.end(0), self.start(1))
+            } else {
+                (self.end(n - 2), self.start(n - 1))
+            };
+            gap = gap.max(s - e);
+            al = al.max(link_exp(e, s));
+        }
+        Summary {
+            min: self.start(0),
+            max: self.end(n - 1),
+            gap,
+            al,
+        }
+    }
+
+    /// The summary this leaf will have once entry `pos` is removed, given
+    /// its summary `before` (call before removing; needs two entries or
+    /// more): O(1) except when the removed entry was at an edge and the
+    /// interval that goes with it may have been the only one to reach the
+    /// largest gap or exponent (`None`: recompute after the removal).
+    pub(crate) fn summary_after_remove(&self, pos: usize, before: Summary) -> Option<Summary> {
+        let n = self.len();
+        debug_assert!(n >= 2 && pos < n);
+        let (mut gap, mut al) = (before.gap, before.al);
+        if pos > 0 && pos + 1 < n {
+            // Two intervals merge into one containing both.
+            let (e, s) = (self.end(pos - 1), self.start(pos + 1));
+            gap = gap.max(s - e);
+            al = al.max(link_exp(e, s));
+        } else {
+            let (e, s) = if pos == 0 {
+                (self.end(0), self.start(1))
+            } else {
+                (self.end(n - 2), self.start(n - 1))
+            };
+            if s - e >= before.gap || link_exp(e, s) >= before.al {
+                return None;
+            }
+        }
+        Some(Summary {
+            min: self.start(usize::from(pos == 0)),
+            max: self.end(n - 1 - usize::from(pos + 1 == n)),
+            gap,
+            al,
+        })
+    }
+}
+
 /// `Leaf::summary` over one format's key accessors.
 #[inline(always)]
 fn summary_of(n: usize, start: impl Fn(usize) -> u64, end: impl Fn(usize) -> u64) -> Summary {
