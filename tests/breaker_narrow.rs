@@ -315,3 +315,71 @@ fn prev_overlaps(items: &[(Range<u64>, u64)], j: usize, old: &[Range<u64>]) -> b
     };
     prev_end.is_some_and(|e| e > items[j].0.start)
 }
+
+#[derive(Debug, Clone)]
+enum EdgeOp {
+    Insert(u64, u64),
+    Remove(u64),
+    Store(u64, u64),
+    Erase(u64, u64),
+    Commit,
+}
+
+/// Addresses in two clusters 2^32 apart, from a base `b`: a leaf holding
+/// both sits exactly at its format's edge, and in one transaction its
+/// leaves are fresh, so inserts and removes take the in-place paths (a
+/// narrow leaf edited where its base and format stay).
+fn edge_op() -> impl Strategy<Value = EdgeOp> {
+    let a = prop_oneof![0..40u64, (G - 40)..(G + 40)];
+    prop_oneof![
+        6 => (a.clone(), 1..3u64).prop_map(|(s, l)| EdgeOp::Insert(s, l)),
+        3 => a.clone().prop_map(EdgeOp::Remove),
+        2 => (a.clone(), 1..50u64).prop_map(|(s, l)| EdgeOp::Store(s, l)),
+        1 => (a, 1..50u64).prop_map(|(s, l)| EdgeOp::Erase(s, l)),
+        1 => Just(EdgeOp::Commit),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #[test]
+    fn in_place_leaf_edits_at_the_format_edge(
+        b in prop_oneof![Just(0u64), Just(G - 20), Just(u64::MAX - G - 100), any::<u32>().prop_map(u64::from)],
+        ops in prop::collection::vec(edge_op(), 1..150),
+    ) {
+        let t: MapleTree<u64> = MapleTree::with_manual_reclaim();
+        let mut m = Model::default();
+        let mut w = t.write();
+        for (tag, op) in ops.into_iter().enumerate() {
+            let tag = tag as u64;
+            match op {
+                EdgeOp::Insert(s, l) => {
+                    let r = b + s..b + s + l;
+                    prop_assert_eq!(w.insert(r.clone(), tag).is_ok(), m.insert(r, tag).is_ok());
+                }
+                EdgeOp::Remove(s) => prop_assert_eq!(w.remove(b + s), m.remove(b + s)),
+                EdgeOp::Store(s, l) => {
+                    let r = b + s..b + s + l;
+                    w.store(r.clone(), tag).unwrap();
+                    m.store(r, tag).unwrap();
+                }
+                EdgeOp::Erase(s, l) => {
+                    let r = b + s..b + s + l;
+                    prop_assert_eq!(w.erase(r.clone()).ok(), Some(m.cut(r)));
+                }
+                EdgeOp::Commit => {
+                    w.commit();
+                    t.validate().unwrap();
+                    w = t.write();
+                }
+            }
+            w.validate().unwrap();
+            let all: Vec<_> = w.iter().map(|(r, &v)| (r, v)).collect();
+            let want: Vec<_> = m.map.iter().map(|(&s, &(e, v))| (s..e, v)).collect();
+            prop_assert_eq!(all, want);
+            prop_assert_eq!(w.gaps(0..u64::MAX).collect::<Vec<_>>(), m.gaps(0..u64::MAX));
+        }
+        w.commit();
+        t.validate().unwrap();
+    }
+}
