@@ -294,6 +294,17 @@ impl<V> Leaf<V> {
         }
     }
 
+    /// The narrow body, mutable, if that is the format.
+    #[inline(always)]
+    fn narrow_mut(&mut self) -> Option<&mut Narrow<V>> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: as in `narrow`.
+            Some(unsafe { &mut self.body.narrow })
+        }
+    }
+
     /// The wide body (only when `hdr.wide`).
     #[inline(always)]
     fn wide(&self) -> &Wide<V> {
@@ -440,19 +451,30 @@ impl<V> Leaf<V> {
     #[inline]
     fn decode(&self, buf: &mut [LeafItem<V>; NARROW_CAP + 1]) -> usize {
         let n = self.len();
-        for (j, slot) in buf.iter_mut().enumerate().take(n) {
-            *slot = (self.start(j), self.end(j), self.val(j));
+        let slots = buf.iter_mut().enumerate().take(n);
+        match self.narrow() {
+            Some(b) => slots.for_each(|(j, slot)| {
+                *slot = (
+                    b.base + u64::from(b.start[j]),
+                    b.base + u64::from(b.end[j]),
+                    b.val[j],
+                );
+            }),
+            None => {
+                let w = self.wide();
+                slots.for_each(|(j, slot)| *slot = (w.start[j], w.end[j], w.val[j]));
+            }
         }
         n
     }
 
     /// Whether the unused slots hold the sentinel of the leaf's format (I5)
-    /// and a narrow leaf's base is its first start (I10).
+    /// and a narrow leaf's base is its first start (I10: offset 0).
     pub(crate) fn sentinels_ok(&self) -> bool {
         let n = self.len();
         match self.narrow() {
             Some(b) => {
-                (n == 0 || b.base == self.start(0))
+                (n == 0 || b.start[0] == 0)
                     && (n..NARROW_CAP).all(|j| {
                         b.start[j] == u32::MAX && b.end[j] == u32::MAX && b.val[j].is_null()
                     })
@@ -468,11 +490,43 @@ impl<V> Leaf<V> {
     pub(crate) fn summary(&self) -> Summary {
         let n = self.len();
         debug_assert!(n > 0);
-        let mut gap = 0;
-        let mut al = 0;
-        // Ends are >= 1 (I2: `start < end`), so `link_exp` applies.
-        for j in 1..n {
-            let (e, s) = (self.end(j - 1), self.start(j));
+        match self.narrow() {
+            Some(b) => summary_of(
+                n,
+                |j| b.base + u64::from(b.start[j]),
+                |j| b.base + u64::from(b.end[j]),
+            ),
+            None => {
+                let w = self.wide();
+                summary_of(n, |j| w.start[j], |j| w.end[j])
+            }
+        }
+    }
+}
+
+impl<V> Leaf<V> {
+    /// This leaf's summary after entry `pos` was inserted (nothing else
+    /// changed), given its summary `before`: O(1) unless the free interval
+    /// the new entry split may have been the only one to reach the old
+    /// largest gap or exponent (as `Inner::summary_after`, §2.5).
+    pub(crate) fn summary_after_insert(&self, pos: usize, before: Summary) -> Summary {
+        let n = self.len();
+        debug_assert!(n >= 2 && pos < n);
+        let (mut gap, mut al) = (before.gap, before.al);
+        if pos > 0 && pos + 1 < n {
+            // [end(pos - 1), start(pos + 1)) was split in two smaller
+            // intervals (whose gaps and exponents are no larger).
+            let (e, s) = (self.end(pos - 1), self.start(pos + 1));
+            if s - e >= before.gap || link_exp(e, s) >= before.al {
+                return self.summary();
+            }
+        } else {
+            // A new interval at one edge; none was lost.
+            let (e, s) = if pos == 0 {
+                (self.end(0), self.start(1))
+            } else {
+                (self.end(n - 2), self.start(n - 1))
+            };
             gap = gap.max(s - e);
             al = al.max(link_exp(e, s));
         }
@@ -482,6 +536,57 @@ impl<V> Leaf<V> {
             gap,
             al,
         }
+    }
+
+    /// The summary this leaf will have once entry `pos` is removed, given
+    /// its summary `before` (call before removing; needs two entries or
+    /// more): O(1) except when the removed entry was at an edge and the
+    /// interval that goes with it may have been the only one to reach the
+    /// largest gap or exponent (`None`: recompute after the removal).
+    pub(crate) fn summary_after_remove(&self, pos: usize, before: Summary) -> Option<Summary> {
+        let n = self.len();
+        debug_assert!(n >= 2 && pos < n);
+        let (mut gap, mut al) = (before.gap, before.al);
+        if pos > 0 && pos + 1 < n {
+            // Two intervals merge into one containing both.
+            let (e, s) = (self.end(pos - 1), self.start(pos + 1));
+            gap = gap.max(s - e);
+            al = al.max(link_exp(e, s));
+        } else {
+            let (e, s) = if pos == 0 {
+                (self.end(0), self.start(1))
+            } else {
+                (self.end(n - 2), self.start(n - 1))
+            };
+            if s - e >= before.gap || link_exp(e, s) >= before.al {
+                return None;
+            }
+        }
+        Some(Summary {
+            min: self.start(usize::from(pos == 0)),
+            max: self.end(n - 1 - usize::from(pos + 1 == n)),
+            gap,
+            al,
+        })
+    }
+}
+
+/// `Leaf::summary` over one format's key accessors.
+#[inline(always)]
+fn summary_of(n: usize, start: impl Fn(usize) -> u64, end: impl Fn(usize) -> u64) -> Summary {
+    let mut gap = 0;
+    let mut al = 0;
+    // Ends are >= 1 (I2: `start < end`), so `link_exp` applies.
+    for j in 1..n {
+        let (e, s) = (end(j - 1), start(j));
+        gap = gap.max(s - e);
+        al = al.max(link_exp(e, s));
+    }
+    Summary {
+        min: start(0),
+        max: end(n - 1),
+        gap,
+        al,
     }
 }
 
@@ -687,6 +792,23 @@ impl<V> Slots for Leaf<V> {
     }
     fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool {
         let n = self.len();
+        // In place when the format and base stay (I10): a narrow leaf with
+        // room gaining a key after its first whose end fits the offsets.
+        if pos > 0
+            && n < NARROW_CAP
+            && let Some(b) = self.narrow_mut()
+            && it.1 - b.base <= u64::from(u32::MAX)
+        {
+            b.start.copy_within(pos..n, pos + 1);
+            b.end.copy_within(pos..n, pos + 1);
+            b.val.copy_within(pos..n, pos + 1);
+            // In range: it.0 > start[0] = base, and it.1 was checked.
+            b.start[pos] = (it.0 - b.base) as u32;
+            b.end[pos] = (it.1 - b.base) as u32;
+            b.val[pos] = it.2;
+            self.hdr.len += 1;
+            return true;
+        }
         if n == NARROW_CAP.max(LEAF_CAP) {
             return false;
         }
@@ -701,6 +823,23 @@ impl<V> Slots for Leaf<V> {
         true
     }
     fn remove_item(&mut self, pos: usize) -> Self::Item {
+        let n = self.len();
+        // In place: the base stays and the span only shrinks (I10).
+        if pos > 0
+            && let Some(b) = self.narrow_mut()
+        {
+            let it = (
+                b.base + u64::from(b.start[pos]),
+                b.base + u64::from(b.end[pos]),
+                b.val[pos],
+            );
+            b.start.copy_within(pos + 1..n, pos);
+            b.end.copy_within(pos + 1..n, pos);
+            b.val.copy_within(pos + 1..n, pos);
+            (b.start[n - 1], b.end[n - 1], b.val[n - 1]) = (u32::MAX, u32::MAX, ptr::null_mut());
+            self.hdr.len -= 1;
+            return it;
+        }
         let mut buf = [(0, 0, ptr::null_mut()); NARROW_CAP + 1];
         let n = self.decode(&mut buf);
         let it = buf[pos];
@@ -1004,4 +1143,57 @@ pub(crate) unsafe fn as_leaf<'a, V>(n: *const Header) -> &'a Leaf<V> {
 pub(crate) unsafe fn as_inner<'a>(n: *const Header) -> &'a Inner {
     // SAFETY: caller's requirement.
     unsafe { &*n.cast::<Inner>() }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn leaf(items: &[(u64, u64)]) -> Leaf<u64> {
+        let mut l = Leaf::new(1);
+        let v = ptr::NonNull::<u64>::dangling().as_ptr();
+        let items: Vec<_> = items.iter().map(|&(s, e)| (s, e, v)).collect();
+        l.set_items(&items);
+        l
+    }
+
+    /// The format follows the span exactly at the 32-bit limit (I10), the
+    /// offset searches agree with the keys there, and `sentinels_ok` sees
+    /// a base that is not the first start.
+    #[test]
+    fn narrow_exactly_when_the_span_fits() {
+        let b = 5u64 << 40;
+        let max = u64::from(u32::MAX);
+        let l = leaf(&[(b, b + 1), (b + max - 1, b + max)]);
+        assert!(!l.is_wide() && l.sentinels_ok());
+        assert_eq!((l.start(1), l.end(1)), (b + max - 1, b + max));
+        for (x, le_start, lt_start, le_end) in [
+            (b - 1, 0, 0, 0),
+            (b, 1, 0, 0),
+            (b + 1, 1, 1, 1),
+            (b + max - 1, 2, 1, 1),
+            (b + max, 2, 2, 2),
+            (u64::MAX, 2, 2, 2),
+        ] {
+            assert_eq!(l.count_le_start(x), le_start, "{x:#x}");
+            assert_eq!(l.count_lt_start(x), lt_start, "{x:#x}");
+            assert_eq!(l.count_le_end(x), le_end, "{x:#x}");
+        }
+        assert_eq!(l.find(b + max - 1), Some(1));
+        assert_eq!(l.find(b + max), None);
+        let w = leaf(&[(b, b + 1), (b + max, b + max + 1)]);
+        assert!(w.is_wide() && w.sentinels_ok());
+        let mut c = leaf(&[(b, b + 1), (b + 2, b + 3)]);
+        // SAFETY: `c` is narrow (checked), so that is the initialised field.
+        unsafe {
+            assert!(!c.is_wide());
+            c.body.narrow.base -= 1;
+            c.body.narrow.start[0] += 1;
+            c.body.narrow.end[0] += 1;
+            c.body.narrow.start[1] += 1;
+            c.body.narrow.end[1] += 1;
+        }
+        assert_eq!(c.start(0), b, "same keys, another base");
+        assert!(!c.sentinels_ok());
+    }
 }

@@ -230,10 +230,18 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
         // (Starting at the first interval that meets the window, found by
         // counting over `start`/`end`, measured 10 % slower at 256Ki: it
         // touches the whole key arrays; the rejected intervals cost less.)
+        // Intervals ending at or before the window's start (forward), or
+        // starting at or after its end (reverse), cannot hold a fit: skip
+        // them with one count over the (narrow: 32-bit) keys.
         if q.rev {
-            (0..=len).rev().find_map(fit)
+            let last = if q.hi == 0 {
+                0
+            } else {
+                l.count_le_end(q.hi - 1)
+            };
+            (0..=last).rev().find_map(fit)
         } else {
-            (0..=len).find_map(fit)
+            (l.count_le_start(q.lo)..=len).find_map(fit)
         }
     } else {
         // Every array of the node is read: start loading all of it.

@@ -279,7 +279,12 @@ impl<V> Core<V> {
         match unsafe { fresh::<V>(n) } {
             Node::Leaf(l) => {
                 let pos = l.count_lt_start(item.0);
-                (n, self.insert_slot(l, pos, item), None)
+                let split = self.insert_slot(l, pos, item);
+                let s = match (split, before) {
+                    (None, Some(b)) => Some(l.summary_after_insert(pos, b)),
+                    _ => None,
+                };
+                (n, split, s)
             }
             Node::Inner(inn) => {
                 let i = count_le(&inn.min, inn.len(), item.0).saturating_sub(1);
@@ -429,9 +434,10 @@ impl<V> Core<V> {
             Node::Leaf(l) => {
                 let j = l.count_le_start(start) - 1;
                 debug_assert_eq!(l.start(j), start);
+                let s = before.and_then(|b| l.summary_after_remove(j, b));
                 let (_, _, v) = l.remove_item(j);
                 self.removed.push(v);
-                (n, None)
+                (n, s)
             }
             Node::Inner(inn) => {
                 let i = count_le(&inn.min, inn.len(), start) - 1;
