@@ -469,12 +469,12 @@ impl<V> Leaf<V> {
     }
 
     /// Whether the unused slots hold the sentinel of the leaf's format (I5)
-    /// and a narrow leaf's base is its first start (I10).
+    /// and a narrow leaf's base is its first start (I10: offset 0).
     pub(crate) fn sentinels_ok(&self) -> bool {
         let n = self.len();
         match self.narrow() {
             Some(b) => {
-                (n == 0 || b.base == self.start(0))
+                (n == 0 || b.start[0] == 0)
                     && (n..NARROW_CAP).all(|j| {
                         b.start[j] == u32::MAX && b.end[j] == u32::MAX && b.val[j].is_null()
                     })
@@ -1143,4 +1143,57 @@ pub(crate) unsafe fn as_leaf<'a, V>(n: *const Header) -> &'a Leaf<V> {
 pub(crate) unsafe fn as_inner<'a>(n: *const Header) -> &'a Inner {
     // SAFETY: caller's requirement.
     unsafe { &*n.cast::<Inner>() }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn leaf(items: &[(u64, u64)]) -> Leaf<u64> {
+        let mut l = Leaf::new(1);
+        let v = ptr::NonNull::<u64>::dangling().as_ptr();
+        let items: Vec<_> = items.iter().map(|&(s, e)| (s, e, v)).collect();
+        l.set_items(&items);
+        l
+    }
+
+    /// The format follows the span exactly at the 32-bit limit (I10), the
+    /// offset searches agree with the keys there, and `sentinels_ok` sees
+    /// a base that is not the first start.
+    #[test]
+    fn narrow_exactly_when_the_span_fits() {
+        let b = 5u64 << 40;
+        let max = u64::from(u32::MAX);
+        let l = leaf(&[(b, b + 1), (b + max - 1, b + max)]);
+        assert!(!l.is_wide() && l.sentinels_ok());
+        assert_eq!((l.start(1), l.end(1)), (b + max - 1, b + max));
+        for (x, le_start, lt_start, le_end) in [
+            (b - 1, 0, 0, 0),
+            (b, 1, 0, 0),
+            (b + 1, 1, 1, 1),
+            (b + max - 1, 2, 1, 1),
+            (b + max, 2, 2, 2),
+            (u64::MAX, 2, 2, 2),
+        ] {
+            assert_eq!(l.count_le_start(x), le_start, "{x:#x}");
+            assert_eq!(l.count_lt_start(x), lt_start, "{x:#x}");
+            assert_eq!(l.count_le_end(x), le_end, "{x:#x}");
+        }
+        assert_eq!(l.find(b + max - 1), Some(1));
+        assert_eq!(l.find(b + max), None);
+        let w = leaf(&[(b, b + 1), (b + max, b + max + 1)]);
+        assert!(w.is_wide() && w.sentinels_ok());
+        let mut c = leaf(&[(b, b + 1), (b + 2, b + 3)]);
+        // SAFETY: `c` is narrow (checked), so that is the initialised field.
+        unsafe {
+            assert!(!c.is_wide());
+            c.body.narrow.base -= 1;
+            c.body.narrow.start[0] += 1;
+            c.body.narrow.end[0] += 1;
+            c.body.narrow.start[1] += 1;
+            c.body.narrow.end[1] += 1;
+        }
+        assert_eq!(c.start(0), b, "same keys, another base");
+        assert!(!c.sentinels_ok());
+    }
 }
