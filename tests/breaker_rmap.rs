@@ -9,11 +9,14 @@
 
 #[path = "common/frames.rs"]
 mod frames;
+#[path = "common/rng.rs"]
+mod rng;
 use frames::assert_all_freed;
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultPolicy, MapFlags, Prot, RemapFlags,
     WriterLocking,
 };
+use rng::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -56,19 +59,6 @@ const POLICIES: [FaultPolicy; 4] = [
 
 fn tag(space: u64, page: u64, seq: u64) -> u64 {
     (space << 48) | (page << 32) | seq
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 struct Kid {
