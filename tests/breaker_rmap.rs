@@ -50,12 +50,7 @@ const PRIV: MapFlags = MapFlags::PRIVATE
 const SHARED: MapFlags = MapFlags::SHARED
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 4] = [
-    FaultPolicy::Speculative,
-    FaultPolicy::PerVmaLock,
-    FaultPolicy::MmapLock,
-    FaultPolicy::RangeLock,
-];
+const POLICIES: [FaultPolicy; 4] = FaultPolicy::ALL;
 
 fn tag(space: u64, page: u64, seq: u64) -> u64 {
     (space << 48) | (page << 32) | seq

@@ -23,12 +23,7 @@ const PRIV: MapFlags = MapFlags::PRIVATE
 const SHARED: MapFlags = MapFlags::SHARED
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 4] = [
-    FaultPolicy::Speculative,
-    FaultPolicy::PerVmaLock,
-    FaultPolicy::MmapLock,
-    FaultPolicy::RangeLock,
-];
+const POLICIES: [FaultPolicy; 4] = FaultPolicy::ALL;
 
 fn family_ok(spaces: &[&AddressSpace]) {
     AddressSpace::check_family(spaces).unwrap();

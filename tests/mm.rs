@@ -18,12 +18,7 @@ const P: u64 = 4096;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
 const FIXED: MapFlags = ANON.union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 4] = [
-    FaultPolicy::Speculative,
-    FaultPolicy::PerVmaLock,
-    FaultPolicy::MmapLock,
-    FaultPolicy::RangeLock,
-];
+const POLICIES: [FaultPolicy; 4] = FaultPolicy::ALL;
 
 /// Runs `f` once per fault policy, then checks the invariants.
 fn each(f: impl Fn(&AddressSpace)) {

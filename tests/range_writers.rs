@@ -164,12 +164,7 @@ fn disjoint_writers_concurrent_equals_serial() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
     for seed in 1..=rounds {
-        for policy in [
-            FaultPolicy::Speculative,
-            FaultPolicy::PerVmaLock,
-            FaultPolicy::MmapLock,
-            FaultPolicy::RangeLock,
-        ] {
+        for policy in FaultPolicy::ALL {
             differential(policy, WriterLocking::Range, seed);
         }
         differential(FaultPolicy::Speculative, WriterLocking::Global, seed);
@@ -181,12 +176,7 @@ fn disjoint_writers_concurrent_equals_serial() {
 /// writer elsewhere), and installs are never lost.
 #[test]
 fn stable_faults_beside_churning_writers() {
-    for policy in [
-        FaultPolicy::Speculative,
-        FaultPolicy::PerVmaLock,
-        FaultPolicy::MmapLock,
-        FaultPolicy::RangeLock,
-    ] {
+    for policy in FaultPolicy::ALL {
         let mm = Arc::new(AddressSpace::with_policy(policy));
         let stable = BASE + 8 * WINDOW;
         let rw = Prot::READ | Prot::WRITE;

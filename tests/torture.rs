@@ -399,12 +399,7 @@ const SCRATCH: u64 = 0x2800_0000;
 /// retired and repopulated): anything goes.
 const CHURN: u64 = 0x3000_0000;
 const CHURN_PAGES: u64 = 1024;
-const POLICIES: [FaultPolicy; 4] = [
-    FaultPolicy::Speculative,
-    FaultPolicy::PerVmaLock,
-    FaultPolicy::MmapLock,
-    FaultPolicy::RangeLock,
-];
+const POLICIES: [FaultPolicy; 4] = FaultPolicy::ALL;
 
 struct MmSection {
     spaces: Vec<AddressSpace>,

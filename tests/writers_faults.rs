@@ -21,12 +21,7 @@ const RW: Prot = Prot::READ.union(Prot::WRITE);
 const FIXED: MapFlags = MapFlags::PRIVATE
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
-const POLICIES: [FaultPolicy; 4] = [
-    FaultPolicy::Speculative,
-    FaultPolicy::PerVmaLock,
-    FaultPolicy::MmapLock,
-    FaultPolicy::RangeLock,
-];
+const POLICIES: [FaultPolicy; 4] = FaultPolicy::ALL;
 
 fn rounds() -> usize {
     std::env::var("WF_ROUNDS")

@@ -186,6 +186,23 @@ pub enum FaultPolicy {
     RangeLock,
 }
 
+impl FaultPolicy {
+    /// Every policy, in declaration order (what tests and benches run each
+    /// case under).
+    ///
+    /// ```
+    /// use maple_rcu::mm::FaultPolicy;
+    /// assert_eq!(FaultPolicy::ALL.len(), 4);
+    /// assert_eq!(FaultPolicy::ALL[0], FaultPolicy::default());
+    /// ```
+    pub const ALL: [FaultPolicy; 4] = [
+        FaultPolicy::Speculative,
+        FaultPolicy::PerVmaLock,
+        FaultPolicy::MmapLock,
+        FaultPolicy::RangeLock,
+    ];
+}
+
 /// How writers (mmap, munmap, mprotect, mremap, brk, stack growth) exclude
 /// each other (issue 11; [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

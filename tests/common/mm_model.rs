@@ -1097,12 +1097,7 @@ impl Harness {
 
 /// Runs `ops` under every fault policy.
 pub fn run_all(ops: &[Op]) {
-    for p in [
-        FaultPolicy::Speculative,
-        FaultPolicy::PerVmaLock,
-        FaultPolicy::MmapLock,
-        FaultPolicy::RangeLock,
-    ] {
+    for p in FaultPolicy::ALL {
         let mut h = Harness::new(p);
         for op in ops {
             h.apply(op);
