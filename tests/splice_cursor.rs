@@ -8,6 +8,8 @@
 mod counted;
 #[path = "common/tree_model.rs"]
 mod tree_model;
+#[path = "common/tree_ops.rs"]
+mod tree_ops;
 
 use counted::{Log, Val, model_all, tagged};
 use maple_rcu::MapleTree;
@@ -98,11 +100,8 @@ proptest! {
                 Op::Remove(a) => prop_assert_eq!(w.remove(a), m.remove(a)),
                 Op::RemoveExact(s, l) => {
                     let r = rng(s, l);
-                    let want = m.get(s).filter(|(e, _)| *e == r).is_some();
-                    if want {
-                        m.map.remove(&s);
-                    }
-                    prop_assert_eq!(w.remove_exact(r).is_ok(), want);
+                    let want = tree_ops::remove_exact_expect(&mut m, r.clone());
+                    prop_assert_eq!(w.remove_exact(r), want);
                 }
                 Op::Commit => {
                     w.commit();
