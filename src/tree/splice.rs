@@ -34,7 +34,7 @@
 use super::garbage;
 use super::node::{
     Header, KIND_LEAF, LEAF_CAP, Leaf, LeafItem, NARROW_CAP, Slots, Summary, as_inner, as_leaf,
-    count_le, distribute, inner_item, leaf_fits, place, split_point,
+    count_le, distribute, leaf_fits, place, split_point,
 };
 use super::write::{Core, Node, fresh, summary_of, underfull};
 use core::ptr;
@@ -159,15 +159,12 @@ impl<V> Core<V> {
         let Node::Inner(inn) = (unsafe { fresh::<V>(n) }) else {
             unreachable!("cow keeps the kind")
         };
-        // SAFETY: `c` is live and fresh; `inn`'s children are live.
+        // SAFETY: `c` is live and fresh; `inn`'s children are live; a split
+        // `r` is fresh, unlinked and of `c`'s kind (`link_split`'s terms).
         unsafe {
             if let Some(r) = split {
                 inn.set(i, c, summary_of::<V>(c));
-                if self.share(inn, i, r) {
-                    return (Spliced::Changed(n, None, was.map(|_| inn.summary())), y);
-                }
-                let it = inner_item(r, summary_of::<V>(r));
-                let split = self.insert_slot(inn, i + 1, it);
+                let split = self.link_split(inn, i, r);
                 let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
                 return (Spliced::Changed(n, split, ns), y);
             }

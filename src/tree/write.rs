@@ -299,14 +299,32 @@ impl<V> Core<V> {
                     return (n, None, s);
                 };
                 // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
-                if unsafe { self.share(inn, i, r) } {
-                    return (n, None, None);
-                }
-                // SAFETY: `r` is live.
-                let it = inner_item(r, unsafe { summary_of::<V>(r) });
-                (n, self.insert_slot(inn, i + 1, it), None)
+                (n, unsafe { self.link_split(inn, i, r) }, None)
             }
         }
+    }
+
+    /// Child `i` of the fresh node `p` just split off the fresh right half
+    /// `r`: spreads the slots over a neighbour ([`share`](Self::share)) or
+    /// else links `r` at `i + 1`. Returns `p`'s own new right half if that
+    /// split `p` (insert and the one-descent splice both end a split so).
+    ///
+    /// # Safety
+    /// As [`share`](Self::share).
+    pub(super) unsafe fn link_split(
+        &mut self,
+        p: &mut Inner,
+        i: usize,
+        r: *mut Header,
+    ) -> Option<*mut Header> {
+        // SAFETY: our requirement.
+        if unsafe { self.share(p, i, r) } {
+            return None;
+        }
+        // SAFETY: `r` is live (fresh and not freed by `share`, which
+        // returned false and changed nothing).
+        let it = inner_item(r, unsafe { summary_of::<V>(r) });
+        self.insert_slot(p, i + 1, it)
     }
 
     /// Inserts into a fresh node, splitting it when full; returns the new right node.
