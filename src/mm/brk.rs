@@ -4,7 +4,7 @@ use crate::mm::TASK_SIZE;
 use crate::mm::flags::Prot;
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::vm_start_gap;
-use crate::mm::retire::After;
+use crate::mm::retire::{After, Tables};
 use crate::mm::space::{AddressSpace, page_up};
 use crate::mm::vma::{Attrs, Spec};
 use std::ops::Range;
@@ -31,7 +31,7 @@ impl AddressSpace {
                 return orig;
             }
             // Linux restores the old break when the unmap fails.
-            if self.unmap_checked(newbrk..oldbrk).is_err() {
+            if self.unmap_checked(newbrk..oldbrk, Tables::Free).is_err() {
                 return orig;
             }
             w.brk = new;

@@ -5,7 +5,7 @@ use crate::mm::flags::WriterLocking;
 use crate::mm::flags::{MapFlags, Prot};
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area, round_hint_to_min};
-use crate::mm::retire::After;
+use crate::mm::retire::{After, Tables};
 use crate::mm::shmem::{ShmMap, Shmem};
 use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
 use crate::mm::vma::Vma;
@@ -159,7 +159,12 @@ impl AddressSpace {
             range: range.clone(),
             attrs,
         };
-        self.replace(txn, range.clone(), vec![spec], After::Unmap(vec![range]));
+        self.replace(
+            txn,
+            range.clone(),
+            vec![spec],
+            After::Unmap(vec![range], Tables::Keep),
+        );
         Ok(addr)
     }
 }

@@ -5,7 +5,7 @@ use crate::mm::flags::RemapFlags;
 use crate::mm::flags::WriterLocking;
 use crate::mm::pagetable::PAGE;
 use crate::mm::placement::{Thp, get_unmapped_area};
-use crate::mm::retire::{After, Edit};
+use crate::mm::retire::{After, Edit, Tables};
 use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
 use crate::mm::vma::{Spec, Vma};
 use crate::mm::{MMAP_MIN_ADDR, TASK_SIZE};
@@ -160,7 +160,7 @@ impl AddressSpace {
         if !to && new_len <= old_len {
             drop(txn);
             if new_len < old_len
-                && let Err(e) = self.unmap_checked(old + new_len..old + old_len)
+                && let Err(e) = self.unmap_checked(old + new_len..old + old_len, Tables::Free)
             {
                 return Step::Done(Err(e));
             }
@@ -181,7 +181,7 @@ impl AddressSpace {
             // excess tail first (across VMAs), then moves `new_len` bytes.
             let (txn, old_len) = if old_len > new_len {
                 drop(txn);
-                self.unmap_locked(old + new_len..old + old_len);
+                self.unmap_locked(old + new_len..old + old_len, Tables::Free);
                 (self.tree.write(), new_len)
             } else {
                 (txn, old_len)
@@ -301,7 +301,7 @@ impl AddressSpace {
         let work = if dontunmap {
             After::None
         } else {
-            After::Unmap(vec![src])
+            After::Unmap(vec![src], Tables::Free)
         };
         let move_ptes = || {
             pt.zap_range(target.start, target.end);

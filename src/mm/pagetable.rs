@@ -417,8 +417,13 @@ impl PageTables {
 
     /// Writer side: visits every last-level table overlapping `lo..hi` with
     /// its PMD entry, the table's base address and the part of `lo..hi` it
-    /// covers. Upper entries are read with probe RMWs. Caller holds the
-    /// address-space writer lock, so no table visited is freed meanwhile.
+    /// covers. Upper entries are read with probe RMWs. A table is freed
+    /// only by a thread holding a write lock over its whole 2 MiB span
+    /// (DESIGN §4.8, "Freeing tables"); the caller holds a range lock
+    /// overlapping every span it visits (its own writer area, or the whole
+    /// space), or, for [`table_spans`](Self::table_spans), a pin of the
+    /// domain tables are retired through, so no table visited is freed
+    /// meanwhile (M3).
     fn for_each_table(&self, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
         fn visit(dir: &Dir, level: u32, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
             let span = 1u64 << (12 + 9 * level);
@@ -436,8 +441,9 @@ impl PageTables {
                 };
                 if !p.is_null() {
                     if level == 1 {
-                        // SAFETY: writers are serialised and only writers free
-                        // tables, so this linked table is live.
+                        // SAFETY: the caller's range lock excludes whoever
+                        // could free this table, or its pin delays the
+                        // free (see the function's comment): it is live.
                         f(e, unsafe { &*p.cast::<PteTable>() }, base, a, end);
                     } else {
                         // SAFETY: upper tables live until drop.
@@ -637,6 +643,17 @@ impl PageTables {
                 cptl.set(addr, pte);
             }
         });
+    }
+
+    /// The bases of the 2 MiB spans in `lo..hi` that have a last-level
+    /// table linked now (a hint: one may be freed or populated right
+    /// after). Skips absent upper tables, so a huge hole costs nothing.
+    /// `_pin`: a read guard of the domain tables are retired through, which
+    /// keeps every table the walk meets allocated (M3).
+    pub(crate) fn table_spans<T>(&self, _pin: &T, lo: u64, hi: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.for_each_table(lo, hi, false, &mut |_, _, base, _, _| out.push(base));
+        out
     }
 
     /// Swap entries in `lo..hi` as `(addr, pte)` (writer lock or quiescence).

@@ -57,15 +57,30 @@ impl<'t> Edit<'t> {
 }
 
 /// Work on PTEs, done after the replaced VMAs are dead and before the commit
-/// publishes their replacements (M7); `Unmap` also frees emptied tables
-/// after the commit.
+/// publishes their replacements (M7); `Unmap` with [`Tables::Free`] also
+/// frees emptied tables after the commit.
 pub(crate) enum After {
     None,
-    /// Zap these ranges (before the commit) and free the tables the commit
-    /// left without a VMA (after it).
-    Unmap(Vec<Range<u64>>),
+    /// Zap these ranges (before the commit); with [`Tables::Free`], free
+    /// the tables the commit left without a VMA (after it).
+    Unmap(Vec<Range<u64>>, Tables),
     /// Take away what `Prot` does not allow in the range (before the commit).
     Protect(Range<u64>, Prot),
+}
+
+/// Who frees the last-level tables an unmap empties (DESIGN §4.5, §4.8).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Tables {
+    /// The caller's range lock covers the 2 MiB spans of the unmapped
+    /// ranges (mremap, brk, `WriterLocking::Global`): free them right after
+    /// the commit.
+    Free,
+    /// The caller holds only its R-M1 extent: free nothing here. munmap
+    /// frees after releasing it
+    /// ([`free_empty_spans`](AddressSpace::free_empty_spans)); mmap over a
+    /// range leaves its new VMA in every span it touches, so there is
+    /// nothing to free.
+    Keep,
 }
 
 /// A spec tagged with whether it is new in this edit (only new specs merge).
@@ -207,7 +222,7 @@ impl AddressSpace {
         let pte_work = before_commit.is_some()
             || match &work {
                 After::None => false,
-                After::Unmap(rs) => replaced.iter().any(|&v| rs.iter().any(|r| overlaps(v, r))),
+                After::Unmap(rs, _) => replaced.iter().any(|&v| rs.iter().any(|r| overlaps(v, r))),
                 After::Protect(r, _) => replaced.iter().any(|&v| overlaps(v, r)),
             };
         if !pte_work {
@@ -248,7 +263,7 @@ impl AddressSpace {
     /// Returns false, having done nothing, when `r` lies strictly inside one
     /// VMA: that unmap adds a VMA and needs the `vm.max_map_count` check and
     /// reservation under the mutex (the caller takes the transaction path).
-    pub(crate) fn unmap_planned(&self, r: &Range<u64>) -> bool {
+    pub(crate) fn unmap_planned(&self, r: &Range<u64>, tables: Tables) -> bool {
         let mut log = Vec::new();
         let mut published: Vec<*const Vma> = Vec::new();
         {
@@ -280,7 +295,7 @@ impl AddressSpace {
             Op::Remove(_) => 0,
             Op::Insert(_) => 1,
         });
-        let work = After::Unmap(vec![r.clone()]);
+        let work = After::Unmap(vec![r.clone()], tables);
         self.pte_phase(&published, None, &work);
         self.replay(log, 0, work);
         true
@@ -301,7 +316,7 @@ impl AddressSpace {
         }
         match work {
             After::None => {}
-            After::Unmap(ranges) => {
+            After::Unmap(ranges, _) => {
                 for r in ranges {
                     self.pt.zap_range(r.start, r.end);
                 }
@@ -328,7 +343,7 @@ impl AddressSpace {
         }
         self.reserve_maps(-(growth as isize));
         txn.commit();
-        if let After::Unmap(ranges) = work {
+        if let After::Unmap(ranges, Tables::Free) = work {
             let pin = self.tree.pin();
             let empty = |base: u64| pin.range(base..base + PMD_SPAN).next().is_none();
             for r in ranges {
@@ -359,7 +374,7 @@ impl AddressSpace {
         work: After,
     ) {
         let mut e = Edit::new(txn);
-        let zap = matches!(work, After::Unmap(_));
+        let zap = matches!(work, After::Unmap(..));
         self.edit(&mut e, range, new, zap);
         self.finish(e, None, work);
     }

@@ -346,6 +346,8 @@ impl AddressSpace {
             frames_mapped: self.pt.present(0, TASK_SIZE).len() as u64,
             tables_allocated: c.sum(Ctr::TablesAllocated),
             tables_freed: c.sum(Ctr::TablesFreed),
+            tables_kept: c.sum(Ctr::TablesKept),
+            place_waits: c.sum(Ctr::PlaceWaits),
             vmas: self.tree.len() as u64,
             frames_live: f.allocated.saturating_sub(f.freed),
             cow_copies: c.sum(Ctr::CowCopies),

@@ -43,6 +43,11 @@ pub(crate) enum Ctr {
     CowCopies,
     /// COW write faults that reused the frame (refcount 1).
     CowReuses,
+    /// Emptied last-level tables an munmap left linked because its span
+    /// was busy (munmap.rs, `free_empty_spans`).
+    TablesKept,
+    /// Placements that waited for a held area (mmap.rs, `place`).
+    PlaceWaits,
 }
 
 /// The path a fault completed on (the first index of a fault cell).
@@ -75,7 +80,7 @@ fn outcome(r: &Result<FaultOutcome, FaultError>) -> usize {
 const N_OUTCOME: usize = 6;
 
 /// The non-fault events (each has its own counter in a slot).
-const N_EVENT: usize = 8;
+const N_EVENT: usize = 10;
 
 /// Index of an event counter in `Slot::events`, `None` for fault totals.
 #[inline(always)]
@@ -89,6 +94,8 @@ const fn event(c: Ctr) -> Option<usize> {
         Ctr::TablesAllocated => Some(5),
         Ctr::TablesFreed => Some(6),
         Ctr::CowReuses => Some(7),
+        Ctr::TablesKept => Some(8),
+        Ctr::PlaceWaits => Some(9),
         _ => None,
     }
 }
@@ -193,7 +200,7 @@ impl Counters {
     }
 }
 
-const _: () = assert!(matches!(event(Ctr::CowReuses), Some(i) if i == N_EVENT - 1));
+const _: () = assert!(matches!(event(Ctr::PlaceWaits), Some(i) if i == N_EVENT - 1));
 
 /// A snapshot of an address space's counters (exact when no call is running).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -233,6 +240,13 @@ pub struct MmStats {
     pub tables_allocated: u64,
     /// Last-level tables unlinked and retired through Srcu.
     pub tables_freed: u64,
+    /// Times an munmap left an emptied last-level table linked because
+    /// another request held part of its 2 MiB span (DESIGN §4.8, "Freeing
+    /// tables"); the table is reused or freed later.
+    pub tables_kept: u64,
+    /// Times a placement (mmap without FIXED) found no unheld area that
+    /// fits and waited, holding nothing, for held ones (DESIGN §4.8).
+    pub place_waits: u64,
     /// VMAs now.
     pub vmas: u64,
     /// Frames live in the frame table this space shares with its fork

@@ -209,13 +209,7 @@ fn placements_claim_distinct_gaps() {
 #[test]
 fn munmap_vs_mmap_same_hole() {
     model(|| {
-        let mm = Arc::new(AddressSpace::new());
-        mm.mmap(Some(A), P, RW, FIXED).unwrap();
-        mm.fault(A, Access::Write).unwrap();
-        let w = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A, P).unwrap())
-        };
+        let (mm, w) = page_then_munmap();
         let noreplace = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED_NOREPLACE;
         let r = mm.mmap(Some(A), P, RW, noreplace);
         w.join().unwrap();
@@ -230,6 +224,29 @@ fn munmap_vs_mmap_same_hole() {
                 assert!(mm.vmas().is_empty());
             }
         }
+        balanced(&mm);
+    });
+}
+
+/// munmap without the span lock (issue 11, DESIGN §4.8 "Freeing tables"):
+/// writer A unmaps the last VMA of a 2 MiB span (its table then looks
+/// freeable) while writer B maps FIXED into the same span's hole, out of
+/// A's R-M1 extent, and write-faults there. A must never unlink the table
+/// holding B's PTE: B's write is present at the end, A's page is gone, and
+/// the table is freed (by A) or still linked for B. Skipping the emptiness
+/// re-check under the span's `try_write` (freeing on the snapshot taken
+/// before it) fails this model: B's install is lost.
+#[test]
+fn munmap_last_vma_vs_fixed_mmap_fault_same_span() {
+    model(|| {
+        let (mm, w) = page_then_munmap();
+        // Three pages up: B's extent [A + 2P, A + 5P) misses A's [A - P, A + 2P).
+        mm.mmap(Some(A + 3 * P), P, RW, FIXED).unwrap();
+        let r = mm.fault(A + 3 * P, Access::Write);
+        w.join().unwrap();
+        assert!(r.is_ok(), "B's mapped page faulted {r:?}");
+        assert!(mm.translate(A + 3 * P).is_some(), "B's install lost");
+        assert!(mm.translate(A).is_none());
         balanced(&mm);
     });
 }
@@ -509,6 +526,16 @@ fn first_fault_vs_fork() {
         assert_eq!(p.read(A), Ok(5));
         AddressSpace::check_family(&[&p, &c]).unwrap();
     });
+}
+
+/// A space with one written private page at `A`, and a thread unmapping it.
+fn page_then_munmap() -> (Arc<AddressSpace>, thread::JoinHandle<()>) {
+    let mm = one_page();
+    let w = {
+        let mm = mm.clone();
+        thread::spawn(move || mm.munmap(A, P).unwrap())
+    };
+    (mm, w)
 }
 
 /// A space with one private page at `A` holding 1.
