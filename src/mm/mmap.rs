@@ -4,10 +4,13 @@ use crate::mm::error::MmError;
 use crate::mm::flags::WriterLocking;
 use crate::mm::flags::{MapFlags, Prot};
 use crate::mm::pagetable::PAGE;
-use crate::mm::placement::{Thp, get_unmapped_area, round_hint_to_min};
+use crate::mm::placement::{
+    Thp, Window, get_unmapped_area, get_unmapped_area_in, round_hint_to_min,
+};
 use crate::mm::retire::{After, Tables};
 use crate::mm::shmem::{ShmMap, Shmem};
 use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
+use crate::mm::stats::Ctr;
 use crate::mm::vma::Vma;
 use crate::mm::vma::{Attrs, FileMap, Spec};
 use crate::rangelock::RangeWriteGuard;
@@ -19,9 +22,13 @@ impl AddressSpace {
     /// open transaction. FIXED: lock the range, then check. Otherwise the
     /// search runs in the transaction and claims its result with a
     /// `try_write` of the area before the transaction ends, so two threads
-    /// never get the same area; an area some writer holds is waited for
-    /// (holding nothing) and the search redone. A failed search is retried
-    /// while writers are in flight (their unmaps may free room).
+    /// never get the same area. Lock-aware (§4.8): a candidate whose area
+    /// another request holds is skipped, and the search goes on past it
+    /// (below it top-down, above it bottom-up); only when nothing unheld
+    /// fits does it wait, holding nothing, for the first held area it
+    /// skipped, and search again. With no other request in flight this is
+    /// Linux's search exactly. A failed search that skipped nothing is
+    /// retried while writers are in flight (their unmaps may free room).
     pub(crate) fn place(
         &self,
         hint: u64,
@@ -50,23 +57,41 @@ impl AddressSpace {
             if self.too_many_maps(self.map_count(&txn)) {
                 return Err(MmError::NoMem);
             }
-            let addr = match get_unmapped_area(&txn, hint, len, false, thp) {
-                Ok(a) => a,
-                Err(MmError::NoMem) if waits < 64 && self.rl.requests() > 0 => {
-                    drop(txn);
+            let mut window = Window::LINUX;
+            let mut first_held = None;
+            let failed = loop {
+                let (addr, from) = match get_unmapped_area_in(&txn, hint, len, false, thp, &window)
+                {
+                    Ok(found) => found,
+                    Err(e) => break e,
+                };
+                let l = claim_extent(&txn, &(addr..addr + len));
+                if let Ok(w) = self.rl.try_write(l.start, l.end) {
+                    return Ok((w, txn, addr));
+                }
+                // Held by another request (or one waiting for it): skip
+                // it. If it left meanwhile, the same candidate is tried
+                // again.
+                match granted(self.rl.conflicting(l.start, l.end)) {
+                    Some(h) => {
+                        first_held.get_or_insert(h);
+                        window.skip(from, addr, len, h);
+                    }
+                    None => crate::sync::thread::yield_now(),
+                }
+            };
+            drop(txn);
+            match failed {
+                MmError::NoMem if let Some((a, b)) = first_held => {
+                    // Only held space could fit: wait for the best of it.
+                    self.pt.ctr.add(Ctr::PlaceWaits, 1);
+                    granted(self.rl.wait(a, b));
+                }
+                MmError::NoMem if waits < 64 && self.rl.requests() > 0 => {
                     waits += 1;
                     granted(self.rl.wait(0, u64::MAX));
-                    continue;
                 }
-                Err(e) => return Err(e),
-            };
-            let l = claim_extent(&txn, &(addr..addr + len));
-            match self.rl.try_write(l.start, l.end) {
-                Ok(w) => return Ok((w, txn, addr)),
-                Err(_) => {
-                    drop(txn);
-                    granted(self.rl.wait(l.start, l.end));
-                }
+                e => return Err(e),
             }
         }
     }

@@ -33,10 +33,11 @@ pub(crate) fn round_hint_to_min(hint: u64) -> u64 {
     }
 }
 
-/// `unmapped_area_topdown`: the highest `len`-byte range below `MMAP_BASE`,
-/// at or above `MMAP_MIN_ADDR`, free and clear of every GROWSDOWN guard gap.
-fn topdown(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
-    let mut hi = MMAP_BASE;
+/// `unmapped_area_topdown`: the highest `len`-byte range below `top`
+/// (`MMAP_BASE` in Linux's search), at or above `MMAP_MIN_ADDR`, free and
+/// clear of every GROWSDOWN guard gap.
+fn topdown(txn: &WriteTxn<'_, Vma>, len: u64, top: u64) -> Option<u64> {
+    let mut hi = top;
     loop {
         if hi <= MMAP_MIN_ADDR {
             return None;
@@ -50,9 +51,10 @@ fn topdown(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
     }
 }
 
-/// `unmapped_area` (bottom-up), Linux's fallback when the top-down search fails.
-fn bottomup(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
-    let mut lo = LEGACY_BASE;
+/// `unmapped_area` (bottom-up) from `bottom` (`LEGACY_BASE` in Linux's
+/// search), the fallback when the top-down search fails.
+fn bottomup(txn: &WriteTxn<'_, Vma>, len: u64, bottom: u64) -> Option<u64> {
+    let mut lo = bottom;
     loop {
         if lo >= TASK_SIZE {
             return None;
@@ -66,8 +68,58 @@ fn bottomup(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
     }
 }
 
-fn search(txn: &WriteTxn<'_, Vma>, len: u64) -> Option<u64> {
-    topdown(txn, len).or_else(|| bottomup(txn, len))
+fn search(txn: &WriteTxn<'_, Vma>, len: u64, w: &Window) -> Option<(u64, Source)> {
+    topdown(txn, len, w.top)
+        .map(|a| (a, Source::TopDown))
+        .or_else(|| bottomup(txn, len, w.bottom).map(|a| (a, Source::BottomUp)))
+}
+
+/// Where a placement may still look (DESIGN §4.8, "Lock-aware placement"):
+/// the hint while `hint`, the top-down search below `top`, the bottom-up
+/// search from `bottom`. [`Window::LINUX`] is Linux's whole search; a
+/// placement whose candidate area another request holds narrows the window
+/// past that area ([`Window::skip`]) and searches on instead of waiting.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    hint: bool,
+    top: u64,
+    bottom: u64,
+}
+
+/// Which part of the search produced a placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// FIXED, or a hint taken as is.
+    Hint,
+    /// The top-down search (THP-padded or plain).
+    TopDown,
+    /// The bottom-up fallback.
+    BottomUp,
+}
+
+impl Window {
+    /// Linux's search: the hint, then top-down below `MMAP_BASE`, then
+    /// bottom-up from `LEGACY_BASE`.
+    pub(crate) const LINUX: Window = Window {
+        hint: true,
+        top: MMAP_BASE,
+        bottom: LEGACY_BASE,
+    };
+
+    /// Narrows the window past `held`, a range some other request holds
+    /// that conflicts with the claim of `[addr, addr + len)`, found by
+    /// `from`. Top-down: the next candidate ends one page below both
+    /// `held` and this candidate's end, so its one-page claim margin (R-M1)
+    /// stays clear of `held`; bottom-up: it starts one page above both.
+    /// Either bound moves strictly (the candidate lay inside the window), so
+    /// a placement meets each held area at most once per search.
+    pub(crate) fn skip(&mut self, from: Source, addr: u64, len: u64, held: (u64, u64)) {
+        match from {
+            Source::Hint => self.hint = false,
+            Source::TopDown => self.top = held.0.min(addr + len).saturating_sub(PAGE),
+            Source::BottomUp => self.bottom = held.1.max(addr).saturating_add(PAGE),
+        }
+    }
 }
 
 /// Whether a free `[addr, addr + len)` satisfies x86's hint rule
@@ -124,6 +176,19 @@ pub(crate) fn get_unmapped_area(
     fixed: bool,
     thp: Thp,
 ) -> Result<u64, MmError> {
+    get_unmapped_area_in(txn, hint, len, fixed, thp, &Window::LINUX).map(|(a, _)| a)
+}
+
+/// [`get_unmapped_area`] within `w`, with where the result came from. With
+/// [`Window::LINUX`] it is Linux's search exactly.
+pub(crate) fn get_unmapped_area_in(
+    txn: &WriteTxn<'_, Vma>,
+    hint: u64,
+    len: u64,
+    fixed: bool,
+    thp: Thp,
+    w: &Window,
+) -> Result<(u64, Source), MmError> {
     if len > TASK_SIZE {
         return Err(MmError::NoMem);
     }
@@ -137,10 +202,10 @@ pub(crate) fn get_unmapped_area(
         if hint < MMAP_MIN_ADDR {
             return Err(MmError::Perm);
         }
-        return Ok(hint);
+        return Ok((hint, Source::Hint));
     }
     if hint != 0 {
-        if hint_fits(txn, hint, len) {
+        if w.hint && hint_fits(txn, hint, len) {
             // `__get_unmapped_area` ends with `security_mmap_addr(addr)`:
             // EPERM below mmap_min_addr. Only mremap's DONTUNMAP hint gets
             // here with such an address (mmap's went through
@@ -148,20 +213,21 @@ pub(crate) fn get_unmapped_area(
             if hint < MMAP_MIN_ADDR {
                 return Err(MmError::Perm);
             }
-            return Ok(hint);
+            return Ok((hint, Source::Hint));
         }
     } else if let Thp::Offset(off) = thp
         && let Some(padded) = len.checked_add(HPAGE_SIZE)
-        && let Some(start) = search(txn, padded)
+        && let Some((start, from)) = search(txn, padded, w)
     {
         let off_sub = off.wrapping_sub(start) & (HPAGE_SIZE - 1);
-        return Ok(if off_sub == 0 {
+        let addr = if off_sub == 0 {
             start + HPAGE_SIZE
         } else {
             start + off_sub
-        });
+        };
+        return Ok((addr, from));
     }
-    search(txn, len).ok_or(MmError::NoMem)
+    search(txn, len, w).ok_or(MmError::NoMem)
 }
 
 #[cfg(all(test, not(loom)))]

@@ -233,6 +233,41 @@ impl RangeLock {
         }
     }
 
+    /// The smallest range covering every request, held or waiting, that a
+    /// write request for `[start, end)` would wait for now: `Ok(None)` if
+    /// there is none. A snapshot (requests come and go right after), for a
+    /// caller whose `try_write` failed and who would rather go elsewhere
+    /// than wait (the lock-aware placement of `mmap`, DESIGN §4.8). Takes
+    /// the table mutex and scans the fast slots like an arrival (§7.4:
+    /// O(log n + k log n)); a fast slot that changes while read is skipped.
+    /// The lock's own requests are untouched: no cost and no effect on
+    /// fairness for anyone else.
+    pub fn conflicting(&self, start: u64, end: u64) -> Result<Option<(u64, u64)>, RangeLockError> {
+        check(start, end)?;
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        let mut add = |a: u64, b: u64| {
+            if a < end && start < b {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        };
+        for s in self.fast.iter() {
+            if let Ok(Some((a, b, _))) = s.request() {
+                add(a, b);
+            }
+        }
+        {
+            let mut t = sync::lock(&self.table);
+            let ov = t.overlaps(start, end);
+            for &o in &ov {
+                let n = t.node(o);
+                add(n.start, n.end);
+            }
+            t.put_scratch(ov);
+        }
+        Ok((lo < hi).then_some((lo, hi)))
+    }
+
     /// Number of requests in the table, held and waiting (a snapshot, for
     /// diagnostics and tests).
     pub fn requests(&self) -> usize {

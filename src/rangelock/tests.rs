@@ -278,3 +278,26 @@ fn waiters_are_counted_and_woken_in_a_chain() {
     let o = order.lock().unwrap().clone();
     assert_eq!(o[2], 2, "writer granted before the earlier readers: {o:?}");
 }
+
+/// `conflicting` reports the hull of every request a write would wait for,
+/// fast-path and table alike, and nothing for a free range.
+#[test]
+fn conflicting_reports_the_hull_of_overlapping_requests() {
+    let lock = RangeLock::new();
+    assert_eq!(lock.conflicting(0, 100), Ok(None));
+    let fast = lock.write(10, 20).unwrap();
+    let mut set = lock.set();
+    set.read(22, 25).unwrap();
+    set.read(30, 40).unwrap(); // nested: through the table
+    assert_eq!(lock.conflicting(0, 100), Ok(Some((10, 40))));
+    assert_eq!(lock.conflicting(15, 23), Ok(Some((10, 25))));
+    assert_eq!(lock.conflicting(20, 22), Ok(None));
+    assert_eq!(lock.conflicting(40, 50), Ok(None));
+    assert!(lock.conflicting(5, 5).is_err());
+    assert!(lock.try_write(15, 23).is_err());
+    drop(fast);
+    assert_eq!(lock.conflicting(0, 21), Ok(None));
+    set.release_all();
+    assert_eq!(lock.conflicting(0, 100), Ok(None));
+    validate(&lock);
+}

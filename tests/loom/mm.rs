@@ -182,7 +182,8 @@ fn adjacent_writers_merge() {
 }
 
 /// Two placements racing for the same gap get different areas (the search
-/// claims its result with a range lock inside its tree transaction).
+/// claims its result with a range lock inside its tree transaction), and
+/// the second never waits for the first's claim.
 #[test]
 fn placements_claim_distinct_gaps() {
     model(|| {
@@ -195,9 +196,43 @@ fn placements_claim_distinct_gaps() {
         let a = mm.mmap(None, P, RW, anon).unwrap();
         let b = w.join().unwrap();
         assert_ne!(a, b);
-        assert_eq!(a.abs_diff(b), P, "top-down placements are adjacent");
         let v = mm.vmas();
-        assert_eq!(v.len(), 1, "adjacent anonymous VMAs merge: {v:?}");
+        // The second either found the first released (adjacent, merged) or
+        // still holding its claim and skipped below it, past both claim
+        // margins (lock-aware placement, DESIGN §4.8), without waiting.
+        match a.abs_diff(b) {
+            P => assert_eq!(v.len(), 1, "adjacent anonymous VMAs merge: {v:?}"),
+            d => assert_eq!((d, v.len()), (3 * P, 2), "{v:?}"),
+        }
+        assert_eq!(mm.stats().place_waits, 0);
+        balanced(&mm);
+    });
+}
+
+/// Lock-aware placement (issue 11, DESIGN §4.8): a placement whose best gap
+/// (the top) is held by a FIXED mmap in flight there never waits for it
+/// (`place_waits` stays 0): it goes on below the held area. Every
+/// interleaving ends with the FIXED mapping at the top and the placed one
+/// either below it (apart, or merged with it) or replaced by it (the
+/// placement ran first, claiming the top, and the FIXED mmap mapped over it).
+/// Making the placement wait for the held area instead fails the model.
+#[test]
+fn placement_skips_a_held_gap() {
+    const TOP: u64 = maple_rcu::mm::MMAP_BASE - P;
+    model(|| {
+        let mm = Arc::new(AddressSpace::new());
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.mmap(Some(TOP), P, RW, FIXED).unwrap())
+        };
+        let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
+        let a = mm.mmap(None, P, RW, anon).unwrap();
+        assert_eq!(w.join().unwrap(), TOP);
+        assert_eq!(mm.stats().place_waits, 0, "the placement waited");
+        assert!(a == TOP || a + P <= TOP, "{a:#x}");
+        let v = mm.vmas();
+        assert!(v.iter().any(|v| v.range.contains(&TOP)), "{v:?}");
+        assert!(v.iter().any(|v| v.range.contains(&a)), "{v:?}");
         balanced(&mm);
     });
 }
