@@ -127,3 +127,53 @@ impl AddressSpace {
         self.replace(txn, r.clone(), Vec::new(), After::Unmap(vec![r], tables));
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::mm::pagetable::{PMD_SPAN, PTE_PRESENT, PTE_READ};
+    use crate::mm::{Access, AddressSpace, MapFlags, Prot};
+
+    /// An munmap whose span is busy leaves the emptied table linked
+    /// (`tables_kept`); `check()` accepts it, the next munmap touching the
+    /// span that finds it quiet frees it, and `check()` still fails on a
+    /// PTE in a span with no VMA.
+    #[test]
+    fn busy_span_keeps_its_empty_table_and_check_still_audits_ptes() {
+        let s = 0x4000_0000u64;
+        let p = 4096;
+        let fixed = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED;
+        let busy = |mm: &AddressSpace| {
+            mm.mmap(Some(s), p, Prot::READ | Prot::WRITE, fixed)
+                .unwrap();
+            mm.fault(s, Access::Write).unwrap();
+            // Another request in the span, outside the munmap's extent.
+            let g = mm.rl.try_read(s + 100 * p, s + 101 * p).unwrap();
+            mm.munmap(s, p).unwrap();
+            drop(g);
+        };
+        let mm = AddressSpace::new();
+        busy(&mm);
+        let st = mm.stats();
+        assert_eq!((st.tables_kept, st.tables_freed), (1, 0), "{st:?}");
+        assert!(mm.translate(s).is_none());
+        mm.check().unwrap();
+        // A quiet munmap in the span (of a hole) frees it.
+        mm.munmap(s + 7 * p, p).unwrap();
+        assert_eq!(mm.stats().tables_freed, 1);
+        mm.check().unwrap();
+
+        let mm = AddressSpace::new();
+        busy(&mm);
+        {
+            let pin = mm.tree.pin();
+            let t = mm.pt.walk(&pin, s, false).expect("the kept table");
+            t.lock().set(s + PMD_SPAN / 2, PTE_PRESENT | PTE_READ);
+        }
+        let e = mm.check().unwrap_err();
+        assert!(e.contains("outside every VMA"), "{e}");
+        // Remove the forged PTE (it maps no frame) before the space drops.
+        let pin = mm.tree.pin();
+        let t = mm.pt.walk(&pin, s, false).expect("the kept table");
+        t.lock().set(s + PMD_SPAN / 2, 0);
+    }
+}
