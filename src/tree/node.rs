@@ -40,9 +40,14 @@ pub(crate) const LEAF_CAP: usize = 10;
 /// the leaf's span `end[n - 1] - start[0]` fits in 32 bits.
 #[cfg(not(loom))]
 pub(crate) const NARROW_CAP: usize = 14;
-/// Children per inner node.
+/// Children per wide inner node (64-bit keys): the capacity every inner
+/// node has, whatever its keys.
 #[cfg(not(loom))]
 pub(crate) const INNER_CAP: usize = 7;
+/// Children per narrow inner node (scaled 32-bit offsets from a per-node
+/// base, I11), used when the node's keys allow it.
+#[cfg(not(loom))]
+pub(crate) const INNER_NARROW_CAP: usize = 11;
 // Under loom, tiny nodes so that splits and merges happen within a few operations.
 #[cfg(loom)]
 pub(crate) const LEAF_CAP: usize = 3;
@@ -50,6 +55,8 @@ pub(crate) const LEAF_CAP: usize = 3;
 pub(crate) const NARROW_CAP: usize = 3;
 #[cfg(loom)]
 pub(crate) const INNER_CAP: usize = 3;
+#[cfg(loom)]
+pub(crate) const INNER_NARROW_CAP: usize = 3;
 
 /// Minimum entries of a non-root leaf (I1).
 pub(crate) const LEAF_MIN: usize = LEAF_CAP / 2;
@@ -66,9 +73,12 @@ pub(crate) struct Header {
     pub(crate) txn: u64,
     pub(crate) kind: u8,
     pub(crate) len: u8,
-    /// A leaf's format: 64-bit keys (`true`) or 32-bit offsets (`false`);
-    /// `false` for inner nodes. See [`Leaf`].
+    /// The node's format: 64-bit keys (`true`) or 32-bit offsets (`false`).
+    /// See [`Leaf`] (I10) and [`Inner`] (I11).
     pub(crate) wide: bool,
+    /// A narrow inner node's scale: its offsets count units of
+    /// `2^shift` (I11); 0 otherwise.
+    pub(crate) shift: u8,
     /// loom-only liveness marker (see `sync::LiveCell`).
     pub(crate) live: LiveCell,
 }
@@ -80,6 +90,7 @@ impl Header {
             kind,
             len: 0,
             wide: false,
+            shift: 0,
             live: LiveCell::new(),
         }
     }
@@ -154,17 +165,88 @@ fn narrow_span<V>(items: &[LeafItem<V>]) -> bool {
     }
 }
 
-/// An inner node.
+/// An inner node, in one of two formats chosen by its children's summaries
+/// (I11): *narrow* (`hdr.wide == false`) when every key it stores (each
+/// child's `min`, `max` and `gap`), taken relative to `base = min[0]`, is a
+/// multiple of `2^shift` (`shift` the largest such, in the header) and the
+/// scaled span `(max[n - 1] - base) >> shift` is below `u32::MAX`: up to
+/// `INNER_NARROW_CAP` (11) children with 32-bit scaled offsets; else
+/// *wide*: up to `INNER_CAP` (7) children with 64-bit keys. Both are 256
+/// bytes. A narrow node does not store `min[0]` (it is the base, offset 0),
+/// so its header, base and the ten other `min` offsets are cache line 0.
+/// Read through [`Inner::child`], [`Inner::slot_summary`] and the counting
+/// searches; written through [`Slots`] and [`Inner::set`].
 #[repr(C, align(64))]
 pub(crate) struct Inner {
     pub(crate) hdr: Header,
-    pub(crate) min: [u64; INNER_CAP],
-    pub(crate) child: [*mut Header; INNER_CAP],
-    pub(crate) max: [u64; INNER_CAP],
-    pub(crate) gap: [u64; INNER_CAP],
+    body: InnerBody,
+}
+
+/// The two inner formats; `hdr.wide` says which one is initialised.
+#[repr(C)]
+union InnerBody {
+    narrow: NarrowInner,
+    wide: WideInner,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct NarrowInner {
+    base: u64,
+    /// Scaled offsets of `min[1..]` (`min[0]` is `base`).
+    min: [u32; INNER_NARROW_CAP - 1],
+    child: [*mut Header; INNER_NARROW_CAP],
+    max: [u32; INNER_NARROW_CAP],
+    gap: [u32; INNER_NARROW_CAP],
     /// Per child, the alignment exponent of its internal gaps (see
     /// [`Summary::al`]); `u8::MAX` in unused slots (I5).
-    pub(crate) al: [u8; INNER_CAP],
+    al: [u8; INNER_NARROW_CAP],
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct WideInner {
+    min: [u64; INNER_CAP],
+    child: [*mut Header; INNER_CAP],
+    max: [u64; INNER_CAP],
+    gap: [u64; INNER_CAP],
+    al: [u8; INNER_CAP],
+}
+
+/// One inner slot: `(min, max, gap, al, child)`.
+pub(crate) type InnerItem = (u64, u64, u64, u8, *mut Header);
+
+/// The narrow encoding of inner slots `items` (in key order), `(base,
+/// shift)`, or `None` when they need the wide format (I11). The shift is
+/// the number of trailing zero bits common to every `min - base`, `max -
+/// base` and `gap`; the scaled span must stay below `u32::MAX`, the unused
+/// slots' sentinel, so that a saturated search key compares exactly.
+#[inline]
+fn inner_narrow(items: &[InnerItem]) -> Option<(u64, u32)> {
+    let n = items.len();
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        return Some((0, 0));
+    };
+    if n > INNER_NARROW_CAP {
+        return None;
+    }
+    let base = first.0;
+    let mut or = 0;
+    for &(mn, mx, g, _, _) in items {
+        // Wrapping: validate() decodes corrupt slots too; in order they
+        // are all >= base.
+        or |= mn.wrapping_sub(base) | mx.wrapping_sub(base) | g;
+    }
+    // `or > 0`: max[0] > min[0] = base (I2).
+    let shift = if or == 0 { 0 } else { or.trailing_zeros() };
+    (last.1.wrapping_sub(base) >> shift < u64::from(u32::MAX)).then_some((base, shift))
+}
+
+/// Can one inner node hold `items`? Up to `INNER_CAP` always; up to
+/// `INNER_NARROW_CAP` when they have a narrow encoding (I11).
+#[inline]
+pub(crate) fn inner_fits(items: &[InnerItem]) -> bool {
+    items.len() <= INNER_CAP || inner_narrow(items).is_some()
 }
 
 const _: () = assert!(NARROW_CAP >= LEAF_CAP);
@@ -175,10 +257,14 @@ const _: () = {
     assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
     assert!(size_of::<Inner>() == 256);
     assert!(size_of::<Narrow<u64>>() <= 240 && size_of::<Wide<u64>>() == 240);
+    assert!(size_of::<NarrowInner>() <= 240 && size_of::<WideInner>() <= 240);
+    assert!(size_of::<Header>() == 16);
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
-    // `get` reads `min` and one `child`: both in the first two cache lines.
-    assert!(core::mem::offset_of!(Inner, max) <= 128);
+    // `get` reads `min` and one `child`: a narrow node's header, base and
+    // `min` are line 0; a wide node's `min` and `child` lines 0-1.
+    assert!(16 + core::mem::offset_of!(NarrowInner, child) <= 64);
+    assert!(16 + core::mem::offset_of!(WideInner, max) <= 128);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,
@@ -591,14 +677,20 @@ fn summary_of(n: usize, start: impl Fn(usize) -> u64, end: impl Fn(usize) -> u64
 }
 
 impl Inner {
+    /// An empty (narrow) inner node.
     pub(crate) fn new(txn: u64) -> Self {
         Self {
             hdr: Header::new(KIND_INNER, txn),
-            min: [u64::MAX; INNER_CAP],
-            child: [ptr::null_mut(); INNER_CAP],
-            max: [u64::MAX; INNER_CAP],
-            gap: [u64::MAX; INNER_CAP],
-            al: [u8::MAX; INNER_CAP],
+            body: InnerBody {
+                narrow: NarrowInner {
+                    base: 0,
+                    min: [u32::MAX; INNER_NARROW_CAP - 1],
+                    child: [ptr::null_mut(); INNER_NARROW_CAP],
+                    max: [u32::MAX; INNER_NARROW_CAP],
+                    gap: [u32::MAX; INNER_NARROW_CAP],
+                    al: [u8::MAX; INNER_NARROW_CAP],
+                },
+            },
         }
     }
 
@@ -607,37 +699,286 @@ impl Inner {
         self.hdr.len as usize
     }
 
+    /// Is this node in the wide (64-bit key) format?
+    #[cfg(test)]
+    pub(crate) fn is_wide(&self) -> bool {
+        self.hdr.wide
+    }
+
+    /// The narrow body, if that is the format.
+    #[inline(always)]
+    fn narrow(&self) -> Option<&NarrowInner> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: `hdr.wide` names the initialised union field (I11);
+            // every writer (`new`, `set_items`, `set`, a block copy with its
+            // header) keeps the two in step.
+            Some(unsafe { &self.body.narrow })
+        }
+    }
+
+    /// The narrow body, mutable, if that is the format.
+    #[inline(always)]
+    fn narrow_mut(&mut self) -> Option<&mut NarrowInner> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: as in `narrow`.
+            Some(unsafe { &mut self.body.narrow })
+        }
+    }
+
+    /// The wide body (only when `hdr.wide`).
+    #[inline(always)]
+    fn wide(&self) -> &WideInner {
+        debug_assert!(self.hdr.wide);
+        // SAFETY: as in `narrow`; callers check `hdr.wide` first.
+        unsafe { &self.body.wide }
+    }
+
+    /// The wide body, mutable (only when `hdr.wide`).
+    #[inline(always)]
+    fn wide_mut(&mut self) -> &mut WideInner {
+        debug_assert!(self.hdr.wide);
+        // SAFETY: as in `narrow`; callers check `hdr.wide` first.
+        unsafe { &mut self.body.wide }
+    }
+
+    /// Children this node's format holds.
+    #[inline(always)]
+    pub(crate) fn cap(&self) -> usize {
+        if self.hdr.wide {
+            INNER_CAP
+        } else {
+            INNER_NARROW_CAP
+        }
+    }
+
+    /// Child `i` (`i < len`; null past `len`, I5).
+    #[inline(always)]
+    pub(crate) fn child(&self, i: usize) -> *mut Header {
+        match self.narrow() {
+            Some(b) => b.child[i],
+            None => self.wide().child[i],
+        }
+    }
+
+    /// The used child pointers.
+    #[inline]
+    pub(crate) fn children(&self) -> &[*mut Header] {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => &b.child[..n],
+            None => &self.wide().child[..n],
+        }
+    }
+
+    /// Points slot `i` at `c`, a node with the same summary (a copy of
+    /// the old child, or the old child changed without changing its
+    /// summary): the keys, hence the format, stay.
+    #[inline]
+    pub(crate) fn set_child(&mut self, i: usize, c: *mut Header) {
+        debug_assert!(i < self.len());
+        match self.narrow_mut() {
+            Some(b) => b.child[i] = c,
+            None => self.wide_mut().child[i] = c,
+        }
+    }
+
+    /// A stored scaled offset or length, back in key units.
+    #[inline(always)]
+    fn unscale(&self, o: u32) -> u64 {
+        u64::from(o) << self.hdr.shift
+    }
+
+    /// First start under child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn min(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) if i == 0 => b.base,
+            Some(b) => b.base + self.unscale(b.min[i - 1]),
+            None => self.wide().min[i],
+        }
+    }
+
+    /// Last end under child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn max(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) => b.base + self.unscale(b.max[i]),
+            None => self.wide().max[i],
+        }
+    }
+
+    /// Largest gap inside child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn gap(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) => self.unscale(b.gap[i]),
+            None => self.wide().gap[i],
+        }
+    }
+
+    /// Alignment exponent of child `i`'s gaps (`i < len`).
+    #[inline(always)]
+    pub(crate) fn al(&self, i: usize) -> u8 {
+        match self.narrow() {
+            Some(b) => b.al[i],
+            None => self.wide().al[i],
+        }
+    }
+
+    /// `x` as a scaled offset for `key <= x` tests: `floor((x - base) /
+    /// 2^shift)`, saturated at `u32::MAX` (exact: every stored offset is
+    /// below it, I11); `None` when `x` lies below the base.
+    #[inline(always)]
+    fn le_key(&self, b: &NarrowInner, x: u64) -> Option<u32> {
+        let d = x.checked_sub(b.base)?;
+        Some(u32::try_from(d >> self.hdr.shift).unwrap_or(u32::MAX))
+    }
+
+    /// `x` as a scaled offset for `key < x` tests: `ceil((x - base) /
+    /// 2^shift)`, saturated likewise (`key < x` ⟺ `offset << shift <
+    /// x - base` ⟺ `offset < ceil(..)`); `None` below the base.
+    #[inline(always)]
+    fn lt_key(&self, b: &NarrowInner, x: u64) -> Option<u32> {
+        let d = x.checked_sub(b.base)?;
+        let s = self.hdr.shift;
+        // No overflow: with s > 0, d >> s < 2^63.
+        let q = (d >> s) + u64::from(d & ((1u64 << s) - 1) != 0);
+        Some(u32::try_from(q).unwrap_or(u32::MAX))
+    }
+
+    /// Number of children with `min <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_min(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            // Child 0 (offset 0) counts whenever x >= base.
+            Some(b) => self.le_key(b, x).map_or(0, |r| {
+                usize::from(n > 0) + count_le(&b.min, n.saturating_sub(1), r)
+            }),
+            None => count_le(&self.wide().min, n, x),
+        }
+    }
+
+    /// Number of children with `min < x`.
+    #[inline(always)]
+    pub(crate) fn count_lt_min(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.lt_key(b, x).map_or(0, |r| {
+                usize::from(n > 0 && r > 0) + count_lt(&b.min, n.saturating_sub(1), r)
+            }),
+            None => count_lt(&self.wide().min, n, x),
+        }
+    }
+
+    /// Number of children with `max <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_max(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.le_key(b, x).map_or(0, |r| count_le(&b.max, n, r)),
+            None => count_le(&self.wide().max, n, x),
+        }
+    }
+
+    /// Number of children with `max < x`.
+    #[inline(always)]
+    pub(crate) fn count_lt_max(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)),
+            None => count_lt(&self.wide().max, n, x),
+        }
+    }
+
+    /// The slots, decoded into `buf`; returns how many.
+    #[inline]
+    fn decode(&self, buf: &mut [InnerItem; INNER_NARROW_CAP + 1]) -> usize {
+        let n = self.len();
+        for (i, slot) in buf.iter_mut().enumerate().take(n) {
+            *slot = self.item(i);
+        }
+        n
+    }
+
+    /// Whether the unused slots hold the sentinel of the node's format (I5).
+    pub(crate) fn sentinels_ok(&self) -> bool {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => {
+                (n.max(1)..INNER_NARROW_CAP).all(|i| b.min[i - 1] == u32::MAX)
+                    && (n..INNER_NARROW_CAP).all(|i| {
+                        b.max[i] == u32::MAX
+                            && b.gap[i] == u32::MAX
+                            && b.al[i] == u8::MAX
+                            && b.child[i].is_null()
+                    })
+            }
+            None => {
+                let w = self.wide();
+                (n..INNER_CAP).all(|i| {
+                    w.min[i] == u64::MAX
+                        && w.max[i] == u64::MAX
+                        && w.gap[i] == u64::MAX
+                        && w.al[i] == u8::MAX
+                        && w.child[i].is_null()
+                })
+            }
+        }
+    }
+
+    /// Whether the format is the one the slots call for (I11): narrow
+    /// exactly when they have a narrow encoding, and then with its shift
+    /// (the base is `min[0]` by construction). `None` if so, else what is
+    /// wrong.
+    pub(crate) fn format_error(&self) -> Option<&'static str> {
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        match (inner_narrow(&buf[..n]), self.narrow()) {
+            (None, None) => None,
+            (Some(_), None) => Some("wide, but its keys have a narrow encoding"),
+            (None, Some(_)) => Some("narrow, but its keys need the wide format"),
+            (Some((_, s)), Some(_)) if s != u32::from(self.hdr.shift) => {
+                Some("narrow with another shift than its keys' common one")
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn summary(&self) -> Summary {
         let n = self.len();
         debug_assert!(n > 0);
-        let mut gap = self.gap[0];
-        let mut al = self.al[0];
+        let mut gap = self.gap(0);
+        let mut al = self.al(0);
+        let mut prev_max = self.max(0);
         // No data-dependent branch: the link gaps between children are
         // never at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
         for i in 1..n {
-            gap = gap.max(self.gap[i]).max(self.min[i] - self.max[i - 1]);
-            al = al
-                .max(self.al[i])
-                .max(link_exp(self.max[i - 1], self.min[i]));
+            let (mn, mx) = (self.min(i), self.max(i));
+            gap = gap.max(self.gap(i)).max(mn - prev_max);
+            al = al.max(self.al(i)).max(link_exp(prev_max, mn));
+            prev_max = mx;
         }
         Summary {
-            min: self.min[0],
-            max: self.max[n - 1],
+            min: self.min(0),
+            max: prev_max,
             gap,
             al,
         }
     }
-}
 
-impl Inner {
     /// The summary of child `i`'s slot.
     #[inline(always)]
     pub(crate) fn slot_summary(&self, i: usize) -> Summary {
         Summary {
-            min: self.min[i],
-            max: self.max[i],
-            gap: self.gap[i],
-            al: self.al[i],
+            min: self.min(i),
+            max: self.max(i),
+            gap: self.gap(i),
+            al: self.al(i),
         }
     }
 
@@ -660,7 +1001,7 @@ impl Inner {
         };
         changed(was.gap, now.gap, was.al, now.al);
         if i > 0 && was.min != now.min {
-            let m = self.max[i - 1];
+            let m = self.max(i - 1);
             changed(
                 was.min - m,
                 now.min - m,
@@ -669,7 +1010,7 @@ impl Inner {
             );
         }
         if i + 1 < n && was.max != now.max {
-            let m = self.min[i + 1];
+            let m = self.min(i + 1);
             changed(
                 m - was.max,
                 m - now.max,
@@ -681,11 +1022,160 @@ impl Inner {
             return self.summary();
         }
         Summary {
-            min: self.min[0],
-            max: self.max[n - 1],
+            min: self.min(0),
+            max: self.max(n - 1),
             gap,
             al,
         }
+    }
+
+    /// Points slot `i` at `child` with its summary `s`, re-encoding the
+    /// node in the format the new keys call for (I11). Returns false,
+    /// changing nothing, when they fit no format: the node is narrow with
+    /// more children than a wide node holds, and `s` brought a key off its
+    /// scale or past its offsets' range (an unaligned key, a wider span).
+    /// The caller then splits the node (`Core::replace_slots`).
+    pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
+        let n = self.len();
+        debug_assert!(i < n);
+        let sh = u32::from(self.hdr.shift);
+        if let Some(b) = self.narrow_mut()
+            && s.min >= b.base
+            && (i > 0 || s.min == b.base)
+        {
+            // In place when the new keys are on the node's scale and within
+            // its offsets (the base stays: min[0] did not change).
+            let (mo, xo) = (s.min - b.base, s.max - b.base);
+            if (mo | xo | s.gap) & ((1u64 << sh) - 1) == 0 && xo >> sh < u64::from(u32::MAX) {
+                // In range: the scaled span bound above covers mo and gap.
+                if i > 0 {
+                    b.min[i - 1] = (mo >> sh) as u32;
+                }
+                b.max[i] = (xo >> sh) as u32;
+                b.gap[i] = (s.gap >> sh) as u32;
+                b.al[i] = s.al;
+                b.child[i] = child;
+                // Canonical while some offset is odd; else the shift grows
+                // (the old slot `i` was the only one holding it down).
+                let mut or = 0;
+                for k in 0..n {
+                    or |= b.max[k] | b.gap[k];
+                }
+                for k in 0..n - 1 {
+                    or |= b.min[k];
+                }
+                if or & 1 == 1 {
+                    return true;
+                }
+            }
+        }
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        self.decode(&mut buf);
+        buf[i] = inner_item(child, s);
+        if !inner_fits(&buf[..n]) {
+            return false;
+        }
+        self.set_items(&buf[..n]);
+        true
+    }
+
+    /// Replaces the slots with `items` (in key order, and [`inner_fits`]) in
+    /// the format they call for (I11), with the sentinel in every unused
+    /// slot (I5).
+    pub(crate) fn set_items(&mut self, items: &[InnerItem]) {
+        let n = items.len();
+        if let Some((base, sh)) = inner_narrow(items) {
+            let mut b = NarrowInner {
+                base,
+                min: [u32::MAX; INNER_NARROW_CAP - 1],
+                child: [ptr::null_mut(); INNER_NARROW_CAP],
+                max: [u32::MAX; INNER_NARROW_CAP],
+                gap: [u32::MAX; INNER_NARROW_CAP],
+                al: [u8::MAX; INNER_NARROW_CAP],
+            };
+            for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                // In range: `inner_narrow` bounds the scaled span, which
+                // bounds every offset and gap.
+                if i > 0 {
+                    b.min[i - 1] = ((mn - base) >> sh) as u32;
+                }
+                b.max[i] = ((mx - base) >> sh) as u32;
+                b.gap[i] = (g >> sh) as u32;
+                (b.al[i], b.child[i]) = (al, c);
+            }
+            self.body.narrow = b;
+            self.hdr.wide = false;
+            self.hdr.shift = sh as u8;
+        } else {
+            assert!(n <= INNER_CAP, "{n} children do not fit one inner node");
+            let mut b = WideInner {
+                min: [u64::MAX; INNER_CAP],
+                child: [ptr::null_mut(); INNER_CAP],
+                max: [u64::MAX; INNER_CAP],
+                gap: [u64::MAX; INNER_CAP],
+                al: [u8::MAX; INNER_CAP],
+            };
+            for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                (b.min[i], b.max[i], b.gap[i], b.al[i], b.child[i]) = (mn, mx, g, al, c);
+            }
+            self.body.wide = b;
+            self.hdr.wide = true;
+            self.hdr.shift = 0;
+        }
+        self.hdr.len = n as u8;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Inner {
+    /// Test-only: writes `v` into the `al` of the first unused slot (an
+    /// I5 corruption, or its undo).
+    pub(crate) fn poke_unused_al(&mut self, v: u8) {
+        let n = self.len();
+        match self.narrow_mut() {
+            Some(b) => b.al[n] = v,
+            None => self.wide_mut().al[n] = v,
+        }
+    }
+
+    /// Test-only: encodes `items` wide (`None`) or narrow at scale
+    /// `2^shift`, whether or not that is the canonical format (I11).
+    pub(crate) fn force_encoding(&mut self, items: &[InnerItem], shift: Option<u32>) {
+        self.set_items(items);
+        let n = items.len();
+        match shift {
+            None => {
+                let mut b = WideInner {
+                    min: [u64::MAX; INNER_CAP],
+                    child: [ptr::null_mut(); INNER_CAP],
+                    max: [u64::MAX; INNER_CAP],
+                    gap: [u64::MAX; INNER_CAP],
+                    al: [u8::MAX; INNER_CAP],
+                };
+                for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                    (b.min[i], b.max[i], b.gap[i], b.al[i], b.child[i]) = (mn, mx, g, al, c);
+                }
+                self.body.wide = b;
+                self.hdr.wide = true;
+                self.hdr.shift = 0;
+            }
+            Some(sh) => {
+                let Some(b) = self.narrow_mut() else {
+                    panic!("force_encoding: the slots need the wide format")
+                };
+                let base = b.base;
+                for (i, &(mn, mx, g, _, _)) in items.iter().enumerate() {
+                    if i > 0 {
+                        b.min[i - 1] = ((mn - base) >> sh) as u32;
+                    }
+                    b.max[i] = ((mx - base) >> sh) as u32;
+                    b.gap[i] = (g >> sh) as u32;
+                }
+                self.hdr.shift = sh as u8;
+            }
+        }
+        assert_eq!(self.len(), n);
+        assert!((0..n).all(|i| self.item(i) == items[i]), "re-encoding changed a slot");
     }
 }
 
@@ -700,8 +1190,9 @@ pub(crate) trait Slots {
     type Item: Copy;
     /// Slots a node holds whatever they contain.
     const CAP: usize;
-    /// Most slots a node can hold (`CAP` for inner nodes; `NARROW_CAP` for
-    /// a leaf whose keys allow it).
+    /// Most slots a node can hold when its keys allow the narrow format
+    /// (`NARROW_CAP` for a leaf, I10; `INNER_NARROW_CAP` for an inner
+    /// node, I11).
     const MAX: usize;
     const MIN: usize;
     fn len(&self) -> usize;
@@ -757,7 +1248,7 @@ pub(crate) fn gather<N: Slots>(
     b: Option<&N>,
     extra: Option<(usize, N::Item)>,
 ) -> Vec<N::Item> {
-    let mut v = Vec::with_capacity(2 * NARROW_CAP.max(INNER_CAP) + 2);
+    let mut v = Vec::with_capacity(2 * NARROW_CAP.max(INNER_NARROW_CAP) + 2);
     v.extend((0..a.len()).map(|k| a.item(k)));
     if let Some(b) = b {
         v.extend((0..b.len()).map(|k| b.item(k)));
@@ -866,37 +1357,10 @@ impl<V> Slots for Leaf<V> {
     }
 }
 
-impl Inner {
-    /// Writes slot `i` without changing the length.
-    #[inline]
-    pub(crate) fn put(&mut self, i: usize, it: <Inner as Slots>::Item) {
-        (
-            self.min[i],
-            self.max[i],
-            self.gap[i],
-            self.al[i],
-            self.child[i],
-        ) = it;
-    }
-
-    /// Sets the length and resets every slot at or past it to the sentinel (I5).
-    pub(crate) fn truncate(&mut self, n: usize) {
-        for i in n..INNER_CAP {
-            self.put(i, (u64::MAX, u64::MAX, u64::MAX, u8::MAX, ptr::null_mut()));
-        }
-        self.set_len(n);
-    }
-
-    #[inline]
-    pub(crate) fn set_len(&mut self, n: usize) {
-        self.hdr.len = n as u8;
-    }
-}
-
 impl Slots for Inner {
-    type Item = (u64, u64, u64, u8, *mut Header);
+    type Item = InnerItem;
     const CAP: usize = INNER_CAP;
-    const MAX: usize = INNER_CAP;
+    const MAX: usize = INNER_NARROW_CAP;
     const MIN: usize = INNER_MIN;
     #[inline]
     fn len(&self) -> usize {
@@ -904,72 +1368,64 @@ impl Slots for Inner {
     }
     #[inline]
     fn item(&self, i: usize) -> Self::Item {
-        (
-            self.min[i],
-            self.max[i],
-            self.gap[i],
-            self.al[i],
-            self.child[i],
-        )
+        (self.min(i), self.max(i), self.gap(i), self.al(i), self.child(i))
     }
     fn fits(items: &[Self::Item]) -> bool {
-        items.len() <= INNER_CAP
+        inner_fits(items)
     }
     fn set_items(&mut self, items: &[Self::Item]) {
-        for (k, &it) in items.iter().enumerate() {
-            self.put(k, it);
-        }
-        self.truncate(items.len());
+        Inner::set_items(self, items);
     }
     fn summary(&self) -> Summary {
         Inner::summary(self)
     }
     fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool {
         let n = self.len();
-        if n == INNER_CAP {
+        if n == INNER_NARROW_CAP.max(INNER_CAP) {
             return false;
         }
         debug_assert!(pos <= n);
-        for k in (pos..n).rev() {
-            let x = self.item(k);
-            self.put(k + 1, x);
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        self.decode(&mut buf);
+        buf.copy_within(pos..n, pos + 1);
+        buf[pos] = it;
+        if !inner_fits(&buf[..=n]) {
+            return false;
         }
-        self.put(pos, it);
-        self.set_len(n + 1);
+        self.set_items(&buf[..=n]);
         true
     }
     fn remove_item(&mut self, pos: usize) -> Self::Item {
-        let n = self.len();
-        let it = self.item(pos);
-        for k in pos + 1..n {
-            let x = self.item(k);
-            self.put(k - 1, x);
-        }
-        self.truncate(n - 1);
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        let it = buf[pos];
+        buf.copy_within(pos + 1..n, pos);
+        // Fits: fewer slots whose keys, relative to the (possibly later)
+        // first min, are still multiples of the old scale, over a span no
+        // wider (I11).
+        self.set_items(&buf[..n - 1]);
         it
     }
     fn append_from(&mut self, other: &Self) -> bool {
         let (n, m) = (self.len(), other.len());
-        if n + m > INNER_CAP {
+        if n + m > INNER_NARROW_CAP.max(INNER_CAP) {
             return false;
         }
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        self.decode(&mut buf);
         for k in 0..m {
-            self.put(n + k, other.item(k));
+            buf[n + k] = other.item(k);
         }
-        self.set_len(n + m);
+        if !inner_fits(&buf[..n + m]) {
+            return false;
+        }
+        self.set_items(&buf[..n + m]);
         true
     }
 }
 
-impl Inner {
-    /// Points slot `i` at `child` with its summary.
-    pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) {
-        self.put(i, inner_item(child, s));
-    }
-}
-
 /// The slot item an inner node stores for `child`.
-pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::Item {
+pub(crate) fn inner_item(child: *mut Header, s: Summary) -> InnerItem {
     (s.min, s.max, s.gap, s.al, child)
 }
 
@@ -1028,7 +1484,7 @@ pub(crate) fn place<N>(pool: &mut NodePool, kind: u8, node: N) -> *mut Header {
 /// `n` is a live node (from `place`) and stays live during the call.
 pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) -> *mut Header {
     // SAFETY: our requirement.
-    let (kind, len, wide) = unsafe { ((*n).kind, (*n).len, (*n).wide) };
+    let (kind, len, wide, shift) = unsafe { ((*n).kind, (*n).len, (*n).wide, (*n).shift) };
     let p = alloc_node(pool, kind);
     // SAFETY: `n` and `p` are distinct blocks of `node_layout(kind)` bytes
     // (`p` is fresh and ours, `n` live: our requirement). Every field of a
@@ -1040,6 +1496,7 @@ pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) 
         p.write(Header {
             len,
             wide,
+            shift,
             ..Header::new(kind, txn)
         });
     }

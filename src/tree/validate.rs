@@ -3,7 +3,7 @@
 
 use super::ValidateError;
 use super::node::{
-    Header, INNER_CAP, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf,
+    Header, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf,
 };
 use alloc::{format, string::String};
 /// Nodes seen so far (I9: no node is reachable twice). Without std, a
@@ -148,21 +148,23 @@ unsafe fn node<V>(
         // SAFETY: R1 and the kind tag.
         let inn = unsafe { as_inner(n) };
         let min = if is_root { 2 } else { INNER_MIN };
-        if !(min..=INNER_CAP).contains(&len) {
+        let cap = inn.cap();
+        if !(min..=cap).contains(&len) {
             fail(
                 1,
-                format!("inner {n:p} holds {len} children (allowed {min}..={INNER_CAP})"),
+                format!("inner {n:p} holds {len} children (allowed {min}..={cap})"),
             )?;
+        }
+        // I11: narrow exactly when the slots have a narrow encoding, with
+        // their common scale. Checked before the children: a wrong format
+        // or shift decodes to wrong summaries (I3) too.
+        if let Some(why) = inn.format_error() {
+            fail(11, format!("inner {n:p} ({len} children) is {why}"))?;
         }
         for i in 0..len {
             // SAFETY: R1: children of a reachable node are reachable.
-            let s = unsafe { node::<V>(w, inn.child[i], depth + 1, false)? };
-            let stored = Summary {
-                min: inn.min[i],
-                max: inn.max[i],
-                gap: inn.gap[i],
-                al: inn.al[i],
-            };
+            let s = unsafe { node::<V>(w, inn.child(i), depth + 1, false)? };
+            let stored = inn.slot_summary(i);
             if s != stored {
                 fail(
                     3,
@@ -170,17 +172,11 @@ unsafe fn node<V>(
                 )?;
             }
         }
-        for i in len..INNER_CAP {
-            let unused = inn.min[i] == u64::MAX
-                && inn.max[i] == u64::MAX
-                && inn.gap[i] == u64::MAX
-                && inn.al[i] == u8::MAX;
-            if !unused || !inn.child[i].is_null() {
-                fail(
-                    5,
-                    format!("unused inner slot {i} of {n:p} is not the sentinel"),
-                )?;
-            }
+        if !inn.sentinels_ok() {
+            fail(
+                5,
+                format!("an unused inner slot of {n:p} is not the sentinel"),
+            )?;
         }
         Ok(inn.summary())
     }
@@ -189,7 +185,7 @@ unsafe fn node<V>(
 #[cfg(all(test, not(loom), feature = "std"))]
 mod tests {
     use super::super::MapleTree;
-    use super::super::node::{Header, Inner, KIND_LEAF, Leaf, Slots};
+    use super::super::node::{Header, INNER_CAP, Inner, InnerItem, KIND_LEAF, Leaf, Slots};
     use crate::sync::Ordering;
 
     /// A tree of height >= 2 (so it has inner nodes).
@@ -221,16 +217,40 @@ mod tests {
         t.validate().unwrap();
     }
 
+    /// Re-encodes `n` with slot `i`'s item changed by `f` (canonically:
+    /// the format stays right, I11).
+    fn edit(n: &mut Inner, i: usize, f: impl Fn(&mut InnerItem)) {
+        let mut items: Vec<_> = (0..n.len()).map(|k| n.item(k)).collect();
+        f(&mut items[i]);
+        n.set_items(&items);
+    }
+
     #[test]
     fn validate_catches_corrupted_summaries_and_sentinels() {
-        corrupt(3, |n| n.gap[0] += 1, |n| n.gap[0] -= 1);
-        corrupt(3, |n| n.al[1] ^= 1, |n| n.al[1] ^= 1);
-        corrupt(3, |n| n.max[0] -= 1, |n| n.max[0] += 1);
-        corrupt(
-            5,
-            |n| n.al[n.hdr.len as usize] = 0,
-            |n| n.al[n.hdr.len as usize] = u8::MAX,
-        );
+        corrupt(3, |n| edit(n, 0, |s| s.2 += 4096), |n| edit(n, 0, |s| s.2 -= 4096));
+        corrupt(3, |n| edit(n, 1, |s| s.3 ^= 1), |n| edit(n, 1, |s| s.3 ^= 1));
+        corrupt(3, |n| edit(n, 0, |s| s.1 -= 4096), |n| edit(n, 0, |s| s.1 += 4096));
+        corrupt(5, |n| n.poke_unused_al(0), |n| n.poke_unused_al(u8::MAX));
+    }
+
+    #[test]
+    fn validate_catches_a_non_canonical_inner_format() {
+        // The root's few page-aligned children are narrow with a shift of
+        // at least 12 (tested), so a wide copy of the same slots, or the
+        // same slots at a smaller scale, decodes right but is not canonical.
+        let t = tree();
+        let root: *mut Header = t.root.load(Ordering::Relaxed);
+        // SAFETY: as in `corrupt`.
+        let inn = unsafe { &mut *root.cast::<Inner>() };
+        let (w, s, l) = (inn.is_wide(), inn.hdr.shift, inn.len());
+        assert!(!w && s >= 12 && l <= INNER_CAP, "{w} {s} {l}");
+        let items: Vec<_> = (0..inn.len()).map(|k| inn.item(k)).collect();
+        inn.force_encoding(&items, None);
+        assert_eq!(t.validate().unwrap_err().invariant, 11);
+        inn.force_encoding(&items, Some(u32::from(s) - 1));
+        assert_eq!(t.validate().unwrap_err().invariant, 11);
+        inn.set_items(&items);
+        t.validate().unwrap();
     }
 
     #[test]
@@ -240,7 +260,7 @@ mod tests {
         // SAFETY: as in `corrupt`: the first leaf is live and exclusively ours.
         unsafe {
             while (*n).kind != KIND_LEAF {
-                n = (*n.cast::<Inner>()).child[0];
+                n = (*n.cast::<Inner>()).child(0);
             }
             let l = &mut *n.cast::<Leaf<u64>>();
             let mut items: Vec<_> = (0..l.len()).map(|j| l.item(j)).collect();
