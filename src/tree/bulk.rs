@@ -19,8 +19,8 @@
 
 use super::garbage;
 use super::node::{
-    Header, INNER_NARROW_CAP, Inner, KIND_INNER, KIND_LEAF, Leaf, NARROW_CAP, NodePool, Slots, Summary, as_inner,
-    as_leaf, inner_item, place, release, split_point,
+    Header, INNER_NARROW_CAP, Inner, KIND_INNER, KIND_LEAF, Leaf, NARROW_CAP, NodePool, Slots,
+    Summary, as_inner, as_leaf, inner_item, place, release, split_point,
 };
 use super::write::{Core, NewNode};
 use super::{MapleTree, WriteTxn};

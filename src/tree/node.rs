@@ -1175,7 +1175,10 @@ impl Inner {
             }
         }
         assert_eq!(self.len(), n);
-        assert!((0..n).all(|i| self.item(i) == items[i]), "re-encoding changed a slot");
+        assert!(
+            (0..n).all(|i| self.item(i) == items[i]),
+            "re-encoding changed a slot"
+        );
     }
 }
 
@@ -1368,7 +1371,13 @@ impl Slots for Inner {
     }
     #[inline]
     fn item(&self, i: usize) -> Self::Item {
-        (self.min(i), self.max(i), self.gap(i), self.al(i), self.child(i))
+        (
+            self.min(i),
+            self.max(i),
+            self.gap(i),
+            self.al(i),
+            self.child(i),
+        )
     }
     fn fits(items: &[Self::Item]) -> bool {
         inner_fits(items)

@@ -163,7 +163,8 @@ impl<V> Core<V> {
         // `r` is fresh, unlinked and of `c`'s kind (`link_split`'s terms).
         unsafe {
             if let Some(r) = split {
-                let (split, _) = self.relink(inn, i, c, summary_of::<V>(c), Some(r), slot, None);
+                let (split, _) =
+                    self.relink(inn, i, (c, summary_of::<V>(c)), Some(r), (slot, None));
                 let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
                 return (Spliced::Changed(n, split, ns), y);
             }
@@ -182,7 +183,7 @@ impl<V> Core<V> {
             return (Spliced::Changed(n, None, was), y);
         }
         // SAFETY: `inn`'s children are live; `c` is fresh; nothing split.
-        let (split, _) = unsafe { self.relink(inn, i, c, cs, None, slot, None) };
+        let (split, _) = unsafe { self.relink(inn, i, (c, cs), None, (slot, None)) };
         let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
         (Spliced::Changed(n, split, ns), y)
     }

@@ -2,9 +2,7 @@
 //! version of the tree. Tests call it after every mutation.
 
 use super::ValidateError;
-use super::node::{
-    Header, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf,
-};
+use super::node::{Header, INNER_MIN, KIND_LEAF, LEAF_MIN, NARROW_CAP, Summary, as_inner, as_leaf};
 use alloc::{format, string::String};
 /// Nodes seen so far (I9: no node is reachable twice). Without std, a
 /// `BTreeSet` (O(log n) per node instead of O(1)).
@@ -227,9 +225,21 @@ mod tests {
 
     #[test]
     fn validate_catches_corrupted_summaries_and_sentinels() {
-        corrupt(3, |n| edit(n, 0, |s| s.2 += 4096), |n| edit(n, 0, |s| s.2 -= 4096));
-        corrupt(3, |n| edit(n, 1, |s| s.3 ^= 1), |n| edit(n, 1, |s| s.3 ^= 1));
-        corrupt(3, |n| edit(n, 0, |s| s.1 -= 4096), |n| edit(n, 0, |s| s.1 += 4096));
+        corrupt(
+            3,
+            |n| edit(n, 0, |s| s.2 += 4096),
+            |n| edit(n, 0, |s| s.2 -= 4096),
+        );
+        corrupt(
+            3,
+            |n| edit(n, 1, |s| s.3 ^= 1),
+            |n| edit(n, 1, |s| s.3 ^= 1),
+        );
+        corrupt(
+            3,
+            |n| edit(n, 0, |s| s.1 -= 4096),
+            |n| edit(n, 0, |s| s.1 += 4096),
+        );
         corrupt(5, |n| n.poke_unused_al(0), |n| n.poke_unused_al(u8::MAX));
     }
 

@@ -294,18 +294,19 @@ impl<V> Core<V> {
                 // SAFETY: `c` is live.
                 let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
                 // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
-                let (split, s) = unsafe { self.relink(inn, i, c, cs, split, was, before) };
+                let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
                 (n, split, s)
             }
         }
     }
 
-    /// Child `i` of the fresh node `p` was replaced by the fresh `c`
-    /// (summary `cs`; its slot summary was `was`), which may have split off
-    /// the fresh right half `split`: updates the slot and links `split`
-    /// ([`link_split`](Self::link_split)). Returns `p`'s own new right half
-    /// if `p` split, and else, when cheap (`before`, `p`'s summary before
-    /// the change, is known and nothing split), `p`'s new summary.
+    /// Child `i` of the fresh node `p` was replaced by the fresh `c` with
+    /// summary `cs` (`new`), which may have split off the fresh right half
+    /// `split`: updates the slot and links `split`
+    /// ([`link_split`](Self::link_split)). `(was, before)`: slot `i`'s old
+    /// summary and `p`'s summary before the change (`None` if unknown).
+    /// Returns `p`'s own new right half if `p` split, and else, when cheap
+    /// (`before` known and nothing split), `p`'s new summary.
     ///
     /// # Safety
     /// As [`link_split`](Self::link_split), with `c` in slot `i`.
@@ -313,19 +314,17 @@ impl<V> Core<V> {
         &mut self,
         p: &mut Inner,
         i: usize,
-        c: *mut Header,
-        cs: Summary,
+        (c, cs): (*mut Header, Summary),
         split: Option<*mut Header>,
-        was: Summary,
-        before: Option<Summary>,
+        (was, before): (Summary, Option<Summary>),
     ) -> (Option<*mut Header>, Option<Summary>) {
         if !p.set(i, c, cs) {
             // `c`'s keys fit no format with `p`'s other slots (I11): split
             // `p`, with `split` linked behind `c`.
-            let mut new = [inner_item(c, cs), inner_item(c, cs)];
+            let mut new = [inner_item(c, cs); 2];
             let k = match split {
-                // SAFETY: our requirement: `r` is live.
                 Some(r) => {
+                    // SAFETY: our requirement: `r` is live.
                     new[1] = inner_item(r, unsafe { summary_of::<V>(r) });
                     2
                 }
@@ -557,7 +556,7 @@ impl<V> Core<V> {
                     let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
                     // SAFETY: `inn`'s children are live; `c` and a split
                     // half are fresh.
-                    let (split, s) = unsafe { self.relink(inn, i, c, cs, split, was, before) };
+                    let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
                     (n, split, s)
                 }
             }
