@@ -1662,4 +1662,110 @@ mod tests {
         assert_eq!(c.start(0), b, "same keys, another base");
         assert!(!c.sentinels_ok());
     }
+
+    /// `n` inner slots with the given `(min, max, gap)`, null children.
+    fn inner(slots: &[(u64, u64, u64)]) -> Inner {
+        let mut n = Inner::new(1);
+        let items: Vec<_> = slots
+            .iter()
+            .map(|&(a, b, g)| (a, b, g, 3, ptr::null_mut()))
+            .collect();
+        n.set_items(&items);
+        n
+    }
+
+    /// Every counting search agrees with the decoded keys at and around
+    /// each key (and at the extremes), whatever the format and scale.
+    fn searches_exact(n: &Inner) {
+        let keys: Vec<_> = (0..n.len()).flat_map(|i| [n.min(i), n.max(i)]).collect();
+        let probes = keys
+            .iter()
+            .flat_map(|&k| {
+                [
+                    k.wrapping_sub(1),
+                    k,
+                    k.wrapping_add(1),
+                    k.wrapping_add(4095),
+                ]
+            })
+            .chain([0, 1, u64::MAX - 1, u64::MAX]);
+        for x in probes {
+            let count = |f: &dyn Fn(usize) -> bool| (0..n.len()).filter(|&i| f(i)).count();
+            assert_eq!(n.count_le_min(x), count(&|i| n.min(i) <= x), "{x:#x}");
+            assert_eq!(n.count_lt_min(x), count(&|i| n.min(i) < x), "{x:#x}");
+            assert_eq!(n.count_le_max(x), count(&|i| n.max(i) <= x), "{x:#x}");
+            assert_eq!(n.count_lt_max(x), count(&|i| n.max(i) < x), "{x:#x}");
+        }
+    }
+
+    /// I11 at its edges: the scaled span `u32::MAX - 1` is narrow and
+    /// `u32::MAX` is wide (the sentinel is never a key), at scale 2^12 and
+    /// 2^0; the shift is the keys' common one (an odd offset or gap drops
+    /// it); eleven slots that need the wide format do not fit.
+    #[test]
+    fn inner_format_edges_and_exact_searches() {
+        let m = u64::from(u32::MAX);
+        for base in [0, 7 << 12, u64::MAX - (m << 12) - (1 << 12)] {
+            for (sh, unit) in [(12, 1u64 << 12), (0, 1)] {
+                // Scaled offsets: child 0 [0, 1), child 1 [3, span).
+                let mk = |span: u64, g: u64| {
+                    inner(&[
+                        (base, base + unit, 0),
+                        (base + 3 * unit, base + span * unit, g * unit),
+                    ])
+                };
+                let n = mk(m - 1, 5);
+                assert!(!n.is_wide() && u32::from(n.hdr.shift) == sh && n.sentinels_ok());
+                assert!(n.format_error().is_none());
+                assert_eq!(n.summary().max, base + (m - 1) * unit);
+                searches_exact(&n);
+                let w = mk(m, 5);
+                assert!(w.is_wide() && w.hdr.shift == 0 && w.sentinels_ok());
+                assert!(w.format_error().is_none());
+                searches_exact(&w);
+            }
+            // Page-aligned keys but one gap of a page and a byte: shift 0.
+            let n = inner(&[(base, base + 4096, 0), (base + 8192, base + 65536, 4097)]);
+            assert!(!n.is_wide() && n.hdr.shift == 0);
+            searches_exact(&n);
+            // Gaps of 2^13 only, keys 2^12 apart: shift 12 from the keys.
+            let n = inner(&[(base, base + 4096, 8192), (base + 8192, base + 65536, 8192)]);
+            assert_eq!(n.hdr.shift, 12);
+            searches_exact(&n);
+        }
+        // Eleven page-aligned children over 2^40 bytes: narrow at shift 12,
+        // and no format once one key is off the page scale.
+        let t = 1u64 << 36;
+        let eleven: Vec<_> = (0..11u64).map(|i| (i * t, i * t + 4096, 0)).collect();
+        let n = inner(&eleven);
+        assert!(!n.is_wide() && n.hdr.shift == 12 && n.len() == 11);
+        searches_exact(&n);
+        let mut items: Vec<_> = (0..11).map(|i| n.item(i)).collect();
+        items[4].0 += 1;
+        assert!(!inner_fits(&items));
+        let mut c = inner(&eleven);
+        let s = Summary {
+            min: 4 * t + 1,
+            max: 4 * t + 4096,
+            gap: 0,
+            al: 3,
+        };
+        assert!(!c.set(4, ptr::null_mut(), s), "no format holds it");
+        assert!((0..11).all(|i| c.item(i) == n.item(i)), "unchanged");
+        // In place when the key stays on the scale; the shift grows when
+        // the only odd offset leaves.
+        let mut c = inner(&[(0, 4096, 0), (3 << 12, 8 << 12, 0)]);
+        let s = |min, max| Summary {
+            min,
+            max,
+            gap: 0,
+            al: 3,
+        };
+        assert!(c.set(1, ptr::null_mut(), s(4 << 12, 8 << 12)));
+        assert_eq!(c.hdr.shift, 12, "max[0] = 1 page still odd");
+        assert!(c.set(0, ptr::null_mut(), s(0, 2 << 12)));
+        assert_eq!(c.hdr.shift, 13);
+        assert!(c.format_error().is_none());
+        searches_exact(&c);
+    }
 }

@@ -283,4 +283,91 @@ mod tests {
         }
         t.validate().unwrap();
     }
+
+    /// `(wide, shift, children)` of the published root (an inner node).
+    fn root_format(t: &MapleTree<u64>) -> (bool, u8, usize) {
+        let root: *mut Header = t.root.load(Ordering::Relaxed);
+        // SAFETY: test-only: no writer is active and the root is live.
+        let inn = unsafe {
+            assert_ne!((*root).kind, KIND_LEAF);
+            &*root.cast::<Inner>()
+        };
+        (inn.is_wide(), inn.hdr.shift, inn.len())
+    }
+
+    /// Eleven clusters 2^31 bytes apart of fourteen one-page entries, 16
+    /// pages apart, built in bulk: one full narrow leaf per cluster under
+    /// a root of eleven children, narrow at shift 12 (a byte span of
+    /// 2^34.3 has no narrow encoding at shift 0). In cluster 5 the second
+    /// entry starts a byte before its page; every stored key stays on the
+    /// page scale while the cluster's first entry exists.
+    fn eleven_clusters() -> (MapleTree<u64>, u64) {
+        let c5 = 5 << 31;
+        let items = (0..11u64).flat_map(|c| {
+            (0..14u64).map(move |j| {
+                let s = (c << 31) + j * 16 * 4096;
+                let s = if c == 5 && j == 1 { s - 1 } else { s };
+                (s..(c << 31) + (j * 16 + 1) * 4096, c * 14 + j)
+            })
+        });
+        let t: MapleTree<u64> = items.collect();
+        t.validate().unwrap();
+        assert_eq!(t.height(), 2);
+        assert_eq!(root_format(&t), (false, 12, 11));
+        (t, c5)
+    }
+
+    /// A removal that exposes an off-scale key as a child's first start
+    /// splits a narrow inner node that holds more children than the wide
+    /// format (I11; `Core::relink`): the tree grows a level on a removal,
+    /// and the node returns to narrow at shift 12 when the key is covered
+    /// again.
+    #[test]
+    fn a_removal_exposing_an_unaligned_key_splits_a_full_narrow_node() {
+        let (t, c5) = eleven_clusters();
+        assert_eq!(t.remove(c5), Some(c5..c5 + 4096));
+        t.validate().unwrap();
+        assert_eq!(t.height(), 3, "the root split");
+        t.insert(c5..c5 + 4096, 70).unwrap();
+        t.validate().unwrap();
+        // Same removal through an erase (the one-descent splice), and a
+        // store that covers the off-scale key again.
+        let (t, c5) = eleven_clusters();
+        let mut w = t.write();
+        assert_eq!(w.erase(c5..c5 + 4096).unwrap(), 1);
+        w.validate().unwrap();
+        w.commit();
+        assert_eq!(t.height(), 3);
+        let mut w = t.write();
+        w.store(c5..c5 + 17 * 4096, 99).unwrap();
+        w.validate().unwrap();
+        w.commit();
+        assert_eq!(t.len(), 11 * 14 - 1);
+    }
+
+    /// An unaligned key arriving under a narrow root of at most seven
+    /// children (as a child's last end, so the root stores it): over a byte span past 2^32 the root goes wide, under it
+    /// the root stays narrow at shift 0; removing the key restores shift 12.
+    #[test]
+    fn an_unaligned_key_makes_the_root_wide_or_unscaled_and_back() {
+        for (stride, want) in [(1u64 << 31, (true, 0)), (1 << 26, (false, 0))] {
+            let t: MapleTree<u64> = (0..4 * 14u64)
+                .map(|k| {
+                    let s = (k / 14) * stride + (k % 14) * 16 * 4096;
+                    (s..s + 4096, k)
+                })
+                .collect();
+            t.validate().unwrap();
+            assert_eq!(root_format(&t), (false, 12, 4));
+            // Between clusters 0 and 1: the last end under child 0.
+            let odd = stride - 8 * 4096 + 1;
+            t.insert(odd..odd + 4096, 1000).unwrap();
+            t.validate().unwrap();
+            let (w, s, _) = root_format(&t);
+            assert_eq!((w, s), want, "stride {stride:#x}");
+            t.remove(odd).unwrap();
+            t.validate().unwrap();
+            assert_eq!(root_format(&t).1, 12);
+        }
+    }
 }
