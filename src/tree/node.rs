@@ -855,10 +855,11 @@ impl Inner {
     pub(crate) fn count_le_min(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            // Child 0 (offset 0) counts whenever x >= base.
-            Some(b) => self.le_key(b, x).map_or(0, |r| {
-                usize::from(n > 0) + count_le(&b.min, n.saturating_sub(1), r)
-            }),
+            // Child 0 (offset 0) counts whenever x >= base; one clamp to
+            // `n` covers the sentinels (and an empty node).
+            Some(b) => self
+                .le_key(b, x)
+                .map_or(0, |r| (1 + count_le(&b.min, INNER_NARROW_CAP, r)).min(n)),
             None => count_le(&self.wide().min, n, x),
         }
     }
@@ -869,7 +870,7 @@ impl Inner {
         let n = self.len();
         match self.narrow() {
             Some(b) => self.lt_key(b, x).map_or(0, |r| {
-                usize::from(n > 0 && r > 0) + count_lt(&b.min, n.saturating_sub(1), r)
+                (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
             }),
             None => count_lt(&self.wide().min, n, x),
         }
@@ -952,22 +953,37 @@ impl Inner {
     pub(crate) fn summary(&self) -> Summary {
         let n = self.len();
         debug_assert!(n > 0);
-        let mut gap = self.gap(0);
-        let mut al = self.al(0);
-        let mut prev_max = self.max(0);
+        let Some(b) = self.narrow() else {
+            let w = self.wide();
+            return inner_summary_of(
+                w.min[0],
+                w.min[1..n].iter().copied(),
+                &w.max[..n],
+                &w.gap[..n],
+                &w.al[..n],
+                |k| k,
+            );
+        };
+        let (base, sh) = (b.base, self.hdr.shift);
+        let n = n.min(INNER_NARROW_CAP);
+        let key = |o: u32| base + (u64::from(o) << sh);
+        // Scaled throughout; the links' exponents need the keys.
+        let (mut g, mut a) = (0, 0);
+        for i in 0..n {
+            (g, a) = (g.max(b.gap[i]), a.max(b.al[i]));
+        }
         // No data-dependent branch: the link gaps between children are
         // never at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
         for i in 1..n {
-            let (mn, mx) = (self.min(i), self.max(i));
-            gap = gap.max(self.gap(i)).max(mn - prev_max);
-            al = al.max(self.al(i)).max(link_exp(prev_max, mn));
-            prev_max = mx;
+            let (pm, mn) = (b.max[i - 1], b.min[i - 1]);
+            g = g.max(mn - pm);
+            a = a.max(link_exp(key(pm), key(mn)));
         }
         Summary {
-            min: self.min(0),
-            max: prev_max,
-            gap,
-            al,
+            min: base,
+            max: key(b.max[n - 1]),
+            gap: u64::from(g) << sh,
+            al: a,
         }
     }
 
@@ -986,16 +1002,21 @@ impl Inner {
     /// contents, given the node's summary `before` that change (nothing else
     /// changed): O(1) instead of a pass over every child, whenever the
     /// largest gap and alignment exponent were attained by something that did
-    /// not change. Exact: a changed quantity (child `i`'s gap and exponent,
-    /// and the link gaps on either side of it) whose old value reached the
-    /// old maximum may have been the only one to, so then it recomputes.
+    /// not change or did not shrink. Exact: a changed quantity (child `i`'s
+    /// gap and exponent, and the link gaps on either side of it) that
+    /// shrank from the old maximum may have been the only one there, so
+    /// then it recomputes.
     pub(crate) fn summary_after(&self, i: usize, was: Summary, before: Summary) -> Summary {
         let n = self.len();
         let now = self.slot_summary(i);
         let (mut gap, mut al) = (before.gap, before.al);
         let mut exact = true;
+        // A quantity that did not shrink, or whose old value was below the
+        // old maximum, leaves the maximum at `max(before, new)`; one that
+        // shrank from the maximum may have been the only one there.
         let mut changed = |old_gap: u64, new_gap: u64, old_al: u8, new_al: u8| {
-            exact &= old_gap < before.gap && old_al < before.al;
+            exact &= (old_gap < before.gap || new_gap >= old_gap)
+                && (old_al < before.al || new_al >= old_al);
             gap = gap.max(new_gap);
             al = al.max(new_al);
         };
@@ -1048,15 +1069,19 @@ impl Inner {
             let (mo, xo) = (s.min - b.base, s.max - b.base);
             if (mo | xo | s.gap) & ((1u64 << sh) - 1) == 0 && xo >> sh < u64::from(u32::MAX) {
                 // In range: the scaled span bound above covers mo and gap.
+                let (mo, xo, g) = ((mo >> sh) as u32, (xo >> sh) as u32, (s.gap >> sh) as u32);
+                let old_min = if i > 0 { b.min[i - 1] } else { 0 };
+                let odd_before = (old_min | b.max[i] | b.gap[i]) & 1;
                 if i > 0 {
-                    b.min[i - 1] = (mo >> sh) as u32;
+                    b.min[i - 1] = mo;
                 }
-                b.max[i] = (xo >> sh) as u32;
-                b.gap[i] = (s.gap >> sh) as u32;
-                b.al[i] = s.al;
-                b.child[i] = child;
-                // Canonical while some offset is odd; else the shift grows
-                // (the old slot `i` was the only one holding it down).
+                (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
+                // The shift stays canonical (I11) while some offset is odd:
+                // the new slot's, or another's if the old slot had none;
+                // else it may grow (the old slot alone held it down).
+                if (mo | xo | g) & 1 == 1 || odd_before == 0 {
+                    return true;
+                }
                 let mut or = 0;
                 for k in 0..n {
                     or |= b.max[k] | b.gap[k];
@@ -1123,6 +1148,35 @@ impl Inner {
             self.hdr.shift = 0;
         }
         self.hdr.len = n as u8;
+    }
+}
+
+/// `Inner::summary` over one format's arrays (`n` slots): `min0` and the
+/// other mins, in the format's units; `key` maps a unit back to a key for
+/// the links' alignment exponents. `min`, `max` and `gap` of the result are
+/// in the format's units too.
+#[inline(always)]
+fn inner_summary_of<K: Copy + Ord + Into<u64> + core::ops::Sub<Output = K>>(
+    min0: K,
+    mins: impl Iterator<Item = K>,
+    max: &[K],
+    gap: &[K],
+    al: &[u8],
+    key: impl Fn(K) -> u64,
+) -> Summary {
+    let mut g = gap.iter().copied().max().unwrap_or(min0);
+    let mut a = al.iter().copied().max().unwrap_or(0);
+    // No data-dependent branch: the link gaps between children are never
+    // at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
+    for (&prev_max, mn) in max.iter().zip(mins) {
+        g = g.max(mn - prev_max);
+        a = a.max(link_exp(key(prev_max), key(mn)));
+    }
+    Summary {
+        min: min0.into(),
+        max: max.last().copied().map_or(0, Into::into),
+        gap: g.into(),
+        al: a,
     }
 }
 
