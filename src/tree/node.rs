@@ -6,11 +6,16 @@
 //! ```text
 //! Leaf<V>, narrow: header(16) | base | start[14]: u32 | end[14]: u32 | val[14] = 248 B
 //! Leaf<V>, wide  : header(16) | start[10] | end[10] | val[10]                  = 256 B
-//! Inner          : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
+//! Inner, narrow  : header(16) | base | min[1..11]: u32 | child[11] | max[11]: u32
+//!                  | gap[11]: u32 | al[11]                                     = 251 B
+//! Inner, wide    : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! The inner node's arrays are ordered for `get`: its scan over `min` and
-//! the chosen `child` lie in the first two cache lines. (512-byte inner
+//! the chosen `child` lie in the first two cache lines (a narrow node's
+//! header, base and `min` are line 0). Narrow inner nodes (I11, [`Inner`])
+//! store keys as 32-bit offsets from `min[0]` scaled by the node's common
+//! power of two, which gives fan-out 11 in 256 bytes. (512-byte inner
 //! nodes of fan-out 15 were tried for issue 12: height 8 -> 6 at 1Mi, but
 //! lookups measured slower; docs/DESIGN.md §2.1.)
 //!
@@ -1056,46 +1061,49 @@ impl Inner {
     /// more children than a wide node holds, and `s` brought a key off its
     /// scale or past its offsets' range (an unaligned key, a wider span).
     /// The caller then splits the node (`Core::replace_slots`).
+    #[inline]
     pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
-        let n = self.len();
-        debug_assert!(i < n);
+        debug_assert!(i < self.len());
+        self.set_in_place(i, child, s) || self.set_recode(i, child, s)
+    }
+
+    /// `set` without a re-encoding, when the node is narrow, keeps its base
+    /// (min[0] did not change), the new keys are on its scale and within
+    /// its offsets, and the shift stays canonical (I11): some offset is
+    /// still odd, the new slot's, or another's if the old slot had none.
+    /// Otherwise returns false, having written the slot or not; the caller
+    /// re-encodes (`set_recode` decodes the slot either way).
+    #[inline(always)]
+    fn set_in_place(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
         let sh = u32::from(self.hdr.shift);
-        if let Some(b) = self.narrow_mut()
-            && s.min >= b.base
-            && (i > 0 || s.min == b.base)
-        {
-            // In place when the new keys are on the node's scale and within
-            // its offsets (the base stays: min[0] did not change).
-            let (mo, xo) = (s.min - b.base, s.max - b.base);
-            if (mo | xo | s.gap) & ((1u64 << sh) - 1) == 0 && xo >> sh < u64::from(u32::MAX) {
-                // In range: the scaled span bound above covers mo and gap.
-                let (mo, xo, g) = ((mo >> sh) as u32, (xo >> sh) as u32, (s.gap >> sh) as u32);
-                let old_min = if i > 0 { b.min[i - 1] } else { 0 };
-                let odd_before = (old_min | b.max[i] | b.gap[i]) & 1;
-                if i > 0 {
-                    b.min[i - 1] = mo;
-                }
-                (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
-                // The shift stays canonical (I11) while some offset is odd:
-                // the new slot's, or another's if the old slot had none;
-                // else it may grow (the old slot alone held it down).
-                if (mo | xo | g) & 1 == 1 || odd_before == 0 {
-                    return true;
-                }
-                let mut or = 0;
-                for k in 0..n {
-                    or |= b.max[k] | b.gap[k];
-                }
-                for k in 0..n - 1 {
-                    or |= b.min[k];
-                }
-                if or & 1 == 1 {
-                    return true;
-                }
-            }
+        let Some(b) = self.narrow_mut() else {
+            return false;
+        };
+        if s.min < b.base || (i == 0 && s.min != b.base) {
+            return false;
         }
+        let (mo, xo) = (s.min - b.base, s.max - b.base);
+        if (mo | xo | s.gap) & ((1u64 << sh) - 1) != 0 || xo >> sh >= u64::from(u32::MAX) {
+            return false;
+        }
+        // In range: the scaled span bound above covers mo and gap.
+        let (mo, xo, g) = ((mo >> sh) as u32, (xo >> sh) as u32, (s.gap >> sh) as u32);
+        let old_min = if i > 0 { b.min[i - 1] } else { 0 };
+        let odd_before = (old_min | b.max[i] | b.gap[i]) & 1;
+        if i > 0 {
+            b.min[i - 1] = mo;
+        }
+        (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
+        (mo | xo | g) & 1 == 1 || odd_before == 0
+    }
+
+    /// `set` by decoding, replacing slot `i` and re-encoding (the rare
+    /// case: a new base, a key off the scale, a shift that may grow).
+    #[cold]
+    #[inline(never)]
+    fn set_recode(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
         let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
-        self.decode(&mut buf);
+        let n = self.decode(&mut buf);
         buf[i] = inner_item(child, s);
         if !inner_fits(&buf[..n]) {
             return false;

@@ -39,7 +39,7 @@ impl<'a, V> LeafPos<'a, V> {
 /// child pointer or leaf entry. Without the prefetch those are two dependent
 /// cache misses per level; with it, one. A leaf is lines 0-3 and so is an
 /// inner node (its `min` and `child` arrays, what `get` and `prev` read, are
-/// lines 0-1). Prefetching never faults and changes no state a program can
+/// lines 0-1 of a wide node, lines 0-2 of a narrow one, I11). Prefetching never faults and changes no state a program can
 /// observe.
 #[inline(always)]
 fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
