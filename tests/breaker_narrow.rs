@@ -5,7 +5,13 @@
 //! just below `u64::MAX - 2^32`, and so that the last end is `u64::MAX`).
 //! After every step: `validate()` (which checks I10's "narrow exactly when
 //! the span fits"), the contents, point queries and every gap search against
-//! the model, with gap sizes near 2^32.
+//! the model, with gap sizes near 2^32 and near 2^44.
+//!
+//! Narrow inner nodes (I11) likewise: page-aligned keys whose inner nodes
+//! are narrow at scale 2^12 with gaps near 2^32 pages, and a proptest that
+//! mixes page-aligned keys with unaligned ones (which drop a node's scale
+//! to 2^0, and may make it wide or split it) over spans on both sides of
+//! 2^32 and 2^44 bytes.
 
 #[path = "common/tree_model.rs"]
 mod tree_model;
@@ -16,6 +22,8 @@ use std::ops::Range;
 use tree_model::Model;
 
 const G: u64 = 1 << 32;
+/// A page: the scale of a narrow inner node over page-aligned keys (I11).
+const P: u64 = 1 << 12;
 
 struct Pair {
     t: MapleTree<u64>,
@@ -102,7 +110,7 @@ impl Pair {
             g.gaps(0..u64::MAX).collect::<Vec<_>>(),
             self.m.gaps(0..u64::MAX)
         );
-        for size in [1, G - 2, G - 1, G, G + 1, 3] {
+        for size in [1, G - 2, G - 1, G, G + 1, 3, P * G - P, P * G, P * G + P] {
             for align in [1, 2, 1 << 12, G] {
                 for w in [0..u64::MAX, r.start..r.end.max(r.start.saturating_add(1))] {
                     if w.is_empty() {
@@ -381,5 +389,116 @@ proptest! {
         }
         w.commit();
         t.validate().unwrap();
+    }
+}
+
+/// Two clusters of twenty one-page entries, a gap of `G - d` pages (d near
+/// 0) between them: inner nodes narrow at scale 2^12 whose stored gap is
+/// close to the largest 32-bit offset. Gap searches of every size around it,
+/// before and after the far cluster moves by one page either way (the
+/// scaled span crossing `u32::MAX`).
+#[test]
+fn page_scaled_gaps_near_2_pow_44() {
+    for b in [0, 5 * P, u64::MAX - 3 * G * P] {
+        for d in [60, 45, 41] {
+            let mut p = Pair::new();
+            for k in 0..20 {
+                p.insert(b + 2 * k * P..b + (2 * k + 1) * P);
+            }
+            let far = b + 40 * P + (G - d) * P;
+            for k in 0..20 {
+                p.insert(far + 2 * k * P..far + (2 * k + 1) * P);
+            }
+            let gap = (G - d + 1) * P;
+            let g = p.t.pin();
+            for size in [gap - P, gap - 1, gap, gap + 1, gap + P] {
+                for align in [1, P, 2 * P, 1 << 30] {
+                    let w = 0..u64::MAX;
+                    assert_eq!(
+                        g.try_find_gap(size, align, w.clone()).ok(),
+                        p.m.find_gap(size, align, w.clone(), false),
+                        "size {size:#x} align {align:#x}"
+                    );
+                    assert_eq!(
+                        g.try_find_gap_rev(size, align, w.clone()).ok(),
+                        p.m.find_gap(size, align, w, true),
+                        "rev size {size:#x} align {align:#x}"
+                    );
+                }
+            }
+            drop(g);
+            // Move the far cluster's last entry out by one page and back.
+            let last = far + 38 * P;
+            p.remove(last);
+            p.insert(last + P..last + 2 * P);
+            p.remove(last + P);
+            p.insert(last..last + P);
+            // And the near cluster's first entry off the page scale.
+            p.remove(b);
+            p.insert(b + 1..b + P);
+            p.remove(b + 1);
+            p.insert(b..b + P);
+        }
+    }
+}
+
+/// One step of `mixed_scales`: `(slot, odd, len)` name a key `slot *
+/// stride + odd` (odd = 0: page-aligned) and a length in pages (plus `odd`).
+#[derive(Clone, Debug)]
+enum ScaleOp {
+    Insert(u64, u64, u64),
+    Remove(u64, u64),
+    Store(u64, u64, u64),
+    Erase(u64, u64, u64),
+}
+
+fn scale_op() -> impl Strategy<Value = ScaleOp> {
+    let slot = 0..400u64;
+    let odd = prop_oneof![6 => Just(0u64), 1 => 1..P];
+    let len = 1..6u64;
+    prop_oneof![
+        8 => (slot.clone(), odd.clone(), len.clone()).prop_map(|(s, o, l)| ScaleOp::Insert(s, o, l)),
+        3 => (slot.clone(), odd.clone()).prop_map(|(s, o)| ScaleOp::Remove(s, o)),
+        1 => (slot.clone(), odd.clone(), len.clone()).prop_map(|(s, o, l)| ScaleOp::Store(s, o, l)),
+        1 => (slot, odd, len).prop_map(|(s, o, l)| ScaleOp::Erase(s, o, l)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Page-aligned and unaligned keys mixed, with slot strides that put
+    /// inner nodes' byte spans below 2^32, between 2^32 and 2^44, and past
+    /// 2^44 (so their formats are narrow at scale 2^12, narrow at 2^0,
+    /// wide, or split when an unaligned key arrives or is exposed): the
+    /// whole `Pair::check` (validate, contents, point queries, gap
+    /// searches) after every step.
+    #[test]
+    fn mixed_scales(
+        stride in prop_oneof![Just(4 * P), Just(G / 64), Just(G * 16), Just(G * P / 128)],
+        b in prop_oneof![Just(0u64), Just(P), Just(u64::MAX - 401 * (G * 16))],
+        ops in prop::collection::vec(scale_op(), 1..320),
+    ) {
+        let mut p = Pair::new();
+        for op in ops {
+            // Below u64::MAX, so that every range below is non-empty.
+            let at = |s: u64, o: u64| {
+                b.saturating_add(s.saturating_mul(stride)).saturating_add(o).min(u64::MAX - 1)
+            };
+            match op {
+                ScaleOp::Insert(s, o, l) => {
+                    let a = at(s, o);
+                    p.insert(a..a.saturating_add(l * P));
+                }
+                ScaleOp::Remove(s, o) => p.remove(at(s, o)),
+                ScaleOp::Store(s, o, l) => {
+                    let a = at(s, o);
+                    p.store(a..a.saturating_add(l * stride));
+                }
+                ScaleOp::Erase(s, o, l) => {
+                    let a = at(s, o);
+                    p.erase(a..a.saturating_add(l * stride));
+                }
+            }
+        }
     }
 }

@@ -19,8 +19,8 @@
 
 use super::garbage;
 use super::node::{
-    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NARROW_CAP, NodePool, Slots, Summary, as_inner,
-    as_leaf, inner_item, place, release, split_point,
+    Header, INNER_NARROW_CAP, Inner, KIND_INNER, KIND_LEAF, Leaf, NARROW_CAP, NodePool, Slots,
+    Summary, as_inner, as_leaf, inner_item, place, release, split_point,
 };
 use super::write::{Core, NewNode};
 use super::{MapleTree, WriteTxn};
@@ -108,7 +108,7 @@ impl<V> Core<V> {
                     ptr::null_mut()
                 } else {
                     let inn = as_inner(n);
-                    inn.child[inn.len() - 1]
+                    inn.child(inn.len() - 1)
                 }
             };
         }
@@ -177,7 +177,7 @@ impl<V> Core<V> {
             } else {
                 let inn = as_inner(n);
                 for i in 0..inn.len() {
-                    self.unlink_all(inn.child[i]);
+                    self.unlink_all(inn.child(i));
                 }
             }
             self.discard(n);
@@ -230,13 +230,14 @@ impl<V: Clone> Dup<'_, V> {
                 place(&mut self.core.pool, KIND_LEAF, l)
             } else {
                 let src = as_inner(n);
-                for &c in &src.child[..src.len()] {
+                for &c in src.children() {
                     prefetch(c.cast(), 4);
                 }
                 let mut inn = Inner::new(txn);
-                for i in 0..src.len() {
+                let mut items = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP];
+                for (i, slot) in items.iter_mut().enumerate().take(src.len()) {
                     // One leaf ahead: its values while this one is copied.
-                    if let Some(&next) = src.child[..src.len()].get(i + 1)
+                    if let Some(&next) = src.children().get(i + 1)
                         && (*next).kind == KIND_LEAF
                     {
                         let l = as_leaf::<V>(next);
@@ -244,10 +245,11 @@ impl<V: Clone> Dup<'_, V> {
                             prefetch(v.cast(), 1);
                         }
                     }
-                    let c = self.copy(src.child[i]);
-                    inn.set(i, c, src.slot_summary(i));
+                    let c = self.copy(src.child(i));
+                    *slot = inner_item(c, src.slot_summary(i));
                 }
-                inn.set_len(src.len());
+                // The source's slots, so they fit (in its format).
+                inn.set_items(&items[..src.len()]);
                 place(&mut self.core.pool, KIND_INNER, inn)
             }
         };

@@ -526,7 +526,7 @@ impl<V: Send> MapleTree<V> {
                 break;
             }
             // SAFETY: as above; the kind tag says inner.
-            n = unsafe { as_inner(n) }.child[0];
+            n = unsafe { as_inner(n) }.child(0);
         }
         h
     }
@@ -737,7 +737,7 @@ impl<V: Send> Drop for MapleTree<V> {
                     vals.extend_from_slice(l.vals());
                 } else {
                     let inn = as_inner(n);
-                    for &c in &inn.child[..inn.len()] {
+                    for &c in inn.children() {
                         free_all::<V>(c, vals);
                     }
                 }

@@ -6,11 +6,16 @@
 //! ```text
 //! Leaf<V>, narrow: header(16) | base | start[14]: u32 | end[14]: u32 | val[14] = 248 B
 //! Leaf<V>, wide  : header(16) | start[10] | end[10] | val[10]                  = 256 B
-//! Inner          : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
+//! Inner, narrow  : header(16) | base | min[1..11]: u32 | child[11] | max[11]: u32
+//!                  | gap[11]: u32 | al[11]                                     = 251 B
+//! Inner, wide    : header(16) | min[7] | child[7] | max[7] | gap[7] | al[7] | pad = 256 B
 //! ```
 //!
 //! The inner node's arrays are ordered for `get`: its scan over `min` and
-//! the chosen `child` lie in the first two cache lines. (512-byte inner
+//! the chosen `child` lie in the first two cache lines (a narrow node's
+//! header, base and `min` are line 0). Narrow inner nodes (I11, [`Inner`])
+//! store keys as 32-bit offsets from `min[0]` scaled by the node's common
+//! power of two, which gives fan-out 11 in 256 bytes. (512-byte inner
 //! nodes of fan-out 15 were tried for issue 12: height 8 -> 6 at 1Mi, but
 //! lookups measured slower; docs/DESIGN.md §2.1.)
 //!
@@ -40,9 +45,14 @@ pub(crate) const LEAF_CAP: usize = 10;
 /// the leaf's span `end[n - 1] - start[0]` fits in 32 bits.
 #[cfg(not(loom))]
 pub(crate) const NARROW_CAP: usize = 14;
-/// Children per inner node.
+/// Children per wide inner node (64-bit keys): the capacity every inner
+/// node has, whatever its keys.
 #[cfg(not(loom))]
 pub(crate) const INNER_CAP: usize = 7;
+/// Children per narrow inner node (scaled 32-bit offsets from a per-node
+/// base, I11), used when the node's keys allow it.
+#[cfg(not(loom))]
+pub(crate) const INNER_NARROW_CAP: usize = 11;
 // Under loom, tiny nodes so that splits and merges happen within a few operations.
 #[cfg(loom)]
 pub(crate) const LEAF_CAP: usize = 3;
@@ -50,6 +60,8 @@ pub(crate) const LEAF_CAP: usize = 3;
 pub(crate) const NARROW_CAP: usize = 3;
 #[cfg(loom)]
 pub(crate) const INNER_CAP: usize = 3;
+#[cfg(loom)]
+pub(crate) const INNER_NARROW_CAP: usize = 3;
 
 /// Minimum entries of a non-root leaf (I1).
 pub(crate) const LEAF_MIN: usize = LEAF_CAP / 2;
@@ -66,9 +78,12 @@ pub(crate) struct Header {
     pub(crate) txn: u64,
     pub(crate) kind: u8,
     pub(crate) len: u8,
-    /// A leaf's format: 64-bit keys (`true`) or 32-bit offsets (`false`);
-    /// `false` for inner nodes. See [`Leaf`].
+    /// The node's format: 64-bit keys (`true`) or 32-bit offsets (`false`).
+    /// See [`Leaf`] (I10) and [`Inner`] (I11).
     pub(crate) wide: bool,
+    /// A narrow inner node's scale: its offsets count units of
+    /// `2^shift` (I11); 0 otherwise.
+    pub(crate) shift: u8,
     /// loom-only liveness marker (see `sync::LiveCell`).
     pub(crate) live: LiveCell,
 }
@@ -80,6 +95,7 @@ impl Header {
             kind,
             len: 0,
             wide: false,
+            shift: 0,
             live: LiveCell::new(),
         }
     }
@@ -154,17 +170,88 @@ fn narrow_span<V>(items: &[LeafItem<V>]) -> bool {
     }
 }
 
-/// An inner node.
+/// An inner node, in one of two formats chosen by its children's summaries
+/// (I11): *narrow* (`hdr.wide == false`) when every key it stores (each
+/// child's `min`, `max` and `gap`), taken relative to `base = min[0]`, is a
+/// multiple of `2^shift` (`shift` the largest such, in the header) and the
+/// scaled span `(max[n - 1] - base) >> shift` is below `u32::MAX`: up to
+/// `INNER_NARROW_CAP` (11) children with 32-bit scaled offsets; else
+/// *wide*: up to `INNER_CAP` (7) children with 64-bit keys. Both are 256
+/// bytes. A narrow node does not store `min[0]` (it is the base, offset 0),
+/// so its header, base and the ten other `min` offsets are cache line 0.
+/// Read through [`Inner::child`], [`Inner::slot_summary`] and the counting
+/// searches; written through [`Slots`] and [`Inner::set`].
 #[repr(C, align(64))]
 pub(crate) struct Inner {
     pub(crate) hdr: Header,
-    pub(crate) min: [u64; INNER_CAP],
-    pub(crate) child: [*mut Header; INNER_CAP],
-    pub(crate) max: [u64; INNER_CAP],
-    pub(crate) gap: [u64; INNER_CAP],
+    body: InnerBody,
+}
+
+/// The two inner formats; `hdr.wide` says which one is initialised.
+#[repr(C)]
+union InnerBody {
+    narrow: NarrowInner,
+    wide: WideInner,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct NarrowInner {
+    base: u64,
+    /// Scaled offsets of `min[1..]` (`min[0]` is `base`).
+    min: [u32; INNER_NARROW_CAP - 1],
+    child: [*mut Header; INNER_NARROW_CAP],
+    max: [u32; INNER_NARROW_CAP],
+    gap: [u32; INNER_NARROW_CAP],
     /// Per child, the alignment exponent of its internal gaps (see
     /// [`Summary::al`]); `u8::MAX` in unused slots (I5).
-    pub(crate) al: [u8; INNER_CAP],
+    al: [u8; INNER_NARROW_CAP],
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct WideInner {
+    min: [u64; INNER_CAP],
+    child: [*mut Header; INNER_CAP],
+    max: [u64; INNER_CAP],
+    gap: [u64; INNER_CAP],
+    al: [u8; INNER_CAP],
+}
+
+/// One inner slot: `(min, max, gap, al, child)`.
+pub(crate) type InnerItem = (u64, u64, u64, u8, *mut Header);
+
+/// The narrow encoding of inner slots `items` (in key order), `(base,
+/// shift)`, or `None` when they need the wide format (I11). The shift is
+/// the number of trailing zero bits common to every `min - base`, `max -
+/// base` and `gap`; the scaled span must stay below `u32::MAX`, the unused
+/// slots' sentinel, so that a saturated search key compares exactly.
+#[inline]
+fn inner_narrow(items: &[InnerItem]) -> Option<(u64, u32)> {
+    let n = items.len();
+    let (Some(first), Some(last)) = (items.first(), items.last()) else {
+        return Some((0, 0));
+    };
+    if n > INNER_NARROW_CAP {
+        return None;
+    }
+    let base = first.0;
+    let mut or = 0;
+    for &(mn, mx, g, _, _) in items {
+        // Wrapping: validate() decodes corrupt slots too; in order they
+        // are all >= base.
+        or |= mn.wrapping_sub(base) | mx.wrapping_sub(base) | g;
+    }
+    // `or > 0`: max[0] > min[0] = base (I2).
+    let shift = if or == 0 { 0 } else { or.trailing_zeros() };
+    (last.1.wrapping_sub(base) >> shift < u64::from(u32::MAX)).then_some((base, shift))
+}
+
+/// Can one inner node hold `items`? Up to `INNER_CAP` always; up to
+/// `INNER_NARROW_CAP` when they have a narrow encoding (I11).
+#[inline]
+pub(crate) fn inner_fits(items: &[InnerItem]) -> bool {
+    items.len() <= INNER_CAP || inner_narrow(items).is_some()
 }
 
 const _: () = assert!(NARROW_CAP >= LEAF_CAP);
@@ -175,10 +262,14 @@ const _: () = {
     assert!(size_of::<Leaf<[u8; 1000]>>() == 256);
     assert!(size_of::<Inner>() == 256);
     assert!(size_of::<Narrow<u64>>() <= 240 && size_of::<Wide<u64>>() == 240);
+    assert!(size_of::<NarrowInner>() <= 240 && size_of::<WideInner>() <= 240);
+    assert!(size_of::<Header>() == 16);
     assert!(align_of::<Inner>() == 64);
     assert!(align_of::<Leaf<u64>>() == 64);
-    // `get` reads `min` and one `child`: both in the first two cache lines.
-    assert!(core::mem::offset_of!(Inner, max) <= 128);
+    // `get` reads `min` and one `child`: a narrow node's header, base and
+    // `min` are line 0; a wide node's `min` and `child` lines 0-1.
+    assert!(16 + core::mem::offset_of!(NarrowInner, child) <= 64);
+    assert!(16 + core::mem::offset_of!(WideInner, max) <= 128);
 };
 
 /// A subtree's augmentation (I3): first start, last end, largest inner gap,
@@ -591,14 +682,20 @@ fn summary_of(n: usize, start: impl Fn(usize) -> u64, end: impl Fn(usize) -> u64
 }
 
 impl Inner {
+    /// An empty (narrow) inner node.
     pub(crate) fn new(txn: u64) -> Self {
         Self {
             hdr: Header::new(KIND_INNER, txn),
-            min: [u64::MAX; INNER_CAP],
-            child: [ptr::null_mut(); INNER_CAP],
-            max: [u64::MAX; INNER_CAP],
-            gap: [u64::MAX; INNER_CAP],
-            al: [u8::MAX; INNER_CAP],
+            body: InnerBody {
+                narrow: NarrowInner {
+                    base: 0,
+                    min: [u32::MAX; INNER_NARROW_CAP - 1],
+                    child: [ptr::null_mut(); INNER_NARROW_CAP],
+                    max: [u32::MAX; INNER_NARROW_CAP],
+                    gap: [u32::MAX; INNER_NARROW_CAP],
+                    al: [u8::MAX; INNER_NARROW_CAP],
+                },
+            },
         }
     }
 
@@ -607,37 +704,302 @@ impl Inner {
         self.hdr.len as usize
     }
 
+    /// Is this node in the wide (64-bit key) format?
+    #[cfg(test)]
+    pub(crate) fn is_wide(&self) -> bool {
+        self.hdr.wide
+    }
+
+    /// The narrow body, if that is the format.
+    #[inline(always)]
+    fn narrow(&self) -> Option<&NarrowInner> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: `hdr.wide` names the initialised union field (I11);
+            // every writer (`new`, `set_items`, `set`, a block copy with its
+            // header) keeps the two in step.
+            Some(unsafe { &self.body.narrow })
+        }
+    }
+
+    /// The narrow body, mutable, if that is the format.
+    #[inline(always)]
+    fn narrow_mut(&mut self) -> Option<&mut NarrowInner> {
+        if self.hdr.wide {
+            None
+        } else {
+            // SAFETY: as in `narrow`.
+            Some(unsafe { &mut self.body.narrow })
+        }
+    }
+
+    /// The wide body (only when `hdr.wide`).
+    #[inline(always)]
+    fn wide(&self) -> &WideInner {
+        debug_assert!(self.hdr.wide);
+        // SAFETY: as in `narrow`; callers check `hdr.wide` first.
+        unsafe { &self.body.wide }
+    }
+
+    /// The wide body, mutable (only when `hdr.wide`).
+    #[inline(always)]
+    fn wide_mut(&mut self) -> &mut WideInner {
+        debug_assert!(self.hdr.wide);
+        // SAFETY: as in `narrow`; callers check `hdr.wide` first.
+        unsafe { &mut self.body.wide }
+    }
+
+    /// Children this node's format holds.
+    #[inline(always)]
+    pub(crate) fn cap(&self) -> usize {
+        if self.hdr.wide {
+            INNER_CAP
+        } else {
+            INNER_NARROW_CAP
+        }
+    }
+
+    /// Child `i` (`i < len`; null past `len`, I5).
+    #[inline(always)]
+    pub(crate) fn child(&self, i: usize) -> *mut Header {
+        match self.narrow() {
+            Some(b) => b.child[i],
+            None => self.wide().child[i],
+        }
+    }
+
+    /// The used child pointers.
+    #[inline]
+    pub(crate) fn children(&self) -> &[*mut Header] {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => &b.child[..n],
+            None => &self.wide().child[..n],
+        }
+    }
+
+    /// Points slot `i` at `c`, a node with the same summary (a copy of
+    /// the old child, or the old child changed without changing its
+    /// summary): the keys, hence the format, stay.
+    #[inline]
+    pub(crate) fn set_child(&mut self, i: usize, c: *mut Header) {
+        debug_assert!(i < self.len());
+        match self.narrow_mut() {
+            Some(b) => b.child[i] = c,
+            None => self.wide_mut().child[i] = c,
+        }
+    }
+
+    /// A stored scaled offset or length, back in key units.
+    #[inline(always)]
+    fn unscale(&self, o: u32) -> u64 {
+        u64::from(o) << self.hdr.shift
+    }
+
+    /// First start under child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn min(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) if i == 0 => b.base,
+            Some(b) => b.base + self.unscale(b.min[i - 1]),
+            None => self.wide().min[i],
+        }
+    }
+
+    /// Last end under child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn max(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) => b.base + self.unscale(b.max[i]),
+            None => self.wide().max[i],
+        }
+    }
+
+    /// Largest gap inside child `i` (`i < len`).
+    #[inline(always)]
+    pub(crate) fn gap(&self, i: usize) -> u64 {
+        match self.narrow() {
+            Some(b) => self.unscale(b.gap[i]),
+            None => self.wide().gap[i],
+        }
+    }
+
+    /// Alignment exponent of child `i`'s gaps (`i < len`).
+    #[inline(always)]
+    pub(crate) fn al(&self, i: usize) -> u8 {
+        match self.narrow() {
+            Some(b) => b.al[i],
+            None => self.wide().al[i],
+        }
+    }
+
+    /// `x` as a scaled offset for `key <= x` tests: `floor((x - base) /
+    /// 2^shift)`, saturated at `u32::MAX` (exact: every stored offset is
+    /// below it, I11); `None` when `x` lies below the base.
+    #[inline(always)]
+    fn le_key(&self, b: &NarrowInner, x: u64) -> Option<u32> {
+        let d = x.checked_sub(b.base)?;
+        Some(u32::try_from(d >> self.hdr.shift).unwrap_or(u32::MAX))
+    }
+
+    /// `x` as a scaled offset for `key < x` tests: `ceil((x - base) /
+    /// 2^shift)`, saturated likewise (`key < x` ⟺ `offset << shift <
+    /// x - base` ⟺ `offset < ceil(..)`); `None` below the base.
+    #[inline(always)]
+    fn lt_key(&self, b: &NarrowInner, x: u64) -> Option<u32> {
+        let d = x.checked_sub(b.base)?;
+        let s = self.hdr.shift;
+        // No overflow: with s > 0, d >> s < 2^63.
+        let q = (d >> s) + u64::from(d & ((1u64 << s) - 1) != 0);
+        Some(u32::try_from(q).unwrap_or(u32::MAX))
+    }
+
+    /// Number of children with `min <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_min(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            // Child 0 (offset 0) counts whenever x >= base; one clamp to
+            // `n` covers the sentinels (and an empty node).
+            Some(b) => self
+                .le_key(b, x)
+                .map_or(0, |r| (1 + count_le(&b.min, INNER_NARROW_CAP, r)).min(n)),
+            None => count_le(&self.wide().min, n, x),
+        }
+    }
+
+    /// Number of children with `min < x`.
+    #[inline(always)]
+    pub(crate) fn count_lt_min(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.lt_key(b, x).map_or(0, |r| {
+                (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
+            }),
+            None => count_lt(&self.wide().min, n, x),
+        }
+    }
+
+    /// Number of children with `max <= x`.
+    #[inline(always)]
+    pub(crate) fn count_le_max(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.le_key(b, x).map_or(0, |r| count_le(&b.max, n, r)),
+            None => count_le(&self.wide().max, n, x),
+        }
+    }
+
+    /// Number of children with `max < x`.
+    #[inline(always)]
+    pub(crate) fn count_lt_max(&self, x: u64) -> usize {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)),
+            None => count_lt(&self.wide().max, n, x),
+        }
+    }
+
+    /// The slots, decoded into `buf`; returns how many.
+    #[inline]
+    fn decode(&self, buf: &mut [InnerItem; INNER_NARROW_CAP + 1]) -> usize {
+        let n = self.len();
+        for (i, slot) in buf.iter_mut().enumerate().take(n) {
+            *slot = self.item(i);
+        }
+        n
+    }
+
+    /// Whether the unused slots hold the sentinel of the node's format (I5).
+    pub(crate) fn sentinels_ok(&self) -> bool {
+        let n = self.len();
+        match self.narrow() {
+            Some(b) => {
+                (n.max(1)..INNER_NARROW_CAP).all(|i| b.min[i - 1] == u32::MAX)
+                    && (n..INNER_NARROW_CAP).all(|i| {
+                        b.max[i] == u32::MAX
+                            && b.gap[i] == u32::MAX
+                            && b.al[i] == u8::MAX
+                            && b.child[i].is_null()
+                    })
+            }
+            None => {
+                let w = self.wide();
+                (n..INNER_CAP).all(|i| {
+                    w.min[i] == u64::MAX
+                        && w.max[i] == u64::MAX
+                        && w.gap[i] == u64::MAX
+                        && w.al[i] == u8::MAX
+                        && w.child[i].is_null()
+                })
+            }
+        }
+    }
+
+    /// Whether the format is the one the slots call for (I11): narrow
+    /// exactly when they have a narrow encoding, and then with its shift
+    /// (the base is `min[0]` by construction). `None` if so, else what is
+    /// wrong.
+    pub(crate) fn format_error(&self) -> Option<&'static str> {
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        match (inner_narrow(&buf[..n]), self.narrow()) {
+            (None, None) => None,
+            (Some(_), None) => Some("wide, but its keys have a narrow encoding"),
+            (None, Some(_)) => Some("narrow, but its keys need the wide format"),
+            (Some((_, s)), Some(_)) if s != u32::from(self.hdr.shift) => {
+                Some("narrow with another shift than its keys' common one")
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn summary(&self) -> Summary {
         let n = self.len();
         debug_assert!(n > 0);
-        let mut gap = self.gap[0];
-        let mut al = self.al[0];
+        let Some(b) = self.narrow() else {
+            let w = self.wide();
+            return inner_summary_of(
+                w.min[0],
+                w.min[1..n].iter().copied(),
+                &w.max[..n],
+                &w.gap[..n],
+                &w.al[..n],
+                |k| k,
+            );
+        };
+        let (base, sh) = (b.base, self.hdr.shift);
+        let n = n.min(INNER_NARROW_CAP);
+        let key = |o: u32| base + (u64::from(o) << sh);
+        // Scaled throughout; the links' exponents need the keys.
+        let (mut g, mut a) = (0, 0);
+        for i in 0..n {
+            (g, a) = (g.max(b.gap[i]), a.max(b.al[i]));
+        }
         // No data-dependent branch: the link gaps between children are
         // never at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
         for i in 1..n {
-            gap = gap.max(self.gap[i]).max(self.min[i] - self.max[i - 1]);
-            al = al
-                .max(self.al[i])
-                .max(link_exp(self.max[i - 1], self.min[i]));
+            let (pm, mn) = (b.max[i - 1], b.min[i - 1]);
+            g = g.max(mn - pm);
+            a = a.max(link_exp(key(pm), key(mn)));
         }
         Summary {
-            min: self.min[0],
-            max: self.max[n - 1],
-            gap,
-            al,
+            min: base,
+            max: key(b.max[n - 1]),
+            gap: u64::from(g) << sh,
+            al: a,
         }
     }
-}
 
-impl Inner {
     /// The summary of child `i`'s slot.
     #[inline(always)]
     pub(crate) fn slot_summary(&self, i: usize) -> Summary {
         Summary {
-            min: self.min[i],
-            max: self.max[i],
-            gap: self.gap[i],
-            al: self.al[i],
+            min: self.min(i),
+            max: self.max(i),
+            gap: self.gap(i),
+            al: self.al(i),
         }
     }
 
@@ -645,22 +1007,27 @@ impl Inner {
     /// contents, given the node's summary `before` that change (nothing else
     /// changed): O(1) instead of a pass over every child, whenever the
     /// largest gap and alignment exponent were attained by something that did
-    /// not change. Exact: a changed quantity (child `i`'s gap and exponent,
-    /// and the link gaps on either side of it) whose old value reached the
-    /// old maximum may have been the only one to, so then it recomputes.
+    /// not change or did not shrink. Exact: a changed quantity (child `i`'s
+    /// gap and exponent, and the link gaps on either side of it) that
+    /// shrank from the old maximum may have been the only one there, so
+    /// then it recomputes.
     pub(crate) fn summary_after(&self, i: usize, was: Summary, before: Summary) -> Summary {
         let n = self.len();
         let now = self.slot_summary(i);
         let (mut gap, mut al) = (before.gap, before.al);
         let mut exact = true;
+        // A quantity that did not shrink, or whose old value was below the
+        // old maximum, leaves the maximum at `max(before, new)`; one that
+        // shrank from the maximum may have been the only one there.
         let mut changed = |old_gap: u64, new_gap: u64, old_al: u8, new_al: u8| {
-            exact &= old_gap < before.gap && old_al < before.al;
+            exact &= (old_gap < before.gap || new_gap >= old_gap)
+                && (old_al < before.al || new_al >= old_al);
             gap = gap.max(new_gap);
             al = al.max(new_al);
         };
         changed(was.gap, now.gap, was.al, now.al);
         if i > 0 && was.min != now.min {
-            let m = self.max[i - 1];
+            let m = self.max(i - 1);
             changed(
                 was.min - m,
                 now.min - m,
@@ -669,7 +1036,7 @@ impl Inner {
             );
         }
         if i + 1 < n && was.max != now.max {
-            let m = self.min[i + 1];
+            let m = self.min(i + 1);
             changed(
                 m - was.max,
                 m - now.max,
@@ -681,11 +1048,199 @@ impl Inner {
             return self.summary();
         }
         Summary {
-            min: self.min[0],
-            max: self.max[n - 1],
+            min: self.min(0),
+            max: self.max(n - 1),
             gap,
             al,
         }
+    }
+
+    /// Points slot `i` at `child` with its summary `s`, re-encoding the
+    /// node in the format the new keys call for (I11). Returns false,
+    /// changing nothing, when they fit no format: the node is narrow with
+    /// more children than a wide node holds, and `s` brought a key off its
+    /// scale or past its offsets' range (an unaligned key, a wider span).
+    /// The caller then splits the node (`Core::replace_slots`).
+    #[inline]
+    pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
+        debug_assert!(i < self.len());
+        self.set_in_place(i, child, s) || self.set_recode(i, child, s)
+    }
+
+    /// `set` without a re-encoding, when the node is narrow, keeps its base
+    /// (min[0] did not change), the new keys are on its scale and within
+    /// its offsets, and the shift stays canonical (I11): some offset is
+    /// still odd, the new slot's, or another's if the old slot had none.
+    /// Otherwise returns false, having written the slot or not; the caller
+    /// re-encodes (`set_recode` decodes the slot either way).
+    #[inline(always)]
+    fn set_in_place(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
+        let sh = u32::from(self.hdr.shift);
+        let Some(b) = self.narrow_mut() else {
+            return false;
+        };
+        if s.min < b.base || (i == 0 && s.min != b.base) {
+            return false;
+        }
+        let (mo, xo) = (s.min - b.base, s.max - b.base);
+        if (mo | xo | s.gap) & ((1u64 << sh) - 1) != 0 || xo >> sh >= u64::from(u32::MAX) {
+            return false;
+        }
+        // In range: the scaled span bound above covers mo and gap.
+        let (mo, xo, g) = ((mo >> sh) as u32, (xo >> sh) as u32, (s.gap >> sh) as u32);
+        let old_min = if i > 0 { b.min[i - 1] } else { 0 };
+        let odd_before = (old_min | b.max[i] | b.gap[i]) & 1;
+        if i > 0 {
+            b.min[i - 1] = mo;
+        }
+        (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
+        (mo | xo | g) & 1 == 1 || odd_before == 0
+    }
+
+    /// `set` by decoding, replacing slot `i` and re-encoding (the rare
+    /// case: a new base, a key off the scale, a shift that may grow).
+    #[cold]
+    #[inline(never)]
+    fn set_recode(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        buf[i] = inner_item(child, s);
+        if !inner_fits(&buf[..n]) {
+            return false;
+        }
+        self.set_items(&buf[..n]);
+        true
+    }
+
+    /// Replaces the slots with `items` (in key order, and [`inner_fits`]) in
+    /// the format they call for (I11), with the sentinel in every unused
+    /// slot (I5).
+    pub(crate) fn set_items(&mut self, items: &[InnerItem]) {
+        let n = items.len();
+        if let Some((base, sh)) = inner_narrow(items) {
+            let mut b = NarrowInner {
+                base,
+                min: [u32::MAX; INNER_NARROW_CAP - 1],
+                child: [ptr::null_mut(); INNER_NARROW_CAP],
+                max: [u32::MAX; INNER_NARROW_CAP],
+                gap: [u32::MAX; INNER_NARROW_CAP],
+                al: [u8::MAX; INNER_NARROW_CAP],
+            };
+            for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                // In range: `inner_narrow` bounds the scaled span, which
+                // bounds every offset and gap.
+                if i > 0 {
+                    b.min[i - 1] = ((mn - base) >> sh) as u32;
+                }
+                b.max[i] = ((mx - base) >> sh) as u32;
+                b.gap[i] = (g >> sh) as u32;
+                (b.al[i], b.child[i]) = (al, c);
+            }
+            self.body.narrow = b;
+            self.hdr.wide = false;
+            self.hdr.shift = sh as u8;
+        } else {
+            assert!(n <= INNER_CAP, "{n} children do not fit one inner node");
+            let mut b = WideInner {
+                min: [u64::MAX; INNER_CAP],
+                child: [ptr::null_mut(); INNER_CAP],
+                max: [u64::MAX; INNER_CAP],
+                gap: [u64::MAX; INNER_CAP],
+                al: [u8::MAX; INNER_CAP],
+            };
+            for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                (b.min[i], b.max[i], b.gap[i], b.al[i], b.child[i]) = (mn, mx, g, al, c);
+            }
+            self.body.wide = b;
+            self.hdr.wide = true;
+            self.hdr.shift = 0;
+        }
+        self.hdr.len = n as u8;
+    }
+}
+
+/// `Inner::summary` over one format's arrays (`n` slots): `min0` and the
+/// other mins, in the format's units; `key` maps a unit back to a key for
+/// the links' alignment exponents. `min`, `max` and `gap` of the result are
+/// in the format's units too.
+#[inline(always)]
+fn inner_summary_of<K: Copy + Ord + Into<u64> + core::ops::Sub<Output = K>>(
+    min0: K,
+    mins: impl Iterator<Item = K>,
+    max: &[K],
+    gap: &[K],
+    al: &[u8],
+    key: impl Fn(K) -> u64,
+) -> Summary {
+    let mut g = gap.iter().copied().max().unwrap_or(min0);
+    let mut a = al.iter().copied().max().unwrap_or(0);
+    // No data-dependent branch: the link gaps between children are never
+    // at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
+    for (&prev_max, mn) in max.iter().zip(mins) {
+        g = g.max(mn - prev_max);
+        a = a.max(link_exp(key(prev_max), key(mn)));
+    }
+    Summary {
+        min: min0.into(),
+        max: max.last().copied().map_or(0, Into::into),
+        gap: g.into(),
+        al: a,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Inner {
+    /// Test-only: writes `v` into the `al` of the first unused slot (an
+    /// I5 corruption, or its undo).
+    pub(crate) fn poke_unused_al(&mut self, v: u8) {
+        let n = self.len();
+        match self.narrow_mut() {
+            Some(b) => b.al[n] = v,
+            None => self.wide_mut().al[n] = v,
+        }
+    }
+
+    /// Test-only: encodes `items` wide (`None`) or narrow at scale
+    /// `2^shift`, whether or not that is the canonical format (I11).
+    pub(crate) fn force_encoding(&mut self, items: &[InnerItem], shift: Option<u32>) {
+        self.set_items(items);
+        let n = items.len();
+        match shift {
+            None => {
+                let mut b = WideInner {
+                    min: [u64::MAX; INNER_CAP],
+                    child: [ptr::null_mut(); INNER_CAP],
+                    max: [u64::MAX; INNER_CAP],
+                    gap: [u64::MAX; INNER_CAP],
+                    al: [u8::MAX; INNER_CAP],
+                };
+                for (i, &(mn, mx, g, al, c)) in items.iter().enumerate() {
+                    (b.min[i], b.max[i], b.gap[i], b.al[i], b.child[i]) = (mn, mx, g, al, c);
+                }
+                self.body.wide = b;
+                self.hdr.wide = true;
+                self.hdr.shift = 0;
+            }
+            Some(sh) => {
+                let Some(b) = self.narrow_mut() else {
+                    panic!("force_encoding: the slots need the wide format")
+                };
+                let base = b.base;
+                for (i, &(mn, mx, g, _, _)) in items.iter().enumerate() {
+                    if i > 0 {
+                        b.min[i - 1] = ((mn - base) >> sh) as u32;
+                    }
+                    b.max[i] = ((mx - base) >> sh) as u32;
+                    b.gap[i] = (g >> sh) as u32;
+                }
+                self.hdr.shift = sh as u8;
+            }
+        }
+        assert_eq!(self.len(), n);
+        assert!(
+            (0..n).all(|i| self.item(i) == items[i]),
+            "re-encoding changed a slot"
+        );
     }
 }
 
@@ -700,8 +1255,9 @@ pub(crate) trait Slots {
     type Item: Copy;
     /// Slots a node holds whatever they contain.
     const CAP: usize;
-    /// Most slots a node can hold (`CAP` for inner nodes; `NARROW_CAP` for
-    /// a leaf whose keys allow it).
+    /// Most slots a node can hold when its keys allow the narrow format
+    /// (`NARROW_CAP` for a leaf, I10; `INNER_NARROW_CAP` for an inner
+    /// node, I11).
     const MAX: usize;
     const MIN: usize;
     fn len(&self) -> usize;
@@ -757,7 +1313,7 @@ pub(crate) fn gather<N: Slots>(
     b: Option<&N>,
     extra: Option<(usize, N::Item)>,
 ) -> Vec<N::Item> {
-    let mut v = Vec::with_capacity(2 * NARROW_CAP.max(INNER_CAP) + 2);
+    let mut v = Vec::with_capacity(2 * NARROW_CAP.max(INNER_NARROW_CAP) + 2);
     v.extend((0..a.len()).map(|k| a.item(k)));
     if let Some(b) = b {
         v.extend((0..b.len()).map(|k| b.item(k)));
@@ -866,37 +1422,10 @@ impl<V> Slots for Leaf<V> {
     }
 }
 
-impl Inner {
-    /// Writes slot `i` without changing the length.
-    #[inline]
-    pub(crate) fn put(&mut self, i: usize, it: <Inner as Slots>::Item) {
-        (
-            self.min[i],
-            self.max[i],
-            self.gap[i],
-            self.al[i],
-            self.child[i],
-        ) = it;
-    }
-
-    /// Sets the length and resets every slot at or past it to the sentinel (I5).
-    pub(crate) fn truncate(&mut self, n: usize) {
-        for i in n..INNER_CAP {
-            self.put(i, (u64::MAX, u64::MAX, u64::MAX, u8::MAX, ptr::null_mut()));
-        }
-        self.set_len(n);
-    }
-
-    #[inline]
-    pub(crate) fn set_len(&mut self, n: usize) {
-        self.hdr.len = n as u8;
-    }
-}
-
 impl Slots for Inner {
-    type Item = (u64, u64, u64, u8, *mut Header);
+    type Item = InnerItem;
     const CAP: usize = INNER_CAP;
-    const MAX: usize = INNER_CAP;
+    const MAX: usize = INNER_NARROW_CAP;
     const MIN: usize = INNER_MIN;
     #[inline]
     fn len(&self) -> usize {
@@ -905,71 +1434,69 @@ impl Slots for Inner {
     #[inline]
     fn item(&self, i: usize) -> Self::Item {
         (
-            self.min[i],
-            self.max[i],
-            self.gap[i],
-            self.al[i],
-            self.child[i],
+            self.min(i),
+            self.max(i),
+            self.gap(i),
+            self.al(i),
+            self.child(i),
         )
     }
     fn fits(items: &[Self::Item]) -> bool {
-        items.len() <= INNER_CAP
+        inner_fits(items)
     }
     fn set_items(&mut self, items: &[Self::Item]) {
-        for (k, &it) in items.iter().enumerate() {
-            self.put(k, it);
-        }
-        self.truncate(items.len());
+        Inner::set_items(self, items);
     }
     fn summary(&self) -> Summary {
         Inner::summary(self)
     }
     fn insert_item(&mut self, pos: usize, it: Self::Item) -> bool {
         let n = self.len();
-        if n == INNER_CAP {
+        if n == INNER_NARROW_CAP.max(INNER_CAP) {
             return false;
         }
         debug_assert!(pos <= n);
-        for k in (pos..n).rev() {
-            let x = self.item(k);
-            self.put(k + 1, x);
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        self.decode(&mut buf);
+        buf.copy_within(pos..n, pos + 1);
+        buf[pos] = it;
+        if !inner_fits(&buf[..=n]) {
+            return false;
         }
-        self.put(pos, it);
-        self.set_len(n + 1);
+        self.set_items(&buf[..=n]);
         true
     }
     fn remove_item(&mut self, pos: usize) -> Self::Item {
-        let n = self.len();
-        let it = self.item(pos);
-        for k in pos + 1..n {
-            let x = self.item(k);
-            self.put(k - 1, x);
-        }
-        self.truncate(n - 1);
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        let n = self.decode(&mut buf);
+        let it = buf[pos];
+        buf.copy_within(pos + 1..n, pos);
+        // Fits: fewer slots whose keys, relative to the (possibly later)
+        // first min, are still multiples of the old scale, over a span no
+        // wider (I11).
+        self.set_items(&buf[..n - 1]);
         it
     }
     fn append_from(&mut self, other: &Self) -> bool {
         let (n, m) = (self.len(), other.len());
-        if n + m > INNER_CAP {
+        if n + m > INNER_NARROW_CAP.max(INNER_CAP) {
             return false;
         }
+        let mut buf = [(0, 0, 0, 0, ptr::null_mut()); INNER_NARROW_CAP + 1];
+        self.decode(&mut buf);
         for k in 0..m {
-            self.put(n + k, other.item(k));
+            buf[n + k] = other.item(k);
         }
-        self.set_len(n + m);
+        if !inner_fits(&buf[..n + m]) {
+            return false;
+        }
+        self.set_items(&buf[..n + m]);
         true
     }
 }
 
-impl Inner {
-    /// Points slot `i` at `child` with its summary.
-    pub(crate) fn set(&mut self, i: usize, child: *mut Header, s: Summary) {
-        self.put(i, inner_item(child, s));
-    }
-}
-
 /// The slot item an inner node stores for `child`.
-pub(crate) fn inner_item(child: *mut Header, s: Summary) -> <Inner as Slots>::Item {
+pub(crate) fn inner_item(child: *mut Header, s: Summary) -> InnerItem {
     (s.min, s.max, s.gap, s.al, child)
 }
 
@@ -1028,7 +1555,7 @@ pub(crate) fn place<N>(pool: &mut NodePool, kind: u8, node: N) -> *mut Header {
 /// `n` is a live node (from `place`) and stays live during the call.
 pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) -> *mut Header {
     // SAFETY: our requirement.
-    let (kind, len, wide) = unsafe { ((*n).kind, (*n).len, (*n).wide) };
+    let (kind, len, wide, shift) = unsafe { ((*n).kind, (*n).len, (*n).wide, (*n).shift) };
     let p = alloc_node(pool, kind);
     // SAFETY: `n` and `p` are distinct blocks of `node_layout(kind)` bytes
     // (`p` is fresh and ours, `n` live: our requirement). Every field of a
@@ -1040,6 +1567,7 @@ pub(crate) unsafe fn copy_node(pool: &mut NodePool, n: *const Header, txn: u64) 
         p.write(Header {
             len,
             wide,
+            shift,
             ..Header::new(kind, txn)
         });
     }
@@ -1195,5 +1723,111 @@ mod tests {
         }
         assert_eq!(c.start(0), b, "same keys, another base");
         assert!(!c.sentinels_ok());
+    }
+
+    /// `n` inner slots with the given `(min, max, gap)`, null children.
+    fn inner(slots: &[(u64, u64, u64)]) -> Inner {
+        let mut n = Inner::new(1);
+        let items: Vec<_> = slots
+            .iter()
+            .map(|&(a, b, g)| (a, b, g, 3, ptr::null_mut()))
+            .collect();
+        n.set_items(&items);
+        n
+    }
+
+    /// Every counting search agrees with the decoded keys at and around
+    /// each key (and at the extremes), whatever the format and scale.
+    fn searches_exact(n: &Inner) {
+        let keys: Vec<_> = (0..n.len()).flat_map(|i| [n.min(i), n.max(i)]).collect();
+        let probes = keys
+            .iter()
+            .flat_map(|&k| {
+                [
+                    k.wrapping_sub(1),
+                    k,
+                    k.wrapping_add(1),
+                    k.wrapping_add(4095),
+                ]
+            })
+            .chain([0, 1, u64::MAX - 1, u64::MAX]);
+        for x in probes {
+            let count = |f: &dyn Fn(usize) -> bool| (0..n.len()).filter(|&i| f(i)).count();
+            assert_eq!(n.count_le_min(x), count(&|i| n.min(i) <= x), "{x:#x}");
+            assert_eq!(n.count_lt_min(x), count(&|i| n.min(i) < x), "{x:#x}");
+            assert_eq!(n.count_le_max(x), count(&|i| n.max(i) <= x), "{x:#x}");
+            assert_eq!(n.count_lt_max(x), count(&|i| n.max(i) < x), "{x:#x}");
+        }
+    }
+
+    /// I11 at its edges: the scaled span `u32::MAX - 1` is narrow and
+    /// `u32::MAX` is wide (the sentinel is never a key), at scale 2^12 and
+    /// 2^0; the shift is the keys' common one (an odd offset or gap drops
+    /// it); eleven slots that need the wide format do not fit.
+    #[test]
+    fn inner_format_edges_and_exact_searches() {
+        let m = u64::from(u32::MAX);
+        for base in [0, 7 << 12, u64::MAX - (m << 12) - (1 << 12)] {
+            for (sh, unit) in [(12, 1u64 << 12), (0, 1)] {
+                // Scaled offsets: child 0 [0, 1), child 1 [3, span).
+                let mk = |span: u64, g: u64| {
+                    inner(&[
+                        (base, base + unit, 0),
+                        (base + 3 * unit, base + span * unit, g * unit),
+                    ])
+                };
+                let n = mk(m - 1, 5);
+                assert!(!n.is_wide() && u32::from(n.hdr.shift) == sh && n.sentinels_ok());
+                assert!(n.format_error().is_none());
+                assert_eq!(n.summary().max, base + (m - 1) * unit);
+                searches_exact(&n);
+                let w = mk(m, 5);
+                assert!(w.is_wide() && w.hdr.shift == 0 && w.sentinels_ok());
+                assert!(w.format_error().is_none());
+                searches_exact(&w);
+            }
+            // Page-aligned keys but one gap of a page and a byte: shift 0.
+            let n = inner(&[(base, base + 4096, 0), (base + 8192, base + 65536, 4097)]);
+            assert!(!n.is_wide() && n.hdr.shift == 0);
+            searches_exact(&n);
+            // Gaps of 2^13 only, keys 2^12 apart: shift 12 from the keys.
+            let n = inner(&[(base, base + 4096, 8192), (base + 8192, base + 65536, 8192)]);
+            assert_eq!(n.hdr.shift, 12);
+            searches_exact(&n);
+        }
+        // Eleven page-aligned children over 2^40 bytes: narrow at shift 12,
+        // and no format once one key is off the page scale.
+        let t = 1u64 << 36;
+        let eleven: Vec<_> = (0..11u64).map(|i| (i * t, i * t + 4096, 0)).collect();
+        let n = inner(&eleven);
+        assert!(!n.is_wide() && n.hdr.shift == 12 && n.len() == 11);
+        searches_exact(&n);
+        let mut items: Vec<_> = (0..11).map(|i| n.item(i)).collect();
+        items[4].0 += 1;
+        assert!(!inner_fits(&items));
+        let mut c = inner(&eleven);
+        let s = Summary {
+            min: 4 * t + 1,
+            max: 4 * t + 4096,
+            gap: 0,
+            al: 3,
+        };
+        assert!(!c.set(4, ptr::null_mut(), s), "no format holds it");
+        assert!((0..11).all(|i| c.item(i) == n.item(i)), "unchanged");
+        // In place when the key stays on the scale; the shift grows when
+        // the only odd offset leaves.
+        let mut c = inner(&[(0, 4096, 0), (3 << 12, 8 << 12, 0)]);
+        let s = |min, max| Summary {
+            min,
+            max,
+            gap: 0,
+            al: 3,
+        };
+        assert!(c.set(1, ptr::null_mut(), s(4 << 12, 8 << 12)));
+        assert_eq!(c.hdr.shift, 12, "max[0] = 1 page still odd");
+        assert!(c.set(0, ptr::null_mut(), s(0, 2 << 12)));
+        assert_eq!(c.hdr.shift, 13);
+        assert!(c.format_error().is_none());
+        searches_exact(&c);
     }
 }

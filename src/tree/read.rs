@@ -9,7 +9,7 @@
 //!     (guaranteed by a read guard — I6, I7 — or by the writer lock for a
 //!     transaction's own root).
 
-use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf, count_le, count_lt};
+use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf};
 use core::ops::Range;
 
 /// One entry as readers see it.
@@ -39,7 +39,7 @@ impl<'a, V> LeafPos<'a, V> {
 /// child pointer or leaf entry. Without the prefetch those are two dependent
 /// cache misses per level; with it, one. A leaf is lines 0-3 and so is an
 /// inner node (its `min` and `child` arrays, what `get` and `prev` read, are
-/// lines 0-1). Prefetching never faults and changes no state a program can
+/// lines 0-1 of a wide node, lines 0-2 of a narrow one, I11). Prefetching never faults and changes no state a program can
 /// observe.
 #[inline(always)]
 fn prefetch_lines<const FROM: usize, const TO: usize>(n: *const Header) {
@@ -99,7 +99,7 @@ unsafe fn descend<'a, V, const BY_MAX: bool>(
         }
         // SAFETY: R1 and the kind tag.
         let inner = unsafe { as_inner(n) };
-        n = inner.child[pick(inner)?];
+        n = inner.child(pick(inner)?);
     }
 }
 
@@ -114,7 +114,7 @@ pub(crate) unsafe fn get<'a, V>(root: *const Header, addr: u64) -> Option<LeafPo
         descend::<V, false>(
             root,
             // last child whose first start <= addr (I3); none: addr precedes the subtree.
-            |i| count_le(&i.min, i.len(), addr).checked_sub(1),
+            |i| i.count_le_min(addr).checked_sub(1),
             |l| l.find(addr),
         )
     }
@@ -133,7 +133,7 @@ pub(crate) unsafe fn next<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
     unsafe {
         descend::<V, true>(
             root,
-            |i| first_gt(count_le(&i.max, i.len(), addr), i.len()),
+            |i| first_gt(i.count_le_max(addr), i.len()),
             |l| first_gt(l.count_le_end(addr), l.len()),
         )
     }
@@ -149,7 +149,7 @@ pub(crate) unsafe fn prev<'a, V>(root: *const Header, addr: u64) -> Option<LeafP
     unsafe {
         descend::<V, false>(
             root,
-            |i| count_lt(&i.min, i.len(), addr).checked_sub(1),
+            |i| i.count_lt_min(addr).checked_sub(1),
             |l| l.count_lt_start(addr).checked_sub(1),
         )
     }
@@ -250,28 +250,28 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
         let inn = unsafe { as_inner(n) };
         let len = inn.len();
         let try_child = |i: usize| {
-            let clo = if i == 0 { lo } else { inn.max[i - 1] };
-            let chi = if i + 1 == len { hi } else { inn.max[i] };
-            let best = inn.gap[i].max(inn.min[i] - clo).max(chi - inn.max[i]);
+            let s = inn.slot_summary(i);
+            let clo = if i == 0 { lo } else { inn.max(i - 1) };
+            let chi = if i + 1 == len { hi } else { s.max };
+            let best = s.gap.max(s.min - clo).max(chi - s.max);
             let al = || {
-                inn.al[i]
-                    .max(align_exp_or0(clo, inn.min[i]))
-                    .max(align_exp_or0(inn.max[i], chi))
+                s.al.max(align_exp_or0(clo, s.min))
+                    .max(align_exp_or0(s.max, chi))
             };
             if !q.may_fit(clo, chi, best, al) {
                 return None;
             }
             // SAFETY: R1: children of a reachable node are reachable.
-            unsafe { find_gap::<V>(inn.child[i], clo, chi, q) }
+            unsafe { find_gap::<V>(inn.child(i), clo, chi, q) }
         };
         // Children entirely outside the window are skipped by counting over
         // `max` (vectorised, two cache lines): child `i` ends its owned space
         // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
         if q.rev {
-            let last = count_lt(&inn.max, len, q.hi).min(len - 1);
+            let last = inn.count_lt_max(q.hi).min(len - 1);
             (0..=last).rev().find_map(try_child)
         } else {
-            let first = count_le(&inn.max, len, q.lo).min(len - 1);
+            let first = inn.count_le_max(q.lo).min(len - 1);
             (first..len).find_map(try_child)
         }
     }

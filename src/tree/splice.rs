@@ -34,7 +34,7 @@
 use super::garbage;
 use super::node::{
     Header, KIND_LEAF, LEAF_CAP, Leaf, LeafItem, NARROW_CAP, Slots, Summary, as_inner, as_leaf,
-    count_le, distribute, leaf_fits, place, split_point,
+    distribute, leaf_fits, place, split_point,
 };
 use super::write::{Core, Node, fresh, summary_of, underfull};
 use core::ptr;
@@ -140,16 +140,16 @@ impl<V> Core<V> {
         // SAFETY: our requirement and the kind tag; read only, not copied yet.
         let inn = unsafe { as_inner(n) };
         let len = inn.len();
-        let i = count_le(&inn.min, len, x).saturating_sub(1);
+        let i = inn.count_le_min(x).saturating_sub(1);
         let y = if i + 1 < len {
-            y.min(inn.min[i + 1])
+            y.min(inn.min(i + 1))
         } else {
             y
         };
         let slot = inn.slot_summary(i);
         // SAFETY: children of a reachable node are reachable; the clip keeps
         // the window inside child `i`'s share of the key space.
-        let (res, y) = unsafe { self.round(inn.child[i], (x, y), Some(slot), job) };
+        let (res, y) = unsafe { self.round(inn.child(i), (x, y), Some(slot), job) };
         let Spliced::Changed(c, split, cs) = res else {
             return (Spliced::Unchanged, y);
         };
@@ -163,26 +163,29 @@ impl<V> Core<V> {
         // `r` is fresh, unlinked and of `c`'s kind (`link_split`'s terms).
         unsafe {
             if let Some(r) = split {
-                inn.set(i, c, summary_of::<V>(c));
-                let split = self.link_split(inn, i, r);
+                let (split, _) =
+                    self.relink(inn, i, (c, summary_of::<V>(c)), Some(r), (slot, None));
                 let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
                 return (Spliced::Changed(n, split, ns), y);
             }
             if underfull(c) {
-                inn.child[i] = c;
-                self.rebalance(inn, i);
-                return (Spliced::Changed(n, None, was.map(|_| inn.summary())), y);
+                inn.set_child(i, c);
+                let split = self.rebalance(inn, i);
+                let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
+                return (Spliced::Changed(n, split, ns), y);
             }
         }
         let cs = cs.expect("a non-root child reports its summary");
         if cs == slot {
             // The child's summary is unchanged, hence this node's (most
             // stores inside a leaf): no recomputation up the path.
-            inn.child[i] = c;
+            inn.set_child(i, c);
             return (Spliced::Changed(n, None, was), y);
         }
-        inn.set(i, c, cs);
-        (Spliced::Changed(n, None, was.map(|_| inn.summary())), y)
+        // SAFETY: `inn`'s children are live; `c` is fresh; nothing split.
+        let (split, _) = unsafe { self.relink(inn, i, (c, cs), None, (slot, None)) };
+        let ns = was.filter(|_| split.is_none()).map(|_| inn.summary());
+        (Spliced::Changed(n, split, ns), y)
     }
 
     /// The leaf step of a round (module docs): stores `job.val` as `x..y` if

@@ -8,8 +8,8 @@
 //! at most once per transaction, however many operations it holds.
 
 use super::node::{
-    Header, Inner, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner, as_leaf,
-    copy_node, count_le, distribute, gather, inner_item, place, release, split_point,
+    Header, Inner, InnerItem, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner,
+    as_leaf, copy_node, distribute, gather, inner_item, place, release, split_point,
 };
 use super::read;
 use alloc::vec::Vec;
@@ -111,8 +111,8 @@ unsafe fn len_of(n: *const Header) -> usize {
     unsafe { (*n).len as usize }
 }
 
-/// Slot capacity of a node in its current format (a leaf's depends on its
-/// keys, I10: an item added may still not fit).
+/// Slot capacity of a node in its current format (it depends on its keys,
+/// I10 and I11: an item added may still not fit).
 ///
 /// # Safety
 /// `n` is live.
@@ -122,7 +122,7 @@ unsafe fn cap_of(n: *const Header) -> usize {
         if (*n).kind == KIND_LEAF {
             as_leaf::<()>(n).cap()
         } else {
-            Inner::CAP
+            as_inner(n).cap()
         }
     }
 }
@@ -250,7 +250,7 @@ impl<V> Core<V> {
                     ptr::null_mut()
                 }
                 Node::Inner(inn) if inn.len() == 1 => {
-                    let c = inn.child[0];
+                    let c = inn.child(0);
                     self.discard(n);
                     c
                 }
@@ -287,21 +287,97 @@ impl<V> Core<V> {
                 (n, split, s)
             }
             Node::Inner(inn) => {
-                let i = count_le(&inn.min, inn.len(), item.0).saturating_sub(1);
+                let i = inn.count_le_min(item.0).saturating_sub(1);
                 let was = inn.slot_summary(i);
                 // SAFETY: children of a reachable node are reachable and live.
-                let (c, split, cs) = unsafe { self.insert_rec(inn.child[i], item, Some(was)) };
+                let (c, split, cs) = unsafe { self.insert_rec(inn.child(i), item, Some(was)) };
                 // SAFETY: `c` is live.
                 let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
-                inn.set(i, c, cs);
-                let Some(r) = split else {
-                    let s = before.map(|b| inn.summary_after(i, was, b));
-                    return (n, None, s);
-                };
                 // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
-                (n, unsafe { self.link_split(inn, i, r) }, None)
+                let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
+                (n, split, s)
             }
         }
+    }
+
+    /// Child `i` of the fresh node `p` was replaced by the fresh `c` with
+    /// summary `cs` (`new`), which may have split off the fresh right half
+    /// `split`: updates the slot and links `split`
+    /// ([`link_split`](Self::link_split)). `(was, before)`: slot `i`'s old
+    /// summary and `p`'s summary before the change (`None` if unknown).
+    /// Returns `p`'s own new right half if `p` split, and else, when cheap
+    /// (`before` known and nothing split), `p`'s new summary.
+    ///
+    /// # Safety
+    /// As [`link_split`](Self::link_split), with `c` in slot `i`.
+    pub(super) unsafe fn relink(
+        &mut self,
+        p: &mut Inner,
+        i: usize,
+        (c, cs): (*mut Header, Summary),
+        split: Option<*mut Header>,
+        (was, before): (Summary, Option<Summary>),
+    ) -> (Option<*mut Header>, Option<Summary>) {
+        if !p.set(i, c, cs) {
+            // `c`'s keys fit no format with `p`'s other slots (I11): split
+            // `p`, with `split` linked behind `c`.
+            let mut new = [inner_item(c, cs); 2];
+            let k = match split {
+                Some(r) => {
+                    // SAFETY: our requirement: `r` is live.
+                    new[1] = inner_item(r, unsafe { summary_of::<V>(r) });
+                    2
+                }
+                None => 1,
+            };
+            return (self.replace_slots(p, i, 1, &new[..k]), None);
+        }
+        let Some(r) = split else {
+            return (None, before.map(|b| p.summary_after(i, was, b)));
+        };
+        // SAFETY: our requirement.
+        (unsafe { self.link_split(p, i, r) }, None)
+    }
+
+    /// Replaces slots `at..at + del` of the fresh node `p` with `new`; when
+    /// the result does not fit one node (it has more children than a wide
+    /// node holds and no narrow encoding, I11: a key off the scale of the
+    /// others, or a span past 32-bit offsets), splits `p` in two and returns
+    /// the new right half. Both halves fit: at most `INNER_NARROW_CAP + 1`
+    /// slots, more than `INNER_CAP`, cut near the middle.
+    pub(super) fn replace_slots(
+        &mut self,
+        p: &mut Inner,
+        at: usize,
+        del: usize,
+        new: &[InnerItem],
+    ) -> Option<*mut Header> {
+        let mut items = gather(p, None, None);
+        items.splice(at..at + del, new.iter().copied());
+        if Inner::fits(&items) {
+            p.set_items(&items);
+            return None;
+        }
+        let k = split_point::<Inner>(&items).expect("an overfull inner node splits in two");
+        let mut right = Inner::new(self.txn);
+        distribute(&items, k, p, &mut right);
+        Some(place(&mut self.pool, KIND_INNER, right))
+    }
+
+    /// Points slots `li` and `li + 1` of the fresh node `p` at `a` and `b`
+    /// with their summaries; splits `p` if they fit no format (as
+    /// [`replace_slots`](Self::replace_slots)), returning its right half.
+    fn set_pair(
+        &mut self,
+        p: &mut Inner,
+        li: usize,
+        a: (*mut Header, Summary),
+        b: (*mut Header, Summary),
+    ) -> Option<*mut Header> {
+        if p.set(li, a.0, a.1) && p.set(li + 1, b.0, b.1) {
+            return None;
+        }
+        self.replace_slots(p, li, 2, &[inner_item(a.0, a.1), inner_item(b.0, b.1)])
     }
 
     /// Child `i` of the fresh node `p` just split off the fresh right half
@@ -318,8 +394,8 @@ impl<V> Core<V> {
         r: *mut Header,
     ) -> Option<*mut Header> {
         // SAFETY: our requirement.
-        if unsafe { self.share(p, i, r) } {
-            return None;
+        if let Some(split) = unsafe { self.share(p, i, r) } {
+            return split;
         }
         // SAFETY: `r` is live (fresh and not freed by `share`, which
         // returned false and changed nothing).
@@ -350,22 +426,28 @@ impl<V> Core<V> {
     /// Child `i` of the fresh node `p` just split into itself and the fresh
     /// right half `r` (not linked into `p`). If a neighbour of child `i` has
     /// a free slot, spreads the three nodes' slots over two (the neighbour,
-    /// copied, and child `i`), frees `r` and returns true: an overflow then
+    /// copied, and child `i`), frees `r` and returns `Some`: an overflow then
     /// costs one sibling copy instead of a new node, which keeps nodes about
     /// 80 % full under random inserts instead of about 69 % (fewer nodes,
-    /// lower trees). Returns false, changing nothing, when both neighbours
-    /// are full.
+    /// lower trees). The `Some` holds `p`'s new right half in the rare case
+    /// that the two new summaries fit no format of `p` (I11, `set_pair`).
+    /// Returns `None`, changing nothing, when both neighbours are full.
     ///
     /// # Safety
     /// `p`'s children are live and `p.child[i]` is fresh; `r` is fresh,
     /// unlinked, of the same kind as `p.child[i]`.
-    pub(super) unsafe fn share(&mut self, p: &mut Inner, i: usize, r: *mut Header) -> bool {
+    pub(super) unsafe fn share(
+        &mut self,
+        p: &mut Inner,
+        i: usize,
+        r: *mut Header,
+    ) -> Option<Option<*mut Header>> {
         // SAFETY: children of `p` are live.
-        let room = |k: usize| unsafe { cap_of(p.child[k]) - len_of(p.child[k]) };
+        let room = |k: usize| unsafe { cap_of(p.child(k)) - len_of(p.child(k)) };
         let left = if i > 0 { room(i - 1) } else { 0 };
         let right = if i + 1 < p.len() { room(i + 1) } else { 0 };
         if left == 0 && right == 0 {
-            return false;
+            return None;
         }
         // Spread over (li, li + 1): the neighbour with more room, and `i`.
         let li = if left >= right { i - 1 } else { i };
@@ -382,7 +464,8 @@ impl<V> Core<V> {
     /// `share` for children `li`, `li + 1` of `p` (one of them child `i`,
     /// which split off `r`), with their kind `N`: redistributes the three
     /// nodes' slots over the two if some cut fits (a leaf's capacity depends
-    /// on its keys, I10), else changes nothing and returns false.
+    /// on its keys, I10, I11), else changes nothing and returns `None`; the
+    /// `Some` holds `p`'s right half if it split (as `share`).
     ///
     /// # Safety
     /// As `share`; `N` is the kind of the children.
@@ -392,12 +475,12 @@ impl<V> Core<V> {
         li: usize,
         i: usize,
         r: *mut Header,
-    ) -> bool {
+    ) -> Option<Option<*mut Header>> {
         // SAFETY: our requirements: the children and `r` are live nodes of
         // kind `N`; these shared views end before any node is written.
         let items = unsafe {
-            let a = N::view(p.child[li]);
-            let b = N::view(p.child[li + 1]);
+            let a = N::view(p.child(li));
+            let b = N::view(p.child(li + 1));
             let r = N::view(r);
             let mut items = gather(a, Some(b), None);
             // `r` follows child `i` in key order.
@@ -405,23 +488,19 @@ impl<V> Core<V> {
             items.splice(at..at, (0..r.len()).map(|k| r.item(k)));
             items
         };
-        let Some(k) = split_point::<N>(&items) else {
-            return false;
-        };
+        let k = split_point::<N>(&items)?;
         let nb = if li == i { i + 1 } else { i - 1 };
         // SAFETY: the neighbour is live and reachable; `cow` gives a fresh
         // copy distinct from child `i` and from `r`; both children are then
         // fresh and distinct, so the mutable views do not alias.
         unsafe {
-            p.child[nb] = self.cow(p.child[nb]);
-            let (a_ptr, b_ptr) = (p.child[li], p.child[li + 1]);
+            p.set_child(nb, self.cow(p.child(nb)));
+            let (a_ptr, b_ptr) = (p.child(li), p.child(li + 1));
             let (a, b) = (N::view_mut(a_ptr), N::view_mut(b_ptr));
             distribute(&items, k, a, b);
-            p.set(li, a_ptr, a.summary());
-            p.set(li + 1, b_ptr, b.summary());
             self.discard(r);
+            Some(self.set_pair(p, li, (a_ptr, a.summary()), (b_ptr, b.summary())))
         }
-        true
     }
 
     /// Removes the entry starting at `start`, which must exist.
@@ -429,13 +508,15 @@ impl<V> Core<V> {
         self.dirty = true;
         self.len -= 1;
         // SAFETY: a tree holding an entry has a live root.
-        let (n, _) = unsafe { self.remove_rec(self.root, start, None) };
+        let (n, split, _) = unsafe { self.remove_rec(self.root, start, None) };
         // SAFETY: `n` is the fresh new top of the tree.
-        unsafe { self.set_root(n, None) };
+        unsafe { self.set_root(n, split) };
     }
 
-    /// Returns the fresh replacement of `n` and, when cheap, its new summary
-    /// (as `insert_rec`; `before` likewise).
+    /// Returns the fresh replacement of `n`, its new right half if it split
+    /// (a removal can split an inner node: a key it exposes may be off the
+    /// scale of a narrow node's other keys, I11) and, when cheap, its new
+    /// summary (as `insert_rec`; `before` likewise).
     ///
     /// # Safety
     /// `n` is live, reachable, and its subtree holds an entry starting at `start`.
@@ -444,7 +525,7 @@ impl<V> Core<V> {
         n: *mut Header,
         start: u64,
         before: Option<Summary>,
-    ) -> (*mut Header, Option<Summary>) {
+    ) -> (*mut Header, Option<*mut Header>, Option<Summary>) {
         // SAFETY: our requirement.
         let n = unsafe { self.cow(n) };
         // SAFETY: `cow` returned a node of this transaction.
@@ -455,24 +536,28 @@ impl<V> Core<V> {
                 let s = before.and_then(|b| l.summary_after_remove(j, b));
                 let (_, _, v) = l.remove_item(j);
                 self.removed.push(v);
-                (n, s)
+                (n, None, s)
             }
             Node::Inner(inn) => {
-                let i = count_le(&inn.min, inn.len(), start) - 1;
+                let i = inn.count_le_min(start) - 1;
                 let was = inn.slot_summary(i);
                 // SAFETY: the child is reachable and holds the entry.
-                let (c, cs) = unsafe { self.remove_rec(inn.child[i], start, Some(was)) };
+                let (c, split, cs) = unsafe { self.remove_rec(inn.child(i), start, Some(was)) };
                 // SAFETY: `c` is live and fresh.
                 if unsafe { underfull(c) } {
-                    inn.child[i] = c;
+                    // A node that split has more than `INNER_CAP` slots
+                    // between its halves: neither is underfull.
+                    debug_assert!(split.is_none());
+                    inn.set_child(i, c);
                     // SAFETY: `inn`'s children are live; `c` is fresh.
-                    unsafe { self.rebalance(inn, i) };
-                    (n, None)
+                    (n, unsafe { self.rebalance(inn, i) }, None)
                 } else {
                     // SAFETY: `c` is live and non-empty.
                     let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
-                    inn.set(i, c, cs);
-                    (n, before.map(|b| inn.summary_after(i, was, b)))
+                    // SAFETY: `inn`'s children are live; `c` and a split
+                    // half are fresh.
+                    let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
+                    (n, split, s)
                 }
             }
         }
@@ -480,13 +565,15 @@ impl<V> Core<V> {
 
     /// Fixes the underfull child `i` of the fresh node `p` by merging it with
     /// a sibling or, if both are too full to merge, redistributing evenly.
+    /// Returns `p`'s new right half in the rare case that the new summaries
+    /// fit no format of `p` (I11, `replace_slots`).
     ///
     /// # Safety
     /// `p`'s children are live; `p` has at least two children (I1).
-    pub(super) unsafe fn rebalance(&mut self, p: &mut Inner, i: usize) {
+    pub(super) unsafe fn rebalance(&mut self, p: &mut Inner, i: usize) -> Option<*mut Header> {
         let (li, ri) = if i > 0 { (i - 1, i) } else { (0, 1) };
         // SAFETY: children of `p` are live and reachable.
-        let (a, b) = unsafe { (self.cow(p.child[li]), p.child[ri]) };
+        let (a, b) = unsafe { (self.cow(p.child(li)), p.child(ri)) };
         // SAFETY: `a` is fresh; `b` is live (fresh or published, only read here
         // unless copied); they are distinct nodes.
         unsafe {
@@ -509,13 +596,20 @@ impl<V> Core<V> {
         a_ptr: *mut Header,
         a: &mut N,
         b: &N,
-    ) {
-        let b_ptr = p.child[li + 1];
+    ) -> Option<*mut Header> {
+        let b_ptr = p.child(li + 1);
         if a.append_from(b) {
-            p.set(li, a_ptr, a.summary());
+            // Removing a slot always fits (`Slots::remove_item`); then the
+            // merged summary may not (I11).
             p.remove_item(li + 1);
             // SAFETY: `b` is unlinked from the working tree now.
             unsafe { self.discard(b_ptr) };
+            let s = a.summary();
+            if p.set(li, a_ptr, s) {
+                None
+            } else {
+                self.replace_slots(p, li, 1, &[inner_item(a_ptr, s)])
+            }
         } else {
             let items = gather(a, Some(b), None);
             // SAFETY: `b_ptr` is live and reachable.
@@ -527,8 +621,7 @@ impl<V> Core<V> {
             // format's capacity, so the middle cut fits and keeps MIN each.
             let k = split_point::<N>(&items).expect("two nodes that do not merge redistribute");
             distribute(&items, k, a, b2);
-            p.set(li, a_ptr, a.summary());
-            p.set(li + 1, b2_ptr, b2.summary());
+            self.set_pair(p, li, (a_ptr, a.summary()), (b2_ptr, b2.summary()))
         }
     }
 
@@ -559,7 +652,7 @@ impl<V> Core<V> {
             if (*n).kind != KIND_LEAF {
                 let inn = as_inner(n);
                 for i in 0..inn.len() {
-                    self.free_fresh(inn.child[i]);
+                    self.free_fresh(inn.child(i));
                 }
             }
             let buf = release(n);
