@@ -15,7 +15,7 @@
 
 use super::error::FaultError;
 use super::flags::FaultOutcome;
-use crate::srcu::slots::SlotTable;
+use crate::srcu::slots::{Cached, SlotTable};
 use crate::srcu::thread_id::Cache;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -65,19 +65,25 @@ pub(crate) enum Path {
 }
 const N_PATH: usize = Path::None as usize + 1;
 
-/// The outcome a fault returned (the second index of a fault cell).
+/// The outcome a fault returned (the second index of a fault cell): the
+/// discriminant itself, errors after the four successes, so the index is a
+/// byte and a select, not a table lookup.
 #[inline(always)]
 fn outcome(r: &Result<FaultOutcome, FaultError>) -> usize {
-    match r {
-        Ok(FaultOutcome::Installed) => 0,
-        Ok(FaultOutcome::Present) => 1,
-        Ok(FaultOutcome::Upgraded) => 2,
-        Err(FaultError::Segv) => 3,
-        Err(FaultError::Access) => 4,
-        Ok(FaultOutcome::Copied) => 5,
+    match *r {
+        Ok(o) => o as usize,
+        Err(e) => N_OK + e as usize,
     }
 }
-const N_OUTCOME: usize = 6;
+/// Cell indexes of the outcomes (the order of the enums' variants).
+const INSTALLED: usize = FaultOutcome::Installed as usize;
+const PRESENT: usize = FaultOutcome::Present as usize;
+const UPGRADED: usize = FaultOutcome::Upgraded as usize;
+const COPIED: usize = FaultOutcome::Copied as usize;
+const N_OK: usize = COPIED + 1;
+const SEGV: usize = N_OK + FaultError::Segv as usize;
+const ACCESS: usize = N_OK + FaultError::Access as usize;
+const N_OUTCOME: usize = ACCESS + 1;
 
 /// The non-fault events (each has its own counter in a slot).
 const N_EVENT: usize = 10;
@@ -111,6 +117,10 @@ pub(crate) struct Slot {
     events: [AtomicU64; N_EVENT],
 }
 
+impl Cached for Slot {
+    const CACHE: Cache = Cache::Stats;
+}
+
 /// Adds `n` to a counter of a slot the caller owns: a plain load and store.
 #[inline(always)]
 fn bump_owned(a: &AtomicU64, n: u64) {
@@ -135,7 +145,7 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn new() -> Counters {
         Counters {
-            slots: SlotTable::new(Cache::Stats),
+            slots: SlotTable::new(),
         }
     }
 
@@ -186,12 +196,12 @@ impl Counters {
                 Ctr::SpeculativeOk => cells(s, &|p, _| p == Path::Speculative as usize),
                 Ctr::VmaLockOk => cells(s, &|p, _| p == Path::VmaLock as usize),
                 Ctr::LockedOk => cells(s, &|p, _| p == Path::Locked as usize),
-                Ctr::Installed => cells(s, &|_, o| o == 0),
-                Ctr::Present => cells(s, &|_, o| o == 1),
-                Ctr::Upgraded => cells(s, &|_, o| o == 2),
-                Ctr::Segv => cells(s, &|_, o| o == 3),
-                Ctr::AccessErr => cells(s, &|_, o| o == 4),
-                Ctr::CowCopies => cells(s, &|_, o| o == 5),
+                Ctr::Installed => cells(s, &|_, o| o == INSTALLED),
+                Ctr::Present => cells(s, &|_, o| o == PRESENT),
+                Ctr::Upgraded => cells(s, &|_, o| o == UPGRADED),
+                Ctr::Segv => cells(s, &|_, o| o == SEGV),
+                Ctr::AccessErr => cells(s, &|_, o| o == ACCESS),
+                Ctr::CowCopies => cells(s, &|_, o| o == COPIED),
                 _ => event(c).map_or(0, |e| ld(&s.events[e])),
             };
             total = total.wrapping_add(v);
@@ -297,5 +307,43 @@ mod tests {
         assert_eq!(c.sum(Ctr::Installed), n / 2);
         assert_eq!(c.sum(Ctr::AccessErr), n / 2);
         assert_eq!(c.sum(Ctr::LockedOk) + c.sum(Ctr::Segv), 0);
+    }
+
+    /// Every (path, outcome) pair lands in its own cell: `k` faults of the
+    /// `k`-th pair, then each total is the sum of exactly its pairs (catches
+    /// an outcome index shared by two outcomes or out of the summed range).
+    #[test]
+    fn every_cell_is_distinct() {
+        let c = Counters::new();
+        let results = [
+            Ok(FaultOutcome::Installed),
+            Ok(FaultOutcome::Present),
+            Ok(FaultOutcome::Upgraded),
+            Ok(FaultOutcome::Copied),
+            Err(FaultError::Segv),
+            Err(FaultError::Access),
+        ];
+        let paths = [Path::Speculative, Path::VmaLock, Path::Locked, Path::None];
+        let n = |pi: usize, ri: usize| (pi * results.len() + ri + 1) as u64;
+        for (pi, &p) in paths.iter().enumerate() {
+            for (ri, r) in results.iter().enumerate() {
+                for _ in 0..n(pi, ri) {
+                    c.fault_done(p, r);
+                }
+            }
+        }
+        let by_r = |ri: usize| (0..paths.len()).map(|pi| n(pi, ri)).sum::<u64>();
+        let by_p = |pi: usize| (0..results.len()).map(|ri| n(pi, ri)).sum::<u64>();
+        assert_eq!(c.sum(Ctr::Installed), by_r(0));
+        assert_eq!(c.sum(Ctr::Present), by_r(1));
+        assert_eq!(c.sum(Ctr::Upgraded), by_r(2));
+        assert_eq!(c.sum(Ctr::CowCopies), by_r(3));
+        assert_eq!(c.sum(Ctr::Segv), by_r(4));
+        assert_eq!(c.sum(Ctr::AccessErr), by_r(5));
+        assert_eq!(c.sum(Ctr::SpeculativeOk), by_p(0));
+        assert_eq!(c.sum(Ctr::VmaLockOk), by_p(1));
+        assert_eq!(c.sum(Ctr::LockedOk), by_p(2));
+        assert_eq!(c.sum(Ctr::Faults), (0..4).map(by_p).sum::<u64>());
+        assert_eq!(c.sum(Ctr::Retries), 0);
     }
 }

@@ -460,7 +460,7 @@ impl Srcu {
         Self {
             idx: AtomicUsize::new(0),
             barrier,
-            slots: SlotTable::new(thread_id::Cache::Srcu),
+            slots: SlotTable::new(),
             gp: Box::new(GpSide {
                 gp_seq: AtomicU64::new(0),
                 gp_lock: Mutex::new(LastStart::default()),

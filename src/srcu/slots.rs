@@ -43,6 +43,19 @@ pub(super) enum Counter {
     Unlock,
 }
 
+/// A slot type of a [`SlotTable`]: names the one-entry thread cache
+/// ([`thread_id::Cache`]) its tables use. A constant, not a table field, so
+/// that the cache lookup on every access indexes the thread-local cache
+/// array at a fixed offset instead of loading and scaling a field first.
+pub(crate) trait Cached: Default {
+    /// The thread cache of every table of this slot type.
+    const CACHE: Cache;
+}
+
+impl Cached for Slot {
+    const CACHE: Cache = Cache::Srcu;
+}
+
 /// One thread's reader counters, alone on its cache line(s) so that readers
 /// on different threads never write the same line (128 bytes: adjacent-line
 /// prefetchers pair 64-byte lines, as crossbeam's `CachePadded` assumes).
@@ -93,12 +106,10 @@ fn locate(id: usize) -> (usize, usize) {
 
 /// A lock-free, grow-only table of slots indexed by thread id, plus the
 /// shared fallback slot.
-pub(crate) struct SlotTable<S: Default> {
+pub(crate) struct SlotTable<S: Cached> {
     /// Unique per table for the life of the process, so a thread's cached
     /// `(uid, slot)` can never name a slot of a dropped table (S10).
     uid: u64,
-    /// Which of the thread's one-entry slot caches this table uses.
-    cache: Cache,
     /// Bucket `b`: null or a leaked `Box<[S]>` of length `2^b`.
     buckets: [AtomicPtr<S>; BUCKETS],
     /// For threads whose thread-locals are gone (a guard dropped, or a read
@@ -106,13 +117,12 @@ pub(crate) struct SlotTable<S: Default> {
     fallback: S,
 }
 
-impl<S: Default> SlotTable<S> {
-    /// An empty table whose threads cache their slot in `cache`.
-    pub(crate) fn new(cache: Cache) -> Self {
+impl<S: Cached> SlotTable<S> {
+    /// An empty table (its threads cache their slot in `S::CACHE`).
+    pub(crate) fn new() -> Self {
         Self {
             // Relaxed: uniqueness needs only the RMW's atomicity.
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
-            cache,
             buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             fallback: S::default(),
         }
@@ -123,7 +133,7 @@ impl<S: Default> SlotTable<S> {
     /// writers, when the thread's thread-locals are already destroyed.
     #[inline(always)]
     pub(crate) fn with<R>(&self, owned: impl FnOnce(&S) -> R, shared: impl FnOnce(&S) -> R) -> R {
-        match thread_id::last_slot(self.cache, self.uid) {
+        match thread_id::last_slot(S::CACHE, self.uid) {
             // SAFETY: S10: the cache holds `(self.uid, p)` only while `p` is
             // this thread's slot in the table with that uid, which is `self`
             // (uids are never reused), alive for `&self`; slots never move (S3).
@@ -141,7 +151,7 @@ impl<S: Default> SlotTable<S> {
     fn own_slot(&self) -> Option<&S> {
         let id = thread_id::current()?;
         let slot = self.get(id);
-        thread_id::set_last_slot(self.cache, self.uid, ptr::from_ref(slot).cast());
+        thread_id::set_last_slot(S::CACHE, self.uid, ptr::from_ref(slot).cast());
         Some(slot)
     }
 
@@ -221,7 +231,7 @@ impl SlotTable<Slot> {
     }
 }
 
-impl<S: Default> Drop for SlotTable<S> {
+impl<S: Cached> Drop for SlotTable<S> {
     fn drop(&mut self) {
         for (b, bucket) in self.buckets.iter().enumerate() {
             let p = bucket.load(Ordering::Relaxed); // &mut self: no concurrent access
@@ -255,7 +265,7 @@ pub(super) mod tests {
 
     #[test]
     fn sums_span_buckets_and_slots_are_stable() {
-        let t = SlotTable::<Slot>::new(Cache::Srcu);
+        let t = SlotTable::<Slot>::new();
         let a = t.get(0) as *const Slot;
         for id in [0, 1, 2, 5, 100] {
             t.get(id).bump_owned(Counter::Lock, 1);
@@ -270,7 +280,7 @@ pub(super) mod tests {
 
     #[test]
     fn bump_uses_the_calling_threads_slot() {
-        let t = SlotTable::<Slot>::new(Cache::Srcu);
+        let t = SlotTable::<Slot>::new();
         t.bump(Counter::Lock, 0);
         std::thread::scope(|s| {
             s.spawn(|| t.bump(Counter::Unlock, 0));
