@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// 2-core machine (load 10) 200 rounds took just over 3 s, so the limit is
 /// generous: only starvation (an unbounded wait) reaches it.
 const STREAM_LIMIT: Duration = Duration::from_secs(30);
+/// Longest wait a non-starved victim may see (scheduling on a loaded machine).
+const VICTIM_BOUND: Duration = Duration::from_secs(3);
 
 /// Spins for `d` without sleeping (a critical section of that length).
 fn work(d: Duration) {
@@ -85,14 +87,16 @@ fn victim_max_wait(stream_write: bool, rounds: usize) -> Duration {
 fn reader_stream_does_not_starve_a_writer() {
     let max = victim_max_wait(false, 200);
     // Under FIFO the writer waits for the readers already there (two
-    // critical sections of 50 µs); allow a lot for a loaded machine.
-    assert!(max < Duration::from_millis(500), "{max:?}");
+    // critical sections of 50 µs). The bound allows for a loaded 2-core
+    // machine (556 ms seen at load 12); a starved victim waits until the
+    // stream stops (STREAM_LIMIT, 30 s).
+    assert!(max < VICTIM_BOUND, "{max:?}");
 }
 
 #[test]
 fn writer_stream_does_not_starve_a_reader() {
     let max = victim_max_wait(true, 200);
-    assert!(max < Duration::from_millis(500), "{max:?}");
+    assert!(max < VICTIM_BOUND, "{max:?}");
 }
 
 /// Per-page state: > 0 readers inside, -1 a writer inside, 0 free.
