@@ -170,6 +170,8 @@ mod imp {
 mod imp {
     use super::{GracePeriod, RawLock};
     use crate::sync::UnsafeCell;
+    #[cfg(debug_assertions)]
+    use crate::sync::{AtomicBool, Ordering};
     use alloc::boxed::Box;
     use core::ops::{Deref, DerefMut};
 
@@ -213,6 +215,10 @@ mod imp {
     pub(crate) struct Lock<T> {
         raw: Box<dyn RawLock>,
         data: UnsafeCell<T>,
+        /// Debug builds: a guard exists. Checks the exclusion the raw lock
+        /// and `try_lock` promise (the writer state is `&mut` to one holder).
+        #[cfg(debug_assertions)]
+        held: AtomicBool,
     }
 
     // SAFETY: the lock hands `&mut T` to one holder at a time (RawLock's
@@ -227,6 +233,8 @@ mod imp {
             Self {
                 raw,
                 data: UnsafeCell::new(v),
+                #[cfg(debug_assertions)]
+                held: AtomicBool::new(false),
             }
         }
     }
@@ -236,15 +244,37 @@ mod imp {
         lock: &'a Lock<T>,
     }
 
+    impl<'a, T> LockGuard<'a, T> {
+        /// The guard of a lock this thread has just taken: the only way to
+        /// make one, since dropping a guard unlocks.
+        fn acquired(lock: &'a Lock<T>) -> Self {
+            // Relaxed: a checker only. Under correct exclusion the raw lock's
+            // Acquire/Release order every swap; a second holder finds `true`.
+            #[cfg(debug_assertions)]
+            assert!(
+                !lock.held.swap(true, Ordering::Relaxed),
+                "writer lock taken while held (RawLock or try_lock broken)"
+            );
+            Self { lock }
+        }
+    }
+
     /// Takes `m` (blocks while another writer holds it).
     pub(crate) fn lock<T>(m: &Lock<T>) -> LockGuard<'_, T> {
         m.raw.lock();
-        LockGuard { lock: m }
+        LockGuard::acquired(m)
     }
 
-    /// Takes `m` if free; `None` if held.
+    /// Takes `m` if free; `None` if held. A guard is made only on success:
+    /// `bool::then_some(guard)` would build it eagerly and, on failure, drop
+    /// it, unlocking the lock that another thread holds (two writers then
+    /// shared the writer state and retired nodes twice, I7).
     pub(crate) fn try_lock<T>(m: &Lock<T>) -> Option<LockGuard<'_, T>> {
-        m.raw.try_lock().then_some(LockGuard { lock: m })
+        if m.raw.try_lock() {
+            Some(LockGuard::acquired(m))
+        } else {
+            None
+        }
     }
 
     impl<T> Deref for LockGuard<'_, T> {
@@ -265,8 +295,10 @@ mod imp {
 
     impl<T> Drop for LockGuard<'_, T> {
         fn drop(&mut self) {
+            #[cfg(debug_assertions)]
+            self.lock.held.store(false, Ordering::Relaxed);
             // SAFETY: unlock's requirement: this guard was made by a
-            // successful `lock`/`try_lock` and unlocks once.
+            // successful `lock`/`try_lock` (`acquired`) and unlocks once.
             unsafe { self.lock.raw.unlock() }
         }
     }

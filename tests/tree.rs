@@ -3,10 +3,14 @@
 //! BTreeMap model (validate() after every mutation), leak counting, and a
 //! threaded snapshot-consistency stress test.
 
+#[path = "common/rng.rs"]
+mod rng;
 #[path = "common/tree_model.rs"]
 mod tree_model;
 #[path = "common/tree_ops.rs"]
 mod tree_ops;
+#[path = "common/two_writers.rs"]
+mod two_writers;
 #[path = "common/watchdog.rs"]
 mod watchdog;
 
@@ -571,6 +575,16 @@ fn stress_readers_see_old_or_new_never_a_mix() {
     let checks: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
     t.validate().unwrap();
     assert!(flips > 100 && checks > 100, "flips {flips} checks {checks}");
+}
+
+/// The std twin of `nostd.rs`'s `concurrent_writers_and_readers_through_the_platform`
+/// (`common/two_writers.rs`): two writers with a non-blocking `reclaim`
+/// racing their commits, two readers checking every snapshot. A writer lock
+/// that a failed `try_lock` releases shows here as a double free (ASan), the
+/// retire check's panic (debug, I7) or a wrong snapshot.
+#[test]
+fn two_writers_with_reclaim_and_readers_keep_every_entry() {
+    two_writers::run(&MapleTree::new(), 20_000);
 }
 
 #[test]

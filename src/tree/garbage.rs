@@ -39,6 +39,10 @@ pub(crate) struct Writer<V> {
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
+    /// Debug builds: every node in `nodes` (O(log n) per node), to catch one
+    /// retired twice (I7).
+    #[cfg(debug_assertions)]
+    queued: alloc::collections::BTreeSet<usize>,
 }
 
 /// Pending batches at which a commit's `advance` starts a grace period even
@@ -66,6 +70,8 @@ impl<V: Send> Writer<V> {
             vals: VecDeque::new(),
             batches: VecDeque::new(),
             retires: 0,
+            #[cfg(debug_assertions)]
+            queued: alloc::collections::BTreeSet::new(),
         }
     }
 
@@ -120,6 +126,16 @@ impl<V: Send> Writer<V> {
                 nodes: nodes.len(),
                 vals: n_vals,
             });
+            #[cfg(debug_assertions)]
+            for &n in nodes.iter() {
+                // I7: a node is retired once. A second listing (twice in one
+                // commit, or again while its first batch still waits) would
+                // free it twice; debug builds stop here instead.
+                assert!(
+                    self.queued.insert(n as usize),
+                    "I7: node {n:p} retired twice"
+                );
+            }
             self.nodes.extend(nodes.drain(..));
             // Wrapping: a `usize` counter wraps after 2^32 commits on a
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
@@ -148,6 +164,8 @@ impl<V: Send> Writer<V> {
             let (n, v) = (b.nodes, b.vals);
             self.batches.pop_front();
             for n in self.nodes.drain(..n) {
+                #[cfg(debug_assertions)]
+                self.queued.remove(&(n as usize));
                 // SAFETY: release requirements: 1. listed once, from
                 // `place`/`copy_node` (`retire`'s requirement 2); 2. unlinked
                 // before the cookie was taken (`retire`'s requirement 1) and
@@ -174,6 +192,8 @@ impl<V: Send> Writer<V> {
     /// No reader of the tree exists (the tree is being dropped).
     pub(crate) unsafe fn free_all(&mut self) {
         self.batches.clear();
+        #[cfg(debug_assertions)]
+        self.queued.clear();
         for n in self.nodes.drain(..) {
             // SAFETY: release requirements: 1. as in `collect`; 2. no
             // reader exists (our requirement).

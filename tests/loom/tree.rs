@@ -137,6 +137,32 @@ fn commits_recycle_nodes_but_never_drop_values() {
     });
 }
 
+/// `reclaim` (a `try_lock` of the writer lock, then `collect` into the
+/// writer state's pool) races two commits on another thread. The writer
+/// state is touched by one thread at a time only if a failed `try_lock`
+/// leaves the holder's lock alone (the no_std `Lock` once released it,
+/// DESIGN §2.9); a second owner would recycle a node twice or into a pool a
+/// transaction holds, which the loom liveness cells and the writer's
+/// retired-twice check (I7, debug builds) report; the final tree is
+/// validated.
+#[test]
+fn reclaim_vs_commits() {
+    loom::model(|| {
+        let t = Arc::new(MapleTree::new());
+        for i in 0..4u64 {
+            t.insert(i * 10..i * 10 + 5, i).unwrap();
+        }
+        let t2 = t.clone();
+        let reclaimer = thread::spawn(move || t2.reclaim().unwrap());
+        t.remove(10).unwrap();
+        t.insert(10..12, 9).unwrap();
+        reclaimer.join().unwrap();
+        t.reclaim().unwrap();
+        t.validate().unwrap();
+        assert_eq!(t.len(), 4);
+    });
+}
+
 /// The structural copy (`Clone`, bulk.rs) reads one pinned snapshot while a
 /// writer replaces an entry in two commits and recycles the replaced
 /// nodes: the copy holds the old or the new version, whole, and no
