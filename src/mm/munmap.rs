@@ -15,9 +15,10 @@ impl AddressSpace {
     ///
     /// Under `WriterLocking::Range` it write-locks only its R-M1 extent (no
     /// 2 MiB spans) for the zap and the commit, and frees the tables it
-    /// emptied after releasing it ([`free_empty_spans`](Self::free_empty_spans),
-    /// DESIGN §4.8 "Freeing tables"), so it no longer excludes writers in the
-    /// rest of the span.
+    /// emptied after releasing it (`free_empty_spans`,
+    /// [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "Freeing tables"), so it no longer excludes writers in the rest of
+    /// the span.
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
         if !addr.is_multiple_of(PAGE) || addr > TASK_SIZE || len > TASK_SIZE - addr {
             return Err(MmError::Inval);
