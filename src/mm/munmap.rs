@@ -5,7 +5,7 @@ use crate::mm::error::MmError;
 use crate::mm::flags::WriterLocking;
 use crate::mm::pagetable::{PAGE, PMD_SPAN};
 use crate::mm::retire::{After, Edit, Tables};
-use crate::mm::space::{AddressSpace, page_up};
+use crate::mm::space::{AddressSpace, page_up, span_has_no_vma};
 use crate::mm::vma::Vma;
 use crate::tree::WriteTxn;
 use std::ops::Range;
@@ -73,7 +73,7 @@ impl AddressSpace {
         let candidates = {
             let pin = self.tree.pin();
             let mut c = self.pt.table_spans(&pin, lo, hi);
-            c.retain(|&b| pin.range(b..b + PMD_SPAN).next().is_none());
+            c.retain(|&b| span_has_no_vma(&pin, b));
             c
         };
         for base in candidates {
@@ -82,7 +82,7 @@ impl AddressSpace {
                 continue;
             };
             let pin = self.tree.pin();
-            let empty = |b: u64| pin.range(b..b + PMD_SPAN).next().is_none();
+            let empty = |b: u64| span_has_no_vma(&pin, b);
             self.pt
                 .free_tables(base, base + PMD_SPAN, self.tree.domain(), &empty);
         }

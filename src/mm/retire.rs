@@ -7,8 +7,8 @@
 
 use crate::mm::flags::FaultPolicy;
 use crate::mm::flags::Prot;
-use crate::mm::pagetable::PMD_SPAN;
-use crate::mm::space::AddressSpace;
+
+use crate::mm::space::{AddressSpace, span_has_no_vma};
 use crate::mm::vma::{Spec, Vma};
 use crate::tree::WriteTxn;
 use std::ops::Range;
@@ -345,7 +345,7 @@ impl AddressSpace {
         txn.commit();
         if let After::Unmap(ranges, Tables::Free) = work {
             let pin = self.tree.pin();
-            let empty = |base: u64| pin.range(base..base + PMD_SPAN).next().is_none();
+            let empty = |base: u64| span_has_no_vma(&pin, base);
             for r in ranges {
                 self.pt
                     .free_tables(r.start, r.end, self.tree.domain(), &empty);

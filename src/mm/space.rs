@@ -77,6 +77,13 @@ pub struct Pte {
     pub dirty: bool,
 }
 
+/// True when no VMA of `pin`'s version lies in the 2 MiB span starting at
+/// `base`: the condition under which that span's last-level table may be
+/// freed (race 1, DESIGN §4.5; munmap's free step and `Tables::Free`).
+pub(crate) fn span_has_no_vma(pin: &ReadGuard<'_, Vma>, base: u64) -> bool {
+    pin.range(base..base + PMD_SPAN).next().is_none()
+}
+
 pub(crate) fn page_up(len: u64) -> Option<u64> {
     len.checked_add(PAGE - 1).map(|l| l & !(PAGE - 1))
 }
