@@ -10,7 +10,13 @@
 //! valgrind --tool=callgrind target/release/examples/writer_cost range fixed 2000
 //! perf record -g target/release/examples/writer_cost range fixed 200000 2
 //! target/release/examples/writer_cost range fixed 200000 2 sep   # separate spaces
+//! target/release/examples/writer_cost range fixed 200000 2 one rangelock   # fault policy
 //! ```
+//!
+//! The fifth argument is `sep` (separate spaces) or anything else (`one`:
+//! one shared space); the sixth the fault policy, `speculative` (default),
+//! `pervma`, `mmaplock` or `rangelock`; the seventh the pages faulted per
+//! loop (0 to 64, default 64).
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
 fn main() {
@@ -24,24 +30,33 @@ fn main() {
     let threads: u64 = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(1).max(1);
     // `sep`: each thread in its own address space (the no-sharing control).
     let sep = a.get(5).map(String::as_str) == Some("sep");
+    let policy = match a.get(6).map(String::as_str) {
+        Some("pervma") => FaultPolicy::PerVmaLock,
+        Some("mmaplock") => FaultPolicy::MmapLock,
+        Some("rangelock") => FaultPolicy::RangeLock,
+        _ => FaultPolicy::Speculative,
+    };
+    // Pages write-faulted per loop (default all 64): 0 leaves only the
+    // writers, which tells a fault-path cost from a writer-path one.
+    let faults: u64 = a.get(7).and_then(|s| s.parse().ok()).unwrap_or(64);
     let spaces: Vec<AddressSpace> = (0..if sep { threads } else { 1 })
-        .map(|_| AddressSpace::with_locking(FaultPolicy::Speculative, locking))
+        .map(|_| AddressSpace::with_locking(policy, locking))
         .collect();
     let t = std::time::Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
             let mm = &spaces[if sep { i as usize } else { 0 }];
-            s.spawn(move || run(mm, fixed, 0x4000_0000 + (i << 30), loops));
+            s.spawn(move || run(mm, fixed, 0x4000_0000 + (i << 30), loops, faults));
         }
     });
     let dt = t.elapsed();
     println!(
-        "{locking:?} fixed={fixed} threads={threads} sep={sep}: {:.0} ns/loop per thread",
+        "{locking:?} {policy:?} fixed={fixed} threads={threads} sep={sep} faults={faults}: {:.0} ns/loop per thread",
         dt.as_nanos() as f64 / loops as f64
     );
 }
 
-fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64) {
+fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
     let rw = Prot::READ | Prot::WRITE;
     let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
     let pages = 64u64;
@@ -52,7 +67,7 @@ fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64) {
             mm.mmap(None, pages * 4096, rw, anon)
         }
         .unwrap();
-        for p in 0..pages {
+        for p in 0..faults.min(pages) {
             mm.fault(addr + p * 4096, Access::Write).unwrap();
         }
         mm.munmap(addr, pages * 4096).unwrap();

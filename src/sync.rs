@@ -238,6 +238,7 @@ impl LiveCell {
 /// mostly bump different cache lines. Std: assigned round-robin on a thread's
 /// first call. Loom: always 0 (models use one shard).
 #[cfg(all(not(loom), feature = "std"))]
+#[inline]
 pub(crate) fn shard_index() -> usize {
     use std::cell::Cell;
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

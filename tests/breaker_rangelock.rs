@@ -398,7 +398,7 @@ fn fast_reader_stream_does_not_starve_queued_writer() {
     }
 }
 
-/// Filling all 16 fast-path slots (and more) with disjoint holders, then
+/// Filling all 8 writers' fast-path slots (and more) with disjoint holders, then
 /// conflicting `try_` and blocking requests against each of them.
 #[test]
 fn slot_exhaustion_and_try() {
@@ -475,4 +475,29 @@ fn hostile_ranges() {
     drop((g, h, set));
     assert_eq!(lock.requests(), 0);
     lock.wait(0, u64::MAX).unwrap();
+}
+
+/// The readers' slots (16) overflowing into the table: 40 readers of
+/// overlapping ranges all hold at once (readers never check each other's
+/// slots), and every writer overlapping any of them is refused, whether the
+/// reader sits in a fast slot or in the table; a writer in a gap is granted.
+#[test]
+fn overlapping_readers_fill_their_slots_and_exclude_writers() {
+    let lock = RangeLock::new();
+    let guards: Vec<_> = (0..40u64)
+        .map(|i| lock.try_read(i * 10, i * 10 + 15).unwrap())
+        .collect();
+    assert_eq!(lock.requests(), 40);
+    for i in 0..40u64 {
+        assert_eq!(
+            lock.try_write(i * 10 + 2, i * 10 + 3).unwrap_err(),
+            RangeLockError::WouldBlock
+        );
+        // Another reader over the same place shares.
+        drop(lock.try_read(i * 10 + 2, i * 10 + 3).unwrap());
+    }
+    drop(lock.try_write(500, 510).unwrap());
+    drop(guards);
+    assert_eq!(lock.requests(), 0);
+    drop(lock.try_write(0, 500).unwrap());
 }

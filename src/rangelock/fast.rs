@@ -24,12 +24,24 @@ pub(super) const WRITE: u64 = 3;
 const KIND: u64 = 3;
 const GEN: u64 = 4;
 
-/// Fast-path slots per lock (more threads than this at once fall back to
-/// the table).
+/// Fast-path slots per lock for readers, then for writers (more readers,
+/// or more writers, than this at once fall back to the table). Slots
+/// `0..READ_SLOTS` hold readers, `READ_SLOTS..SLOTS` writers (R7): a
+/// reader checks only the writers' slots, so two threads read-locking
+/// disjoint ranges never load each other's slot lines (each claim,
+/// publish and free stays in the claimer's cache); they meet only when a
+/// writer publishes. Fewer writer slots: writers are the rarer requests,
+/// and every reader scans them.
 #[cfg(not(loom))]
-pub(super) const SLOTS: usize = 16;
+pub(super) const READ_SLOTS: usize = 16;
+#[cfg(not(loom))]
+pub(super) const WRITE_SLOTS: usize = 8;
 #[cfg(loom)]
-pub(super) const SLOTS: usize = 3;
+pub(super) const READ_SLOTS: usize = 2;
+#[cfg(loom)]
+pub(super) const WRITE_SLOTS: usize = 2;
+/// All slots.
+pub(super) const SLOTS: usize = READ_SLOTS + WRITE_SLOTS;
 
 /// One fast-path request, on its own cache line pair.
 #[repr(align(128))]

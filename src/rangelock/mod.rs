@@ -286,9 +286,16 @@ impl RangeLock {
         if self.slow.load(Ordering::Relaxed) != 0 {
             return None;
         }
-        let first = shard_index() % fast::SLOTS;
-        let (i, claimed) = (0..fast::SLOTS)
-            .map(|k| (first + k) % fast::SLOTS)
+        // Readers claim among the readers' slots, writers among the
+        // writers' (R7), each starting at its thread's shard.
+        let (base, n) = if write {
+            (fast::READ_SLOTS, fast::WRITE_SLOTS)
+        } else {
+            (0, fast::READ_SLOTS)
+        };
+        let first = shard_index() % n;
+        let (i, claimed) = (0..n)
+            .map(|k| base + (first + k) % n)
             .find_map(|i| self.fast[i].claim().map(|c| (i, c)))?;
         self.fast[i].publish(claimed, start, end, write);
         // SeqCst: Dekker (R8), pairs with the fence in `grant` after a slow
@@ -308,10 +315,14 @@ impl RangeLock {
     }
 
     /// Whether a fast-path request other than slot `except` conflicts with
-    /// `[start, end)` (a slot that changed while read counts as one).
+    /// `[start, end)` (a slot that changed while read counts as one). A
+    /// reader looks only at the writers' slots: readers never conflict, and
+    /// not loading the other readers' slots keeps their lines out of our
+    /// cache, so a reader's claim and free stay local (R7).
     fn fast_conflict(&self, except: Option<usize>, start: u64, end: u64, write: bool) -> bool {
-        self.fast.iter().enumerate().any(|(i, s)| {
-            Some(i) != except
+        let from = if write { 0 } else { fast::READ_SLOTS };
+        self.fast[from..].iter().enumerate().any(|(k, s)| {
+            Some(from + k) != except
                 && match s.request() {
                     Ok(None) => false,
                     Ok(Some((a, b, w))) => (w || write) && a < end && start < b,
