@@ -162,8 +162,11 @@ mod imp {
     pub type Domain = crate::srcu::Srcu;
     /// A read-side section of [`Domain`].
     pub type DomainGuard<'a> = crate::srcu::SrcuGuard<'a>;
-    /// The writer lock: with `std`, a `std` mutex (poisoning ignored).
-    pub(crate) use crate::sync::{Mutex as Lock, MutexGuard as LockGuard, lock, try_lock};
+    /// The writer lock: with `std`, a `std` mutex (poisoning ignored),
+    /// taken after a bounded spin (`sync::lock_spinning`).
+    pub(crate) use crate::sync::{
+        Mutex as Lock, MutexGuard as LockGuard, lock_spinning as lock, try_lock,
+    };
 }
 
 #[cfg(not(feature = "std"))]

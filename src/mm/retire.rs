@@ -230,7 +230,7 @@ impl AddressSpace {
             for &v in &replaced {
                 self.kill(vma(v));
             }
-            txn.commit();
+            self.commit(txn);
             return;
         }
         // Keep the replaced VMAs that are published (a VMA this transaction
@@ -325,6 +325,15 @@ impl AddressSpace {
         }
     }
 
+    /// Publishes `txn`. The grace-period advances its retirements may make
+    /// (a `membarrier` each, about 11 µs here) run after the tree's writer
+    /// mutex is released, not under it, where the other writers of the
+    /// space would wait them out ([DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "What disjoint writers still share").
+    fn commit(&self, txn: WriteTxn<'_, Vma>) {
+        self.tree.domain_arc().postponing(|| txn.commit());
+    }
+
     /// The second transaction of `finish`: replays `log` (R-M2), releases
     /// the `growth` reserved VMAs, commits, then frees the tables the commit
     /// left without a VMA.
@@ -342,7 +351,7 @@ impl AddressSpace {
             }
         }
         self.reserve_maps(-(growth as isize));
-        txn.commit();
+        self.commit(txn);
         if let After::Unmap(ranges, Tables::Free) = work {
             let pin = self.tree.pin();
             let empty = |base: u64| span_has_no_vma(&pin, base);

@@ -86,6 +86,18 @@ const MIN_GP_GAP: Duration = Duration::from_micros(200);
 #[cfg(not(loom))]
 pub(crate) const PRESSURE: usize = 16 * POLL_EVERY;
 
+/// Codes of the advance postponed by `Srcu::postponing` (ordered: the
+/// strongest wins).
+const NONE: u8 = 0;
+const SPACED: u8 = 1;
+const ALWAYS: u8 = 2;
+
+crate::sync::thread_local! {
+    /// `(domain address, postponed advance)` while this thread runs
+    /// `Srcu::postponing` on that domain; `(0, NONE)` otherwise.
+    static POSTPONE: std::cell::Cell<(usize, u8)> = const { std::cell::Cell::new((0, NONE)) };
+}
+
 /// Whether a call may start a grace period now, or only continue one.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Start {
@@ -744,11 +756,67 @@ impl Srcu {
     /// period only as `poll_lazy` does, unless the caller's own garbage is
     /// `pressed` (the tree's node batches, which the domain does not count).
     pub(crate) fn advance_spaced(&self, pressed: bool) {
-        self.try_advance(if pressed {
+        self.advance_opportunistic(if pressed {
             Start::Always
         } else {
             Start::Spaced
         });
+    }
+
+    /// Runs `f` with this thread's *opportunistic* advances of this domain
+    /// (`request` crossing a multiple of `POLL_EVERY`, `advance_spaced`)
+    /// postponed, then makes the postponed advance, the strongest asked
+    /// for, once `f` has returned. For a caller that queues garbage under a
+    /// lock other threads wait for (the mm writers' tree commits): an
+    /// advance may fence with `membarrier`, about 11 µs on the 2-vCPU VM,
+    /// and made inside the commit it held the tree's writer mutex that
+    /// long (issue 11, sixth session). Delaying an advance is always safe
+    /// (S5 tags each entry with a grace period that starts after it was
+    /// queued, whenever that is); the delay here ends with `f`. Nests: an
+    /// inner call leaves the advance to the outermost one.
+    pub(crate) fn postponing<R>(&self, f: impl FnOnce() -> R) -> R {
+        let me = ptr::from_ref(self) as usize;
+        let outer = POSTPONE.with(|p| {
+            let outer = p.get();
+            if outer.0 == 0 {
+                p.set((me, NONE));
+            }
+            outer
+        });
+        let r = f();
+        if outer.0 == 0 {
+            let (_, how) = POSTPONE.with(|p| p.replace((0, NONE)));
+            match how {
+                NONE => {}
+                SPACED => {
+                    self.try_advance(Start::Spaced);
+                }
+                _ => {
+                    self.try_advance(Start::Always);
+                }
+            }
+        }
+        r
+    }
+
+    /// An opportunistic advance: made now, or recorded for the end of
+    /// this thread's `postponing` call on this domain.
+    fn advance_opportunistic(&self, how: Start) {
+        let me = ptr::from_ref(self) as usize;
+        let code = if how == Start::Always { ALWAYS } else { SPACED };
+        let postponed = POSTPONE
+            .try_with(|p| {
+                let (d, prev) = p.get();
+                if d != me {
+                    return false;
+                }
+                p.set((d, prev.max(code)));
+                true
+            })
+            .unwrap_or(false);
+        if !postponed {
+            self.try_advance(how);
+        }
     }
 
     /// Registers interest in the first grace period that starts after now and
@@ -776,7 +844,7 @@ impl Srcu {
             }
             if before / POLL_EVERY != after / POLL_EVERY {
                 // Advance only: never run a callback here (S11).
-                self.try_advance(Start::Spaced);
+                self.advance_opportunistic(Start::Spaced);
             }
         }
         need

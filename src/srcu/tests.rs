@@ -151,6 +151,35 @@ fn retire_advances_opportunistically_but_runs_nothing() {
     assert_eq!(lock(&d.gp.queue).pending, 0);
 }
 
+/// `postponing` moves the opportunistic advance of a queueing call out of
+/// the closure (the mm writers' tree commit) to its end: inside, crossing
+/// POLL_EVERY starts no grace period; when the closure returns, the one
+/// postponed advance starts and completes it (no reader). A nested call
+/// leaves it to the outer one, and another domain is not postponed.
+#[test]
+fn postponing_moves_opportunistic_advances_after_the_closure() {
+    let d = Srcu::new();
+    let other = Srcu::new();
+    let (c, freed) = counter();
+    d.postponing(|| {
+        d.postponing(|| {
+            for _ in 0..POLL_EVERY {
+                d.retire(Box::new(Counted(c.clone())));
+            }
+        });
+        assert_eq!((completed_gps(&d), phase(&d)), (0, IDLE), "advanced inside");
+        for _ in 0..POLL_EVERY {
+            other.retire(Box::new(Counted(c.clone())));
+        }
+        assert!(completed_gps(&other) >= 1, "another domain was postponed");
+    });
+    assert!(completed_gps(&d) >= 1, "the postponed advance did not run");
+    assert_eq!(freed(), 0, "an advance ran a destructor");
+    d.poll().unwrap();
+    other.poll().unwrap();
+    assert_eq!(freed(), 2 * POLL_EVERY);
+}
+
 /// Past PRESSURE pending destructors, every POLL_EVERY-th queueing call
 /// starts a grace period whatever the time since the last one, so memory
 /// stays bounded by a count; the entries still run only in `poll`.
