@@ -369,8 +369,9 @@ fn munmap_vs_munmap_other_vma_same_span() {
 /// (`Window::skip`). No serial order gives that address. Now the free step
 /// read-locks the span and a placement that meets only readers waits for
 /// them and searches again (`mmap.rs::place_after_readers`, DESIGN §4.8).
-/// Heavy (ignored): at LOOM_MAX_PREEMPTIONS=3 no failure in 16 min (not
-/// completed; loaded machine). The std-thread twin,
+/// Heavy (ignored): passes at LOOM_MAX_PREEMPTIONS=2 in 203 s (failed in
+/// 98 s there before the fix); at 3 no failure in 16 min (not completed;
+/// loaded machine). The std-thread twin,
 /// `breaker_place::placement_never_skips_a_whole_span_for_a_table_free`,
 /// runs in CI.
 #[test]
