@@ -35,6 +35,11 @@ enum Try {
     Done(Result<FaultOutcome, FaultError>),
     /// A VMA or table changed under us: start over.
     Retry,
+    /// As `Retry`, but this attempt linked the last-level table of the span
+    /// at this base and then found its VMA dead (killed after our lookup):
+    /// free it if the span holds no VMA (munmap's free step, DESIGN §4.8,
+    /// "Freeing tables"), holding no lock and no pin, then start over.
+    Orphan(u64),
     /// Needs the address-space lock (stack growth).
     Locked,
 }
@@ -81,7 +86,8 @@ impl AddressSpace {
                     self.pt.ctr.fault_done(Path::Speculative, &r);
                     return r;
                 }
-                Try::Retry => {
+                Try::Retry | Try::Orphan(_) => {
+                    self.orphan(&t);
                     self.pt.ctr.add(Ctr::Retries, 1);
                     thread::yield_now();
                 }
@@ -90,6 +96,18 @@ impl AddressSpace {
         }
         self.pt.ctr.add(Ctr::Fallbacks, 1);
         self.fault_locked(addr, access, false)
+    }
+
+    /// After an attempt that returned `Try::Orphan(base)` (and released
+    /// everything): frees the table it linked if its span holds no VMA
+    /// (`free_empty_spans`: a read lock of the span, a fresh snapshot,
+    /// idempotent). Without it the table stayed linked and empty in a span
+    /// with no VMA, counted nowhere (loom
+    /// `breaker::munmap_vs_fault_on_killed_vma_frees_table`).
+    fn orphan(&self, t: &Try) {
+        if let Try::Orphan(base) = *t {
+            self.free_empty_spans(&(base..base + PMD_SPAN));
+        }
     }
 
     /// `RangeLock` (Lespinasse's design): read-lock the 2 MiB-aligned range
@@ -121,8 +139,9 @@ impl AddressSpace {
                     self.pt.ctr.fault_done(Path::Locked, &r);
                     return r;
                 }
-                Try::Retry => {
+                t @ (Try::Retry | Try::Orphan(_)) => {
                     drop(g);
+                    self.orphan(&t);
                     self.pt.ctr.add(Ctr::Retries, 1);
                     thread::yield_now();
                 }
@@ -142,7 +161,8 @@ impl AddressSpace {
                     return r;
                 }
                 Try::Locked => break,
-                Try::Retry => {
+                t @ (Try::Retry | Try::Orphan(_)) => {
+                    self.orphan(&t);
                     self.pt.ctr.add(Ctr::Retries, 1);
                     thread::yield_now();
                 }
@@ -199,8 +219,9 @@ impl AddressSpace {
                     }
                     // Not expected with the writers excluded; never spin
                     // holding the lock.
-                    Try::Retry => {
+                    t @ (Try::Retry | Try::Orphan(_)) => {
                         drop((pin, r));
+                        self.orphan(&t);
                         thread::yield_now();
                         continue;
                     }
@@ -260,11 +281,17 @@ impl AddressSpace {
     /// still live (race 2, M4), then install or reuse the PTE.
     fn install(&self, pin: &ReadGuard<'_, Vma>, v: &Vma, addr: u64, access: Access) -> Try {
         let pt: &PageTables = &self.pt;
-        let Some(t) = pt.walk(pin, addr, true) else {
+        let Some((t, linked_here)) = pt.walk_fresh(pin, addr, true) else {
             return Try::Retry;
         };
         let ptl = t.lock();
         if !ptl.linked() || v.is_dead() {
+            // A table we linked for a VMA killed after our lookup: nobody
+            // else may look at this span again (its writer's free step may
+            // be over), so we run the free step (gap 2 of DESIGN §4.8).
+            if linked_here && ptl.linked() {
+                return Try::Orphan(addr & !(PMD_SPAN - 1));
+            }
             return Try::Retry;
         }
         let mut pte = ptl.get(addr);

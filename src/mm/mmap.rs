@@ -13,8 +13,12 @@ use crate::mm::space::{AddressSpace, claim_extent, granted, page_up};
 use crate::mm::stats::Ctr;
 use crate::mm::vma::Vma;
 use crate::mm::vma::{Attrs, FileMap, Spec};
-use crate::rangelock::RangeWriteGuard;
+use crate::rangelock::{RangeMode, RangeWriteGuard};
 use crate::tree::WriteTxn;
+
+/// A placement's result: its area write-locked, the open transaction, and
+/// the address.
+pub(crate) type Placed<'a> = (RangeWriteGuard<'a>, WriteTxn<'a, Vma>, u64);
 
 impl AddressSpace {
     /// Linux's "too many mappings?" check and `get_unmapped_area`, returning
@@ -35,7 +39,7 @@ impl AddressSpace {
         len: u64,
         fixed: bool,
         thp: Thp,
-    ) -> Result<(RangeWriteGuard<'_>, WriteTxn<'_, Vma>, u64), MmError> {
+    ) -> Result<Placed<'_>, MmError> {
         if fixed || self.locking == WriterLocking::Global {
             let w = if fixed {
                 self.lock_for(hint..hint.saturating_add(len), false)
@@ -63,17 +67,18 @@ impl AddressSpace {
                 let (addr, from) = match get_unmapped_area_in(&txn, hint, len, false, thp, &window)
                 {
                     Ok(found) => found,
-                    Err(e) => break e,
+                    Err(e) => break Err(e),
                 };
                 let l = claim_extent(&txn, &(addr..addr + len));
                 if let Ok(w) = self.rl.try_write(l.start, l.end) {
                     return Ok((w, txn, addr));
                 }
-                // Held by another request (or one waiting for it): skip
-                // it. If it left meanwhile, the same candidate is tried
-                // again.
-                match granted(self.rl.conflicting(l.start, l.end)) {
-                    Some(h) => {
+                // Held by another request (or one waiting for it): skip a
+                // writer's area; wait for readers. If it left meanwhile,
+                // the same candidate is tried again.
+                match granted(self.rl.conflicting_mode(l.start, l.end)) {
+                    Some((_, RangeMode::Read)) => break Ok((addr, l, window)),
+                    Some((h, RangeMode::Write)) => {
                         first_held.get_or_insert(h);
                         window.skip(from, addr, len, h);
                     }
@@ -81,6 +86,15 @@ impl AddressSpace {
                 }
             };
             drop(txn);
+            let failed = match failed {
+                Ok((addr, l, window)) => {
+                    match self.place_after_readers(hint, len, thp, addr, l, &window) {
+                        Some(done) => return done,
+                        None => continue,
+                    }
+                }
+                Err(e) => e,
+            };
             match failed {
                 MmError::NoMem if let Some((a, b)) = first_held => {
                     // Only held space could fit: wait for the best of it.
@@ -93,6 +107,42 @@ impl AddressSpace {
                 }
                 e => return Err(e),
             }
+        }
+    }
+
+    /// The candidate `addr` of a placement searching in `window` conflicts
+    /// only with readers (a free step of munmap or of a fault holding its
+    /// span, a fallback or `RangeLock` fault, madvise, `stats`/`check`/fork:
+    /// none changes a VMA). Skipping it, as a writer's area, would land
+    /// where no serial order puts the mapping (2 MiB lower for a free step:
+    /// `breaker_place::placement_never_skips_a_whole_span_for_a_table_free`).
+    /// So: holding nothing (the caller dropped its transaction), write-lock
+    /// the claim `l` (FIFO: it waits for those readers only, and later
+    /// readers wait for it), then take the transaction and search again in
+    /// the same window. Same candidate and claim inside `l`: placed, as
+    /// if the readers had not been there. Otherwise (the space changed
+    /// meanwhile) `None`: release and search from scratch.
+    fn place_after_readers(
+        &self,
+        hint: u64,
+        len: u64,
+        thp: Thp,
+        addr: u64,
+        l: std::ops::Range<u64>,
+        window: &Window,
+    ) -> Option<Result<Placed<'_>, MmError>> {
+        self.pt.ctr.add(Ctr::PlaceWaits, 1);
+        let w = granted(self.rl.write(l.start, l.end));
+        let txn = self.tree.write();
+        if self.too_many_maps(self.map_count(&txn)) {
+            return Some(Err(MmError::NoMem));
+        }
+        match get_unmapped_area_in(&txn, hint, len, false, thp, window) {
+            Ok((a, _)) if a == addr => {
+                let now = claim_extent(&txn, &(a..a + len));
+                (now.start >= l.start && now.end <= l.end).then_some(Ok((w, txn, a)))
+            }
+            _ => None,
         }
     }
 

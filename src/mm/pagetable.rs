@@ -357,11 +357,25 @@ impl PageTables {
     /// [`Ptl::linked`] under its lock before using it (race 1).
     pub(crate) fn walk<'g, T>(
         &'g self,
-        _pin: &'g T,
+        pin: &'g T,
         addr: u64,
         populate: bool,
     ) -> Option<&'g PteTable> {
+        self.walk_fresh(pin, addr, populate).map(|(t, _)| t)
+    }
+
+    /// [`walk`](Self::walk), also telling whether this call linked the
+    /// last-level table itself (its populate CAS won). A fault that linked
+    /// a table and then finds its VMA dead runs munmap's free step on the
+    /// span (fault.rs, `Try::Orphan`; DESIGN §4.8, "Freeing tables").
+    pub(crate) fn walk_fresh<'g, T>(
+        &'g self,
+        _pin: &'g T,
+        addr: u64,
+        populate: bool,
+    ) -> Option<(&'g PteTable, bool)> {
         debug_assert!(addr < VA_LIMIT);
+        let mut linked_here = false;
         let mut dir: &Dir = &self.root;
         let mut level = 3;
         loop {
@@ -387,6 +401,7 @@ impl PageTables {
                 match e.compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) => {
                         self.ctr.add(Ctr::TablesAllocated, 1);
+                        linked_here = level == 1;
                         p = fresh;
                     }
                     Err(winner) => {
@@ -406,7 +421,7 @@ impl PageTables {
                 // SAFETY: level-1 entries point to live `PteTable`s; this one
                 // is kept allocated by the caller's Srcu guard even if it is
                 // unlinked concurrently (it is retired only after unlinking).
-                return Some(unsafe { &*p.cast::<PteTable>() });
+                return Some((unsafe { &*p.cast::<PteTable>() }, linked_here));
             }
             // SAFETY: upper levels point to `Dir`s, which are freed only when
             // the page tables are dropped (`&self` is borrowed).
@@ -418,12 +433,13 @@ impl PageTables {
     /// Writer side: visits every last-level table overlapping `lo..hi` with
     /// its PMD entry, the table's base address and the part of `lo..hi` it
     /// covers. Upper entries are read with probe RMWs. A table is freed
-    /// only by a thread holding a write lock over its whole 2 MiB span
-    /// (DESIGN §4.8, "Freeing tables"); the caller holds a range lock
-    /// overlapping every span it visits (its own writer area, or the whole
-    /// space), or, for [`table_spans`](Self::table_spans), a pin of the
-    /// domain tables are retired through, so no table visited is freed
-    /// meanwhile (M3).
+    /// only by a thread holding a range lock over its whole 2 MiB span
+    /// (DESIGN §4.8, "Freeing tables"): a write lock, or a read lock and a
+    /// pin of the domain tables are retired through. So the caller holds
+    /// a write lock overlapping every span it visits (its own writer area,
+    /// or the whole space), which excludes both, or a pin of that domain
+    /// (readers: `free_tables`, `table_spans`, `stats`, `check`, madvise,
+    /// fork), so no table visited is freed meanwhile (M3).
     fn for_each_table(&self, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
         fn visit(dir: &Dir, level: u32, lo: u64, hi: u64, probing: bool, f: &mut TableFn<'_>) {
             let span = 1u64 << (12 + 9 * level);
@@ -488,13 +504,25 @@ impl PageTables {
     /// whose 2 MiB span holds no VMA in the committed version
     /// (`span_empty(base)`), and retires it through `domain` (race 1).
     ///
-    /// Caller: the writer that zapped `lo..hi` before its commit. Such a
-    /// table holds no PTE: the zap removed those of faults that validated
-    /// before it, and every later fault in the span found its VMA dead (the
-    /// zap's PTL section or probe follows the dead store, race 2) or found
-    /// no VMA in the committed version.
-    pub(crate) fn free_tables(
+    /// Caller: holds a range lock over each such span, for writing (the
+    /// writer that zapped `lo..hi` before its commit, `Tables::Free`) or
+    /// for reading (munmap's free step and a fault that linked a table
+    /// under a dying VMA, `free_empty_spans`), so no writer changes a VMA
+    /// or walks a table there meanwhile; and `_pin`, a read guard of
+    /// `domain`, so a table another reader unlinks under us stays
+    /// allocated. Such a table holds no PTE: the zap removed those of
+    /// faults that validated before it, and every later fault in the span
+    /// found its VMA dead (the zap's PTL section or probe follows the dead
+    /// store, race 2) or found no VMA in the committed version.
+    ///
+    /// Idempotent: two free steps may run on one span at once (readers);
+    /// a table whose `linked` is already false under its PTL was unlinked
+    /// by the other, which also cleared the entry and retired it: skipped.
+    /// Only the thread that flips `linked` touches the entry, and no
+    /// populate replaces a non-null entry, so its store clears this table.
+    pub(crate) fn free_tables<T>(
         &self,
+        _pin: &T,
         lo: u64,
         hi: u64,
         domain: &Srcu,
@@ -512,6 +540,9 @@ impl PageTables {
                 return;
             }
             let ptl = t.lock();
+            if !ptl.linked() {
+                return;
+            }
             debug_assert!(
                 (0..ENTRIES as u64).all(|i| ptl.get(base + i * PAGE) == 0),
                 "a PTE in a span with no VMA at {base:#x}"
@@ -519,11 +550,19 @@ impl PageTables {
             // Relaxed: read only under the PTL, which we hold (race 1).
             t.linked.store(false, Ordering::Relaxed);
             drop(ptl);
-            // Release: a walker that still loads the old pointer finds the
-            // table unlinked under its PTL; one that loads null populates a
-            // fresh table. Pairs with the Acquire load in `walk`.
-            entry.store(ptr::null_mut(), Ordering::Release);
+            // AcqRel swap: Release as before (a walker that still loads the
+            // old pointer finds the table unlinked under its PTL; one that
+            // loads null populates a fresh table; pairs with the Acquire
+            // load in `walk`). An RMW rather than a plain store, so that
+            // every write to the entry after a populate is an RMW (probes,
+            // this swap) and reads its predecessor: with a plain store,
+            // loom (mm::fault_vs_munmap at bound 3, the fault's and
+            // munmap's free steps probing one entry) showed the entry
+            // holding the unlinked table again right after the store, with
+            // no populate in between, and the table freed twice at exit.
+            let was = entry.swap(ptr::null_mut(), Ordering::AcqRel);
             let p: *mut PteTable = ptr::from_ref(t).cast_mut();
+            debug_assert_eq!(was, p.cast(), "the entry changed under its unlinker");
             // SAFETY: Deferred::new: 1. plain data, droppable on any thread;
             // 2. unlinked above, so the domain's grace period covers every
             // walker that could still hold it (M3).
@@ -656,13 +695,15 @@ impl PageTables {
         out
     }
 
-    /// Swap entries in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
-    pub(crate) fn swapped(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    /// Swap entries in `lo..hi` as `(addr, pte)` (a range lock over
+    /// `lo..hi`, and `_pin`, a read guard of the domain tables are retired
+    /// through: a free step may unlink a table meanwhile, §4.8).
+    pub(crate) fn swapped<T>(&self, _pin: &T, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         self.entries(PTE_SWAP, lo, hi)
     }
 
-    /// Present PTEs in `lo..hi` as `(addr, pte)` (writer lock or quiescence).
-    pub(crate) fn present(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    /// Present PTEs in `lo..hi` as `(addr, pte)` (as [`swapped`](Self::swapped)).
+    pub(crate) fn present<T>(&self, _pin: &T, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         self.entries(PTE_PRESENT, lo, hi)
     }
 

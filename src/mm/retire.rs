@@ -357,7 +357,7 @@ impl AddressSpace {
             let empty = |base: u64| span_has_no_vma(&pin, base);
             for r in ranges {
                 self.pt
-                    .free_tables(r.start, r.end, self.tree.domain(), &empty);
+                    .free_tables(&pin, r.start, r.end, self.tree.domain(), &empty);
             }
         }
     }

@@ -330,9 +330,22 @@ impl AddressSpace {
         })
     }
 
+    /// Last-level tables linked now in a 2 MiB span that holds no VMA in
+    /// `pin`'s version (`MmStats::tables_kept`): O(tables) plus a tree
+    /// lookup per table. 0 at every quiescent point (`check()`).
+    fn tables_without_vma(&self, pin: &ReadGuard<'_, Vma>) -> u64 {
+        let spans = self.pt.table_spans(pin, 0, TASK_SIZE);
+        spans
+            .into_iter()
+            .filter(|&b| span_has_no_vma(pin, b))
+            .count() as u64
+    }
+
     /// The counters (sums of per-thread shards; exact when no call runs).
     pub fn stats(&self) -> MmStats {
         let _r = self.read_whole();
+        // A free step (a reader too) may unlink a table while we walk.
+        let pin = self.tree.pin();
         let c: &Counters = &self.pt.ctr;
         let f = self.pt.frames.totals();
         MmStats {
@@ -350,10 +363,10 @@ impl AddressSpace {
             stack_growths: c.sum(Ctr::StackGrowths),
             frames_allocated: f.allocated,
             frames_freed: f.freed,
-            frames_mapped: self.pt.present(0, TASK_SIZE).len() as u64,
+            frames_mapped: self.pt.present(&pin, 0, TASK_SIZE).len() as u64,
             tables_allocated: c.sum(Ctr::TablesAllocated),
             tables_freed: c.sum(Ctr::TablesFreed),
-            tables_kept: c.sum(Ctr::TablesKept),
+            tables_kept: self.tables_without_vma(&pin),
             place_waits: c.sum(Ctr::PlaceWaits),
             vmas: self.tree.len() as u64,
             frames_live: f.allocated.saturating_sub(f.freed),
@@ -382,7 +395,7 @@ impl AddressSpace {
             }
             last = r.end;
         }
-        let present = self.pt.present(0, TASK_SIZE);
+        let present = self.pt.present(&pin, 0, TASK_SIZE);
         for &(a, pte) in &present {
             let Some((_, v)) = pin.get(a) else {
                 return Err(format!("PTE at {a:#x} outside every VMA"));
@@ -407,11 +420,21 @@ impl AddressSpace {
                 ));
             }
         }
-        let swapped = self.pt.swapped(0, TASK_SIZE);
+        let swapped = self.pt.swapped(&pin, 0, TASK_SIZE);
         for &(a, _) in &swapped {
             if pin.get(a).is_none() {
                 return Err(format!("swap entry at {a:#x} outside every VMA"));
             }
+        }
+        // Every table a writer emptied is freed by its free step, and one a
+        // fault linked under a dying VMA by the fault (DESIGN §4.8,
+        // "Freeing tables"): at a quiescent point no span without a VMA
+        // keeps a last-level table.
+        let kept = self.tables_without_vma(&pin);
+        if kept != 0 {
+            return Err(format!(
+                "{kept} last-level table(s) linked in 2 MiB spans with no VMA"
+            ));
         }
         let live = self.pt.frames.audit()?;
         // Alone (never forked, no pin outstanding; the family's shared
@@ -516,12 +539,13 @@ impl AddressSpace {
             }
             s.check()?;
             let id = s.pt.id;
+            let pin = s.tree.pin();
             present.extend(
-                s.pt.present(0, TASK_SIZE)
+                s.pt.present(&pin, 0, TASK_SIZE)
                     .into_iter()
                     .map(|(a, p)| (id, a, p)),
             );
-            swapped.extend(s.pt.swapped(0, TASK_SIZE));
+            swapped.extend(s.pt.swapped(&pin, 0, TASK_SIZE));
         }
         let frames = &first.pt.frames;
         if frames.rmap.live_ids().len() != spaces.len() {

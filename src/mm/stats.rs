@@ -43,9 +43,6 @@ pub(crate) enum Ctr {
     CowCopies,
     /// COW write faults that reused the frame (refcount 1).
     CowReuses,
-    /// Emptied last-level tables an munmap left linked because its span
-    /// was busy (munmap.rs, `free_empty_spans`).
-    TablesKept,
     /// Placements that waited for a held area (mmap.rs, `place`).
     PlaceWaits,
 }
@@ -86,7 +83,7 @@ const ACCESS: usize = N_OK + FaultError::Access as usize;
 const N_OUTCOME: usize = ACCESS + 1;
 
 /// The non-fault events (each has its own counter in a slot).
-const N_EVENT: usize = 10;
+const N_EVENT: usize = 9;
 
 /// Index of an event counter in `Slot::events`, `None` for fault totals.
 #[inline(always)]
@@ -100,8 +97,7 @@ const fn event(c: Ctr) -> Option<usize> {
         Ctr::TablesAllocated => Some(5),
         Ctr::TablesFreed => Some(6),
         Ctr::CowReuses => Some(7),
-        Ctr::TablesKept => Some(8),
-        Ctr::PlaceWaits => Some(9),
+        Ctr::PlaceWaits => Some(8),
         _ => None,
     }
 }
@@ -250,12 +246,16 @@ pub struct MmStats {
     pub tables_allocated: u64,
     /// Last-level tables unlinked and retired through Srcu.
     pub tables_freed: u64,
-    /// Times an munmap left an emptied last-level table linked because
-    /// another request held part of its 2 MiB span (DESIGN §4.8, "Freeing
-    /// tables"); the table is reused or freed later.
+    /// Last-level tables linked at the time of the call in a 2 MiB span
+    /// that holds no VMA: tables whose free step (DESIGN §4.8, "Freeing
+    /// tables") has not run yet. Exact (counted by a walk of the tables
+    /// under the whole-space read lock, not by events), and 0 at every
+    /// quiescent point (`check()` fails otherwise).
     pub tables_kept: u64,
-    /// Times a placement (mmap without FIXED) found no unheld area that
-    /// fits and waited, holding nothing, for held ones (DESIGN §4.8).
+    /// Times a placement (mmap without FIXED) waited, holding nothing:
+    /// because no unheld area fits (it waits for held ones), or because
+    /// only readers held its candidate (it waits for them and searches
+    /// again: DESIGN §4.8).
     pub place_waits: u64,
     /// VMAs now.
     pub vmas: u64,

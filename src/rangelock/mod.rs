@@ -79,6 +79,10 @@ pub enum RangeMode {
     Write,
 }
 
+/// What [`RangeLock::conflicting_mode`] reports: the smallest range
+/// covering the conflicting requests, and their strongest mode.
+pub type Conflicts = ((u64, u64), RangeMode);
+
 /// Errors of [`RangeLock`] and [`RangeLockSet`] requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RangeLockError {
@@ -241,19 +245,36 @@ impl RangeLock {
     /// the table mutex and scans the fast slots like an arrival (§7.4:
     /// O(log n + k log n)); a fast slot that changes while read is skipped.
     /// The lock's own requests are untouched: no cost and no effect on
-    /// fairness for anyone else.
+    /// fairness for anyone else. [`conflicting_mode`](Self::conflicting_mode)
+    /// also says whether only readers conflict.
     pub fn conflicting(&self, start: u64, end: u64) -> Result<Option<(u64, u64)>, RangeLockError> {
+        Ok(self.conflicting_mode(start, end)?.map(|(h, _)| h))
+    }
+
+    /// [`conflicting`](Self::conflicting) with the strongest mode among the
+    /// conflicting requests: [`RangeMode::Read`] when every one of them is
+    /// a reader (held or waiting), [`RangeMode::Write`] when at least one
+    /// is a writer (a pending [`wait`](Self::wait) counts as one). A caller
+    /// that meets only readers knows its write would wait only for them
+    /// (the placement of `mmap` waits for readers instead of skipping the
+    /// area, DESIGN §4.8). Same snapshot and cost as `conflicting`.
+    pub fn conflicting_mode(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<Conflicts>, RangeLockError> {
         check(start, end)?;
-        let (mut lo, mut hi) = (u64::MAX, 0u64);
-        let mut add = |a: u64, b: u64| {
+        let (mut lo, mut hi, mut writer) = (u64::MAX, 0u64, false);
+        let mut add = |a: u64, b: u64, w: bool| {
             if a < end && start < b {
                 lo = lo.min(a);
                 hi = hi.max(b);
+                writer |= w;
             }
         };
         for s in self.fast.iter() {
-            if let Ok(Some((a, b, _))) = s.request() {
-                add(a, b);
+            if let Ok(Some((a, b, w))) = s.request() {
+                add(a, b, w);
             }
         }
         {
@@ -261,11 +282,16 @@ impl RangeLock {
             let ov = t.overlaps(start, end);
             for &o in &ov {
                 let n = t.node(o);
-                add(n.start, n.end);
+                add(n.start, n.end, n.write);
             }
             t.put_scratch(ov);
         }
-        Ok((lo < hi).then_some((lo, hi)))
+        let mode = if writer {
+            RangeMode::Write
+        } else {
+            RangeMode::Read
+        };
+        Ok((lo < hi).then_some(((lo, hi), mode)))
     }
 
     /// Number of requests in the table, held and waiting (a snapshot, for

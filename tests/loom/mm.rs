@@ -62,19 +62,37 @@ fn fault_vs_split() {
 /// balance, and the retired table is not used after it is freed.
 #[test]
 fn fault_vs_munmap() {
-    model(|| {
-        let mm = Arc::new(AddressSpace::new());
-        mm.mmap(Some(A), P, RW, FIXED).unwrap();
-        let w = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A, P).unwrap())
-        };
-        let r = mm.fault(A, Access::Write);
-        assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
-        w.join().unwrap();
-        assert!(mm.translate(A).is_none(), "PTE survived munmap");
-        balanced(&mm);
-    });
+    model(|| fault_vs_munmap_in(FaultPolicy::Speculative, false));
+}
+
+/// The race of [`fault_vs_munmap`] under `policy`; `written`: the page was
+/// written first, so its last-level table exists and munmap's free step
+/// unlinks it (the fault may then link a fresh one: gap 2 of DESIGN §4.8,
+/// `breaker::munmap_vs_fault_on_killed_vma_frees_table`). After both: the
+/// fault answered Ok or Segv, no PTE survives, and `check()` passes, which
+/// includes "no last-level table linked in a span with no VMA" (a table the
+/// fault linked under the dying VMA was freed by the fault), and frames
+/// balance.
+pub(crate) fn fault_vs_munmap_in(policy: FaultPolicy, written: bool) {
+    let mm = Arc::new(AddressSpace::with_policy(policy));
+    mm.mmap(Some(A), P, RW, FIXED).unwrap();
+    if written {
+        mm.write(A, 1).unwrap();
+    }
+    let w = {
+        let mm = mm.clone();
+        thread::spawn(move || mm.munmap(A, P).unwrap())
+    };
+    let r = mm.fault(A, Access::Write);
+    assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
+    w.join().unwrap();
+    assert!(mm.translate(A).is_none(), "{policy:?}: PTE survived munmap");
+    let s = mm.stats();
+    assert_eq!(
+        s.tables_kept, 0,
+        "{policy:?}: table left in the span: {s:?}"
+    );
+    balanced(&mm);
 }
 
 /// The per-VMA lock handshake: a reader that got the VMA read reference
@@ -435,19 +453,7 @@ fn stack_growth_vs_munmap_guard() {
 #[test]
 fn fault_vs_munmap_other_policies() {
     for policy in [FaultPolicy::PerVmaLock, FaultPolicy::MmapLock] {
-        model(move || {
-            let mm = Arc::new(AddressSpace::with_policy(policy));
-            mm.mmap(Some(A), P, RW, FIXED).unwrap();
-            let w = {
-                let mm = mm.clone();
-                thread::spawn(move || mm.munmap(A, P).unwrap())
-            };
-            let r = mm.fault(A, Access::Write);
-            assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
-            w.join().unwrap();
-            assert!(mm.translate(A).is_none(), "{policy:?}: PTE survived munmap");
-            balanced(&mm);
-        });
+        model(move || fault_vs_munmap_in(policy, false));
     }
 }
 
