@@ -83,6 +83,9 @@ pub enum RangeMode {
 /// covering the conflicting requests, and their strongest mode.
 pub type Conflicts = ((u64, u64), RangeMode);
 
+/// A hull of requests' ranges, `None` when there are none.
+type Hull = Option<(u64, u64)>;
+
 /// Errors of [`RangeLock`] and [`RangeLockSet`] requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RangeLockError {
@@ -248,28 +251,44 @@ impl RangeLock {
     /// fairness for anyone else. [`conflicting_mode`](Self::conflicting_mode)
     /// also says whether only readers conflict.
     pub fn conflicting(&self, start: u64, end: u64) -> Result<Option<(u64, u64)>, RangeLockError> {
-        Ok(self.conflicting_mode(start, end)?.map(|(h, _)| h))
+        Ok(self.hulls(start, end)?.0)
     }
 
-    /// [`conflicting`](Self::conflicting) with the strongest mode among the
-    /// conflicting requests: [`RangeMode::Read`] when every one of them is
-    /// a reader (held or waiting), [`RangeMode::Write`] when at least one
-    /// is a writer (a pending [`wait`](Self::wait) counts as one). A caller
-    /// that meets only readers knows its write would wait only for them
-    /// (the placement of `mmap` waits for readers instead of skipping the
-    /// area, DESIGN §4.8). Same snapshot and cost as `conflicting`.
+    /// What a write of `[start, end)` would wait for, by mode:
+    /// `((lo, hi), RangeMode::Read)` when every conflicting request is a
+    /// reader (held or waiting), `(lo, hi)` their hull; `((lo, hi),
+    /// RangeMode::Write)` when at least one is a writer (a pending
+    /// [`wait`](Self::wait) counts as one), and then `(lo, hi)` is the hull
+    /// of the conflicting **writers only**: readers are left out, so a
+    /// whole-space reader next to a small writer does not make the writer's
+    /// area look like everything. A caller that meets only readers knows its
+    /// write would wait only for them (the placement of `mmap` waits for
+    /// readers, and skips only writers' areas, DESIGN §4.8). Same snapshot
+    /// and cost as [`conflicting`](Self::conflicting), which reports the
+    /// hull of all of them.
     pub fn conflicting_mode(
         &self,
         start: u64,
         end: u64,
     ) -> Result<Option<Conflicts>, RangeLockError> {
+        Ok(match self.hulls(start, end)? {
+            (_, Some(w)) => Some((w, RangeMode::Write)),
+            (all, None) => all.map(|h| (h, RangeMode::Read)),
+        })
+    }
+
+    /// One snapshot of the requests conflicting with a write of `[start,
+    /// end)`: the hull of all of them, and the hull of the writers among
+    /// them (`None` if none writes).
+    fn hulls(&self, start: u64, end: u64) -> Result<(Hull, Hull), RangeLockError> {
         check(start, end)?;
-        let (mut lo, mut hi, mut writer) = (u64::MAX, 0u64, false);
+        let (mut all, mut writers) = ((u64::MAX, 0u64), (u64::MAX, 0u64));
         let mut add = |a: u64, b: u64, w: bool| {
             if a < end && start < b {
-                lo = lo.min(a);
-                hi = hi.max(b);
-                writer |= w;
+                all = (all.0.min(a), all.1.max(b));
+                if w {
+                    writers = (writers.0.min(a), writers.1.max(b));
+                }
             }
         };
         for s in self.fast.iter() {
@@ -286,12 +305,8 @@ impl RangeLock {
             }
             t.put_scratch(ov);
         }
-        let mode = if writer {
-            RangeMode::Write
-        } else {
-            RangeMode::Read
-        };
-        Ok((lo < hi).then_some(((lo, hi), mode)))
+        let some = |(lo, hi): (u64, u64)| (lo < hi).then_some((lo, hi));
+        Ok((some(all), some(writers)))
     }
 
     /// Number of requests in the table, held and waiting (a snapshot, for

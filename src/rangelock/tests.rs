@@ -291,6 +291,16 @@ fn conflicting_reports_the_hull_of_overlapping_requests() {
     set.read(30, 40).unwrap(); // nested: through the table
     assert_eq!(lock.conflicting(0, 100), Ok(Some((10, 40))));
     assert_eq!(lock.conflicting(15, 23), Ok(Some((10, 25))));
+    // By mode: with a writer among them, only the writers' hull; a
+    // reader far out (here [22, 40)) does not widen it.
+    assert_eq!(
+        lock.conflicting_mode(0, 100),
+        Ok(Some(((10, 20), RangeMode::Write)))
+    );
+    assert_eq!(
+        lock.conflicting_mode(21, 35),
+        Ok(Some(((22, 40), RangeMode::Read)))
+    );
     assert_eq!(lock.conflicting(20, 22), Ok(None));
     assert_eq!(lock.conflicting(40, 50), Ok(None));
     assert!(lock.conflicting(5, 5).is_err());
