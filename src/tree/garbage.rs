@@ -27,15 +27,16 @@ pub(crate) struct Writer<V> {
     /// The node pool and the spare lists of the last transaction; a write
     /// transaction takes them for its lifetime (`write::Parts`).
     pub(crate) parts: Parts<V>,
-    /// Unlinked nodes waiting for a grace period, oldest first, in one flat
-    /// queue (no allocation per commit once it has grown); `batches` says
-    /// which commit each run of them belongs to.
-    nodes: VecDeque<*mut Header>,
-    /// Removed drop-free values waiting for a grace period, likewise.
-    vals: VecDeque<*mut V>,
     /// One record per retiring commit, oldest first; cookies are
-    /// non-decreasing.
+    /// non-decreasing. A record owns its commit's list of unlinked nodes
+    /// (the transaction's `old_nodes`, moved in whole: no per-node copy).
     batches: VecDeque<Batch>,
+    /// Emptied node lists of recycled batches, handed to the next commits
+    /// in exchange for theirs (no allocation per commit once warm).
+    spare: Vec<Vec<*mut Header>>,
+    /// Removed drop-free values waiting for a grace period, oldest first,
+    /// in one flat queue; each batch says how many of them are its own.
+    vals: VecDeque<*mut V>,
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
@@ -52,12 +53,20 @@ const PRESSED: usize = 4 * POLL_EVERY;
 /// Garbage queue capacity kept once a burst of garbage is recycled.
 const SHRINK_ABOVE: usize = 4096;
 
-/// One commit's share of `nodes` and `vals` (the next `nodes` and `vals`
-/// entries of the queues, in order).
+/// Spare node lists kept at most (two advance periods of commits: a grace
+/// period's completion recycles about one period of batches at once).
+const SPARE_MAX: usize = 2 * POLL_EVERY;
+
+/// A spare node list longer than this (a large transaction's) is dropped
+/// rather than kept.
+const SPARE_KEEP: usize = 256;
+
+/// One commit's garbage: its unlinked nodes, and its share of `vals` (the
+/// next `vals` entries of the queue, in order).
 struct Batch {
     /// The grace period after which no reader can reach them.
     cookie: u64,
-    nodes: usize,
+    nodes: Vec<*mut Header>,
     vals: usize,
 }
 
@@ -66,19 +75,21 @@ impl<V: Send> Writer<V> {
         Self {
             next_txn: 1,
             parts: Parts::default(),
-            nodes: VecDeque::new(),
-            vals: VecDeque::new(),
             batches: VecDeque::new(),
+            spare: Vec::new(),
+            vals: VecDeque::new(),
             retires: 0,
             #[cfg(debug_assertions)]
             queued: alloc::collections::BTreeSet::new(),
         }
     }
 
-    /// Retires what one commit unlinked (draining `nodes` and `vals`, whose
-    /// capacity the caller keeps), then recycles every batch whose grace
-    /// period has passed. Runs no user code: values with drop glue go to
-    /// `domain`'s queue, which only `poll`/`barrier`/drop run.
+    /// Retires what one commit unlinked, then recycles every batch whose
+    /// grace period has passed. `nodes` moves into the commit's batch whole
+    /// and the caller gets an empty spare list back in its place; `vals` is
+    /// drained (the caller keeps its capacity). Runs no user code: values
+    /// with drop glue go to `domain`'s queue, which only
+    /// `poll`/`barrier`/drop run.
     ///
     /// # Safety
     /// 1. The commit's publishing store, which unlinked every node in `nodes`
@@ -121,11 +132,6 @@ impl<V: Send> Writer<V> {
                 self.vals.extend(vals.drain(..));
                 (domain.start_poll(), n)
             };
-            self.batches.push_back(Batch {
-                cookie,
-                nodes: nodes.len(),
-                vals: n_vals,
-            });
             #[cfg(debug_assertions)]
             for &n in nodes.iter() {
                 // I7: a node is retired once. A second listing (twice in one
@@ -136,7 +142,18 @@ impl<V: Send> Writer<V> {
                     "I7: node {n:p} retired twice"
                 );
             }
-            self.nodes.extend(nodes.drain(..));
+            // The commit's list becomes the batch's (one record per commit,
+            // whatever its node count); the caller continues with a spare.
+            let nodes = if nodes.is_empty() {
+                Vec::new()
+            } else {
+                core::mem::replace(nodes, self.spare.pop().unwrap_or_default())
+            };
+            self.batches.push_back(Batch {
+                cookie,
+                nodes,
+                vals: n_vals,
+            });
             // Wrapping: a `usize` counter wraps after 2^32 commits on a
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
             self.retires = self.retires.wrapping_add(1);
@@ -161,9 +178,15 @@ impl<V: Send> Writer<V> {
                 return;
             }
 
-            let (n, v) = (b.nodes, b.vals);
-            self.batches.pop_front();
-            for n in self.nodes.drain(..n) {
+            let Some(Batch {
+                nodes: mut list,
+                vals: v,
+                ..
+            }) = self.batches.pop_front()
+            else {
+                unreachable!("front() was Some")
+            };
+            for &n in &list {
                 #[cfg(debug_assertions)]
                 self.queued.remove(&(n as usize));
                 // SAFETY: release requirements: 1. listed once, from
@@ -172,15 +195,19 @@ impl<V: Send> Writer<V> {
                 // the grace period has passed (`gp_passed` Acquire, I7).
                 self.parts.pool.give(unsafe { release(n) });
             }
+            list.clear();
+            if list.capacity() != 0 && list.capacity() <= SPARE_KEEP && self.spare.len() < SPARE_MAX
+            {
+                self.spare.push(list);
+            }
             for v in self.vals.drain(..v) {
                 // SAFETY: from `Box::into_raw`, freed once, unreachable as
                 // above. `V` has no drop glue, so this only deallocates.
                 drop(unsafe { Box::from_raw(v) });
             }
-            if self.batches.is_empty() && self.nodes.capacity() > SHRINK_ABOVE {
+            if self.batches.is_empty() && self.vals.capacity() > SHRINK_ABOVE {
                 // After a large transaction, do not keep its queue's memory
                 // for the tree's lifetime.
-                self.nodes.shrink_to(SHRINK_ABOVE);
                 self.vals.shrink_to(SHRINK_ABOVE);
             }
         }
@@ -191,13 +218,14 @@ impl<V: Send> Writer<V> {
     /// # Safety
     /// No reader of the tree exists (the tree is being dropped).
     pub(crate) unsafe fn free_all(&mut self) {
-        self.batches.clear();
         #[cfg(debug_assertions)]
         self.queued.clear();
-        for n in self.nodes.drain(..) {
-            // SAFETY: release requirements: 1. as in `collect`; 2. no
-            // reader exists (our requirement).
-            unsafe { release(n) }.free();
+        for b in self.batches.drain(..) {
+            for n in b.nodes {
+                // SAFETY: release requirements: 1. as in `collect`; 2. no
+                // reader exists (our requirement).
+                unsafe { release(n) }.free();
+            }
         }
         for v in self.vals.drain(..) {
             // SAFETY: from `Box::into_raw`, freed once; no drop glue.
@@ -404,6 +432,37 @@ mod tests {
         let pending = lock(&t.writer).pending();
         assert!(pending <= PRESSED + POLL_EVERY, "{pending} batches pending");
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
+    }
+
+    /// I7's debug check survives the batched record: a node listed twice in
+    /// one commit, or again while its first batch waits, panics before
+    /// either list is queued a second time (so the node is freed once).
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_node_retired_twice_panics() {
+        use super::super::node::{KIND_LEAF, Leaf, place};
+        use super::Writer;
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        let d = crate::srcu::Srcu::new();
+        let mut w = Writer::<u64>::new();
+        let n = place(&mut w.parts.pool, KIND_LEAF, Leaf::<u64>::new(0));
+        let mut twice = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: retire requirements: 1. `n` was never published; 2.
+            // from `place` (listed twice on purpose: the check must stop it).
+            unsafe { w.retire(&d, &mut vec![n, n], &mut Vec::new()) }
+        }));
+        assert!(twice.is_err(), "listed twice in one commit");
+        w.queued.clear();
+        // SAFETY: as above, listed once.
+        unsafe { w.retire(&d, &mut vec![n], &mut Vec::new()) };
+        twice = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: as above (retired again on purpose).
+            unsafe { w.retire(&d, &mut vec![n], &mut Vec::new()) }
+        }));
+        assert!(twice.is_err(), "retired again while its batch waits");
+        assert_eq!(w.pending(), 1);
+        // SAFETY: no reader of `d` exists; `n` is in one batch, freed once.
+        unsafe { w.free_all() };
     }
 
     /// In a manual tree, values with drop glue wait in the domain until
