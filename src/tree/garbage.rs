@@ -18,6 +18,7 @@ use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
 use alloc::collections::VecDeque;
 use alloc::{boxed::Box, vec::Vec};
+use core::marker::PhantomData;
 use core::mem::needs_drop;
 
 /// The state behind the tree's writer mutex.
@@ -29,14 +30,14 @@ pub(crate) struct Writer<V> {
     pub(crate) parts: Parts<V>,
     /// One record per retiring commit, oldest first; cookies are
     /// non-decreasing. A record owns its commit's list of unlinked nodes
-    /// (the transaction's `old_nodes`, moved in whole: no per-node copy).
+    /// (the transaction's `old_nodes`, moved in whole: no per-node copy)
+    /// followed by its removed drop-free values.
     batches: VecDeque<Batch>,
-    /// Emptied node lists of recycled batches, handed to the next commits
-    /// in exchange for theirs (no allocation per commit once warm).
+    /// Emptied lists of recycled batches, handed to the next commits in
+    /// exchange for theirs (no allocation per commit once warm).
     spare: Vec<Vec<*mut Header>>,
-    /// Removed drop-free values waiting for a grace period, oldest first,
-    /// in one flat queue; each batch says how many of them are its own.
-    vals: VecDeque<*mut V>,
+    /// The value type, whose boxes the batches' lists hold (type-erased).
+    _vals: PhantomData<*mut V>,
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
@@ -50,7 +51,7 @@ pub(crate) struct Writer<V> {
 /// if the domain started one less than its minimum gap ago.
 const PRESSED: usize = 4 * POLL_EVERY;
 
-/// Garbage queue capacity kept once a burst of garbage is recycled.
+/// Batch queue capacity kept once a burst of garbage is recycled.
 const SHRINK_ABOVE: usize = 4096;
 
 /// Spare node lists kept at most (two advance periods of commits: a grace
@@ -61,13 +62,15 @@ const SPARE_MAX: usize = 2 * POLL_EVERY;
 /// rather than kept.
 const SPARE_KEEP: usize = 256;
 
-/// One commit's garbage: its unlinked nodes, and its share of `vals` (the
-/// next `vals` entries of the queue, in order).
+/// One commit's garbage, in one list: its unlinked nodes, then its removed
+/// values if `V` has no drop glue (`Box<V>` pointers cast to the list's
+/// element type; the writer that made the batch knows `V`).
 struct Batch {
     /// The grace period after which no reader can reach them.
     cookie: u64,
-    nodes: Vec<*mut Header>,
-    vals: usize,
+    list: Vec<*mut Header>,
+    /// How many of `list`'s entries, from the front, are nodes.
+    nodes: usize,
 }
 
 impl<V: Send> Writer<V> {
@@ -77,7 +80,7 @@ impl<V: Send> Writer<V> {
             parts: Parts::default(),
             batches: VecDeque::new(),
             spare: Vec::new(),
-            vals: VecDeque::new(),
+            _vals: PhantomData,
             retires: 0,
             #[cfg(debug_assertions)]
             queued: alloc::collections::BTreeSet::new(),
@@ -86,8 +89,9 @@ impl<V: Send> Writer<V> {
 
     /// Retires what one commit unlinked, then recycles every batch whose
     /// grace period has passed. `nodes` moves into the commit's batch whole
-    /// and the caller gets an empty spare list back in its place; `vals` is
-    /// drained (the caller keeps its capacity). Runs no user code: values
+    /// (with the drop-free values appended) and the caller gets an empty
+    /// spare list back in its place; `vals` is drained (the caller keeps its
+    /// capacity). Runs no user code: values
     /// with drop glue go to `domain`'s queue, which only
     /// `poll`/`barrier`/drop run.
     ///
@@ -104,7 +108,8 @@ impl<V: Send> Writer<V> {
         vals: &mut Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let (cookie, n_vals) = if needs_drop::<V>() && vals.len() == 1 {
+            let n_nodes = nodes.len();
+            let cookie = if needs_drop::<V>() && vals.len() == 1 {
                 // One value (the common case): the entry points at it
                 // directly, so no list is allocated here to be freed on the
                 // thread that runs the entry.
@@ -115,8 +120,7 @@ impl<V: Send> Writer<V> {
                 // by the entry alone (our requirement 2). It runs after a
                 // grace period that starts after the store (our requirement
                 // 1, S5), so no reader can reach it (I7).
-                let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
-                (cookie, 0)
+                unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) }
             } else if needs_drop::<V>() && !vals.is_empty() {
                 let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
@@ -125,12 +129,9 @@ impl<V: Send> Writer<V> {
                 // owned by the entry alone. It runs after a grace period that
                 // starts after the store (our requirement 1, S5), so no reader
                 // can reach the values (I7).
-                let cookie = unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) };
-                (cookie, 0)
+                unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) }
             } else {
-                let n = vals.len();
-                self.vals.extend(vals.drain(..));
-                (domain.start_poll(), n)
+                domain.start_poll()
             };
             #[cfg(debug_assertions)]
             for &n in nodes.iter() {
@@ -142,17 +143,16 @@ impl<V: Send> Writer<V> {
                     "I7: node {n:p} retired twice"
                 );
             }
-            // The commit's list becomes the batch's (one record per commit,
-            // whatever its node count); the caller continues with a spare.
-            let nodes = if nodes.is_empty() {
-                Vec::new()
-            } else {
-                core::mem::replace(nodes, self.spare.pop().unwrap_or_default())
-            };
+            // Drop-free values (none left if `V` has drop glue) ride behind
+            // the nodes, and the commit's list becomes the batch's: one
+            // record per commit, whatever its size; the caller continues
+            // with a spare list.
+            nodes.extend(vals.drain(..).map(|v| v.cast::<Header>()));
+            let list = core::mem::replace(nodes, self.spare.pop().unwrap_or_default());
             self.batches.push_back(Batch {
                 cookie,
-                nodes,
-                vals: n_vals,
+                list,
+                nodes: n_nodes,
             });
             // Wrapping: a `usize` counter wraps after 2^32 commits on a
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
@@ -179,14 +179,13 @@ impl<V: Send> Writer<V> {
             }
 
             let Some(Batch {
-                nodes: mut list,
-                vals: v,
-                ..
+                mut list, nodes, ..
             }) = self.batches.pop_front()
             else {
                 unreachable!("front() was Some")
             };
-            for &n in &list {
+            let (nodes, vals) = list.split_at(nodes);
+            for &n in nodes {
                 #[cfg(debug_assertions)]
                 self.queued.remove(&(n as usize));
                 // SAFETY: release requirements: 1. listed once, from
@@ -195,20 +194,22 @@ impl<V: Send> Writer<V> {
                 // the grace period has passed (`gp_passed` Acquire, I7).
                 self.parts.pool.give(unsafe { release(n) });
             }
+            for &v in vals {
+                // SAFETY: a `Box<V>` from `Box::into_raw` (`retire` listed it
+                // behind the nodes, cast), freed once, unreachable as above.
+                // `V` has no drop glue, so this only deallocates.
+                drop(unsafe { Box::from_raw(v.cast::<V>()) });
+            }
             list.clear();
             if list.capacity() != 0 && list.capacity() <= SPARE_KEEP && self.spare.len() < SPARE_MAX
             {
                 self.spare.push(list);
             }
-            for v in self.vals.drain(..v) {
-                // SAFETY: from `Box::into_raw`, freed once, unreachable as
-                // above. `V` has no drop glue, so this only deallocates.
-                drop(unsafe { Box::from_raw(v) });
-            }
-            if self.batches.is_empty() && self.vals.capacity() > SHRINK_ABOVE {
-                // After a large transaction, do not keep its queue's memory
-                // for the tree's lifetime.
-                self.vals.shrink_to(SHRINK_ABOVE);
+            if self.batches.is_empty() && self.batches.capacity() > SHRINK_ABOVE {
+                // After a burst of pending commits (a reader that held a
+                // grace period back), do not keep the queue's memory for
+                // the tree's lifetime.
+                self.batches.shrink_to(SHRINK_ABOVE);
             }
         }
     }
@@ -221,15 +222,17 @@ impl<V: Send> Writer<V> {
         #[cfg(debug_assertions)]
         self.queued.clear();
         for b in self.batches.drain(..) {
-            for n in b.nodes {
+            let (nodes, vals) = b.list.split_at(b.nodes);
+            for &n in nodes {
                 // SAFETY: release requirements: 1. as in `collect`; 2. no
                 // reader exists (our requirement).
                 unsafe { release(n) }.free();
             }
-        }
-        for v in self.vals.drain(..) {
-            // SAFETY: from `Box::into_raw`, freed once; no drop glue.
-            drop(unsafe { Box::from_raw(v) });
+            for &v in vals {
+                // SAFETY: a `Box<V>` listed once by `retire`, freed once;
+                // no drop glue.
+                drop(unsafe { Box::from_raw(v.cast::<V>()) });
+            }
         }
     }
 
