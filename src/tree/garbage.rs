@@ -12,7 +12,7 @@
 //!   `barrier`, `MapleTree::reclaim` or the domain's drop, never inside a
 //!   commit (S11), each drop under `catch_unwind`.
 
-use super::node::{Header, release};
+use super::node::{Header, NodePool, release};
 use super::write::Parts;
 use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
@@ -26,8 +26,9 @@ pub(crate) struct Writer<V> {
     /// The next transaction id (I6).
     pub(crate) next_txn: u64,
     /// The node pool and the spare lists of the last transaction; a write
-    /// transaction takes them for its lifetime (`write::Parts`).
-    pub(crate) parts: Parts<V>,
+    /// transaction takes them for its lifetime (`write::Parts`), leaving
+    /// `None` (nothing to build or drop in their place).
+    pub(crate) parts: Option<Parts<V>>,
     /// One record per retiring commit, oldest first; cookies are
     /// non-decreasing. A record owns its commit's list of unlinked nodes
     /// (the transaction's `old_nodes`, moved in whole: no per-node copy)
@@ -77,7 +78,7 @@ impl<V: Send> Writer<V> {
     pub(crate) fn new() -> Self {
         Self {
             next_txn: 1,
-            parts: Parts::default(),
+            parts: Some(Parts::default()),
             batches: VecDeque::new(),
             spare: Vec::new(),
             _vals: PhantomData,
@@ -104,6 +105,7 @@ impl<V: Send> Writer<V> {
     pub(crate) unsafe fn retire(
         &mut self,
         domain: &Domain,
+        pool: &mut NodePool,
         nodes: &mut Vec<*mut Header>,
         vals: &mut Vec<*mut V>,
     ) {
@@ -165,14 +167,14 @@ impl<V: Send> Writer<V> {
                 domain.advance_spaced(self.batches.len() >= PRESSED);
             }
         }
-        self.collect(domain);
+        self.collect(domain, pool);
     }
 
     /// Recycles every pending batch whose grace period has passed: node
-    /// memory to the pool, drop-free values to the allocator. Runs no user
-    /// code. The pool must be here (no transaction running: the writer
-    /// lock is held by the caller and no `WriteTxn` holds the parts).
-    pub(crate) fn collect(&mut self, domain: &Domain) {
+    /// memory to `pool` (the tree's: the committing transaction's, or the
+    /// writer state's when no transaction runs), drop-free values to the
+    /// allocator. Runs no user code.
+    pub(crate) fn collect(&mut self, domain: &Domain, pool: &mut NodePool) {
         while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
                 return;
@@ -192,7 +194,7 @@ impl<V: Send> Writer<V> {
                 // `place`/`copy_node` (`retire`'s requirement 2); 2. unlinked
                 // before the cookie was taken (`retire`'s requirement 1) and
                 // the grace period has passed (`gp_passed` Acquire, I7).
-                self.parts.pool.give(unsafe { release(n) });
+                pool.give(unsafe { release(n) });
             }
             for &v in vals {
                 // SAFETY: a `Box<V>` from `Box::into_raw` (`retire` listed it
@@ -443,24 +445,25 @@ mod tests {
     #[test]
     #[cfg(debug_assertions)]
     fn a_node_retired_twice_panics() {
-        use super::super::node::{KIND_LEAF, Leaf, place};
+        use super::super::node::{KIND_LEAF, Leaf, NodePool, place};
         use super::Writer;
         use std::panic::{AssertUnwindSafe, catch_unwind};
         let d = crate::srcu::Srcu::new();
         let mut w = Writer::<u64>::new();
-        let n = place(&mut w.parts.pool, KIND_LEAF, Leaf::<u64>::new(0));
+        let mut pool = NodePool::default();
+        let n = place(&mut pool, KIND_LEAF, Leaf::<u64>::new(0));
         let mut twice = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: retire requirements: 1. `n` was never published; 2.
             // from `place` (listed twice on purpose: the check must stop it).
-            unsafe { w.retire(&d, &mut vec![n, n], &mut Vec::new()) }
+            unsafe { w.retire(&d, &mut pool, &mut vec![n, n], &mut Vec::new()) }
         }));
         assert!(twice.is_err(), "listed twice in one commit");
         w.queued.clear();
         // SAFETY: as above, listed once.
-        unsafe { w.retire(&d, &mut vec![n], &mut Vec::new()) };
+        unsafe { w.retire(&d, &mut pool, &mut vec![n], &mut Vec::new()) };
         twice = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: as above (retired again on purpose).
-            unsafe { w.retire(&d, &mut vec![n], &mut Vec::new()) }
+            unsafe { w.retire(&d, &mut pool, &mut vec![n], &mut Vec::new()) }
         }));
         assert!(twice.is_err(), "retired again while its batch waits");
         assert_eq!(w.pending(), 1);

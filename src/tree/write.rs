@@ -163,16 +163,24 @@ impl<V> Core<V> {
     }
 
     /// Hands the pool and the (emptied) lists back for the next transaction.
-    /// Called when the transaction ends (committed, or aborted).
-    pub(crate) fn take_parts(&mut self) -> Parts<V> {
-        recycle_list(&mut self.old_nodes);
-        recycle_list(&mut self.removed);
-        recycle_list(&mut self.inserted);
+    /// Called when the transaction ends (committed, or aborted); moves them
+    /// out whole (no placeholder left behind to build and drop).
+    pub(crate) fn into_parts(self) -> Parts<V> {
+        let Core {
+            mut old_nodes,
+            mut removed,
+            mut inserted,
+            pool,
+            ..
+        } = self;
+        recycle_list(&mut old_nodes);
+        recycle_list(&mut removed);
+        recycle_list(&mut inserted);
         Parts {
-            pool: core::mem::take(&mut self.pool),
-            old_nodes: core::mem::take(&mut self.old_nodes),
-            removed: core::mem::take(&mut self.removed),
-            inserted: core::mem::take(&mut self.inserted),
+            pool,
+            old_nodes,
+            removed,
+            inserted,
         }
     }
 
