@@ -341,7 +341,7 @@ impl<V> Core<V> {
             return (self.replace_slots(p, i, 1, &new[..k]), None);
         }
         let Some(r) = split else {
-            return (None, before.map(|b| p.summary_after(i, was, b)));
+            return (None, before.map(|b| p.summary_after(i, was, cs, b)));
         };
         // SAFETY: our requirement.
         (unsafe { self.link_split(p, i, r) }, None)
