@@ -1869,6 +1869,23 @@ mod tests {
     /// functions, so this is what checks them.
     #[test]
     fn summaries_match_the_definition() {
+        // The definition, over children `(min, max, gap, al, _)` in order.
+        fn reference(items: &[InnerItem]) -> Summary {
+            let (mut gap, mut al) = (0, 0);
+            for (i, it) in items.iter().enumerate() {
+                (gap, al) = (gap.max(it.2), al.max(it.3));
+                if i > 0 {
+                    gap = gap.max(it.0 - items[i - 1].1);
+                    al = al.max(align_exp_or0(items[i - 1].1, it.0));
+                }
+            }
+            Summary {
+                min: items[0].0,
+                max: items[items.len() - 1].1,
+                gap,
+                al,
+            }
+        }
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = move |m: u64| {
             x ^= x << 13;
@@ -1900,19 +1917,13 @@ mod tests {
             ) {
                 keys.truncate(LEAF_CAP);
             }
-            let (mut gap, mut al) = (0, 0);
-            for w in keys.windows(2) {
-                gap = gap.max(w[1].0 - w[0].1);
-                al = al.max(align_exp_or0(w[0].1, w[1].0));
-            }
-            let l = leaf(&keys);
-            let want = Summary {
-                min: keys[0].0,
-                max: keys[keys.len() - 1].1,
-                gap,
-                al,
-            };
-            assert_eq!(l.summary(), want, "leaf {keys:x?}");
+            // A leaf's summary is its entries' as children without gaps of
+            // their own.
+            let flat: Vec<InnerItem> = keys
+                .iter()
+                .map(|&(s, e)| (s, e, 0, 0, ptr::null_mut()))
+                .collect();
+            assert_eq!(leaf(&keys).summary(), reference(&flat), "leaf {keys:x?}");
             // The same keys as an inner node's children, each with a gap
             // and exponent of its own.
             let m = keys.len().min(INNER_NARROW_CAP);
@@ -1930,21 +1941,7 @@ mod tests {
             };
             let mut inn = Inner::new(1);
             inn.set_items(&items);
-            let (mut gap, mut al) = (0, 0);
-            for (i, it) in items.iter().enumerate() {
-                (gap, al) = (gap.max(it.2), al.max(it.3));
-                if i > 0 {
-                    gap = gap.max(it.0 - items[i - 1].1);
-                    al = al.max(align_exp_or0(items[i - 1].1, it.0));
-                }
-            }
-            let want = Summary {
-                min: items[0].0,
-                max: items[items.len() - 1].1,
-                gap,
-                al,
-            };
-            assert_eq!(inn.summary(), want, "inner {items:x?}");
+            assert_eq!(inn.summary(), reference(&items), "inner {items:x?}");
         }
     }
 }
