@@ -1097,13 +1097,14 @@ impl Inner {
 
     /// `set` without a re-encoding, when the node is narrow, keeps its base
     /// (min[0] did not change), the new keys are on its scale and within
-    /// its offsets, and the shift stays canonical (I11): some offset is
-    /// still odd, the new slot's, or another's if the old slot had none.
-    /// Otherwise returns false, having written the slot or not; the caller
+    /// its offsets, and the shift stays canonical (I11): some used offset
+    /// is still odd (the new slot's; another's if the old slot had none;
+    /// else one pass over the used offsets looks for one). Otherwise
+    /// returns false, having written the slot or not; the caller
     /// re-encodes (`set_recode` decodes the slot either way).
     #[inline(always)]
     fn set_in_place(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
-        let sh = u32::from(self.hdr.shift);
+        let (sh, n) = (u32::from(self.hdr.shift), self.len());
         let Some(b) = self.narrow_mut() else {
             return false;
         };
@@ -1122,7 +1123,20 @@ impl Inner {
             b.min[i - 1] = mo;
         }
         (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
-        (mo | xo | g) & 1 == 1 || odd_before == 0
+        if (mo | xo | g) & 1 == 1 || odd_before == 0 {
+            return true;
+        }
+        // The slot held an odd offset and no longer does: the shift stays
+        // canonical if another used offset is still odd (one pass over the
+        // used slots' offsets, against a decode and re-encode).
+        let mut odd = 0;
+        for k in 0..n.min(INNER_NARROW_CAP) {
+            odd |= b.max[k] | b.gap[k];
+        }
+        for &m in &b.min[..n.saturating_sub(1).min(INNER_NARROW_CAP - 1)] {
+            odd |= m;
+        }
+        odd & 1 == 1
     }
 
     /// `set` by decoding, replacing slot `i` and re-encoding (the rare
