@@ -471,6 +471,45 @@ mod tests {
         unsafe { w.free_all() };
     }
 
+    /// A failed insert (overlap found at the leaf, in the same leaf or in
+    /// the next subtree) or remove (no entry) inside a transaction copies
+    /// nothing: committing it publishes no new root and retires nothing.
+    /// The one-descent writers check before they copy.
+    #[test]
+    fn failed_writes_copy_nothing() {
+        use crate::sync::Ordering;
+        let t = MapleTree::with_manual_reclaim();
+        for k in 0..3000u64 {
+            t.insert(k * 10 + 1..k * 10 + 6, k).unwrap();
+        }
+        assert!(t.height() >= 3);
+        let root = t.root.load(Ordering::Relaxed);
+        let pending = lock(&t.writer).pending();
+        for k in 0..3000u64 {
+            let mut w = t.write();
+            for r in [
+                k * 10..k * 10 + 2,     // the entry's start (its successor)
+                k * 10 + 5..k * 10 + 7, // its end (its predecessor)
+                k * 10 + 2..k * 10 + 3, // inside it
+                k * 10..k * 10 + 11,    // over it
+            ] {
+                let e = w.insert(r.clone(), u64::MAX).unwrap_err();
+                assert_eq!(
+                    (e.kind, e.value),
+                    (super::super::ErrorKind::Overlap, u64::MAX),
+                    "{r:?}"
+                );
+            }
+            assert_eq!(w.remove(k * 10 + 7), None);
+            assert_eq!(w.remove(k * 10), None);
+            w.commit();
+            assert_eq!(t.root.load(Ordering::Relaxed), root, "k = {k}");
+        }
+        assert_eq!(lock(&t.writer).pending(), pending);
+        assert_eq!(t.len(), 3000);
+        t.validate().unwrap();
+    }
+
     /// In a manual tree, values with drop glue wait in the domain until
     /// `reclaim`, which frees them all when no reader is active.
     #[test]

@@ -1060,13 +1060,14 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         if range.start >= range.end {
             return Err(Error::new(ErrorKind::EmptyRange, value));
         }
-        // SAFETY: the writer lock keeps the working root live.
-        if unsafe { self.core.overlaps(range.start, range.end) } {
-            return Err(Error::new(ErrorKind::Overlap, value));
+        let v = garbage::boxed(value);
+        if self.core.insert_if_free(range.start, range.end, v) {
+            return Ok(());
         }
-        self.core
-            .insert(range.start, range.end, garbage::boxed(value));
-        Ok(())
+        // SAFETY: `v` came from `boxed` just now and was not inserted: it
+        // is ours alone, boxed as a `Box<V>`.
+        let value = *unsafe { Box::from_raw(v) };
+        Err(Error::new(ErrorKind::Overlap, value))
     }
 
     /// Removes the entry containing `addr` from the pending version. Runs no
@@ -1084,9 +1085,8 @@ impl<'a, V: Send> WriteTxn<'a, V> {
     /// assert_eq!(t.len(), 1);
     /// ```
     pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
-        let r = self.get(addr)?.0;
-        self.core.remove(r.start);
-        Some(r)
+        let (start, end) = self.core.remove_at(addr)?;
+        Some(start..end)
     }
 
     /// Lowest-first allocation in the pending version (as
