@@ -172,8 +172,9 @@ impl<V: Send> Writer<V> {
 
     /// Recycles every pending batch whose grace period has passed: node
     /// memory to `pool` (the tree's: the committing transaction's, or the
-    /// writer state's when no transaction runs), drop-free values to the
-    /// allocator. Runs no user code.
+    /// writer state's when no transaction runs), drop-free values' memory
+    /// to this thread's value stash (`boxed` reuses it) or the allocator.
+    /// Runs no user code.
     pub(crate) fn collect(&mut self, domain: &Domain, pool: &mut NodePool) {
         while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
@@ -197,10 +198,13 @@ impl<V: Send> Writer<V> {
                 pool.give(unsafe { release(n) });
             }
             for &v in vals {
-                // SAFETY: a `Box<V>` from `Box::into_raw` (`retire` listed it
-                // behind the nodes, cast), freed once, unreachable as above.
-                // `V` has no drop glue, so this only deallocates.
-                drop(unsafe { Box::from_raw(v.cast::<V>()) });
+                // SAFETY: unbox_drop requirements: a `Box<V>` from `boxed`
+                // or `Box::into_raw` (`retire` listed it behind the nodes,
+                // cast), owned by the batch, freed once, unreachable as
+                // above. `V` has no drop glue, so no user code runs: the
+                // memory goes to this thread's stash for the next insert's
+                // `boxed` (or to the allocator).
+                unsafe { unbox_drop(v.cast::<V>()) };
             }
             list.clear();
             if list.capacity() != 0 && list.capacity() <= SPARE_KEEP && self.spare.len() < SPARE_MAX
