@@ -12,12 +12,13 @@
 //!   `barrier`, `MapleTree::reclaim` or the domain's drop, never inside a
 //!   commit (S11), each drop under `catch_unwind`.
 
-use super::node::{Header, release};
+use super::node::{Header, NodePool, release};
 use super::write::Parts;
 use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
 use alloc::collections::VecDeque;
 use alloc::{boxed::Box, vec::Vec};
+use core::marker::PhantomData;
 use core::mem::needs_drop;
 
 /// The state behind the tree's writer mutex.
@@ -25,17 +26,19 @@ pub(crate) struct Writer<V> {
     /// The next transaction id (I6).
     pub(crate) next_txn: u64,
     /// The node pool and the spare lists of the last transaction; a write
-    /// transaction takes them for its lifetime (`write::Parts`).
-    pub(crate) parts: Parts<V>,
-    /// Unlinked nodes waiting for a grace period, oldest first, in one flat
-    /// queue (no allocation per commit once it has grown); `batches` says
-    /// which commit each run of them belongs to.
-    nodes: VecDeque<*mut Header>,
-    /// Removed drop-free values waiting for a grace period, likewise.
-    vals: VecDeque<*mut V>,
+    /// transaction takes them for its lifetime (`write::Parts`), leaving
+    /// `None` (nothing to build or drop in their place).
+    pub(crate) parts: Option<Parts<V>>,
     /// One record per retiring commit, oldest first; cookies are
-    /// non-decreasing.
+    /// non-decreasing. A record owns its commit's list of unlinked nodes
+    /// (the transaction's `old_nodes`, moved in whole: no per-node copy)
+    /// followed by its removed drop-free values.
     batches: VecDeque<Batch>,
+    /// Emptied lists of recycled batches, handed to the next commits in
+    /// exchange for theirs (no allocation per commit once warm).
+    spare: Vec<Vec<*mut Header>>,
+    /// The value type, whose boxes the batches' lists hold (type-erased).
+    _vals: PhantomData<*mut V>,
     /// Commits that retired something, to advance grace periods every
     /// `POLL_EVERY` of them.
     retires: usize,
@@ -49,36 +52,49 @@ pub(crate) struct Writer<V> {
 /// if the domain started one less than its minimum gap ago.
 const PRESSED: usize = 4 * POLL_EVERY;
 
-/// Garbage queue capacity kept once a burst of garbage is recycled.
+/// Batch queue capacity kept once a burst of garbage is recycled.
 const SHRINK_ABOVE: usize = 4096;
 
-/// One commit's share of `nodes` and `vals` (the next `nodes` and `vals`
-/// entries of the queues, in order).
+/// Spare node lists kept at most (two advance periods of commits: a grace
+/// period's completion recycles about one period of batches at once).
+const SPARE_MAX: usize = 2 * POLL_EVERY;
+
+/// A spare node list longer than this (a large transaction's) is dropped
+/// rather than kept.
+const SPARE_KEEP: usize = 256;
+
+/// One commit's garbage, in one list: its unlinked nodes, then its removed
+/// values if `V` has no drop glue (`Box<V>` pointers cast to the list's
+/// element type; the writer that made the batch knows `V`).
 struct Batch {
     /// The grace period after which no reader can reach them.
     cookie: u64,
+    list: Vec<*mut Header>,
+    /// How many of `list`'s entries, from the front, are nodes.
     nodes: usize,
-    vals: usize,
 }
 
 impl<V: Send> Writer<V> {
     pub(crate) fn new() -> Self {
         Self {
             next_txn: 1,
-            parts: Parts::default(),
-            nodes: VecDeque::new(),
-            vals: VecDeque::new(),
+            parts: Some(Parts::default()),
             batches: VecDeque::new(),
+            spare: Vec::new(),
+            _vals: PhantomData,
             retires: 0,
             #[cfg(debug_assertions)]
             queued: alloc::collections::BTreeSet::new(),
         }
     }
 
-    /// Retires what one commit unlinked (draining `nodes` and `vals`, whose
-    /// capacity the caller keeps), then recycles every batch whose grace
-    /// period has passed. Runs no user code: values with drop glue go to
-    /// `domain`'s queue, which only `poll`/`barrier`/drop run.
+    /// Retires what one commit unlinked, then recycles every batch whose
+    /// grace period has passed. `nodes` moves into the commit's batch whole
+    /// (with the drop-free values appended) and the caller gets an empty
+    /// spare list back in its place; `vals` is drained (the caller keeps its
+    /// capacity). Runs no user code: values
+    /// with drop glue go to `domain`'s queue, which only
+    /// `poll`/`barrier`/drop run.
     ///
     /// # Safety
     /// 1. The commit's publishing store, which unlinked every node in `nodes`
@@ -89,11 +105,13 @@ impl<V: Send> Writer<V> {
     pub(crate) unsafe fn retire(
         &mut self,
         domain: &Domain,
+        pool: &mut NodePool,
         nodes: &mut Vec<*mut Header>,
         vals: &mut Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let (cookie, n_vals) = if needs_drop::<V>() && vals.len() == 1 {
+            let n_nodes = nodes.len();
+            let cookie = if needs_drop::<V>() && vals.len() == 1 {
                 // One value (the common case): the entry points at it
                 // directly, so no list is allocated here to be freed on the
                 // thread that runs the entry.
@@ -104,8 +122,7 @@ impl<V: Send> Writer<V> {
                 // by the entry alone (our requirement 2). It runs after a
                 // grace period that starts after the store (our requirement
                 // 1, S5), so no reader can reach it (I7).
-                let cookie = unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) };
-                (cookie, 0)
+                unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) }
             } else if needs_drop::<V>() && !vals.is_empty() {
                 let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
@@ -114,18 +131,10 @@ impl<V: Send> Writer<V> {
                 // owned by the entry alone. It runs after a grace period that
                 // starts after the store (our requirement 1, S5), so no reader
                 // can reach the values (I7).
-                let cookie = unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) };
-                (cookie, 0)
+                unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) }
             } else {
-                let n = vals.len();
-                self.vals.extend(vals.drain(..));
-                (domain.start_poll(), n)
+                domain.start_poll()
             };
-            self.batches.push_back(Batch {
-                cookie,
-                nodes: nodes.len(),
-                vals: n_vals,
-            });
             #[cfg(debug_assertions)]
             for &n in nodes.iter() {
                 // I7: a node is retired once. A second listing (twice in one
@@ -136,7 +145,17 @@ impl<V: Send> Writer<V> {
                     "I7: node {n:p} retired twice"
                 );
             }
-            self.nodes.extend(nodes.drain(..));
+            // Drop-free values (none left if `V` has drop glue) ride behind
+            // the nodes, and the commit's list becomes the batch's: one
+            // record per commit, whatever its size; the caller continues
+            // with a spare list.
+            nodes.extend(vals.drain(..).map(|v| v.cast::<Header>()));
+            let list = core::mem::replace(nodes, self.spare.pop().unwrap_or_default());
+            self.batches.push_back(Batch {
+                cookie,
+                list,
+                nodes: n_nodes,
+            });
             // Wrapping: a `usize` counter wraps after 2^32 commits on a
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
             self.retires = self.retires.wrapping_add(1);
@@ -148,40 +167,55 @@ impl<V: Send> Writer<V> {
                 domain.advance_spaced(self.batches.len() >= PRESSED);
             }
         }
-        self.collect(domain);
+        self.collect(domain, pool);
     }
 
     /// Recycles every pending batch whose grace period has passed: node
-    /// memory to the pool, drop-free values to the allocator. Runs no user
-    /// code. The pool must be here (no transaction running: the writer
-    /// lock is held by the caller and no `WriteTxn` holds the parts).
-    pub(crate) fn collect(&mut self, domain: &Domain) {
+    /// memory to `pool` (the tree's: the committing transaction's, or the
+    /// writer state's when no transaction runs), drop-free values' memory
+    /// to this thread's value stash (`boxed` reuses it) or the allocator.
+    /// Runs no user code.
+    pub(crate) fn collect(&mut self, domain: &Domain, pool: &mut NodePool) {
         while let Some(b) = self.batches.front() {
             if !domain.gp_passed(b.cookie) {
                 return;
             }
 
-            let (n, v) = (b.nodes, b.vals);
-            self.batches.pop_front();
-            for n in self.nodes.drain(..n) {
+            let Some(Batch {
+                mut list, nodes, ..
+            }) = self.batches.pop_front()
+            else {
+                unreachable!("front() was Some")
+            };
+            let (nodes, vals) = list.split_at(nodes);
+            for &n in nodes {
                 #[cfg(debug_assertions)]
                 self.queued.remove(&(n as usize));
                 // SAFETY: release requirements: 1. listed once, from
                 // `place`/`copy_node` (`retire`'s requirement 2); 2. unlinked
                 // before the cookie was taken (`retire`'s requirement 1) and
                 // the grace period has passed (`gp_passed` Acquire, I7).
-                self.parts.pool.give(unsafe { release(n) });
+                pool.give(unsafe { release(n) });
             }
-            for v in self.vals.drain(..v) {
-                // SAFETY: from `Box::into_raw`, freed once, unreachable as
-                // above. `V` has no drop glue, so this only deallocates.
-                drop(unsafe { Box::from_raw(v) });
+            for &v in vals {
+                // SAFETY: unbox_drop requirements: a `Box<V>` from `boxed`
+                // or `Box::into_raw` (`retire` listed it behind the nodes,
+                // cast), owned by the batch, freed once, unreachable as
+                // above. `V` has no drop glue, so no user code runs: the
+                // memory goes to this thread's stash for the next insert's
+                // `boxed` (or to the allocator).
+                unsafe { unbox_drop(v.cast::<V>()) };
             }
-            if self.batches.is_empty() && self.nodes.capacity() > SHRINK_ABOVE {
-                // After a large transaction, do not keep its queue's memory
-                // for the tree's lifetime.
-                self.nodes.shrink_to(SHRINK_ABOVE);
-                self.vals.shrink_to(SHRINK_ABOVE);
+            list.clear();
+            if list.capacity() != 0 && list.capacity() <= SPARE_KEEP && self.spare.len() < SPARE_MAX
+            {
+                self.spare.push(list);
+            }
+            if self.batches.is_empty() && self.batches.capacity() > SHRINK_ABOVE {
+                // After a burst of pending commits (a reader that held a
+                // grace period back), do not keep the queue's memory for
+                // the tree's lifetime.
+                self.batches.shrink_to(SHRINK_ABOVE);
             }
         }
     }
@@ -191,17 +225,20 @@ impl<V: Send> Writer<V> {
     /// # Safety
     /// No reader of the tree exists (the tree is being dropped).
     pub(crate) unsafe fn free_all(&mut self) {
-        self.batches.clear();
         #[cfg(debug_assertions)]
         self.queued.clear();
-        for n in self.nodes.drain(..) {
-            // SAFETY: release requirements: 1. as in `collect`; 2. no
-            // reader exists (our requirement).
-            unsafe { release(n) }.free();
-        }
-        for v in self.vals.drain(..) {
-            // SAFETY: from `Box::into_raw`, freed once; no drop glue.
-            drop(unsafe { Box::from_raw(v) });
+        for b in self.batches.drain(..) {
+            let (nodes, vals) = b.list.split_at(b.nodes);
+            for &n in nodes {
+                // SAFETY: release requirements: 1. as in `collect`; 2. no
+                // reader exists (our requirement).
+                unsafe { release(n) }.free();
+            }
+            for &v in vals {
+                // SAFETY: a `Box<V>` listed once by `retire`, freed once;
+                // no drop glue.
+                drop(unsafe { Box::from_raw(v.cast::<V>()) });
+            }
         }
     }
 
@@ -404,6 +441,77 @@ mod tests {
         let pending = lock(&t.writer).pending();
         assert!(pending <= PRESSED + POLL_EVERY, "{pending} batches pending");
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
+    }
+
+    /// I7's debug check survives the batched record: a node listed twice in
+    /// one commit, or again while its first batch waits, panics before
+    /// either list is queued a second time (so the node is freed once).
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_node_retired_twice_panics() {
+        use super::super::node::{KIND_LEAF, Leaf, NodePool, place};
+        use super::Writer;
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+        let d = crate::srcu::Srcu::new();
+        let mut w = Writer::<u64>::new();
+        let mut pool = NodePool::default();
+        let n = place(&mut pool, KIND_LEAF, Leaf::<u64>::new(0));
+        let mut twice = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: retire requirements: 1. `n` was never published; 2.
+            // from `place` (listed twice on purpose: the check must stop it).
+            unsafe { w.retire(&d, &mut pool, &mut vec![n, n], &mut Vec::new()) }
+        }));
+        assert!(twice.is_err(), "listed twice in one commit");
+        w.queued.clear();
+        // SAFETY: as above, listed once.
+        unsafe { w.retire(&d, &mut pool, &mut vec![n], &mut Vec::new()) };
+        twice = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: as above (retired again on purpose).
+            unsafe { w.retire(&d, &mut pool, &mut vec![n], &mut Vec::new()) }
+        }));
+        assert!(twice.is_err(), "retired again while its batch waits");
+        assert_eq!(w.pending(), 1);
+        // SAFETY: no reader of `d` exists; `n` is in one batch, freed once.
+        unsafe { w.free_all() };
+    }
+
+    /// A failed insert (overlap found at the leaf, in the same leaf or in
+    /// the next subtree) or remove (no entry) inside a transaction copies
+    /// nothing: committing it publishes no new root and retires nothing.
+    /// The one-descent writers check before they copy.
+    #[test]
+    fn failed_writes_copy_nothing() {
+        use crate::sync::Ordering;
+        let t = MapleTree::with_manual_reclaim();
+        for k in 0..3000u64 {
+            t.insert(k * 10 + 1..k * 10 + 6, k).unwrap();
+        }
+        assert!(t.height() >= 3);
+        let root = t.root.load(Ordering::Relaxed);
+        let pending = lock(&t.writer).pending();
+        for k in 0..3000u64 {
+            let mut w = t.write();
+            for r in [
+                k * 10..k * 10 + 2,     // the entry's start (its successor)
+                k * 10 + 5..k * 10 + 7, // its end (its predecessor)
+                k * 10 + 2..k * 10 + 3, // inside it
+                k * 10..k * 10 + 11,    // over it
+            ] {
+                let e = w.insert(r.clone(), u64::MAX).unwrap_err();
+                assert_eq!(
+                    (e.kind, e.value),
+                    (super::super::ErrorKind::Overlap, u64::MAX),
+                    "{r:?}"
+                );
+            }
+            assert_eq!(w.remove(k * 10 + 7), None);
+            assert_eq!(w.remove(k * 10), None);
+            w.commit();
+            assert_eq!(t.root.load(Ordering::Relaxed), root, "k = {k}");
+        }
+        assert_eq!(lock(&t.writer).pending(), pending);
+        assert_eq!(t.len(), 3000);
+        t.validate().unwrap();
     }
 
     /// In a manual tree, values with drop glue wait in the domain until

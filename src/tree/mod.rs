@@ -68,6 +68,7 @@ use crate::srcu::Srcu;
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering};
 use alloc::{boxed::Box, vec::Vec};
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::ops::Range;
 use core::ptr;
 use garbage::Writer;
@@ -280,7 +281,8 @@ unsafe impl<V: Sync> Sync for ReadGuard<'_, V> {}
 /// first panic re-raised unless the thread is already unwinding).
 pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
-    core: write::Core<V>,
+    /// Taken out once, by `drop` (the transaction's end).
+    core: ManuallyDrop<write::Core<V>>,
     /// The writer lock; `None` only while dropping.
     writer: Option<LockGuard<'a, Writer<V>>>,
 }
@@ -481,7 +483,10 @@ impl<V: Send> MapleTree<V> {
     pub fn reclaim(&self) -> Result<(), Panicked> {
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
-            w.collect(Arc::as_ref(&self.domain));
+            // The lock is ours, so no transaction holds the parts.
+            let mut parts = w.parts.take().unwrap_or_default();
+            w.collect(Arc::as_ref(&self.domain), &mut parts.pool);
+            w.parts = Some(parts);
         }
         r
     }
@@ -580,10 +585,12 @@ impl<V: Send> MapleTree<V> {
         // Relaxed: under the writer lock we see the last committed root.
         let root = self.root.load(Ordering::Relaxed);
         let len = self.len.load(Ordering::Relaxed);
-        let parts = core::mem::take(&mut lock.parts);
+        // `None` only if a transaction of this tree unwound without its
+        // drop (a leaked `WriteTxn`): then start over with an empty pool.
+        let parts = lock.parts.take().unwrap_or_default();
         WriteTxn {
             tree: self,
-            core: write::Core::new(txn, root, len, parts),
+            core: ManuallyDrop::new(write::Core::new(txn, root, len, parts)),
             writer: Some(lock),
         }
     }
@@ -1053,13 +1060,14 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         if range.start >= range.end {
             return Err(Error::new(ErrorKind::EmptyRange, value));
         }
-        // SAFETY: the writer lock keeps the working root live.
-        if unsafe { self.core.overlaps(range.start, range.end) } {
-            return Err(Error::new(ErrorKind::Overlap, value));
+        let v = garbage::boxed(value);
+        if self.core.insert_if_free(range.start, range.end, v) {
+            return Ok(());
         }
-        self.core
-            .insert(range.start, range.end, garbage::boxed(value));
-        Ok(())
+        // SAFETY: `v` came from `boxed` just now and was not inserted: it
+        // is ours alone, boxed as a `Box<V>`.
+        let value = *unsafe { Box::from_raw(v) };
+        Err(Error::new(ErrorKind::Overlap, value))
     }
 
     /// Removes the entry containing `addr` from the pending version. Runs no
@@ -1077,9 +1085,8 @@ impl<'a, V: Send> WriteTxn<'a, V> {
     /// assert_eq!(t.len(), 1);
     /// ```
     pub fn remove(&mut self, addr: u64) -> Option<Range<u64>> {
-        let r = self.get(addr)?.0;
-        self.core.remove(r.start);
-        Some(r)
+        let (start, end) = self.core.remove_at(addr)?;
+        Some(start..end)
     }
 
     /// Lowest-first allocation in the pending version (as
@@ -1181,20 +1188,18 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         self.core.dirty = false;
         let tree = self.tree;
         if let Some(w) = self.writer.as_mut() {
-            // `retire` recycles into the writer state's pool: lend it ours
-            // (the writer state's is an empty placeholder meanwhile).
-            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
             // SAFETY: retire requirements: 1. the Release store above unlinked
             // them (O2); 2. `old_nodes` holds each replaced published node once
             // (`cow`/`discard`), `removed` each removed value once (I7).
             unsafe {
+                let core = &mut *self.core;
                 w.retire(
                     Arc::as_ref(&tree.domain),
-                    &mut self.core.old_nodes,
-                    &mut self.core.removed,
+                    &mut core.pool,
+                    &mut core.old_nodes,
+                    &mut core.removed,
                 )
             };
-            core::mem::swap(&mut w.parts.pool, &mut self.core.pool);
         }
     }
 }
@@ -1206,10 +1211,15 @@ impl<V: Send> Drop for WriteTxn<'_, V> {
         } else {
             Vec::new()
         };
+        // SAFETY: ManuallyDrop::take requirement: `core` is taken once,
+        // here, and `self` is not used after `drop` (only its other fields
+        // are dropped next; `core` is a `ManuallyDrop`, so it is not).
+        let core = unsafe { ManuallyDrop::take(&mut self.core) };
+        let parts = core.into_parts();
         if let Some(mut w) = self.writer.take() {
             // Back to the writer state for the next transaction: the pool
             // and the emptied lists.
-            w.parts = self.core.take_parts();
+            w.parts = Some(parts);
             // Unlock before the values' drops: they are user code.
             drop(w);
         }

@@ -306,8 +306,24 @@ pub(crate) fn align_exp(fs: u64, fe: u64) -> u8 {
 /// interval the xor is 0 and the result 0, as `align_exp_or0` gives.
 #[inline(always)]
 pub(crate) fn link_exp(fs: u64, fe: u64) -> u8 {
+    link_exp_of(link_bits(fs, fe))
+}
+
+/// The bits `link_exp(fs, fe)` reads: `link_exp(fs, fe) ==
+/// link_exp_of(link_bits(fs, fe))`. The largest of several `link_exp` is
+/// `link_exp_of` of their bits or-ed together (the highest set bit of an
+/// or is the highest of the highest set bits), so a summary pass folds its
+/// links with one `or` each and takes one `leading_zeros` at the end.
+#[inline(always)]
+pub(crate) fn link_bits(fs: u64, fe: u64) -> u64 {
     debug_assert!(fs >= 1 && fs <= fe);
-    (64 - ((fs - 1) ^ (fe - 1)).leading_zeros()).saturating_sub(1) as u8
+    (fs - 1) ^ (fe - 1)
+}
+
+/// `link_exp` from `link_bits` (or several of them or-ed together).
+#[inline(always)]
+pub(crate) fn link_exp_of(bits: u64) -> u8 {
+    (64 - bits.leading_zeros()).saturating_sub(1) as u8
 }
 
 /// `align_exp` of `[fs, fe)`, or 0 when it is empty (no contribution).
@@ -666,18 +682,19 @@ impl<V> Leaf<V> {
 #[inline(always)]
 fn summary_of(n: usize, start: impl Fn(usize) -> u64, end: impl Fn(usize) -> u64) -> Summary {
     let mut gap = 0;
-    let mut al = 0;
-    // Ends are >= 1 (I2: `start < end`), so `link_exp` applies.
+    let mut bits = 0;
+    // Ends are >= 1 (I2: `start < end`), so `link_bits` applies; one `or`
+    // per free interval, one exponent at the end.
     for j in 1..n {
         let (e, s) = (end(j - 1), start(j));
         gap = gap.max(s - e);
-        al = al.max(link_exp(e, s));
+        bits |= link_bits(e, s);
     }
     Summary {
         min: start(0),
         max: end(n - 1),
         gap,
-        al,
+        al: link_exp_of(bits),
     }
 }
 
@@ -978,17 +995,19 @@ impl Inner {
             (g, a) = (g.max(b.gap[i]), a.max(b.al[i]));
         }
         // No data-dependent branch: the link gaps between children are
-        // never at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
+        // never at address 0 (`max[i - 1] >= 1`), so `link_bits` applies;
+        // one `or` per link, one exponent at the end.
+        let mut bits = 0;
         for i in 1..n {
             let (pm, mn) = (b.max[i - 1], b.min[i - 1]);
             g = g.max(mn - pm);
-            a = a.max(link_exp(key(pm), key(mn)));
+            bits |= link_bits(key(pm), key(mn));
         }
         Summary {
             min: base,
             max: key(b.max[n - 1]),
             gap: u64::from(g) << sh,
-            al: a,
+            al: a.max(link_exp_of(bits)),
         }
     }
 
@@ -1003,17 +1022,26 @@ impl Inner {
         }
     }
 
-    /// This node's summary after slot `i` changed from `was` to its current
-    /// contents, given the node's summary `before` that change (nothing else
-    /// changed): O(1) instead of a pass over every child, whenever the
-    /// largest gap and alignment exponent were attained by something that did
-    /// not change or did not shrink. Exact: a changed quantity (child `i`'s
-    /// gap and exponent, and the link gaps on either side of it) that
-    /// shrank from the old maximum may have been the only one there, so
-    /// then it recomputes.
-    pub(crate) fn summary_after(&self, i: usize, was: Summary, before: Summary) -> Summary {
+    /// This node's summary after slot `i` changed from `was` to `now` (its
+    /// current contents, as the caller just stored them), given the node's
+    /// summary `before` that change (nothing else changed): O(1) instead of
+    /// a pass over every child, whenever the largest gap and alignment
+    /// exponent were attained by something that did not change or did not
+    /// shrink. Exact: a changed quantity (child `i`'s gap and exponent, and
+    /// the link gaps on either side of it) that shrank from the old maximum
+    /// may have been the only one there, so then it recomputes. The node's
+    /// first start and last end are `before`'s unless slot `i` is the first
+    /// or last, and the neighbours are read only when the slot's own first
+    /// start or last end moved.
+    pub(crate) fn summary_after(
+        &self,
+        i: usize,
+        was: Summary,
+        now: Summary,
+        before: Summary,
+    ) -> Summary {
         let n = self.len();
-        let now = self.slot_summary(i);
+        debug_assert_eq!(now, self.slot_summary(i));
         let (mut gap, mut al) = (before.gap, before.al);
         let mut exact = true;
         // A quantity that did not shrink, or whose old value was below the
@@ -1048,8 +1076,8 @@ impl Inner {
             return self.summary();
         }
         Summary {
-            min: self.min(0),
-            max: self.max(n - 1),
+            min: if i == 0 { now.min } else { before.min },
+            max: if i + 1 == n { now.max } else { before.max },
             gap,
             al,
         }
@@ -1069,13 +1097,14 @@ impl Inner {
 
     /// `set` without a re-encoding, when the node is narrow, keeps its base
     /// (min[0] did not change), the new keys are on its scale and within
-    /// its offsets, and the shift stays canonical (I11): some offset is
-    /// still odd, the new slot's, or another's if the old slot had none.
-    /// Otherwise returns false, having written the slot or not; the caller
+    /// its offsets, and the shift stays canonical (I11): some used offset
+    /// is still odd (the new slot's; another's if the old slot had none;
+    /// else one pass over the used offsets looks for one). Otherwise
+    /// returns false, having written the slot or not; the caller
     /// re-encodes (`set_recode` decodes the slot either way).
     #[inline(always)]
     fn set_in_place(&mut self, i: usize, child: *mut Header, s: Summary) -> bool {
-        let sh = u32::from(self.hdr.shift);
+        let (sh, n) = (u32::from(self.hdr.shift), self.len());
         let Some(b) = self.narrow_mut() else {
             return false;
         };
@@ -1094,7 +1123,20 @@ impl Inner {
             b.min[i - 1] = mo;
         }
         (b.max[i], b.gap[i], b.al[i], b.child[i]) = (xo, g, s.al, child);
-        (mo | xo | g) & 1 == 1 || odd_before == 0
+        if (mo | xo | g) & 1 == 1 || odd_before == 0 {
+            return true;
+        }
+        // The slot held an odd offset and no longer does: the shift stays
+        // canonical if another used offset is still odd (one pass over the
+        // used slots' offsets, against a decode and re-encode).
+        let mut odd = 0;
+        for k in 0..n.min(INNER_NARROW_CAP) {
+            odd |= b.max[k] | b.gap[k];
+        }
+        for &m in &b.min[..n.saturating_sub(1).min(INNER_NARROW_CAP - 1)] {
+            odd |= m;
+        }
+        odd & 1 == 1
     }
 
     /// `set` by decoding, replacing slot `i` and re-encoding (the rare
@@ -1173,18 +1215,19 @@ fn inner_summary_of<K: Copy + Ord + Into<u64> + core::ops::Sub<Output = K>>(
     key: impl Fn(K) -> u64,
 ) -> Summary {
     let mut g = gap.iter().copied().max().unwrap_or(min0);
-    let mut a = al.iter().copied().max().unwrap_or(0);
+    let a = al.iter().copied().max().unwrap_or(0);
     // No data-dependent branch: the link gaps between children are never
-    // at address 0 (`max[i - 1] >= 1`), so `link_exp` applies.
+    // at address 0 (`max[i - 1] >= 1`), so `link_bits` applies.
+    let mut bits = 0;
     for (&prev_max, mn) in max.iter().zip(mins) {
         g = g.max(mn - prev_max);
-        a = a.max(link_exp(key(prev_max), key(mn)));
+        bits |= link_bits(key(prev_max), key(mn));
     }
     Summary {
         min: min0.into(),
         max: max.last().copied().map_or(0, Into::into),
         gap: g.into(),
-        al: a,
+        al: a.max(link_exp_of(bits)),
     }
 }
 
@@ -1829,5 +1872,90 @@ mod tests {
         assert_eq!(c.hdr.shift, 13);
         assert!(c.format_error().is_none());
         searches_exact(&c);
+    }
+
+    /// `Leaf::summary` and `Inner::summary` (which fold the links'
+    /// exponents with one `or` each, `link_bits`) against the definition:
+    /// the largest gap and the largest `align_exp` over every free interval
+    /// between two entries (and, for an inner node, every child's stored
+    /// `gap`/`al`), for random narrow and wide leaves and inner nodes at
+    /// page and byte scale. validate() recomputes I3 with these same
+    /// functions, so this is what checks them.
+    #[test]
+    fn summaries_match_the_definition() {
+        // The definition, over children `(min, max, gap, al, _)` in order.
+        fn reference(items: &[InnerItem]) -> Summary {
+            let (mut gap, mut al) = (0, 0);
+            for (i, it) in items.iter().enumerate() {
+                (gap, al) = (gap.max(it.2), al.max(it.3));
+                if i > 0 {
+                    gap = gap.max(it.0 - items[i - 1].1);
+                    al = al.max(align_exp_or0(items[i - 1].1, it.0));
+                }
+            }
+            Summary {
+                min: items[0].0,
+                max: items[items.len() - 1].1,
+                gap,
+                al,
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for round in 0..4000 {
+            let unit = if round % 2 == 0 { 4096 } else { 1 };
+            let far = round % 3 == 0; // spans past 32 bits: the wide format
+            let step = |r: &mut dyn FnMut(u64) -> u64| {
+                let s = r(1 << 20) * unit + u64::from(far) * (r(4) << 33);
+                s.max(1)
+            };
+            let mut at = 1 + rnd(1 << 30) * unit;
+            let n = 1 + rnd(NARROW_CAP as u64) as usize;
+            let mut keys = Vec::new();
+            for k in 0..n {
+                let s = at + if k == 0 { 0 } else { step(&mut rnd) };
+                let e = s + step(&mut rnd);
+                keys.push((s, e));
+                at = e;
+            }
+            if !leaf_fits(
+                &keys
+                    .iter()
+                    .map(|&(s, e)| (s, e, ptr::null_mut::<u64>()))
+                    .collect::<Vec<_>>(),
+            ) {
+                keys.truncate(LEAF_CAP);
+            }
+            // A leaf's summary is its entries' as children without gaps of
+            // their own.
+            let flat: Vec<InnerItem> = keys
+                .iter()
+                .map(|&(s, e)| (s, e, 0, 0, ptr::null_mut()))
+                .collect();
+            assert_eq!(leaf(&keys).summary(), reference(&flat), "leaf {keys:x?}");
+            // The same keys as an inner node's children, each with a gap
+            // and exponent of its own.
+            let m = keys.len().min(INNER_NARROW_CAP);
+            let items: Vec<InnerItem> = keys[..m]
+                .iter()
+                .map(|&(s, e)| {
+                    let g = rnd((e - s) / unit + 1) * unit;
+                    (s, e, g, rnd(40) as u8, ptr::null_mut())
+                })
+                .collect();
+            let items = if inner_fits(&items) {
+                items
+            } else {
+                items[..INNER_CAP.min(m)].to_vec()
+            };
+            let mut inn = Inner::new(1);
+            inn.set_items(&items);
+            assert_eq!(inn.summary(), reference(&items), "inner {items:x?}");
+        }
     }
 }

@@ -11,8 +11,8 @@ use super::node::{
     Header, Inner, InnerItem, KIND_INNER, KIND_LEAF, Leaf, NodePool, Slots, Summary, as_inner,
     as_leaf, copy_node, distribute, gather, inner_item, place, release, split_point,
 };
-use super::read;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 use core::ptr;
 
 /// The mutable state of one write transaction.
@@ -143,6 +143,69 @@ pub(super) unsafe fn underfull(n: *const Header) -> bool {
     }
 }
 
+/// Most levels a tree has: every inner node has two children or more
+/// (I1), so a tree of height `h` holds at least `2^(h - 1)` entries, fewer
+/// than `2^64`.
+const MAX_HEIGHT: usize = 64;
+
+/// The inner nodes a descent passed, root first, with the child it took at
+/// each (writers copy them bottom-up afterwards).
+/// Only the first `len` entries are initialised (an uninitialised array: a
+/// zeroed one cost ~50 instructions per commit).
+pub(super) struct Path {
+    node: [MaybeUninit<*mut Header>; MAX_HEIGHT],
+    idx: [MaybeUninit<u8>; MAX_HEIGHT],
+    len: usize,
+}
+
+impl Path {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            node: [MaybeUninit::uninit(); MAX_HEIGHT],
+            idx: [MaybeUninit::uninit(); MAX_HEIGHT],
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, n: *mut Header, i: usize) {
+        // Cannot overflow: see MAX_HEIGHT (an index panic otherwise).
+        self.node[self.len].write(n);
+        self.idx[self.len].write(i as u8);
+        self.len += 1;
+    }
+
+    /// The node at depth `d < len`.
+    #[inline(always)]
+    fn node(&self, d: usize) -> *mut Header {
+        assert!(d < self.len);
+        // SAFETY: entries below `len` were written by `push`.
+        unsafe { self.node[d].assume_init() }
+    }
+
+    /// The child taken at depth `d < len`.
+    #[inline(always)]
+    fn idx(&self, d: usize) -> usize {
+        assert!(d < self.len);
+        // SAFETY: entries below `len` were written by `push`.
+        usize::from(unsafe { self.idx[d].assume_init() })
+    }
+
+    /// The summary that the node at depth `d` has in its parent's slot
+    /// (`None` for the root, `d == 0`), read from the path as descended.
+    ///
+    /// # Safety
+    /// The path's node at depth `d - 1` is live and not written since the
+    /// descent (writers copy bottom-up and read a level before changing it).
+    #[inline(always)]
+    unsafe fn slot_summary(&self, d: usize) -> Option<Summary> {
+        let d = d.checked_sub(1)?;
+        // SAFETY: our requirement.
+        Some(unsafe { as_inner(self.node(d)) }.slot_summary(self.idx(d)))
+    }
+}
+
 impl<V> Core<V> {
     /// A transaction on `root`, with the writer state's node pool and its
     /// spare (empty) lists, so that a commit allocates nothing it does not
@@ -163,16 +226,24 @@ impl<V> Core<V> {
     }
 
     /// Hands the pool and the (emptied) lists back for the next transaction.
-    /// Called when the transaction ends (committed, or aborted).
-    pub(crate) fn take_parts(&mut self) -> Parts<V> {
-        recycle_list(&mut self.old_nodes);
-        recycle_list(&mut self.removed);
-        recycle_list(&mut self.inserted);
+    /// Called when the transaction ends (committed, or aborted); moves them
+    /// out whole (no placeholder left behind to build and drop).
+    pub(crate) fn into_parts(self) -> Parts<V> {
+        let Core {
+            mut old_nodes,
+            mut removed,
+            mut inserted,
+            pool,
+            ..
+        } = self;
+        recycle_list(&mut old_nodes);
+        recycle_list(&mut removed);
+        recycle_list(&mut inserted);
         Parts {
-            pool: core::mem::take(&mut self.pool),
-            old_nodes: core::mem::take(&mut self.old_nodes),
-            removed: core::mem::take(&mut self.removed),
-            inserted: core::mem::take(&mut self.inserted),
+            pool,
+            old_nodes,
+            removed,
+            inserted,
         }
     }
 
@@ -211,19 +282,135 @@ impl<V> Core<V> {
     /// Inserts `start..end -> val`. The caller checked that the range is
     /// non-empty and overlaps nothing.
     pub(crate) fn insert(&mut self, start: u64, end: u64, val: *mut V) {
-        self.dirty = true;
-        self.inserted.push(val);
-        self.len += 1;
+        let free = self.insert_if_free(start, end, val);
+        assert!(free, "Core::insert: the caller checked for overlaps");
+    }
+
+    /// Inserts `start..end -> val` (`start < end`) unless it overlaps an
+    /// entry; returns whether it did (if not, nothing changed and `val` is
+    /// still the caller's). One descent both checks for an overlap and
+    /// finds the path, which is then copied bottom-up (`Path`): nothing is
+    /// copied for an insert that fails, and no level is searched twice.
+    pub(crate) fn insert_if_free(&mut self, start: u64, end: u64, val: *mut V) -> bool {
+        debug_assert!(start < end);
         if self.root.is_null() {
+            self.note_insert(val);
             let mut l = Leaf::new(self.txn);
             l.set_items(&[(start, end, val)]);
             self.root = place(&mut self.pool, KIND_LEAF, l);
-            return;
+            return true;
         }
-        // SAFETY: the working root is live (writer lock) and reachable.
-        let (n, split, _) = unsafe { self.insert_rec(self.root, (start, end, val), None) };
-        // SAFETY: `n` and `split` are fresh, the new top of the tree.
-        unsafe { self.set_root(n, split) };
+        let mut path = Path::new();
+        // The first start after `start` outside the current subtree: the
+        // first child right of the path at the deepest level that has one.
+        let mut succ = u64::MAX;
+        let mut n = self.root;
+        // SAFETY: the working root is live (writer lock) and every node on
+        // the path is reachable from it (R1 for the writer's own version).
+        let (leaf, pos) = unsafe {
+            loop {
+                if (*n).kind == KIND_LEAF {
+                    let l = as_leaf::<V>(n);
+                    let pos = l.count_lt_start(start);
+                    // The entries before and after `start`: the one before
+                    // is in this leaf (the descent took the last child whose
+                    // first start is <= start), unless none is.
+                    let pred_end = if pos > 0 { l.end(pos - 1) } else { 0 };
+                    let succ_start = if pos < l.len() { l.start(pos) } else { succ };
+                    if pred_end > start || succ_start < end {
+                        return false;
+                    }
+                    break (n, pos);
+                }
+                let inn = as_inner(n);
+                let i = inn.count_le_min(start).saturating_sub(1);
+                if i + 1 < inn.len() {
+                    succ = inn.min(i + 1);
+                }
+                path.push(n, i);
+                n = inn.child(i);
+            }
+        };
+        self.note_insert(val);
+        // SAFETY: nothing was written since the descent.
+        let before = unsafe { path.slot_summary(path.len) };
+        // SAFETY: `leaf` is live and reachable.
+        let l_ptr = unsafe { self.cow(leaf) };
+        // SAFETY: `cow` returned a node of this transaction.
+        let Node::Leaf(l) = (unsafe { fresh::<V>(l_ptr) }) else {
+            unreachable!("the descent ended at a leaf")
+        };
+        let split = self.insert_slot(l, pos, (start, end, val));
+        let s = match (split, before) {
+            (None, Some(b)) => Some(l.summary_after_insert(pos, b)),
+            _ => None,
+        };
+        // SAFETY: the path's nodes are live and reachable and only the
+        // leaf below them changed; `l_ptr` and `split` are fresh.
+        unsafe { self.relink_path(&path, before, l_ptr, split, s) };
+        true
+    }
+
+    /// Bookkeeping of an insert that will happen.
+    fn note_insert(&mut self, val: *mut V) {
+        self.dirty = true;
+        self.inserted.push(val);
+        self.len += 1;
+    }
+
+    /// Copies the inner nodes of `path` bottom-up, pointing each at the
+    /// fresh replacement of the child below it, `c` (with its new right
+    /// half `split`, and its new summary `s` when known) or, if a removal
+    /// left `c` underfull, merging or redistributing it (`rebalance`), and
+    /// installs the top as the working root (`set_root`). `was`: the replaced node's
+    /// summary in its parent's slot (`path.slot_summary(path.len)`, read
+    /// before the change). Each level's slot summary is read once: as the
+    /// `before` of the level below and the `was` of its own.
+    ///
+    /// # Safety
+    /// The path's nodes are live, reachable from the working root and
+    /// unchanged since the descent, each the parent of the next and the
+    /// last the parent of the node `c` replaces; `c` and `split` are fresh.
+    unsafe fn relink_path(
+        &mut self,
+        path: &Path,
+        mut was: Option<Summary>,
+        mut c: *mut Header,
+        mut split: Option<*mut Header>,
+        mut s: Option<Summary>,
+    ) {
+        for d in (0..path.len).rev() {
+            let (p, i) = (path.node(d), path.idx(d));
+            // SAFETY: our requirement: the level above `d` is not written
+            // yet (bottom-up).
+            let above = unsafe { path.slot_summary(d) };
+            // SAFETY: our requirement.
+            let p = unsafe { self.cow(p) };
+            // SAFETY: `cow` returned an inner node of this transaction.
+            let inn = unsafe { &mut *p.cast::<Inner>() };
+            // SAFETY: `c` is live and fresh.
+            if unsafe { underfull(c) } {
+                // A removal below (an insert never leaves a node underfull).
+                // A node that split has more than `INNER_CAP` slots between
+                // its halves: neither is underfull.
+                debug_assert!(split.is_none());
+                inn.set_child(i, c);
+                // SAFETY: `inn`'s children are live; `c` is fresh.
+                (split, s) = (unsafe { self.rebalance(inn, i) }, None);
+            } else {
+                let Some(w) = was else {
+                    unreachable!("a node below the root has a slot summary")
+                };
+                // SAFETY: `c` is live and non-empty.
+                let cs = s.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
+                // SAFETY: `inn`'s children are live; `c` and a split half
+                // are fresh.
+                (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (w, above)) };
+            }
+            (c, was) = (p, above);
+        }
+        // SAFETY: `c` and `split` are fresh, the new top of the tree.
+        unsafe { self.set_root(c, split) };
     }
 
     /// Installs the result of an operation as the working root: a new root above
@@ -259,47 +446,6 @@ impl<V> Core<V> {
         };
     }
 
-    /// Returns the fresh replacement of `n`, the new right sibling if it
-    /// split, and, if it did not, its new summary when that was cheap to get
-    /// (`None`: the caller computes it). `before` is `n`'s summary before
-    /// the insert, from its parent's slot (`None` for the root, whose summary
-    /// nobody stores).
-    ///
-    /// # Safety
-    /// `n` is live and reachable from the working root.
-    unsafe fn insert_rec(
-        &mut self,
-        n: *mut Header,
-        item: (u64, u64, *mut V),
-        before: Option<Summary>,
-    ) -> (*mut Header, Option<*mut Header>, Option<Summary>) {
-        // SAFETY: our requirement.
-        let n = unsafe { self.cow(n) };
-        // SAFETY: `cow` returned a node of this transaction.
-        match unsafe { fresh::<V>(n) } {
-            Node::Leaf(l) => {
-                let pos = l.count_lt_start(item.0);
-                let split = self.insert_slot(l, pos, item);
-                let s = match (split, before) {
-                    (None, Some(b)) => Some(l.summary_after_insert(pos, b)),
-                    _ => None,
-                };
-                (n, split, s)
-            }
-            Node::Inner(inn) => {
-                let i = inn.count_le_min(item.0).saturating_sub(1);
-                let was = inn.slot_summary(i);
-                // SAFETY: children of a reachable node are reachable and live.
-                let (c, split, cs) = unsafe { self.insert_rec(inn.child(i), item, Some(was)) };
-                // SAFETY: `c` is live.
-                let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
-                // SAFETY: `inn`'s children are live; `c` and `r` are fresh.
-                let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
-                (n, split, s)
-            }
-        }
-    }
-
     /// Child `i` of the fresh node `p` was replaced by the fresh `c` with
     /// summary `cs` (`new`), which may have split off the fresh right half
     /// `split`: updates the slot and links `split`
@@ -333,7 +479,7 @@ impl<V> Core<V> {
             return (self.replace_slots(p, i, 1, &new[..k]), None);
         }
         let Some(r) = split else {
-            return (None, before.map(|b| p.summary_after(i, was, b)));
+            return (None, before.map(|b| p.summary_after(i, was, cs, b)));
         };
         // SAFETY: our requirement.
         (unsafe { self.link_split(p, i, r) }, None)
@@ -505,62 +651,53 @@ impl<V> Core<V> {
 
     /// Removes the entry starting at `start`, which must exist.
     pub(crate) fn remove(&mut self, start: u64) {
-        self.dirty = true;
-        self.len -= 1;
-        // SAFETY: a tree holding an entry has a live root.
-        let (n, split, _) = unsafe { self.remove_rec(self.root, start, None) };
-        // SAFETY: `n` is the fresh new top of the tree.
-        unsafe { self.set_root(n, split) };
+        let r = self.remove_at(start);
+        assert!(
+            r.is_some_and(|(s, _)| s == start),
+            "Core::remove: an entry starts at {start:#x}"
+        );
     }
 
-    /// Returns the fresh replacement of `n`, its new right half if it split
-    /// (a removal can split an inner node: a key it exposes may be off the
-    /// scale of a narrow node's other keys, I11) and, when cheap, its new
-    /// summary (as `insert_rec`; `before` likewise).
-    ///
-    /// # Safety
-    /// `n` is live, reachable, and its subtree holds an entry starting at `start`.
-    unsafe fn remove_rec(
-        &mut self,
-        n: *mut Header,
-        start: u64,
-        before: Option<Summary>,
-    ) -> (*mut Header, Option<*mut Header>, Option<Summary>) {
-        // SAFETY: our requirement.
-        let n = unsafe { self.cow(n) };
-        // SAFETY: `cow` returned a node of this transaction.
-        match unsafe { fresh::<V>(n) } {
-            Node::Leaf(l) => {
-                let j = l.count_le_start(start) - 1;
-                debug_assert_eq!(l.start(j), start);
-                let s = before.and_then(|b| l.summary_after_remove(j, b));
-                let (_, _, v) = l.remove_item(j);
-                self.removed.push(v);
-                (n, None, s)
-            }
-            Node::Inner(inn) => {
-                let i = inn.count_le_min(start) - 1;
-                let was = inn.slot_summary(i);
-                // SAFETY: the child is reachable and holds the entry.
-                let (c, split, cs) = unsafe { self.remove_rec(inn.child(i), start, Some(was)) };
-                // SAFETY: `c` is live and fresh.
-                if unsafe { underfull(c) } {
-                    // A node that split has more than `INNER_CAP` slots
-                    // between its halves: neither is underfull.
-                    debug_assert!(split.is_none());
-                    inn.set_child(i, c);
-                    // SAFETY: `inn`'s children are live; `c` is fresh.
-                    (n, unsafe { self.rebalance(inn, i) }, None)
-                } else {
-                    // SAFETY: `c` is live and non-empty.
-                    let cs = cs.unwrap_or_else(|| unsafe { summary_of::<V>(c) });
-                    // SAFETY: `inn`'s children are live; `c` and a split
-                    // half are fresh.
-                    let (split, s) = unsafe { self.relink(inn, i, (c, cs), split, (was, before)) };
-                    (n, split, s)
-                }
-            }
+    /// Removes the entry containing `addr` and returns its range, or `None`
+    /// (nothing changed) if no entry contains it. One descent finds it and
+    /// the path, which is then copied bottom-up (as `insert_if_free`).
+    pub(crate) fn remove_at(&mut self, addr: u64) -> Option<(u64, u64)> {
+        let mut path = Path::new();
+        let mut n = self.root;
+        if n.is_null() {
+            return None;
         }
+        // SAFETY: the working root is live (writer lock) and every node on
+        // the path is reachable from it.
+        let (leaf, j) = unsafe {
+            loop {
+                if (*n).kind == KIND_LEAF {
+                    break (n, as_leaf::<V>(n).find(addr)?);
+                }
+                let inn = as_inner(n);
+                // The last child whose first start is <= addr (I3).
+                let i = inn.count_le_min(addr).checked_sub(1)?;
+                path.push(n, i);
+                n = inn.child(i);
+            }
+        };
+        self.dirty = true;
+        self.len -= 1;
+        // SAFETY: nothing was written since the descent.
+        let before = unsafe { path.slot_summary(path.len) };
+        // SAFETY: `leaf` is live and reachable.
+        let l_ptr = unsafe { self.cow(leaf) };
+        // SAFETY: `cow` returned a node of this transaction.
+        let Node::Leaf(l) = (unsafe { fresh::<V>(l_ptr) }) else {
+            unreachable!("the descent ended at a leaf")
+        };
+        let s = before.and_then(|b| l.summary_after_remove(j, b));
+        let (start, end, v) = l.remove_item(j);
+        self.removed.push(v);
+        // SAFETY: the path's nodes are live and reachable and only the
+        // leaf below them changed; `l_ptr` is fresh.
+        unsafe { self.relink_path(&path, before, l_ptr, None, s) };
+        Some((start, end))
     }
 
     /// Fixes the underfull child `i` of the fresh node `p` by merging it with
@@ -657,18 +794,6 @@ impl<V> Core<V> {
             }
             let buf = release(n);
             self.pool.give(buf);
-        }
-    }
-
-    /// Overlap check against the working state (for `insert`).
-    ///
-    /// # Safety
-    /// The working root is live (writer lock held).
-    pub(crate) unsafe fn overlaps(&self, start: u64, end: u64) -> bool {
-        // SAFETY: our requirement gives R1.
-        match unsafe { read::next::<V>(self.root, start) } {
-            Some(p) => p.leaf.start(p.idx) < end,
-            None => false,
         }
     }
 }
