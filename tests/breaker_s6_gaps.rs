@@ -37,6 +37,10 @@ struct Case {
     base: u64,
     /// Addresses used: `base + [0, span)`.
     span: u64,
+    /// One key in `mixed` (0: none) is off this scale (an odd key or a
+    /// multiple of 8 in between): a node's shift drops and comes back as
+    /// such keys come and go (`Inner::set` in place or re-derived).
+    mixed: u64,
 }
 
 impl Case {
@@ -48,13 +52,20 @@ impl Case {
             shift,
             base,
             span,
+            mixed: 0,
         }
     }
 
     /// A key at this case's scale in `base + [0, span]`.
     fn key(&self, r: &mut Rng) -> u64 {
         let units = self.span >> self.shift;
-        self.base + (r.below(units + 1) << self.shift)
+        let k = self.base + (r.below(units) << self.shift);
+        if self.mixed != 0 && r.below(self.mixed) == 0 {
+            let fine = r.below(1 << self.shift);
+            k + if r.below(2) == 0 { fine } else { fine & !7 }
+        } else {
+            k
+        }
     }
 
     fn range(&self, r: &mut Rng) -> Range<u64> {
@@ -64,6 +75,11 @@ impl Case {
             1 => (1 + r.below(4)) << self.shift,
             2 => (1 + r.below(64)) << self.shift,
             _ => (1 + r.below(1 << 16)) << self.shift,
+        };
+        let len = if self.mixed != 0 && r.below(self.mixed) == 0 {
+            len - r.below(len)
+        } else {
+            len
         };
         let e = a.saturating_add(len).min(self.base + self.span);
         if e <= a {
@@ -181,8 +197,13 @@ impl Case {
 }
 
 fn run(shift: u32, base: u64, span: u64, seed: u64, steps: usize, fill: usize) {
+    run_mixed(shift, base, span, seed, steps, fill, 0)
+}
+
+fn run_mixed(shift: u32, base: u64, span: u64, seed: u64, steps: usize, fill: usize, mixed: u64) {
     let mut r = Rng(seed | 1);
     let mut c = Case::new(shift, base, span);
+    c.mixed = mixed;
     // Empty tree first.
     c.check_gaps(&mut r, 8);
     for _ in 0..fill {
@@ -246,6 +267,21 @@ fn dense_trees_at_every_scale() {
     }
 }
 
+/// Keys mostly at one scale, a few off it: stores, erases and removes move
+/// the odd keys in and out of narrow inner nodes (their shift changes).
+#[test]
+fn mixed_scales_move_the_shift() {
+    for (k, &s) in SHIFTS[1..].iter().enumerate() {
+        for (j, mixed) in [3u64, 12, 40].into_iter().enumerate() {
+            let span = if j == 1 { (1u64 << 31) << s } else { 1 << (15 + s) };
+            for base in [0u64, (u64::MAX - span) >> s << s] {
+                let seed = 0x6a09 + k as u64 * 5 + j as u64 + base % 83;
+                run_mixed(s, base, span, seed, 150, 2500, mixed);
+            }
+        }
+    }
+}
+
 /// Long random variant: `cargo test --release --test breaker_s6_gaps -- --ignored`.
 #[test]
 #[ignore = "breaker6: long stress variant (minutes)"]
@@ -262,7 +298,8 @@ fn gaps_long() {
             } else {
                 seed << s
             };
-            run(s, base, span, seed * 1000 + s as u64, 400, 1500);
+            let mixed = [0, 3, 20][seed as usize % 3];
+            run_mixed(s, base, span, seed * 1000 + s as u64, 400, 1500, mixed);
         }
     }
 }
