@@ -141,6 +141,44 @@ impl Case {
         let g = self.t.pin();
         let free = self.m.free();
         let unit = 1u64 << self.shift;
+        // Huge sizes: size + align - 1 and its scaled form saturate.
+        let longest = free.iter().map(|g| g.end - g.start).max().unwrap_or(0);
+        let huge = [
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            3 << 62,
+            longest,
+        ];
+        let sizes = huge
+            .into_iter()
+            .chain([longest.saturating_add(1), longest - longest / 3]);
+        // All of them after the fill, then after one step in 64.
+        let n = if queries >= 100 || r.below(64) == 0 {
+            8
+        } else {
+            0
+        };
+        for size in sizes.take(n) {
+            for &align in &ALIGNS {
+                for w in [0..u64::MAX, 1..u64::MAX, self.base..self.base + self.span] {
+                    let size = size.max(1);
+                    let ctx = format!(
+                        "shift {} size {size:#x} align {align:#x} in {w:x?}",
+                        self.shift
+                    );
+                    let f = g.try_find_gap(size, align, w.clone()).ok();
+                    assert_eq!(
+                        f,
+                        self.m.find_gap(size, align, w.clone(), false),
+                        "fwd {ctx}"
+                    );
+                    let b = g.try_find_gap_rev(size, align, w.clone()).ok();
+                    assert_eq!(b, self.m.find_gap(size, align, w, true), "rev {ctx}");
+                }
+            }
+        }
         for q in 0..queries {
             // A size from a real gap's length, near its scaled edges.
             let gap = &free[r.below(free.len() as u64) as usize];
@@ -273,7 +311,11 @@ fn dense_trees_at_every_scale() {
 fn mixed_scales_move_the_shift() {
     for (k, &s) in SHIFTS[1..].iter().enumerate() {
         for (j, mixed) in [3u64, 12, 40].into_iter().enumerate() {
-            let span = if j == 1 { (1u64 << 31) << s } else { 1 << (15 + s) };
+            let span = if j == 1 {
+                (1u64 << 31) << s
+            } else {
+                1 << (15 + s)
+            };
             for base in [0u64, (u64::MAX - span) >> s << s] {
                 let seed = 0x6a09 + k as u64 * 5 + j as u64 + base % 83;
                 run_mixed(s, base, span, seed, 150, 2500, mixed);
