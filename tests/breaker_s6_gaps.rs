@@ -12,7 +12,7 @@ mod rng;
 #[path = "common/tree_model.rs"]
 mod tree_model;
 
-use maple_rcu::MapleTree;
+use maple_rcu::{MapleTree, ReadGuard};
 use rng::Rng;
 use std::ops::Range;
 use tree_model::Model;
@@ -163,19 +163,7 @@ impl Case {
         for size in sizes.take(n) {
             for &align in &ALIGNS {
                 for w in [0..u64::MAX, 1..u64::MAX, self.base..self.base + self.span] {
-                    let size = size.max(1);
-                    let ctx = format!(
-                        "shift {} size {size:#x} align {align:#x} in {w:x?}",
-                        self.shift
-                    );
-                    let f = g.try_find_gap(size, align, w.clone()).ok();
-                    assert_eq!(
-                        f,
-                        self.m.find_gap(size, align, w.clone(), false),
-                        "fwd {ctx}"
-                    );
-                    let b = g.try_find_gap_rev(size, align, w.clone()).ok();
-                    assert_eq!(b, self.m.find_gap(size, align, w, true), "rev {ctx}");
+                    self.query(&g, size.max(1), align, w);
                 }
             }
         }
@@ -217,20 +205,25 @@ impl Case {
             if within.is_empty() {
                 continue;
             }
-            let ctx = format!(
-                "shift {} size {size:#x} align {align:#x} in {within:x?} ({} entries)",
-                self.shift,
-                self.m.map.len()
-            );
-            let f = g.try_find_gap(size, align, within.clone()).ok();
-            assert_eq!(
-                f,
-                self.m.find_gap(size, align, within.clone(), false),
-                "fwd {ctx}"
-            );
-            let b = g.try_find_gap_rev(size, align, within.clone()).ok();
-            assert_eq!(b, self.m.find_gap(size, align, within, true), "rev {ctx}");
+            self.query(&g, size, align, within);
         }
+    }
+
+    /// Both searches against the model.
+    fn query(&self, g: &ReadGuard<'_, u64>, size: u64, align: u64, w: Range<u64>) {
+        let ctx = format!(
+            "shift {} size {size:#x} align {align:#x} in {w:x?} ({} entries)",
+            self.shift,
+            self.m.map.len()
+        );
+        let f = g.try_find_gap(size, align, w.clone()).ok();
+        assert_eq!(
+            f,
+            self.m.find_gap(size, align, w.clone(), false),
+            "fwd {ctx}"
+        );
+        let b = g.try_find_gap_rev(size, align, w.clone()).ok();
+        assert_eq!(b, self.m.find_gap(size, align, w, true), "rev {ctx}");
     }
 }
 
