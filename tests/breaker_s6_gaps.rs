@@ -324,7 +324,7 @@ fn gaps_long() {
     for seed in 0..40u64 {
         for &s in &SHIFTS {
             let span = if seed % 2 == 0 {
-                4096 << s
+                1 << (15 + s)
             } else {
                 (1u64 << 31) << s
             };
