@@ -209,6 +209,29 @@ fn churn(t: &MapleTree<Counted>, c: &Arc<Counts>, seed: u64, txns: usize) {
     drop(old);
 }
 
+/// A value whose drop panics when its id is a multiple of 5, and whose
+/// clone panics when its id is 999.
+struct Bomb(u64, Arc<AtomicI64>);
+
+impl Clone for Bomb {
+    fn clone(&self) -> Self {
+        if self.0 == 999 {
+            panic!("clone bomb");
+        }
+        self.1.fetch_add(1, Ordering::Relaxed);
+        Bomb(self.0, self.1.clone())
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::Relaxed);
+        if self.0.is_multiple_of(5) {
+            panic!("drop bomb {}", self.0);
+        }
+    }
+}
+
 /// Both reclaim modes: manual (`reclaim()` every few transactions) and the
 /// domain's reclaimer thread.
 #[test]
@@ -270,21 +293,6 @@ fn reclaim_and_readers_race_commits() {
 /// keeps working.
 #[test]
 fn a_panicking_drop_in_a_batch() {
-    struct Bomb(u64, Arc<AtomicI64>);
-    impl Clone for Bomb {
-        fn clone(&self) -> Self {
-            self.1.fetch_add(1, Ordering::Relaxed);
-            Bomb(self.0, self.1.clone())
-        }
-    }
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            self.1.fetch_sub(1, Ordering::Relaxed);
-            if self.0.is_multiple_of(5) {
-                panic!("drop bomb {}", self.0);
-            }
-        }
-    }
     let live = Arc::new(AtomicI64::new(0));
     {
         let t: MapleTree<Bomb> = MapleTree::with_manual_reclaim();
@@ -364,4 +372,46 @@ fn drop_free_values_in_the_batch_list() {
         drop(g);
         t.reclaim().unwrap();
     }
+}
+
+/// An aborted transaction whose inserted values panic when dropped (the
+/// drops run in `WriteTxn`'s drop, after the writer lock and the parts went
+/// back): every value dropped once, the panic surfaces from the drop, and
+/// the tree takes the next transactions. Then the same while already
+/// unwinding (a panicking `Clone` in a store): no abort, values dropped.
+#[test]
+fn aborted_inserts_with_panicking_drops() {
+    let live = Arc::new(AtomicI64::new(0));
+    let mk = |k: u64| {
+        live.fetch_add(1, Ordering::Relaxed);
+        Bomb(k, live.clone())
+    };
+    let t: MapleTree<Bomb> = MapleTree::with_manual_reclaim();
+    t.insert(1_000_000..1_000_100, mk(999)).unwrap();
+    for round in 0..50u64 {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let mut w = t.write();
+            for k in 0..12 {
+                w.insert(round * 100 + k * 4..round * 100 + k * 4 + 3, mk(k))
+                    .unwrap();
+            }
+            if round % 2 == 1 {
+                // Splits the 999 entry: its clone panics (unwinding drops w).
+                let _ = w.store(1_000_010..1_000_020, mk(1));
+            }
+            drop(w);
+        }));
+        assert!(r.is_err(), "round {round}: a drop or clone panicked");
+        t.validate().unwrap();
+        assert_eq!(t.len(), 1);
+        // The writer state is whole again: commits work.
+        let mut w = t.write();
+        w.insert(5_000_000 + round..5_000_001 + round, mk(1))
+            .unwrap();
+        w.commit();
+        assert!(t.remove(5_000_000 + round).is_some());
+    }
+    while t.reclaim().is_err() {}
+    drop(t);
+    assert_eq!(live.load(Ordering::Relaxed), 0);
 }
