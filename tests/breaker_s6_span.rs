@@ -303,16 +303,16 @@ fn placement_racing_mremap_stays_top_down() {
 }
 
 /// A placement whose candidate conflicts with a whole-space READER (an
-/// MmapLock fault) and a small writer at once: `conflicting_mode` reports
+/// MmapLock fault) and a small writer at once: `conflicting_mode` reported
 /// the hull of both, (0, u64::MAX), as a writer's, so the placement skips
 /// the reader's area (the whole top-down window: `Window::skip` sets `top`
 /// below the hull) instead of waiting for the reader, and takes the
 /// bottom-up fallback's candidate at `LEGACY_BASE` (TASK_SIZE / 3) once the
 /// fault is gone: no serial order puts a 2-page mmap there in a space that
-/// holds one page (Linux: just under `MMAP_BASE`). Fails in about half of the
-/// 200,000-placement rounds on `span` dda8cf7 (2 loaded cores).
+/// holds one page (Linux: just under `MMAP_BASE`). Failed in about half of the
+/// 200,000-placement rounds on `span` dda8cf7 (2 loaded cores); fixed by
+/// `conflicting_mode` reporting the writers' hull only (DESIGN §4.8).
 #[test]
-#[ignore = "breaker6: span: a placement meeting a whole-space reader (MmapLock fault) plus a small writer skips everything and lands at LEGACY_BASE"]
 fn placement_racing_mmaplock_faults_and_a_writer_stays_top_down() {
     watchdog::within(240, "placement vs faults", || {
         // About half of the rounds fail (2 cores, loaded): six of them.
