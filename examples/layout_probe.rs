@@ -16,6 +16,8 @@
 //! With `PROBE_TIME=R` in the environment it also times each probe, R
 //! rounds, and prints the fastest round's thread CPU time per query (for
 //! alternated A/B runs of two builds; a loaded machine still biases them).
+//! `PROBE_WINDOWS=W` repeats the first W gap-search windows (the benches
+//! rotate over 256, whose paths stay in the caches; the default 4096 do not).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -115,6 +117,28 @@ fn main() {
     let his: Vec<u64> = (0..QUERIES / 16)
         .map(|_| rng.range(BASE, field_end) & !(PAGE - 1))
         .collect();
+    // `PROBE_WINDOWS=W`: the first W windows, repeated (the benches rotate
+    // over 256, whose paths stay cached).
+    let w = std::env::var("PROBE_WINDOWS")
+        .ok()
+        .and_then(|w| w.parse().ok());
+    let (los, his) = match w {
+        Some(w) => (
+            los.iter()
+                .take(w)
+                .cycle()
+                .take(los.len())
+                .copied()
+                .collect(),
+            his.iter()
+                .take(w)
+                .cycle()
+                .take(his.len())
+                .copied()
+                .collect(),
+        ),
+        None => (los, his),
+    };
     let sums = [
         probe_maple_get(&tree, &addrs),
         probe_btree_get(&bt, &addrs),

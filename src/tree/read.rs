@@ -290,10 +290,10 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
     }
 }
 
-/// `x / 2^s` rounded up, for `s < 64`.
+/// `x / 2^s` rounded up, for `x >= 1` and `s < 64`.
 #[inline(always)]
 fn ceil_shr(x: u64, s: u32) -> u64 {
-    (x >> s) + u64::from(x & ((1u64 << s) - 1) != 0)
+    ((x - 1) >> s) + 1
 }
 
 /// The inner step of [`find_gap`] over one format's stored keys, compiled
@@ -344,12 +344,12 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
             q,
             base: k.base(),
             shift,
+            // `size >= 1` (a valid query).
             size_o: ceil_shr(q.size, shift),
-            // Past u64::MAX: no interval is that long.
-            need_o: q
-                .size
-                .checked_add(q.align - 1)
-                .map_or(u64::MAX, |x| ceil_shr(x, shift)),
+            // Saturated past u64::MAX: no interval is that long, and no
+            // stored `best_o` reaches `ceil(u64::MAX / 2^shift)` either
+            // (`best_o << shift` is a length below 2^64).
+            need_o: ceil_shr(q.size.saturating_add(q.align - 1), shift),
             a: q.align.trailing_zeros(),
         }
     }
