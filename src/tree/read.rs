@@ -213,7 +213,13 @@ impl GapQuery {
 ///
 /// # Safety
 /// R1 for `n` (non-null).
-pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuery) -> Option<u64> {
+pub(crate) unsafe fn find_gap<V>(
+    n: *const Header,
+    lo: u64,
+    hi: u64,
+    q: &GapQuery,
+    sc: &Scaled,
+) -> Option<u64> {
     // SAFETY: R1.
     let hdr = unsafe { &*n };
     hdr.live.touch();
@@ -276,16 +282,58 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
         } else {
             (inn.count_le_max(q.lo).min(len - 1), len - 1)
         };
+        // The query in this node's scale: its parent's, unless the shift
+        // differs (I11; 0 for a wide node, as `InnerKeys` has it).
+        let shift = u32::from(inn.hdr.shift);
+        let local;
+        let sc = if shift == sc.shift {
+            sc
+        } else {
+            local = Scaled::new(q, shift);
+            &local
+        };
         // SAFETY: R1 passed through for the children; `first <= last < len`.
         unsafe {
             match (inn.keys(), q.rev) {
                 (Keys::Narrow(k), false) => {
-                    InnerStep::new(&k, len, lo, hi, q).fwd::<V>(first, last)
+                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
                 }
-                (Keys::Narrow(k), true) => InnerStep::new(&k, len, lo, hi, q).rev::<V>(first, last),
-                (Keys::Wide(k), false) => InnerStep::new(&k, len, lo, hi, q).fwd::<V>(first, last),
-                (Keys::Wide(k), true) => InnerStep::new(&k, len, lo, hi, q).rev::<V>(first, last),
+                (Keys::Narrow(k), true) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
+                }
+                (Keys::Wide(k), false) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
+                }
+                (Keys::Wide(k), true) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
+                }
             }
+        }
+    }
+}
+
+/// A query's `size` and `size + align - 1` in units of `2^shift`, rounded
+/// up (see [`InnerStep`]), and `log2(align)`: computed for the root's scale
+/// and again only where a node's shift differs from its parent's.
+pub(crate) struct Scaled {
+    shift: u32,
+    size_o: u64,
+    need_o: u64,
+    a: u32,
+}
+
+impl Scaled {
+    #[inline]
+    pub(crate) fn new(q: &GapQuery, shift: u32) -> Self {
+        Self {
+            shift,
+            // `size >= 1` (a valid query).
+            size_o: ceil_shr(q.size, shift),
+            // Saturated past u64::MAX: no interval is that long, and no
+            // stored `best_o` reaches `ceil(u64::MAX / 2^shift)` either
+            // (`best_o << shift` is a length below 2^64).
+            need_o: ceil_shr(q.size.saturating_add(q.align - 1), shift),
+            a: q.align.trailing_zeros(),
         }
     }
 }
@@ -324,6 +372,8 @@ struct InnerStep<'k, 'q, N> {
     lo: u64,
     hi: u64,
     q: &'q GapQuery,
+    /// `q` in this node's scale, passed on to the children.
+    sc: &'q Scaled,
     base: u64,
     shift: u32,
     size_o: u64,
@@ -334,8 +384,9 @@ struct InnerStep<'k, 'q, N> {
 
 impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
     #[inline(always)]
-    fn new(k: &'k N, len: usize, lo: u64, hi: u64, q: &'q GapQuery) -> Self {
+    fn new(k: &'k N, len: usize, lo: u64, hi: u64, q: &'q GapQuery, sc: &'q Scaled) -> Self {
         let shift = k.shift();
+        debug_assert_eq!(shift, sc.shift);
         Self {
             k,
             len: len.min(N::CAP),
@@ -344,13 +395,10 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
             q,
             base: k.base(),
             shift,
-            // `size >= 1` (a valid query).
-            size_o: ceil_shr(q.size, shift),
-            // Saturated past u64::MAX: no interval is that long, and no
-            // stored `best_o` reaches `ceil(u64::MAX / 2^shift)` either
-            // (`best_o << shift` is a length below 2^64).
-            need_o: ceil_shr(q.size.saturating_add(q.align - 1), shift),
-            a: q.align.trailing_zeros(),
+            sc,
+            size_o: sc.size_o,
+            need_o: sc.need_o,
+            a: sc.a,
         }
     }
 
@@ -424,7 +472,7 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
     unsafe fn try_child<V>(&self, i: usize) -> Option<u64> {
         let (clo, chi) = self.test(i)?;
         // SAFETY: R1: children of a reachable node are reachable.
-        unsafe { find_gap::<V>(self.k.child(i), clo, chi, self.q) }
+        unsafe { find_gap::<V>(self.k.child(i), clo, chi, self.q, self.sc) }
     }
 
     /// Children `first..=last`, lowest first.
@@ -473,7 +521,7 @@ pub(crate) unsafe fn find_gap_root<V>(root: *const Header, q: &GapQuery) -> Opti
         return q.fit(0, u64::MAX);
     }
     // SAFETY: R1.
-    unsafe { find_gap::<V>(root, 0, u64::MAX, q) }
+    unsafe { find_gap::<V>(root, 0, u64::MAX, q, &Scaled::new(q, 12)) }
 }
 
 /// Double-ended iterator over the entries overlapping `[lo, hi)`.
@@ -615,7 +663,7 @@ mod tests {
     //! lengths.
     use super::super::MapleTree;
     use super::super::node::{Header, Inner, KIND_LEAF, Keys, align_exp_or0, as_inner};
-    use super::{GapQuery, InnerStep};
+    use super::{GapQuery, InnerStep, Scaled};
     use crate::sync::Ordering;
     use alloc::vec::Vec;
 
@@ -853,10 +901,11 @@ mod tests {
                 hi: whi,
                 rev: rng.below(2) == 0,
             };
+            let sc = Scaled::new(&q, u32::from(inn.hdr.shift));
             for i in 0..len {
                 let got = match inn.keys() {
-                    Keys::Narrow(k) => InnerStep::new(&k, len, lo, hi, &q).test(i),
-                    Keys::Wide(k) => InnerStep::new(&k, len, lo, hi, &q).test(i),
+                    Keys::Narrow(k) => InnerStep::new(&k, len, lo, hi, &q, &sc).test(i),
+                    Keys::Wide(k) => InnerStep::new(&k, len, lo, hi, &q, &sc).test(i),
                 };
                 assert_eq!(
                     got,
