@@ -361,6 +361,112 @@ pub(crate) fn count_lt<T: Copy + PartialOrd, const N: usize>(
     c.min(len)
 }
 
+/// An inner node's per-child keys in their stored form `K` ([`Inner::keys`]):
+/// key = `base + (offset << shift)` and length = `offset << shift`, with
+/// `K = u32` scaled offsets in a narrow node (I11) and `K = u64`, base 0,
+/// shift 0 (the keys themselves) in a wide one. A reader generic over it is
+/// compiled once per format, with no format branch per child. Indices are
+/// `< len`, and callers keep them below [`InnerKeys::CAP`] so that the
+/// array accesses need no bounds check.
+pub(crate) trait InnerKeys {
+    /// The stored offset type.
+    type K: Copy + Ord + Into<u64> + core::ops::Sub<Output = Self::K>;
+    /// Children this format holds.
+    const CAP: usize;
+    fn base(&self) -> u64;
+    fn shift(&self) -> u32;
+    /// Offset of child `i`'s first start.
+    fn min_o(&self, i: usize) -> Self::K;
+    /// Offset of child `i`'s last end.
+    fn max_o(&self, i: usize) -> Self::K;
+    /// Child `i`'s largest inner gap, scaled.
+    fn gap_o(&self, i: usize) -> Self::K;
+    fn al(&self, i: usize) -> u8;
+    fn child(&self, i: usize) -> *mut Header;
+}
+
+/// A narrow inner node's arrays and shift ([`Inner::keys`]).
+pub(crate) struct NarrowKeys<'a> {
+    b: &'a NarrowInner,
+    shift: u32,
+}
+
+/// A wide inner node's arrays ([`Inner::keys`]).
+pub(crate) struct WideKeys<'a>(&'a WideInner);
+
+/// An inner node's keys in the format it is stored in.
+pub(crate) enum Keys<'a> {
+    Narrow(NarrowKeys<'a>),
+    Wide(WideKeys<'a>),
+}
+
+impl InnerKeys for NarrowKeys<'_> {
+    type K = u32;
+    const CAP: usize = INNER_NARROW_CAP;
+    #[inline(always)]
+    fn base(&self) -> u64 {
+        self.b.base
+    }
+    #[inline(always)]
+    fn shift(&self) -> u32 {
+        self.shift
+    }
+    #[inline(always)]
+    fn min_o(&self, i: usize) -> u32 {
+        // `min[0]` is the base, offset 0 (not stored).
+        if i == 0 { 0 } else { self.b.min[i - 1] }
+    }
+    #[inline(always)]
+    fn max_o(&self, i: usize) -> u32 {
+        self.b.max[i]
+    }
+    #[inline(always)]
+    fn gap_o(&self, i: usize) -> u32 {
+        self.b.gap[i]
+    }
+    #[inline(always)]
+    fn al(&self, i: usize) -> u8 {
+        self.b.al[i]
+    }
+    #[inline(always)]
+    fn child(&self, i: usize) -> *mut Header {
+        self.b.child[i]
+    }
+}
+
+impl InnerKeys for WideKeys<'_> {
+    type K = u64;
+    const CAP: usize = INNER_CAP;
+    #[inline(always)]
+    fn base(&self) -> u64 {
+        0
+    }
+    #[inline(always)]
+    fn shift(&self) -> u32 {
+        0
+    }
+    #[inline(always)]
+    fn min_o(&self, i: usize) -> u64 {
+        self.0.min[i]
+    }
+    #[inline(always)]
+    fn max_o(&self, i: usize) -> u64 {
+        self.0.max[i]
+    }
+    #[inline(always)]
+    fn gap_o(&self, i: usize) -> u64 {
+        self.0.gap[i]
+    }
+    #[inline(always)]
+    fn al(&self, i: usize) -> u8 {
+        self.0.al[i]
+    }
+    #[inline(always)]
+    fn child(&self, i: usize) -> *mut Header {
+        self.0.child[i]
+    }
+}
+
 impl<V> Leaf<V> {
     /// An empty (narrow) leaf.
     pub(crate) fn new(txn: u64) -> Self {
@@ -915,6 +1021,20 @@ impl Inner {
         match self.narrow() {
             Some(b) => self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)),
             None => count_lt(&self.wide().max, n, x),
+        }
+    }
+
+    /// The node's keys as stored, one type per format, for readers that
+    /// test children on the stored offsets instead of decoding each key
+    /// through the format branch (the gap search, DESIGN §2.4).
+    #[inline(always)]
+    pub(crate) fn keys(&self) -> Keys<'_> {
+        match self.narrow() {
+            Some(b) => Keys::Narrow(NarrowKeys {
+                b,
+                shift: u32::from(self.hdr.shift),
+            }),
+            None => Keys::Wide(WideKeys(self.wide())),
         }
     }
 

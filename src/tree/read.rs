@@ -9,7 +9,7 @@
 //!     (guaranteed by a read guard — I6, I7 — or by the writer lock for a
 //!     transaction's own root).
 
-use super::node::{Header, KIND_LEAF, Leaf, align_exp_or0, as_inner, as_leaf};
+use super::node::{Header, InnerKeys, KIND_LEAF, Keys, Leaf, align_exp_or0, as_inner, as_leaf};
 use core::ops::Range;
 
 /// One entry as readers see it.
@@ -194,11 +194,15 @@ impl GapQuery {
     #[inline]
     fn may_fit(&self, lo: u64, hi: u64, best: u64, al: impl FnOnce() -> u8) -> bool {
         best >= self.size
-            && lo < self.hi
-            && hi > self.lo
-            && hi.min(self.hi) - lo.max(self.lo) >= self.size
+            && self.in_window(lo, hi)
             && (best - self.size >= self.align - 1
                 || self.align.trailing_zeros() <= u32::from(al()))
+    }
+
+    /// Does `[lo, hi)` meet the window in at least `size` bytes?
+    #[inline(always)]
+    fn in_window(&self, lo: u64, hi: u64) -> bool {
+        lo < self.hi && hi > self.lo && hi.min(self.hi) - lo.max(self.lo) >= self.size
     }
 }
 
@@ -209,7 +213,13 @@ impl GapQuery {
 ///
 /// # Safety
 /// R1 for `n` (non-null).
-pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuery) -> Option<u64> {
+pub(crate) unsafe fn find_gap<V>(
+    n: *const Header,
+    lo: u64,
+    hi: u64,
+    q: &GapQuery,
+    sc: &Scaled,
+) -> Option<u64> {
     // SAFETY: R1.
     let hdr = unsafe { &*n };
     hdr.live.touch();
@@ -239,41 +249,266 @@ pub(crate) unsafe fn find_gap<V>(n: *const Header, lo: u64, hi: u64, q: &GapQuer
             } else {
                 l.count_le_end(q.hi - 1)
             };
-            (0..=last).rev().find_map(fit)
+            // (Plain loops: a `RangeInclusive` adapter measured slower.)
+            let mut k = last + 1;
+            while k > 0 {
+                k -= 1;
+                if let Some(s) = fit(k) {
+                    return Some(s);
+                }
+            }
+            None
         } else {
-            (l.count_le_start(q.lo)..=len).find_map(fit)
+            let mut k = l.count_le_start(q.lo);
+            while k <= len {
+                if let Some(s) = fit(k) {
+                    return Some(s);
+                }
+                k += 1;
+            }
+            None
         }
     } else {
         // Every array of the node is read: start loading all of it.
         prefetch_lines::<1, INNER_LINES>(n);
         // SAFETY: R1 and the kind tag.
         let inn = unsafe { as_inner(n) };
-        let len = inn.len();
-        let try_child = |i: usize| {
-            let s = inn.slot_summary(i);
-            let clo = if i == 0 { lo } else { inn.max(i - 1) };
-            let chi = if i + 1 == len { hi } else { s.max };
-            let best = s.gap.max(s.min - clo).max(chi - s.max);
-            let al = || {
-                s.al.max(align_exp_or0(clo, s.min))
-                    .max(align_exp_or0(s.max, chi))
-            };
-            if !q.may_fit(clo, chi, best, al) {
-                return None;
-            }
-            // SAFETY: R1: children of a reachable node are reachable.
-            unsafe { find_gap::<V>(inn.child(i), clo, chi, q) }
-        };
         // Children entirely outside the window are skipped by counting over
         // `max` (vectorised, two cache lines): child `i` ends its owned space
         // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
-        if q.rev {
-            let last = inn.count_lt_max(q.hi).min(len - 1);
-            (0..=last).rev().find_map(try_child)
+        let len = inn.len();
+        let (first, last) = if q.rev {
+            (0, inn.count_lt_max(q.hi).min(len - 1))
         } else {
-            let first = inn.count_le_max(q.lo).min(len - 1);
-            (first..len).find_map(try_child)
+            (inn.count_le_max(q.lo).min(len - 1), len - 1)
+        };
+        // The query in this node's scale: its parent's, unless the shift
+        // differs (I11; 0 for a wide node, as `InnerKeys` has it).
+        let shift = u32::from(inn.hdr.shift);
+        let local;
+        let sc = if shift == sc.shift {
+            sc
+        } else {
+            local = Scaled::new(q, shift);
+            &local
+        };
+        // SAFETY: R1 passed through for the children; `first <= last < len`.
+        unsafe {
+            match (inn.keys(), q.rev) {
+                (Keys::Narrow(k), false) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
+                }
+                (Keys::Narrow(k), true) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
+                }
+                (Keys::Wide(k), false) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
+                }
+                (Keys::Wide(k), true) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
+                }
+            }
         }
+    }
+}
+
+/// A query's `size` and `size + align - 1` in units of `2^shift`, rounded
+/// up (see [`InnerStep`]), and `log2(align)`: computed for the root's scale
+/// and again only where a node's shift differs from its parent's.
+pub(crate) struct Scaled {
+    shift: u32,
+    size_o: u64,
+    need_o: u64,
+    a: u32,
+}
+
+impl Scaled {
+    #[inline]
+    pub(crate) fn new(q: &GapQuery, shift: u32) -> Self {
+        Self {
+            shift,
+            // `size >= 1` (a valid query).
+            size_o: ceil_shr(q.size, shift),
+            // Saturated past u64::MAX: no interval is that long, and no
+            // stored `best_o` reaches `ceil(u64::MAX / 2^shift)` either
+            // (`best_o << shift` is a length below 2^64).
+            need_o: ceil_shr(q.size.saturating_add(q.align - 1), shift),
+            a: q.align.trailing_zeros(),
+        }
+    }
+}
+
+/// `x / 2^s` rounded up, for `x >= 1` and `s < 64`.
+#[inline(always)]
+fn ceil_shr(x: u64, s: u32) -> u64 {
+    ((x - 1) >> s) + 1
+}
+
+/// The inner step of [`find_gap`] over one format's stored keys, compiled
+/// once per format and direction (DESIGN §2.4): tries the children in
+/// order (reverse order for `_rev`) and descends into those that can hold
+/// an answer.
+///
+/// A child other than the first and the last has bounds that are keys of
+/// this node (`[max[i - 1], max[i])`, I8), so its largest owned interval
+/// is `best = max(gap[i], min[i] - max[i - 1])`, a multiple of `2^shift`
+/// stored as `best_o = best >> shift`. For any `x`, `best >= x` ⟺
+/// `best_o >= ceil(x / 2^shift)`, so the size test (`x = size`) and the
+/// test that makes the alignment test unnecessary (`x = size + align - 1`)
+/// are made exactly on the stored offsets, with `x` scaled once per node
+/// (`size_o`, `need_o`). A child that fails the size test is skipped
+/// without decoding a key; one that passes it but not `need_o` is then
+/// tested on its own gaps' stored exponent `al[i]` and, failing that, on
+/// the link interval `[max[i - 1], min[i])` (it owns no space after
+/// `max[i]`), decoded; the window test comes last. The first and last
+/// children (bounds from the parent) take the plain test on decoded keys.
+/// Every test is exact, so the search visits the same subtrees in the same
+/// order as with decoded keys.
+struct InnerStep<'k, 'q, N> {
+    k: &'k N,
+    /// Children; at most `N::CAP`, which lets the compiler drop bounds checks.
+    len: usize,
+    /// The node's bounds (I8).
+    lo: u64,
+    hi: u64,
+    q: &'q GapQuery,
+    /// `q` in this node's scale, passed on to the children.
+    sc: &'q Scaled,
+    base: u64,
+    shift: u32,
+    size_o: u64,
+    need_o: u64,
+    /// `log2(align)`.
+    a: u32,
+}
+
+impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
+    #[inline(always)]
+    fn new(k: &'k N, len: usize, lo: u64, hi: u64, q: &'q GapQuery, sc: &'q Scaled) -> Self {
+        let shift = k.shift();
+        debug_assert_eq!(shift, sc.shift);
+        Self {
+            k,
+            len: len.min(N::CAP),
+            lo,
+            hi,
+            q,
+            base: k.base(),
+            shift,
+            sc,
+            size_o: sc.size_o,
+            need_o: sc.need_o,
+            a: sc.a,
+        }
+    }
+
+    #[inline(always)]
+    fn key(&self, o: N::K) -> u64 {
+        self.base + (o.into() << self.shift)
+    }
+
+    /// The first or last child `i`: bounds from the parent for its first
+    /// or last side, the plain test on decoded keys. `Some` of the child's
+    /// bounds if it can hold an answer.
+    #[inline(always)]
+    fn edge(&self, i: usize) -> Option<(u64, u64)> {
+        let (k, q, len) = (self.k, self.q, self.len);
+        let (mn, mx) = (self.key(k.min_o(i)), self.key(k.max_o(i)));
+        let clo = if i == 0 {
+            self.lo
+        } else {
+            self.key(k.max_o(i - 1))
+        };
+        let chi = if i + 1 == len { self.hi } else { mx };
+        let best = (k.gap_o(i).into() << self.shift)
+            .max(mn - clo)
+            .max(chi - mx);
+        let al = || {
+            k.al(i)
+                .max(align_exp_or0(clo, mn))
+                .max(align_exp_or0(mx, chi))
+        };
+        q.may_fit(clo, chi, best, al).then_some((clo, chi))
+    }
+
+    /// A child `i` with `0 < i < len - 1`: the test on stored offsets.
+    #[inline(always)]
+    fn middle(&self, i: usize) -> Option<(u64, u64)> {
+        let (k, q) = (self.k, self.q);
+        let (p, m) = (k.max_o(i - 1), k.min_o(i));
+        let best_o: u64 = k.gap_o(i).max(m - p).into();
+        if best_o < self.size_o {
+            return None;
+        }
+        let clo = self.key(p);
+        // A multiple of `2^a` lies in the link `[clo, min[i])` iff
+        // `clo - 1` and `min[i] - 1` differ above bit `a - 1` (`clo >= 1`:
+        // an entry's end; `a < 64`).
+        if best_o < self.need_o
+            && u32::from(k.al(i)) < self.a
+            && ((clo - 1) ^ (self.key(m) - 1)) >> self.a == 0
+        {
+            return None;
+        }
+        let chi = self.key(k.max_o(i));
+        q.in_window(clo, chi).then_some((clo, chi))
+    }
+
+    /// Can child `i` (`i < len`) hold an answer? `Some` of its bounds if so.
+    #[inline(always)]
+    fn test(&self, i: usize) -> Option<(u64, u64)> {
+        if i == 0 || i + 1 == self.len {
+            self.edge(i)
+        } else {
+            self.middle(i)
+        }
+    }
+
+    /// Tries child `i`.
+    ///
+    /// # Safety
+    /// R1 for the node; `i < len`.
+    #[inline(always)]
+    unsafe fn try_child<V>(&self, i: usize) -> Option<u64> {
+        let (clo, chi) = self.test(i)?;
+        // SAFETY: R1: children of a reachable node are reachable.
+        unsafe { find_gap::<V>(self.k.child(i), clo, chi, self.q, self.sc) }
+    }
+
+    /// Children `first..=last`, lowest first.
+    ///
+    /// # Safety
+    /// R1 for the node; `last < len`.
+    #[inline(always)]
+    unsafe fn fwd<V>(&self, first: usize, last: usize) -> Option<u64> {
+        // (Plain loops: `RangeInclusive` adapters measured slower here.)
+        let end = last.min(self.len - 1) + 1;
+        let mut i = first;
+        while i < end {
+            // SAFETY: R1 passed through; `i <= last < len`.
+            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+                return Some(r);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Children `first..=last`, highest first.
+    ///
+    /// # Safety
+    /// R1 for the node; `last < len`.
+    #[inline(always)]
+    unsafe fn rev<V>(&self, first: usize, last: usize) -> Option<u64> {
+        let mut i = last.min(self.len - 1) + 1;
+        while i > first {
+            i -= 1;
+            // SAFETY: R1 passed through; `first <= i <= last < len`.
+            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+                return Some(r);
+            }
+        }
+        None
     }
 }
 
@@ -286,7 +521,7 @@ pub(crate) unsafe fn find_gap_root<V>(root: *const Header, q: &GapQuery) -> Opti
         return q.fit(0, u64::MAX);
     }
     // SAFETY: R1.
-    unsafe { find_gap::<V>(root, 0, u64::MAX, q) }
+    unsafe { find_gap::<V>(root, 0, u64::MAX, q, &Scaled::new(q, 12)) }
 }
 
 /// Double-ended iterator over the entries overlapping `[lo, hi)`.
@@ -417,3 +652,307 @@ impl<V> Iterator for Gaps<'_, V> {
 }
 
 impl<V> core::iter::FusedIterator for Gaps<'_, V> {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The gap search's tests on stored offsets (`InnerStep`) against a
+    //! plain model, on trees whose narrow inner nodes have shifts other
+    //! than 12 and on wide ones: sizes, `size + align - 1` and window
+    //! bounds are rounded into each node's scale, so the queries sit at
+    //! and next to multiples of the scale and next to free intervals'
+    //! lengths.
+    use super::super::MapleTree;
+    use super::super::node::{Header, Inner, KIND_LEAF, Keys, align_exp_or0, as_inner};
+    use super::{GapQuery, InnerStep, Scaled};
+    use crate::sync::Ordering;
+    use alloc::vec::Vec;
+
+    use proptest::prelude::Rng as _;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
+
+    /// A deterministic generator (the test is reproducible as it stands).
+    struct Rng(TestRng);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0.next_u64() % n
+        }
+        fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+            v[self.below(v.len() as u64) as usize]
+        }
+    }
+
+    /// The lowest (highest) aligned fit over the free intervals between
+    /// the sorted `ranges`, in `[lo, hi)`.
+    fn model(
+        ranges: &[(u64, u64)],
+        size: u64,
+        align: u64,
+        lo: u64,
+        hi: u64,
+        rev: bool,
+    ) -> Option<u64> {
+        let mut free = Vec::new();
+        let mut pos = 0;
+        for &(s, e) in ranges {
+            if pos < s {
+                free.push((pos, s));
+            }
+            pos = e;
+        }
+        if pos < u64::MAX {
+            free.push((pos, u64::MAX));
+        }
+        let mut fits = free.into_iter().filter_map(|(fs, fe)| {
+            let (a, b) = (fs.max(lo), fe.min(hi));
+            if b <= a || b - a < size {
+                return None;
+            }
+            if rev {
+                let s = (b - size) & !(align - 1);
+                (s >= a).then_some(s)
+            } else {
+                let s = a.checked_next_multiple_of(align)?;
+                (s <= b - size).then_some(s)
+            }
+        });
+        if rev { fits.next_back() } else { fits.next() }
+    }
+
+    /// `(wide, shift)` of every inner node under `n`.
+    fn formats(n: *const Header, out: &mut Vec<(bool, u8)>) {
+        // SAFETY: test-only: `n` is a live node of a tree no one writes.
+        unsafe {
+            if (*n).kind == KIND_LEAF {
+                return;
+            }
+            let inn = as_inner(n);
+            out.push((inn.is_wide(), inn.hdr.shift));
+            for &c in inn.children() {
+                formats(c, out);
+            }
+        }
+    }
+
+    /// `n` ranges at scale `2^s` from an unaligned base: every start, end
+    /// and gap a random multiple of `2^s` (lengths 1-16 units, gaps 0-16
+    /// units and now and then `big` units), inserted in random order.
+    fn build(rng: &mut Rng, n: usize, s: u32, big: u64) -> (MapleTree<u64>, Vec<(u64, u64)>) {
+        let unit = 1u64 << s;
+        let mut pos = 0x1234_5677u64;
+        let mut ranges = Vec::new();
+        for _ in 0..n {
+            let gap = if rng.below(16) == 0 {
+                big
+            } else {
+                rng.below(17)
+            };
+            let start = pos + gap * unit;
+            let end = start + (1 + rng.below(16)) * unit;
+            ranges.push((start, end));
+            pos = end;
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let t = MapleTree::new();
+        for &i in &order {
+            t.insert(ranges[i].0..ranges[i].1, i as u64).unwrap();
+        }
+        t.validate().unwrap();
+        (t, ranges)
+    }
+
+    fn check(t: &MapleTree<u64>, ranges: &[(u64, u64)], s: u32, rng: &mut Rng, queries: usize) {
+        let unit = 1u64 << s;
+        let g = t.pin();
+        let keys: Vec<u64> = ranges.iter().flat_map(|&(a, b)| [a, b]).collect();
+        for _ in 0..queries {
+            let j = rng.below(10);
+            let align = match j {
+                0 => 1,
+                1 => 1 << rng.below(64),
+                _ => 1 << (12 + rng.below(19)), // 4 KiB ..= 1 GiB
+            };
+            // A free interval's length, where `>= size` and
+            // `>= size + align - 1` flip.
+            let k = rng.below(ranges.len() as u64 - 1) as usize;
+            let free = ranges[k + 1].0 - ranges[k].1;
+            let m = (1 + rng.below(40)) * unit;
+            let size = match rng.below(8) {
+                0 => 1 + rng.below(unit.max(2)),
+                1 => m,
+                2 => m + 1,
+                3 => m - 1,
+                4 | 5 => free.wrapping_add(rng.pick(&[0, 1, u64::MAX])),
+                6 => free
+                    .wrapping_sub(align - 1)
+                    .wrapping_add(rng.pick(&[0, 1, 2, u64::MAX])),
+                _ => 1 + rng.below(1 << (s + 8)),
+            }
+            .max(1);
+            let bound = |rng: &mut Rng| {
+                let key = rng.pick(&keys);
+                match rng.below(4) {
+                    0 => key,
+                    1 => key + 1,
+                    2 => key - 1,
+                    _ => key + rng.below(unit * 8),
+                }
+            };
+            let (lo, hi) = match rng.below(4) {
+                0 => (0, u64::MAX),
+                1 => (bound(rng), u64::MAX),
+                2 => (0, bound(rng)),
+                _ => {
+                    let (a, b) = (bound(rng), bound(rng));
+                    (a.min(b), a.max(b))
+                }
+            };
+            if lo >= hi {
+                continue;
+            }
+            for rev in [false, true] {
+                let got = if rev {
+                    g.try_find_gap_rev(size, align, lo..hi)
+                } else {
+                    g.try_find_gap(size, align, lo..hi)
+                };
+                assert_eq!(
+                    got.ok(),
+                    model(ranges, size, align, lo, hi, rev),
+                    "shift {s}, size {size:#x}, align {align:#x}, {lo:#x}..{hi:#x}, rev {rev}"
+                );
+            }
+        }
+    }
+
+    /// The test on decoded keys that `InnerStep::test` must equal.
+    fn decoded(inn: &Inner, i: usize, lo: u64, hi: u64, q: &GapQuery) -> Option<(u64, u64)> {
+        let len = inn.len();
+        let s = inn.slot_summary(i);
+        let clo = if i == 0 { lo } else { inn.max(i - 1) };
+        let chi = if i + 1 == len { hi } else { s.max };
+        let best = s.gap.max(s.min - clo).max(chi - s.max);
+        let al = || {
+            s.al.max(align_exp_or0(clo, s.min))
+                .max(align_exp_or0(s.max, chi))
+        };
+        q.may_fit(clo, chi, best, al).then_some((clo, chi))
+    }
+
+    /// For every inner node under `n` (reached with bounds `[lo, hi)`, I8)
+    /// and `queries` queries drawn next to its own children's bounds and
+    /// largest intervals, every child's verdict on stored offsets equals
+    /// the verdict on decoded keys (so the search visits the same
+    /// subtrees: no answer lost, no extra descent). Returns the children
+    /// tested.
+    fn step_matches(n: *const Header, lo: u64, hi: u64, rng: &mut Rng, queries: usize) -> usize {
+        // SAFETY: test-only: `n` is a live node of a tree no one writes.
+        let inn = unsafe {
+            if (*n).kind == KIND_LEAF {
+                return 0;
+            }
+            as_inner(n)
+        };
+        let len = inn.len();
+        let bounds = |i: usize| {
+            let clo = if i == 0 { lo } else { inn.max(i - 1) };
+            (clo, if i + 1 == len { hi } else { inn.max(i) })
+        };
+        let mut tested = 0;
+        for _ in 0..queries {
+            let j = rng.below(len as u64) as usize;
+            let (clo, chi) = bounds(j);
+            let s = inn.slot_summary(j);
+            let best = s.gap.max(s.min - clo).max(chi - s.max);
+            let align = 1u64 << rng.below(64);
+            let size = match rng.below(4) {
+                0 => best,
+                1 => best.wrapping_add(rng.pick(&[1, u64::MAX])),
+                2 => best
+                    .wrapping_sub(align - 1)
+                    .wrapping_add(rng.pick(&[0, 1, u64::MAX])),
+                _ => 1 + rng.below(best.max(1).saturating_mul(2)),
+            }
+            .max(1);
+            let at = |rng: &mut Rng| {
+                let (a, b) = bounds(rng.below(len as u64) as usize);
+                rng.pick(&[
+                    a,
+                    b,
+                    a + 1,
+                    b - 1,
+                    a.saturating_sub(1),
+                    b.saturating_add(1),
+                    0,
+                    u64::MAX,
+                ])
+            };
+            let (wlo, whi) = (at(rng), at(rng));
+            let (wlo, whi) = (wlo.min(whi), wlo.max(whi));
+            if wlo >= whi {
+                continue;
+            }
+            let q = GapQuery {
+                size,
+                align,
+                lo: wlo,
+                hi: whi,
+                rev: rng.below(2) == 0,
+            };
+            let sc = Scaled::new(&q, u32::from(inn.hdr.shift));
+            for i in 0..len {
+                let got = match inn.keys() {
+                    Keys::Narrow(k) => InnerStep::new(&k, len, lo, hi, &q, &sc).test(i),
+                    Keys::Wide(k) => InnerStep::new(&k, len, lo, hi, &q, &sc).test(i),
+                };
+                assert_eq!(
+                    got,
+                    decoded(inn, i, lo, hi, &q),
+                    "child {i} of {len}, {q:?}"
+                );
+                tested += 1;
+            }
+        }
+        for i in 0..len {
+            let (clo, chi) = bounds(i);
+            tested += step_matches(inn.child(i), clo, chi, rng, queries);
+        }
+        tested
+    }
+
+    #[test]
+    fn scaled_inner_tests_match_the_model() {
+        let mut rng = Rng(TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        // (scale, occasional gap in units, expect a wide node)
+        for (s, big, wide) in [
+            (0, 1 << 10, false),
+            (3, 1 << 12, false),
+            (12, 1 << 14, false),
+            (13, 1 << 20, false),
+            (21, 1 << 9, false),
+            (30, 1 << 8, false),
+            (0, 1 << 34, true),
+            (12, 1 << 40, true),
+        ] {
+            for n in [40, 700, 3000] {
+                let (t, ranges) = build(&mut rng, n, s, big);
+                let mut f = Vec::new();
+                formats(t.root.load(Ordering::Relaxed), &mut f);
+                if n > 40 {
+                    // The scale the keys were drawn at is some node's shift
+                    // (narrow), or some node is wide.
+                    assert!(
+                        f.iter()
+                            .any(|&(w, sh)| if wide { w } else { !w && u32::from(sh) == s }),
+                        "scale {s}: {f:?}"
+                    );
+                }
+                check(&t, &ranges, s, &mut rng, 3000);
+                let root = t.root.load(Ordering::Relaxed);
+                assert!(step_matches(root, 0, u64::MAX, &mut rng, 1000) > 0 || n <= 40);
+            }
+        }
+    }
+}
