@@ -80,10 +80,10 @@ pub(crate) fn lock_spinning<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     lock(m)
 }
 /// Rounds of `lock_spinning` before it blocks.
-#[cfg(not(loom))]
+#[cfg(all(feature = "std", not(loom)))]
 const SPIN_TRIES: u32 = 32;
 /// The longest pause between two tries: 2^3 = 8 `spin_loop` hints.
-#[cfg(not(loom))]
+#[cfg(all(feature = "std", not(loom)))]
 const SPIN_MAX_SHIFT: u32 = 3;
 
 /// Tries to lock `m` without blocking, ignoring poisoning; `None` if held.
