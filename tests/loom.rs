@@ -12,3 +12,5 @@ mod rangelock;
 mod srcu;
 #[path = "loom/tree.rs"]
 mod tree;
+#[path = "loom/unlink.rs"]
+mod unlink;

@@ -518,8 +518,9 @@ impl PageTables {
     /// Idempotent: two free steps may run on one span at once (readers);
     /// a table whose `linked` is already false under its PTL was unlinked
     /// by the other, which also cleared the entry and retired it: skipped.
-    /// Only the thread that flips `linked` touches the entry, and no
-    /// populate replaces a non-null entry, so its store clears this table.
+    /// Only the thread that flips `linked` writes the entry other than by a
+    /// probe (which writes back what it read), and no populate replaces a
+    /// non-null entry, so its swap reads this table and clears it.
     pub(crate) fn free_tables<T>(
         &self,
         _pin: &T,
@@ -550,16 +551,31 @@ impl PageTables {
             // Relaxed: read only under the PTL, which we hold (race 1).
             t.linked.store(false, Ordering::Relaxed);
             drop(ptl);
-            // AcqRel swap: Release as before (a walker that still loads the
-            // old pointer finds the table unlinked under its PTL; one that
-            // loads null populates a fresh table; pairs with the Acquire
-            // load in `walk`). An RMW rather than a plain store, so that
-            // every write to the entry after a populate is an RMW (probes,
-            // this swap) and reads its predecessor: with a plain store,
-            // loom (mm::fault_vs_munmap at bound 3, the fault's and
-            // munmap's free steps probing one entry) showed the entry
-            // holding the unlinked table again right after the store, with
-            // no populate in between, and the table freed twice at exit.
+            // AcqRel swap. Release: a walker that still loads the old
+            // pointer finds the table unlinked under its PTL, one that
+            // loads null populates a fresh table (pairs with the Acquire
+            // load in `walk`); Acquire: pairs with the populate CAS and the
+            // probes (Release) of this entry, relied on by nothing after it
+            // (the check below compares the pointer only).
+            //
+            // A plain `store(null, Release)` would be as correct by the
+            // memory model (DESIGN §4.8, "Freeing tables", issue 11): every
+            // other write to a non-null entry is a probe, an RMW writing
+            // back the value it read, and comes right after the write it
+            // read in the entry's modification order. So a probe after our
+            // store in that order writes back null (or a fresh table a
+            // later populate linked), never this table T, and a thread that
+            // happens after the store cannot read T. But loom 0.7.3 does
+            // not order a plain store after a concurrent RMW
+            // (tokio-rs/loom#254): with the store, `mm::fault_vs_munmap` at
+            // bound 3 left the other free step's probe (CAS(T, T), which
+            // read our probe) unordered with the store, so the fault's next
+            // walk, the model's end check (`tables_kept` 1) and the final
+            // drop read T in the entry, and T was freed twice. With loom
+            // patched to order them, the store passes. The swap is checked
+            // by loom as it is, costs one locked instruction per freed
+            // table, and lets us assert that nobody else wrote the entry
+            // (tests/loom/unlink.rs: the minimal reproduction).
             let was = entry.swap(ptr::null_mut(), Ordering::AcqRel);
             let p: *mut PteTable = ptr::from_ref(t).cast_mut();
             debug_assert_eq!(was, p.cast(), "the entry changed under its unlinker");
