@@ -1064,9 +1064,19 @@ impl Inner {
     pub(crate) fn count_lt_min(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            Some(b) => self.lt_key(b, x).map_or(0, |r| {
-                (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
-            }),
+            // Keys are integers: `key < x` ⟺ `key <= x - 1`.
+            Some(b) => {
+                let c = x.checked_sub(1).map_or(0, |y| {
+                    self.le_key(b, y).map_or(0, |r| 1 + rank_le(&b.min, r))
+                });
+                debug_assert_eq!(
+                    c,
+                    self.lt_key(b, x).map_or(0, |r| {
+                        (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
+                    })
+                );
+                c
+            }
             None => count_lt(&self.wide().min, n, x),
         }
     }
@@ -1090,7 +1100,14 @@ impl Inner {
     pub(crate) fn count_lt_max(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            Some(b) => self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)),
+            // As in `count_lt_min`: `key < x` ⟺ `key <= x - 1`.
+            Some(b) => {
+                let c = x
+                    .checked_sub(1)
+                    .map_or(0, |y| self.le_key(b, y).map_or(0, |r| rank_le(&b.max, r)));
+                debug_assert_eq!(c, self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)));
+                c
+            }
             None => count_lt(&self.wide().max, n, x),
         }
     }
