@@ -373,10 +373,12 @@ pub(crate) fn count_lt<T: Copy + PartialOrd, const N: usize>(
 /// `N` is not a multiple of 4: or-ing a lane's bit twice is harmless).
 #[inline(always)]
 pub(crate) fn rank_le<const N: usize>(keys: &[u32; N], x: u32) -> usize {
-    const { assert!(N >= 4 && N < 32) };
+    const { assert!(N < 32) };
     let mut gt = 1u32 << N;
+    // Fewer than four keys (the small capacities of the loom build) take
+    // the scalar loop.
     #[cfg(target_arch = "x86_64")]
-    {
+    if N >= 4 {
         use core::arch::x86_64::{
             __m128i, _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps,
             _mm_set1_epi32, _mm_xor_si128,
@@ -402,8 +404,8 @@ pub(crate) fn rank_le<const N: usize>(keys: &[u32; N], x: u32) -> usize {
                 c += 4;
             }
         }
+        return gt.trailing_zeros() as usize;
     }
-    #[cfg(not(target_arch = "x86_64"))]
     for (k, &key) in keys.iter().enumerate() {
         gt |= u32::from(key > x) << k;
     }
@@ -1931,7 +1933,7 @@ mod tests {
     /// `rank_le` equals the plain count on every prefix length (the rest
     /// sentinels), for keys at and next to `x`, at the top of the range
     /// (`u32::MAX - 1`, the saturated search key) and for the overlapping
-    /// last chunk of 10 and 14 keys: it fails if a chunk is skipped or
+    /// last chunk of 10 and 14 keys (and the scalar loop at 2): it fails if a chunk is skipped or
     /// misplaced, if the compare is signed, or if `N` is not the default.
     #[test]
     fn rank_le_counts_sorted_prefixes() {
@@ -1954,6 +1956,7 @@ mod tests {
                 }
             }
         }
+        check::<2>();
         check::<4>();
         check::<10>();
         check::<14>();
