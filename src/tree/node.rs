@@ -361,6 +361,57 @@ pub(crate) fn count_lt<T: Copy + PartialOrd, const N: usize>(
     c.min(len)
 }
 
+/// Number of `keys[k] <= x` when the keys `<= x` form a prefix of the
+/// array: `keys` sorted (I2) with every unused slot above `x` (its sentinel
+/// `u32::MAX` (I5), and callers saturate `x` below it). Branch-free and
+/// with no clamp: the positions of `keys[k] > x` form a bit mask whose
+/// lowest set bit is the answer, with bit `N` set so that an array of keys
+/// all `<= x` gives `N` (issue 12, sixth session: this replaced a counted
+/// compare, a popcount and a clamp to `len` on the lookup path). On
+/// x86_64 the mask comes from one unsigned packed compare and one
+/// `movmskps` per four keys (the last four overlap the previous ones when
+/// `N` is not a multiple of 4: or-ing a lane's bit twice is harmless).
+#[inline(always)]
+pub(crate) fn rank_le<const N: usize>(keys: &[u32; N], x: u32) -> usize {
+    const { assert!(N < 32) };
+    let mut gt = 1u32 << N;
+    // Fewer than four keys (the small capacities of the loom build) take
+    // the scalar loop.
+    #[cfg(target_arch = "x86_64")]
+    if N >= 4 {
+        use core::arch::x86_64::{
+            __m128i, _mm_castsi128_ps, _mm_cmpgt_epi32, _mm_loadu_si128, _mm_movemask_ps,
+            _mm_set1_epi32, _mm_xor_si128,
+        };
+        // SAFETY: SSE2 is part of the x86_64 baseline (the target enables it
+        // on every x86_64 CPU), which is what these intrinsics' target
+        // feature requires; each load reads `keys[o..o + 4]` with `o + 4 <=
+        // N`, inside the array, and `loadu` has no alignment requirement.
+        unsafe {
+            // SSE2 compares signed lanes: flipping the top bit of both
+            // sides turns it into the unsigned compare.
+            let bias = _mm_set1_epi32(i32::MIN);
+            let xb = _mm_xor_si128(_mm_set1_epi32(x as i32), bias);
+            let mut c = 0;
+            while c < N {
+                let o = if c + 4 <= N { c } else { N - 4 };
+                let k = _mm_loadu_si128(keys.as_ptr().add(o).cast::<__m128i>());
+                let m = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(
+                    _mm_xor_si128(k, bias),
+                    xb,
+                )));
+                gt |= (m as u32) << o;
+                c += 4;
+            }
+        }
+        return gt.trailing_zeros() as usize;
+    }
+    for (k, &key) in keys.iter().enumerate() {
+        gt |= u32::from(key > x) << k;
+    }
+    gt.trailing_zeros() as usize
+}
+
 /// An inner node's per-child keys in their stored form `K` ([`Inner::keys`]):
 /// key = `base + (offset << shift)` and length = `offset << shift`, with
 /// `K = u32` scaled offsets in a narrow node (I11) and `K = u64`, base 0,
@@ -611,9 +662,18 @@ impl<V> Leaf<V> {
         let n = self.len();
         match self.narrow() {
             Some(b) => {
-                let r = Self::rel(b, x)?;
-                let j = count_le(&b.start, n, r).checked_sub(1)?;
-                (r < b.end[j]).then_some(j)
+                // Starts are at most `u32::MAX - 1` (each is below its end,
+                // at most `u32::MAX`, I10), so `d` saturated there is exact
+                // against them and below the sentinels (I5): `rank_le`
+                // needs no clamp to `n`. The end test takes `d` unsaturated.
+                let d = x.checked_sub(b.base)?;
+                let r = d.min(u64::from(u32::MAX - 1)) as u32;
+                let j = rank_le(&b.start, r).checked_sub(1)?;
+                debug_assert_eq!(
+                    Some(j),
+                    Self::rel(b, x).and_then(|r| count_le(&b.start, n, r).checked_sub(1))
+                );
+                (d < u64::from(b.end[j])).then_some(j)
             }
             None => {
                 let w = self.wide();
@@ -958,12 +1018,14 @@ impl Inner {
     }
 
     /// `x` as a scaled offset for `key <= x` tests: `floor((x - base) /
-    /// 2^shift)`, saturated at `u32::MAX` (exact: every stored offset is
-    /// below it, I11); `None` when `x` lies below the base.
+    /// 2^shift)`, saturated at `u32::MAX - 1` (exact: every stored offset
+    /// is at most that, I11, and the unused slots' sentinel `u32::MAX`
+    /// stays above it, I5, so [`rank_le`] needs no clamp to `len`); `None`
+    /// when `x` lies below the base.
     #[inline(always)]
     fn le_key(&self, b: &NarrowInner, x: u64) -> Option<u32> {
         let d = x.checked_sub(b.base)?;
-        Some(u32::try_from(d >> self.hdr.shift).unwrap_or(u32::MAX))
+        Some((d >> self.hdr.shift).min(u64::from(u32::MAX - 1)) as u32)
     }
 
     /// `x` as a scaled offset for `key < x` tests: `ceil((x - base) /
@@ -983,11 +1045,18 @@ impl Inner {
     pub(crate) fn count_le_min(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            // Child 0 (offset 0) counts whenever x >= base; one clamp to
-            // `n` covers the sentinels (and an empty node).
-            Some(b) => self
-                .le_key(b, x)
-                .map_or(0, |r| (1 + count_le(&b.min, INNER_NARROW_CAP, r)).min(n)),
+            // Child 0 (offset 0) counts whenever x >= base; `le_key`
+            // keeps the sentinels above the key (an empty node has no base
+            // to be above: `n == 0` only for the empty root leaf).
+            Some(b) => {
+                let c = self.le_key(b, x).map_or(0, |r| 1 + rank_le(&b.min, r));
+                debug_assert_eq!(
+                    c,
+                    self.le_key(b, x)
+                        .map_or(0, |r| (1 + count_le(&b.min, INNER_NARROW_CAP, r)).min(n))
+                );
+                c
+            }
             None => count_le(&self.wide().min, n, x),
         }
     }
@@ -997,9 +1066,19 @@ impl Inner {
     pub(crate) fn count_lt_min(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            Some(b) => self.lt_key(b, x).map_or(0, |r| {
-                (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
-            }),
+            // Keys are integers: `key < x` ⟺ `key <= x - 1`.
+            Some(b) => {
+                let c = x.checked_sub(1).map_or(0, |y| {
+                    self.le_key(b, y).map_or(0, |r| 1 + rank_le(&b.min, r))
+                });
+                debug_assert_eq!(
+                    c,
+                    self.lt_key(b, x).map_or(0, |r| {
+                        (usize::from(r > 0) + count_lt(&b.min, INNER_NARROW_CAP, r)).min(n)
+                    })
+                );
+                c
+            }
             None => count_lt(&self.wide().min, n, x),
         }
     }
@@ -1009,7 +1088,11 @@ impl Inner {
     pub(crate) fn count_le_max(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            Some(b) => self.le_key(b, x).map_or(0, |r| count_le(&b.max, n, r)),
+            Some(b) => {
+                let c = self.le_key(b, x).map_or(0, |r| rank_le(&b.max, r));
+                debug_assert_eq!(c, self.le_key(b, x).map_or(0, |r| count_le(&b.max, n, r)));
+                c
+            }
             None => count_le(&self.wide().max, n, x),
         }
     }
@@ -1019,7 +1102,14 @@ impl Inner {
     pub(crate) fn count_lt_max(&self, x: u64) -> usize {
         let n = self.len();
         match self.narrow() {
-            Some(b) => self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)),
+            // As in `count_lt_min`: `key < x` ⟺ `key <= x - 1`.
+            Some(b) => {
+                let c = x
+                    .checked_sub(1)
+                    .map_or(0, |y| self.le_key(b, y).map_or(0, |r| rank_le(&b.max, r)));
+                debug_assert_eq!(c, self.lt_key(b, x).map_or(0, |r| count_lt(&b.max, n, r)));
+                c
+            }
             None => count_lt(&self.wide().max, n, x),
         }
     }
@@ -1839,6 +1929,38 @@ pub(crate) unsafe fn as_inner<'a>(n: *const Header) -> &'a Inner {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// `rank_le` equals the plain count on every prefix length (the rest
+    /// sentinels), for keys at and next to `x`, at the top of the range
+    /// (`u32::MAX - 1`, the saturated search key) and for the overlapping
+    /// last chunk of 10 and 14 keys (and the scalar loop at 2): it fails if a chunk is skipped or
+    /// misplaced, if the compare is signed, or if `N` is not the default.
+    #[test]
+    fn rank_le_counts_sorted_prefixes() {
+        fn check<const N: usize>() {
+            let top = u32::MAX - 1;
+            for len in 0..=N {
+                for first in [0, 1, 0x7fff_fff0, top - N as u32 * 3] {
+                    let mut keys = [u32::MAX; N];
+                    for (k, key) in keys.iter_mut().enumerate().take(len) {
+                        *key = first + 3 * k as u32;
+                    }
+                    let probes = keys[..len]
+                        .iter()
+                        .flat_map(|&k| [k.saturating_sub(1), k, k.saturating_add(1).min(top)])
+                        .chain([0, 0x7fff_ffff, 0x8000_0000, top]);
+                    for x in probes {
+                        let want = keys.iter().filter(|&&k| k <= x).count();
+                        assert_eq!(rank_le(&keys, x), want, "N {N} len {len} x {x:#x}");
+                    }
+                }
+            }
+        }
+        check::<2>();
+        check::<4>();
+        check::<10>();
+        check::<14>();
+    }
 
     fn leaf(items: &[(u64, u64)]) -> Leaf<u64> {
         let mut l = Leaf::new(1);
