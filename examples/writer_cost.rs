@@ -54,6 +54,24 @@ fn main() {
         "{locking:?} {policy:?} fixed={fixed} threads={threads} sep={sep} faults={faults}: {:.0} ns/loop per thread",
         dt.as_nanos() as f64 / loops as f64
     );
+    // Where the shared space made threads wait or retry (per thread-loop):
+    // a fault retried (it met a dead VMA: a writer replaced or killed it),
+    // fell back to the page read lock (and so waited for the writer), or a
+    // placement waited for a held area.
+    let n = (loops * threads) as f64;
+    let (mut retries, mut fallbacks, mut place_waits) = (0, 0, 0);
+    for mm in &spaces {
+        let st = mm.stats();
+        retries += st.retries;
+        fallbacks += st.fallbacks;
+        place_waits += st.place_waits;
+    }
+    println!(
+        "per loop: {:.3} fault retries, {:.3} fallbacks, {:.4} placement waits",
+        retries as f64 / n,
+        fallbacks as f64 / n,
+        place_waits as f64 / n
+    );
 }
 
 fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
