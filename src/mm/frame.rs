@@ -38,6 +38,12 @@ const CHUNK_BITS: u32 = 2;
 const MAX_CHUNKS: usize = 8;
 #[cfg(loom)]
 const SHARDS: usize = 1;
+
+/// The calling thread's shard (`shard_index` folded onto `SHARDS`).
+#[cfg_attr(loom, allow(clippy::modulo_one, reason = "one shard under loom"))]
+fn own_shard() -> usize {
+    shard_index() % SHARDS
+}
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// Fresh frames a shard takes from `next` at a time (a power of two that
 /// divides `CHUNK`): each thread's frames, and their pv lists, then fill
@@ -173,7 +179,7 @@ impl FrameTable {
     /// (the caller's PTE, installed under its PTL before anyone can see it).
     pub(crate) fn alloc(&self, value: u64) -> u64 {
         let pfn = {
-            let mut s = lock(&self.shards[shard_index() % SHARDS].0);
+            let mut s = lock(&self.shards[own_shard()].0);
             s.allocated += 1;
             match s.free.pop() {
                 Some(p) => p,
@@ -258,7 +264,7 @@ impl FrameTable {
         if old != 1 {
             return false;
         }
-        let mut s = lock(&self.shards[shard_index() % SHARDS].0);
+        let mut s = lock(&self.shards[own_shard()].0);
         s.freed += 1;
         s.free.push(pfn);
         true
@@ -449,7 +455,7 @@ mod tests {
                         t.alloc(v)
                     })
                     .collect::<Vec<_>>();
-                (got, shard_index() % SHARDS)
+                (got, own_shard())
             });
             for v in 0..8 {
                 barrier.wait();
@@ -457,7 +463,7 @@ mod tests {
             }
             h.join().unwrap()
         });
-        if shard == shard_index() % SHARDS {
+        if shard == own_shard() {
             // Both threads landed on one shard (16 other threads took ids
             // in between): nothing to judge.
             return;

@@ -507,7 +507,12 @@ impl RangeLock {
             // never passes a queued one: every retry still counts waiting
             // conflicting requests (FIFO, R4), and after `SPINS` rounds it
             // queues like any other.
-            if before > 0 && !nested && spins < SPINS {
+            #[cfg_attr(
+                loom,
+                allow(clippy::absurd_extreme_comparisons, reason = "no spin under loom")
+            )]
+            let spin = spins < SPINS;
+            if before > 0 && !nested && spin {
                 t.put_scratch(ov);
                 drop(t);
                 spin_wait(spins);

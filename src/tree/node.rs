@@ -888,7 +888,7 @@ impl Inner {
     }
 
     /// Is this node in the wide (64-bit key) format?
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_wide(&self) -> bool {
         self.hdr.wide
     }

@@ -326,6 +326,16 @@ fn drained(mm: &AddressSpace, spans: &[u64], upper: u64) {
     assert_eq!(tables_live(mm), upper, "{:?}", mm.stats());
 }
 
+/// After a model emptied span `A`: its last-level table is already freed
+/// (only the upper levels live) and no table is linked in a span without
+/// a VMA (`tables_kept`); then `drained` over `A`.
+fn span_freed_then_drained(mm: &AddressSpace, upper: u64) {
+    let s = mm.stats();
+    assert_eq!(tables_live(mm), upper, "table not freed: {s:?}");
+    assert_eq!(s.tables_kept, 0, "{s:?}");
+    drained(mm, &[A], upper);
+}
+
 /// (c) Two munmaps of the two VMAs of one span: each commits, then looks
 /// for empty tables; whichever looks second sees the span empty. The table
 /// is freed exactly once: both free steps may read-lock the span together
@@ -348,10 +358,7 @@ fn munmap_vs_munmap_other_vma_same_span() {
         mm.munmap(A + 8 * P, P).unwrap();
         w.join().unwrap();
         assert!(mm.vmas().is_empty());
-        let s = mm.stats();
-        assert_eq!(tables_live(&mm), upper, "table not freed: {s:?}");
-        assert_eq!(s.tables_kept, 0, "{s:?}");
-        drained(&mm, &[A], upper);
+        span_freed_then_drained(&mm, upper);
     });
 }
 
@@ -422,10 +429,7 @@ fn munmap_vs_map_fault_unmap_same_span() {
         assert_eq!(mm.read(A + 4 * P), Ok(9));
         mm.munmap(A + 4 * P, P).unwrap();
         w.join().unwrap();
-        let s = mm.stats();
-        assert_eq!(tables_live(&mm), upper, "table not freed: {s:?}");
-        assert_eq!(s.tables_kept, 0, "{s:?}");
-        drained(&mm, &[A], upper);
+        span_freed_then_drained(&mm, upper);
     });
 }
 
