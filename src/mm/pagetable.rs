@@ -301,6 +301,32 @@ fn probe(e: &AtomicPtr<()>) -> *mut () {
     }
 }
 
+/// A writer's read of the entry at `level` over its range (race 2): a
+/// [`probe`] where a faulter's populate CAS can still write the entry, a
+/// load where it cannot.
+///
+/// An upper entry (`level` 2 or 3, pointing to a `Dir`) that is non-null
+/// never changes again: upper tables are never unlinked or freed before
+/// the page tables are dropped. So no populate CAS can follow, and race 2
+/// has nothing to order there: a faulter below it populates (or loads) a
+/// lower entry, which the writer probes in turn. Only a null upper entry,
+/// or a last-level one (`level` 1, which `free_tables` unlinks and a fault
+/// repopulates), needs the RMW. Skipping it matters when two writers work
+/// in different windows of one space: the PGD entry and the PUD line are
+/// shared by both, and a probe is a write (issue 11, seventh session:
+/// `for_each_table::visit` took 10× the samples with a shared space).
+fn probe_at(e: &AtomicPtr<()>, level: u32) -> *mut () {
+    if level >= 2 {
+        // Acquire: pairs with the populate CAS (Release) that installed the
+        // table, so its contents are visible. Non-null is final (above).
+        let p = e.load(Ordering::Acquire);
+        if !p.is_null() {
+            return p;
+        }
+    }
+    probe(e)
+}
+
 impl PageTables {
     /// New empty tables sharing `frames`, boxed (rmap walkers reach them
     /// at this address until exit) and registered in the family's rmap with
@@ -449,7 +475,7 @@ impl PageTables {
                 let end = (base + span).min(hi);
                 let e = &dir.next[idx(a, level)];
                 let p = if probing {
-                    probe(e)
+                    probe_at(e, level)
                 } else {
                     // Acquire: pairs with the populate CAS's Release. Only for
                     // readers of PTEs (stats, checks), which need no probe.

@@ -67,6 +67,7 @@ mod fast;
 mod tree;
 
 use crate::sync::{self, AtomicUsize, Mutex, Ordering, fence, shard_index, thread};
+use crossbeam_utils::CachePadded;
 use std::fmt;
 use tree::{NIL, Table};
 
@@ -159,7 +160,11 @@ fn check(start: u64, end: u64) -> Result<(), RangeLockError> {
 /// assert!(lock.try_read(0x2000, 0x4000).is_ok());
 /// ```
 pub struct RangeLock {
-    table: Mutex<Table>,
+    /// The slow path's state, on cache lines of its own (`CachePadded`):
+    /// slow-path requests and `conflicting` write its mutex, which must not
+    /// evict `slow` and `fast`, read by every fast-path request, or
+    /// whatever an embedder puts next to the lock (DESIGN §7.1).
+    table: CachePadded<Mutex<Table>>,
     /// Requests in the table plus requesters on their way to it (R7): while
     /// it is not 0, no request is granted on the fast path.
     slow: AtomicUsize,
@@ -186,7 +191,7 @@ impl RangeLock {
     /// An unlocked range lock.
     pub fn new() -> Self {
         Self {
-            table: Mutex::new(Table::new()),
+            table: CachePadded::new(Mutex::new(Table::new())),
             slow: AtomicUsize::new(0),
             fast: (0..fast::SLOTS).map(|_| fast::Slot::new()).collect(),
         }

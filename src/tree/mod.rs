@@ -71,6 +71,7 @@ use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::ops::Range;
 use core::ptr;
+use crossbeam_utils::CachePadded;
 use garbage::Writer;
 use node::{Header, KIND_LEAF, as_inner, as_leaf, release};
 use read::GapQuery;
@@ -215,7 +216,12 @@ pub struct MapleTree<V: Send> {
     len: AtomicUsize,
     /// Serialises writers; holds the next transaction id (I6) and the node
     /// garbage waiting for a grace period (§2.7).
-    writer: Lock<Writer<V>>,
+    ///
+    /// On cache lines of its own (`CachePadded`): a writer waiting for it
+    /// spins with `try_lock`, a write to the lock's line, and the holder
+    /// writes the writer state; neither must evict `root`, which every
+    /// lookup loads (issue 11, seventh session: DESIGN §2.5).
+    writer: CachePadded<Lock<Writer<V>>>,
     domain: Arc<Domain>,
     /// The domain is this tree's alone (`new`, `with_manual_reclaim`): the
     /// tree's drop runs every removed value still queued (`Srcu::drain`).
@@ -417,7 +423,7 @@ impl<V: Send> MapleTree<V> {
         Self {
             root: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
-            writer,
+            writer: CachePadded::new(writer),
             domain,
             owns_domain,
             _v: PhantomData,
