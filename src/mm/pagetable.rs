@@ -18,6 +18,8 @@ use super::frame::FrameTable;
 use super::rmap::Pv;
 use super::stats::{Counters, Ctr};
 use crate::srcu::{Deferred, Srcu};
+#[cfg(not(loom))]
+use crate::sync::AtomicUsize;
 use crate::sync::{
     Arc, AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock,
 };
@@ -81,6 +83,10 @@ pub(crate) struct PteTable {
     ptl: Mutex<()>,
     /// False once a writer unlinked this table from its parent (guarded by `ptl`).
     linked: AtomicBool,
+    /// The return shard of the thread that unlinked it (`free_tables`), read
+    /// by the Srcu callback that frees it (`free_pte_table`).
+    #[cfg(not(loom))]
+    home: AtomicUsize,
     live: LiveCell,
 }
 
@@ -112,6 +118,8 @@ impl PteTable {
             pte: std::array::from_fn(|_| AtomicU64::new(0)),
             ptl: Mutex::new(()),
             linked: AtomicBool::new(true),
+            #[cfg(not(loom))]
+            home: AtomicUsize::new(0),
             live: LiveCell::new(),
         })
     }
@@ -212,14 +220,45 @@ crate::sync::thread_local! {
 #[cfg(not(loom))]
 static TABLE_DEPOT: Mutex<Vec<Box<PteTable>>> = Mutex::new(Vec::new());
 
+/// Shards of `TABLE_RETURN` (threads by `shard_index`; two threads that
+/// share one still get their own tables back, just through one list).
+#[cfg(not(loom))]
+const RETURN_SHARDS: usize = 16;
+
+/// Tables on their way home: the Srcu callback that frees a retired table
+/// runs on whichever thread reclaims, and pushing the table into *that*
+/// thread's stash made each thread of two writing disjoint ranges of one
+/// space populate, about every other loop, a table whose PTE and PTL lines
+/// the other core had written last (its zap, its faults): about nine
+/// cross-core misses per munmap + refault, which perf showed in `install`'s
+/// PTL lock and in the locked instructions after its PTE stores (issue 11,
+/// seventh session). So the callback hands a table that another thread
+/// retired to that thread's return list (it touches only the table's
+/// `home` word), and `new_pte_table` looks there before the depot, like
+/// Linux freeing RCU-deferred page tables on the CPU that queued them.
+#[cfg(not(loom))]
+static TABLE_RETURN: [crossbeam_utils::CachePadded<Mutex<Vec<Box<PteTable>>>>; RETURN_SHARDS] =
+    [const { crossbeam_utils::CachePadded::new(Mutex::new(Vec::new())) }; RETURN_SHARDS];
+
+/// This thread's `TABLE_RETURN` shard.
+#[cfg(not(loom))]
+fn return_shard() -> usize {
+    crate::sync::shard_index() % RETURN_SHARDS
+}
+
 /// A new, empty, linked last-level table: one from this thread's stash if it
-/// has one (refilled from the depot), else a fresh one (always under loom,
-/// where a table's liveness cell dies with it).
+/// has one (refilled from its return list, then from the depot), else a
+/// fresh one (always under loom, where a table's liveness cell dies with
+/// it).
 fn new_pte_table() -> Box<PteTable> {
     #[cfg(not(loom))]
     if let Some(t) = TABLE_STASH
         .try_with(|s| {
             let mut s = s.borrow_mut();
+            if s.is_empty() {
+                let mut r = lock(&TABLE_RETURN[return_shard()]);
+                s.append(&mut r);
+            }
             if s.is_empty() {
                 let mut d = lock(&TABLE_DEPOT);
                 let n = d.len().min(TABLE_STASH_MAX / 2);
@@ -254,6 +293,16 @@ unsafe fn free_pte_table(p: *mut ()) {
     t.live.kill();
     #[cfg(not(loom))]
     {
+        // Relaxed: written by the unlinker before it queued this callback;
+        // the domain's queue orders that before this run (S5).
+        let home = t.home.load(Ordering::Relaxed);
+        if home != return_shard() {
+            let mut r = lock(&TABLE_RETURN[home]);
+            if r.len() < TABLE_STASH_MAX {
+                r.push(t);
+                return;
+            }
+        }
         // A thread already tearing down its thread-locals frees it instead.
         let _ = TABLE_STASH.try_with(|s| {
             let mut s = s.borrow_mut();
@@ -576,6 +625,10 @@ impl PageTables {
             );
             // Relaxed: read only under the PTL, which we hold (race 1).
             t.linked.store(false, Ordering::Relaxed);
+            // Relaxed: read by the callback after the grace period (see
+            // `free_pte_table`).
+            #[cfg(not(loom))]
+            t.home.store(return_shard(), Ordering::Relaxed);
             drop(ptl);
             // AcqRel swap. Release: a walker that still loads the old
             // pointer finds the table unlinked under its PTL, one that
