@@ -59,6 +59,22 @@ const _: () = assert!(
     (CHUNK as u64).is_multiple_of(BLOCK),
     "a block lies in one chunk"
 );
+/// `BLOCK` as an index.
+pub(crate) const BLOCK_LEN: usize = BLOCK as usize;
+
+/// One block's frames, alone in a 2 KiB-aligned slot. Blocks go to shards,
+/// that is to threads. With a plain `Box<[Frame]>` (malloc puts a large
+/// chunk 16 bytes into a page) the last frame of one thread's block and the
+/// first of the next shared a line, which both threads' faults and zaps
+/// wrote every loop; aligning blocks to 128 bytes (the adjacent-line pair)
+/// removed that but measured little, and spacing the blocks apart measured
+/// as much as leaving a whole unused block between two threads' blocks: the
+/// hardware prefetchers' streams run past a block's end into the next
+/// (issue 11, seventh session, BENCHMARKS). So a block (64 frames, 1,536
+/// bytes) fills a 2 KiB slot: a third more memory per frame (32 bytes
+/// instead of 24). `rmap.rs::PvBlock` does the same for the pv lists.
+#[repr(align(2048))]
+struct FrameBlock([Frame; BLOCK_LEN]);
 /// Frame numbers are `1..=MAX_FRAMES` (the rmap's side table, `rmap.rs`).
 pub(crate) const MAX_FRAMES: usize = MAX_CHUNKS * CHUNK;
 
@@ -95,7 +111,7 @@ pub(crate) struct FrameCounts {
 pub(crate) struct FrameTable {
     /// Chunk `i` holds frames `i * CHUNK + 1 ..= (i + 1) * CHUNK`: a pointer
     /// to the first of `CHUNK` frames, null until first used.
-    chunks: Box<[AtomicPtr<Frame>]>,
+    chunks: Box<[AtomicPtr<FrameBlock>]>,
     /// Frame slots ever handed out (the next fresh index).
     next: AtomicU64,
     shards: Box<[Shard]>,
@@ -136,6 +152,7 @@ impl FrameTable {
     }
 
     /// The frame numbered `pfn`, which was handed out by `alloc`.
+    #[cfg_attr(loom, allow(clippy::modulo_one, reason = "one frame per block under loom"))]
     pub(crate) fn frame(&self, pfn: u64) -> &Frame {
         let i = pfn - 1;
         // Acquire: pairs with the Release CAS in `chunk`, so the chunk's
@@ -143,9 +160,12 @@ impl FrameTable {
         // (under a PTL) or from `alloc`, both after the chunk was installed.
         let c = self.chunks[(i >> CHUNK_BITS) as usize].load(Ordering::Acquire);
         assert!(!c.is_null(), "frame {pfn} was never allocated");
-        // SAFETY: `c` points to `CHUNK` frames that live until the table
-        // is dropped (`&self` is borrowed); the index is below `CHUNK`.
-        unsafe { &*c.add((i as usize) & (CHUNK - 1)) }
+        let j = (i as usize) & (CHUNK - 1);
+        // SAFETY: `c` points to `CHUNK / BLOCK_LEN` blocks that live until
+        // the table is dropped (`&self` is borrowed); `j / BLOCK_LEN` is
+        // below that.
+        let b = unsafe { &*c.add(j / BLOCK_LEN) };
+        &b.0[j % BLOCK_LEN]
     }
 
     /// Makes sure chunk `c` exists.
@@ -155,23 +175,25 @@ impl FrameTable {
         if !e.load(Ordering::Acquire).is_null() {
             return;
         }
-        let fresh: Box<[Frame]> = (0..CHUNK)
-            .map(|_| Frame {
-                refs: AtomicU32::new(0),
-                maps: AtomicU32::new(0),
-                held: AtomicU32::new(0),
-                value: AtomicU64::new(0),
+        let fresh: Box<[FrameBlock]> = (0..CHUNK / BLOCK_LEN)
+            .map(|_| {
+                FrameBlock(std::array::from_fn(|_| Frame {
+                    refs: AtomicU32::new(0),
+                    maps: AtomicU32::new(0),
+                    held: AtomicU32::new(0),
+                    value: AtomicU64::new(0),
+                }))
             })
             .collect();
-        let p = Box::into_raw(fresh).cast::<Frame>();
+        let p = Box::into_raw(fresh).cast::<FrameBlock>();
         // AcqRel: Release publishes the initialised chunk to `frame`'s
         // Acquire load; Acquire on failure (below) sees the winner's chunk.
         if e.compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            // SAFETY: `p` came from `Box::into_raw` of `CHUNK` frames above
-            // and was never published.
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+            // SAFETY: `p` came from `Box::into_raw` of `CHUNK / BLOCK_LEN`
+            // blocks above and was never published.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK / BLOCK_LEN)) });
         }
     }
 
@@ -423,8 +445,8 @@ impl Drop for FrameTable {
             let p = e.load(Ordering::Relaxed);
             if !p.is_null() {
                 // SAFETY: installed by `chunk` from `Box::into_raw` of
-                // `CHUNK` frames; freed once, here.
-                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+                // `CHUNK / BLOCK_LEN` blocks; freed once, here.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK / BLOCK_LEN)) });
             }
         }
     }

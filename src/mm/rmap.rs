@@ -37,7 +37,7 @@
 //! writing once and clears it, so after that no walker can reach the
 //! tables, and the tree's drop may drain the domain (no reader left).
 
-use super::frame::{FrameTable, MAX_FRAMES};
+use super::frame::{BLOCK_LEN, FrameTable, MAX_FRAMES};
 use super::pagetable::{PTE_PRESENT, PTE_SWAP, PageTables, pte_pfn};
 use super::space::AddressSpace;
 use crate::srcu::Srcu;
@@ -133,6 +133,16 @@ const PV_BITS: u32 = 12;
 #[cfg(loom)]
 const PV_BITS: u32 = 2;
 const PV_CHUNK: usize = 1 << PV_BITS;
+const _: () = assert!(
+    PV_CHUNK.is_multiple_of(BLOCK_LEN),
+    "a frame block's lists lie in one chunk"
+);
+
+/// The pv lists of one frame block (`frame.rs::FrameBlock`, which says
+/// why), alone in a 4 KiB-aligned slot: 64 lists of 48 bytes, 3 KiB, so a
+/// third more memory per frame (64 bytes instead of 48).
+#[repr(align(4096))]
+struct PvBlock([Mutex<PvList>; BLOCK_LEN]);
 
 /// The family's reverse map (in the frame table): its live spaces by id,
 /// and each frame's pv list under its own mutex.
@@ -141,7 +151,7 @@ pub(crate) struct Registry {
     live: Mutex<HashMap<u64, Arc<MmLink>>>,
     /// Chunk `i`: the lists of frames `i * PV_CHUNK + 1 ..`, null until a
     /// frame in it is first mapped; freed with the table.
-    pv: Box<[AtomicPtr<Mutex<PvList>>]>,
+    pv: Box<[AtomicPtr<PvBlock>]>,
 }
 
 // SAFETY: the chunks are owned by the registry, installed once by CAS and
@@ -162,6 +172,7 @@ impl Registry {
     }
 
     /// The pv list of `pfn`, creating its chunk if `create`.
+    #[cfg_attr(loom, allow(clippy::modulo_one, reason = "one frame per block under loom"))]
     fn list(&self, pfn: u64, create: bool) -> Option<&Mutex<PvList>> {
         let i = (pfn - 1) as usize;
         let e = &self.pv[i >> PV_BITS];
@@ -172,25 +183,31 @@ impl Registry {
             if !create {
                 return None;
             }
-            let fresh: Box<[Mutex<PvList>]> = (0..PV_CHUNK)
-                .map(|_| Mutex::new(PvList::default()))
+            let fresh: Box<[PvBlock]> = (0..PV_CHUNK / BLOCK_LEN)
+                .map(|_| PvBlock(std::array::from_fn(|_| Mutex::new(PvList::default()))))
                 .collect();
-            let p = Box::into_raw(fresh).cast::<Mutex<PvList>>();
+            let p = Box::into_raw(fresh).cast::<PvBlock>();
             // AcqRel: Release publishes the initialised chunk to the Acquire
             // loads above; Acquire on failure sees the winner's chunk.
             match e.compare_exchange(c, p, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => c = p,
                 Err(winner) => {
-                    // SAFETY: `p` came from `Box::into_raw` of `PV_CHUNK`
-                    // lists above and was never published.
-                    drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK)) });
+                    // SAFETY: `p` came from `Box::into_raw` of
+                    // `PV_CHUNK / BLOCK_LEN` blocks above and was never
+                    // published.
+                    drop(unsafe {
+                        Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK / BLOCK_LEN))
+                    });
                     c = winner;
                 }
             }
         }
-        // SAFETY: `c` points to `PV_CHUNK` lists that live until the
-        // registry is dropped (`&self` is borrowed); the index is in range.
-        Some(unsafe { &*c.add(i & (PV_CHUNK - 1)) })
+        let j = i & (PV_CHUNK - 1);
+        // SAFETY: `c` points to `PV_CHUNK / BLOCK_LEN` blocks that live
+        // until the registry is dropped (`&self` is borrowed); `j /
+        // BLOCK_LEN` is below that.
+        let b = unsafe { &*c.add(j / BLOCK_LEN) };
+        Some(&b.0[j % BLOCK_LEN])
     }
 
     /// A fresh space id (never reused, so a stale entry never names a
@@ -236,8 +253,10 @@ impl Drop for Registry {
             let p = e.load(Ordering::Relaxed);
             if !p.is_null() {
                 // SAFETY: installed by `list` from `Box::into_raw` of
-                // `PV_CHUNK` lists; freed once, here.
-                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK)) });
+                // `PV_CHUNK / BLOCK_LEN` blocks; freed once, here.
+                drop(unsafe {
+                    Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, PV_CHUNK / BLOCK_LEN))
+                });
             }
         }
     }
