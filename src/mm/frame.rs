@@ -152,7 +152,10 @@ impl FrameTable {
     }
 
     /// The frame numbered `pfn`, which was handed out by `alloc`.
-    #[cfg_attr(loom, allow(clippy::modulo_one, reason = "one frame per block under loom"))]
+    #[cfg_attr(
+        loom,
+        allow(clippy::modulo_one, reason = "one frame per block under loom")
+    )]
     pub(crate) fn frame(&self, pfn: u64) -> &Frame {
         let i = pfn - 1;
         // Acquire: pairs with the Release CAS in `chunk`, so the chunk's

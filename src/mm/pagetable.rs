@@ -861,3 +861,36 @@ impl Drop for PageTables {
         free(&self.frames, root, 3);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A table retired by this thread and freed (its Srcu callback) on
+    /// another goes back to this thread: the other thread's stash does not
+    /// keep it, and this thread's next `new_pte_table` returns it. Before
+    /// `TABLE_RETURN`, the freeing thread kept it, and two writers of one
+    /// space populated tables whose lines the other core wrote last.
+    #[test]
+    fn a_table_freed_on_another_thread_goes_home() {
+        let t = new_pte_table();
+        t.home.store(return_shard(), Ordering::Relaxed);
+        let p = Box::into_raw(t) as usize;
+        std::thread::spawn(move || {
+            // SAFETY: free_pte_table 1: from `Box::into_raw` of a table from
+            // `new_pte_table`, never linked, freed once (here).
+            unsafe { free_pte_table(p as *mut ()) };
+            let kept =
+                TABLE_STASH.with(|s| s.borrow().iter().any(|t| ptr::from_ref(&**t) as usize == p));
+            assert!(!kept, "the freeing thread kept another thread's table");
+        })
+        .join()
+        .unwrap();
+        let again = new_pte_table();
+        assert_eq!(
+            ptr::from_ref(&*again) as usize,
+            p,
+            "the table did not come home"
+        );
+    }
+}

@@ -172,7 +172,10 @@ impl Registry {
     }
 
     /// The pv list of `pfn`, creating its chunk if `create`.
-    #[cfg_attr(loom, allow(clippy::modulo_one, reason = "one frame per block under loom"))]
+    #[cfg_attr(
+        loom,
+        allow(clippy::modulo_one, reason = "one frame per block under loom")
+    )]
     fn list(&self, pfn: u64, create: bool) -> Option<&Mutex<PvList>> {
         let i = (pfn - 1) as usize;
         let e = &self.pv[i >> PV_BITS];
