@@ -481,6 +481,11 @@ impl<V: Send> MapleTree<V> {
     /// }
     /// ```
     pub fn reclaim(&self) -> Result<(), Panicked> {
+        if let Some(mut w) = try_lock(&self.writer) {
+            // Tag the commits' untagged garbage (garbage.rs `close`) with a
+            // grace period that the `poll` below can complete.
+            w.close_open(Arc::as_ref(&self.domain));
+        }
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
             // The lock is ours, so no transaction holds the parts.
