@@ -13,7 +13,7 @@
 //!   commit (S11), each drop under `catch_unwind`.
 
 use super::node::{Header, NodePool, release};
-use super::write::Parts;
+use super::write::Core;
 use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
 use alloc::collections::VecDeque;
@@ -25,10 +25,28 @@ use core::mem::needs_drop;
 pub(crate) struct Writer<V> {
     /// The next transaction id (I6).
     pub(crate) next_txn: u64,
-    /// The node pool and the spare lists of the last transaction; a write
-    /// transaction takes them for its lifetime (`write::Parts`), leaving
-    /// `None` (nothing to build or drop in their place).
-    pub(crate) parts: Option<Parts<V>>,
+    /// The write transaction's state: the node pool, the transaction's
+    /// lists (their capacity reused from one transaction to the next) and
+    /// its working root. It stays here, and a `WriteTxn` works on it in
+    /// place through the lock guard it holds (nothing moved in or out per
+    /// transaction, §2.7); between transactions it is idle (`Core::end`).
+    pub(crate) core: Core<V>,
+    /// The garbage of past commits, waiting for grace periods.
+    pub(crate) gc: Garbage<V>,
+}
+
+impl<V: Send> Writer<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_txn: 1,
+            core: Core::idle(),
+            gc: Garbage::new(),
+        }
+    }
+}
+
+/// What past commits unlinked, until their grace periods pass.
+pub(crate) struct Garbage<V> {
     /// Closed batches, oldest first; cookies are non-decreasing. Each holds
     /// the garbage of one or more retiring commits behind one grace-period
     /// cookie (`close`).
@@ -85,11 +103,9 @@ struct Batch {
     commits: usize,
 }
 
-impl<V: Send> Writer<V> {
+impl<V: Send> Garbage<V> {
     pub(crate) fn new() -> Self {
         Self {
-            next_txn: 1,
-            parts: Some(Parts::default()),
             batches: VecDeque::new(),
             open: Batch::default(),
             waiting: 0,
@@ -506,7 +522,7 @@ mod tests {
             t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
         }
         churn(&t, |i| i, 10_000);
-        let pending = lock(&t.writer).pending();
+        let pending = lock(&t.writer).gc.pending();
         assert!(pending <= PRESSED + POLL_EVERY, "{pending} batches pending");
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
     }
@@ -522,22 +538,26 @@ mod tests {
             t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
         }
         t.reclaim().unwrap();
-        assert_eq!(lock(&t.writer).pending(), 0);
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
         t.remove(1000).unwrap();
-        assert_eq!(lock(&t.writer).pending(), 1);
+        assert_eq!(lock(&t.writer).gc.pending(), 1);
         t.reclaim().unwrap();
-        assert_eq!(lock(&t.writer).pending(), 0, "reclaim tags the open batch");
+        assert_eq!(
+            lock(&t.writer).gc.pending(),
+            0,
+            "reclaim tags the open batch"
+        );
         let g = t.pin();
         churn(&t, |i| i, 3 * POLL_EVERY as u64 + 1);
         let held = 2 * (3 * POLL_EVERY + 1);
-        assert_eq!(lock(&t.writer).pending(), held);
+        assert_eq!(lock(&t.writer).gc.pending(), held);
         t.reclaim().unwrap();
-        assert_eq!(lock(&t.writer).pending(), held, "freed under a pin");
+        assert_eq!(lock(&t.writer).gc.pending(), held, "freed under a pin");
         assert_eq!(g.get(1000), None);
         assert_eq!(g.get(1010), Some((1010..1015, &1)));
         drop(g);
         t.reclaim().unwrap();
-        assert_eq!(lock(&t.writer).pending(), 0);
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
         t.validate().unwrap();
     }
 
@@ -548,10 +568,10 @@ mod tests {
     #[cfg(debug_assertions)]
     fn a_node_retired_twice_panics() {
         use super::super::node::{KIND_LEAF, Leaf, NodePool, place};
-        use super::Writer;
+        use super::Garbage;
         use std::panic::{AssertUnwindSafe, catch_unwind};
         let d = crate::srcu::Srcu::new();
-        let mut w = Writer::<u64>::new();
+        let mut w = Garbage::<u64>::new();
         let mut pool = NodePool::default();
         let n = place(&mut pool, KIND_LEAF, Leaf::<u64>::new(0));
         let mut twice = catch_unwind(AssertUnwindSafe(|| {
@@ -586,7 +606,7 @@ mod tests {
         }
         assert!(t.height() >= 3);
         let root = t.root.load(Ordering::Relaxed);
-        let pending = lock(&t.writer).pending();
+        let pending = lock(&t.writer).gc.pending();
         for k in 0..3000u64 {
             let mut w = t.write();
             for r in [
@@ -607,7 +627,7 @@ mod tests {
             w.commit();
             assert_eq!(t.root.load(Ordering::Relaxed), root, "k = {k}");
         }
-        assert_eq!(lock(&t.writer).pending(), pending);
+        assert_eq!(lock(&t.writer).gc.pending(), pending);
         assert_eq!(t.len(), 3000);
         t.validate().unwrap();
     }
@@ -621,6 +641,6 @@ mod tests {
         assert_eq!(t.domain.pending(), 1000);
         t.reclaim().unwrap();
         assert_eq!(t.domain.pending(), 0);
-        assert_eq!(lock(&t.writer).pending(), 0);
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
     }
 }
