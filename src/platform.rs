@@ -103,7 +103,7 @@ pub unsafe trait GracePeriod: Send + Sync {
     /// blocking and without running an entry.
     fn advance(&self);
     /// Like [`advance`](Self::advance), for an opportunistic caller (the
-    /// tree's commit every `POLL_EVERY` batches): an implementation may
+    /// tree's commit every `POLL_EVERY` retiring commits): an implementation may
     /// decline to *start* a new grace period if one started recently, unless
     /// `pressed` (the caller's garbage passed its bound). The default is
     /// `advance`.

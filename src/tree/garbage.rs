@@ -13,7 +13,7 @@
 //!   commit (S11), each drop under `catch_unwind`.
 
 use super::node::{Header, NodePool, release};
-use super::write::Parts;
+use super::write::Core;
 use crate::panicked::{Payload, reraise, resume_first, run_caught};
 use crate::platform::{Deferred, Domain, POLL_EVERY};
 use alloc::collections::VecDeque;
@@ -25,17 +25,40 @@ use core::mem::needs_drop;
 pub(crate) struct Writer<V> {
     /// The next transaction id (I6).
     pub(crate) next_txn: u64,
-    /// The node pool and the spare lists of the last transaction; a write
-    /// transaction takes them for its lifetime (`write::Parts`), leaving
-    /// `None` (nothing to build or drop in their place).
-    pub(crate) parts: Option<Parts<V>>,
-    /// One record per retiring commit, oldest first; cookies are
-    /// non-decreasing. A record owns its commit's list of unlinked nodes
-    /// (the transaction's `old_nodes`, moved in whole: no per-node copy)
-    /// followed by its removed drop-free values.
+    /// The write transaction's state: the node pool, the transaction's
+    /// lists (their capacity reused from one transaction to the next) and
+    /// its working root. It stays here, and a `WriteTxn` works on it in
+    /// place through the lock guard it holds (nothing moved in or out per
+    /// transaction, §2.7); between transactions it is idle (`Core::end`).
+    pub(crate) core: Core<V>,
+    /// The garbage of past commits, waiting for grace periods.
+    pub(crate) gc: Garbage<V>,
+}
+
+impl<V: Send> Writer<V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_txn: 1,
+            core: Core::idle(),
+            gc: Garbage::new(),
+        }
+    }
+}
+
+/// What past commits unlinked, until their grace periods pass.
+pub(crate) struct Garbage<V> {
+    /// Closed batches, oldest first; cookies are non-decreasing. Each holds
+    /// the garbage of one or more retiring commits behind one grace-period
+    /// cookie (`close`).
     batches: VecDeque<Batch>,
-    /// Emptied lists of recycled batches, handed to the next commits in
-    /// exchange for theirs (no allocation per commit once warm).
+    /// The open batch: what the retiring commits since the last `close`
+    /// unlinked, not yet tagged with a cookie (never collected until it
+    /// is). Its `cookie` is unused.
+    open: Batch,
+    /// Retiring commits whose garbage waits, in `open` and in `batches`.
+    waiting: usize,
+    /// Emptied lists of recycled batches, reused by the next `close`s (no
+    /// allocation per period once warm).
     spare: Vec<Vec<*mut Header>>,
     /// The value type, whose boxes the batches' lists hold (type-erased).
     _vals: PhantomData<*mut V>,
@@ -48,38 +71,44 @@ pub(crate) struct Writer<V> {
     queued: alloc::collections::BTreeSet<usize>,
 }
 
-/// Pending batches at which a commit's `advance` starts a grace period even
+/// Waiting commits at which a commit's `advance` starts a grace period even
 /// if the domain started one less than its minimum gap ago.
 const PRESSED: usize = 4 * POLL_EVERY;
 
 /// Batch queue capacity kept once a burst of garbage is recycled.
 const SHRINK_ABOVE: usize = 4096;
 
-/// Spare node lists kept at most (two advance periods of commits: a grace
-/// period's completion recycles about one period of batches at once).
+/// Spare lists kept at most (two advance periods of one-commit batches,
+/// the shape they have when `V` has drop glue: each such commit closes its
+/// batch).
 const SPARE_MAX: usize = 2 * POLL_EVERY;
 
-/// A spare node list longer than this (a large transaction's) is dropped
-/// rather than kept.
-const SPARE_KEEP: usize = 256;
+/// A spare list longer than this (a large transaction's, or a period of
+/// big commits) is dropped rather than kept: about 16 entries for each of
+/// a period's commits.
+const SPARE_KEEP: usize = 16 * POLL_EVERY;
 
-/// One commit's garbage, in one list: its unlinked nodes, then its removed
-/// values if `V` has no drop glue (`Box<V>` pointers cast to the list's
-/// element type; the writer that made the batch knows `V`).
+/// The garbage of one or more retiring commits behind one cookie: their
+/// unlinked nodes, and their removed values if `V` has no drop glue
+/// (`Box<V>` pointers cast to the list's element type; the writer that
+/// made the batch knows `V`).
+#[derive(Default)]
 struct Batch {
-    /// The grace period after which no reader can reach them.
+    /// The grace period after which no reader can reach them: requested
+    /// after the publishing store of every commit in the batch.
     cookie: u64,
-    list: Vec<*mut Header>,
-    /// How many of `list`'s entries, from the front, are nodes.
-    nodes: usize,
+    nodes: Vec<*mut Header>,
+    vals: Vec<*mut Header>,
+    /// How many commits' garbage this holds.
+    commits: usize,
 }
 
-impl<V: Send> Writer<V> {
+impl<V: Send> Garbage<V> {
     pub(crate) fn new() -> Self {
         Self {
-            next_txn: 1,
-            parts: Some(Parts::default()),
             batches: VecDeque::new(),
+            open: Batch::default(),
+            waiting: 0,
             spare: Vec::new(),
             _vals: PhantomData,
             retires: 0,
@@ -89,12 +118,24 @@ impl<V: Send> Writer<V> {
     }
 
     /// Retires what one commit unlinked, then recycles every batch whose
-    /// grace period has passed. `nodes` moves into the commit's batch whole
-    /// (with the drop-free values appended) and the caller gets an empty
-    /// spare list back in its place; `vals` is drained (the caller keeps its
-    /// capacity). Runs no user code: values
-    /// with drop glue go to `domain`'s queue, which only
-    /// `poll`/`barrier`/drop run.
+    /// grace period has passed. `nodes` and the drop-free `vals` move into
+    /// the open batch (the caller keeps both lists' capacity); values with
+    /// drop glue go to `domain`'s queue, which only `poll`/`barrier`/drop
+    /// run, so this runs no user code.
+    ///
+    /// **One grace-period request per period, not per commit** (issue 12,
+    /// seventh session): the open batch collects the garbage of successive
+    /// commits untagged, and is closed with one cookie (`close`) every
+    /// `POLL_EVERY` retiring commits, just before that period's advance,
+    /// or at once by a commit whose values with drop glue got a cookie from
+    /// `defer` anyway. A cookie requested later than a commit's publishing
+    /// store is as good for it as one requested right after (it names a
+    /// grace period that starts later still), so every commit in the batch
+    /// is covered (I7); the price is that a drop-free commit's garbage
+    /// waits up to `POLL_EVERY - 1` more commits (or a `reclaim`) for its
+    /// tag. Before, every commit took the domain's queue lock for its own
+    /// cookie (two atomic read-modify-writes on a line shared with every
+    /// other user of the domain) and pushed its own record.
     ///
     /// # Safety
     /// 1. The commit's publishing store, which unlinked every node in `nodes`
@@ -110,7 +151,17 @@ impl<V: Send> Writer<V> {
         vals: &mut Vec<*mut V>,
     ) {
         if !nodes.is_empty() || !vals.is_empty() {
-            let n_nodes = nodes.len();
+            #[cfg(debug_assertions)]
+            for &n in nodes.iter() {
+                // I7: a node is retired once. A second listing (twice in one
+                // commit, or again while its first batch still waits) would
+                // free it twice; debug builds stop here instead, before
+                // anything is queued.
+                assert!(
+                    self.queued.insert(n as usize),
+                    "I7: node {n:p} retired twice"
+                );
+            }
             let cookie = if needs_drop::<V>() && vals.len() == 1 {
                 // One value (the common case): the entry points at it
                 // directly, so no list is allocated here to be freed on the
@@ -122,7 +173,7 @@ impl<V: Send> Writer<V> {
                 // by the entry alone (our requirement 2). It runs after a
                 // grace period that starts after the store (our requirement
                 // 1, S5), so no reader can reach it (I7).
-                unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) }
+                Some(unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) })
             } else if needs_drop::<V>() && !vals.is_empty() {
                 let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
                 // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
@@ -131,43 +182,67 @@ impl<V: Send> Writer<V> {
                 // owned by the entry alone. It runs after a grace period that
                 // starts after the store (our requirement 1, S5), so no reader
                 // can reach the values (I7).
-                unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) }
+                Some(unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) })
             } else {
-                domain.start_poll()
+                None
             };
-            #[cfg(debug_assertions)]
-            for &n in nodes.iter() {
-                // I7: a node is retired once. A second listing (twice in one
-                // commit, or again while its first batch still waits) would
-                // free it twice; debug builds stop here instead.
-                assert!(
-                    self.queued.insert(n as usize),
-                    "I7: node {n:p} retired twice"
-                );
-            }
-            // Drop-free values (none left if `V` has drop glue) ride behind
-            // the nodes, and the commit's list becomes the batch's: one
-            // record per commit, whatever its size; the caller continues
-            // with a spare list.
-            nodes.extend(vals.drain(..).map(|v| v.cast::<Header>()));
-            let list = core::mem::replace(nodes, self.spare.pop().unwrap_or_default());
-            self.batches.push_back(Batch {
-                cookie,
-                list,
-                nodes: n_nodes,
-            });
+            // Drop-free values (none left if `V` has drop glue) join the
+            // nodes in the open batch; the caller keeps its lists' memory.
+            self.open.nodes.append(nodes);
+            self.open
+                .vals
+                .extend(vals.drain(..).map(|v| v.cast::<Header>()));
+            self.open.commits += 1;
+            self.waiting += 1;
             // Wrapping: a `usize` counter wraps after 2^32 commits on a
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
             self.retires = self.retires.wrapping_add(1);
-            if self.retires.is_multiple_of(POLL_EVERY) {
+            let period = self.retires.is_multiple_of(POLL_EVERY);
+            if let Some(c) = cookie {
+                // Requested after this commit's store and after every
+                // earlier open commit's: it covers the whole open batch.
+                self.close(c);
+            } else if period {
+                // After the store of every commit in the open batch (our
+                // requirement 1 for each of them, in program order under
+                // the writer lock).
+                self.close(domain.start_poll());
+            }
+            if period {
                 // The domain starts a grace period at most every 200 µs for
-                // opportunistic callers (§3.3); past `PRESSED` batches it
-                // starts one regardless, so node garbage stays bounded by a
-                // count, not only by time.
-                domain.advance_spaced(self.batches.len() >= PRESSED);
+                // opportunistic callers (§3.3); past `PRESSED` waiting
+                // commits it starts one regardless, so node garbage stays
+                // bounded by a count, not only by time.
+                domain.advance_spaced(self.waiting >= PRESSED);
             }
         }
         self.collect(domain, pool);
+    }
+
+    /// Tags the open batch with `cookie` (a grace period requested after
+    /// the publishing store of every commit in it) and queues it.
+    fn close(&mut self, cookie: u64) {
+        if self.open.commits == 0 {
+            return;
+        }
+        let nodes = core::mem::replace(&mut self.open.nodes, self.spare.pop().unwrap_or_default());
+        let vals = core::mem::replace(&mut self.open.vals, self.spare.pop().unwrap_or_default());
+        self.batches.push_back(Batch {
+            cookie,
+            nodes,
+            vals,
+            commits: core::mem::take(&mut self.open.commits),
+        });
+    }
+
+    /// Closes the open batch with a grace period requested now (for
+    /// `MapleTree::reclaim`, so that its `poll` can complete it). The
+    /// caller made every retiring commit's store before (they ran under
+    /// the writer lock it holds now).
+    pub(crate) fn close_open(&mut self, domain: &Domain) {
+        if self.open.commits != 0 {
+            self.close(domain.start_poll());
+        }
     }
 
     /// Recycles every pending batch whose grace period has passed: node
@@ -182,34 +257,42 @@ impl<V: Send> Writer<V> {
             }
 
             let Some(Batch {
-                mut list, nodes, ..
+                mut nodes,
+                mut vals,
+                commits,
+                ..
             }) = self.batches.pop_front()
             else {
                 unreachable!("front() was Some")
             };
-            let (nodes, vals) = list.split_at(nodes);
-            for &n in nodes {
+            for &n in &nodes {
                 #[cfg(debug_assertions)]
                 self.queued.remove(&(n as usize));
                 // SAFETY: release requirements: 1. listed once, from
                 // `place`/`copy_node` (`retire`'s requirement 2); 2. unlinked
-                // before the cookie was taken (`retire`'s requirement 1) and
-                // the grace period has passed (`gp_passed` Acquire, I7).
+                // before the cookie was taken (`retire`'s requirement 1,
+                // `close`) and the grace period has passed (`gp_passed`
+                // Acquire, I7).
                 pool.give(unsafe { release(n) });
             }
-            for &v in vals {
+            for &v in &vals {
                 // SAFETY: unbox_drop requirements: a `Box<V>` from `boxed`
-                // or `Box::into_raw` (`retire` listed it behind the nodes,
-                // cast), owned by the batch, freed once, unreachable as
-                // above. `V` has no drop glue, so no user code runs: the
-                // memory goes to this thread's stash for the next insert's
-                // `boxed` (or to the allocator).
+                // or `Box::into_raw` (`retire` listed it, cast), owned by
+                // the batch, freed once, unreachable as above. `V` has no
+                // drop glue, so no user code runs: the memory goes to this
+                // thread's stash for the next insert's `boxed` (or to the
+                // allocator).
                 unsafe { unbox_drop(v.cast::<V>()) };
             }
-            list.clear();
-            if list.capacity() != 0 && list.capacity() <= SPARE_KEEP && self.spare.len() < SPARE_MAX
-            {
-                self.spare.push(list);
+            self.waiting -= commits;
+            for list in [&mut nodes, &mut vals] {
+                list.clear();
+                if list.capacity() != 0
+                    && list.capacity() <= SPARE_KEEP
+                    && self.spare.len() < SPARE_MAX
+                {
+                    self.spare.push(core::mem::take(list));
+                }
             }
             if self.batches.is_empty() && self.batches.capacity() > SHRINK_ABOVE {
                 // After a burst of pending commits (a reader that held a
@@ -227,14 +310,15 @@ impl<V: Send> Writer<V> {
     pub(crate) unsafe fn free_all(&mut self) {
         #[cfg(debug_assertions)]
         self.queued.clear();
-        for b in self.batches.drain(..) {
-            let (nodes, vals) = b.list.split_at(b.nodes);
-            for &n in nodes {
+        let open = core::mem::take(&mut self.open);
+        self.waiting = 0;
+        for b in self.batches.drain(..).chain(core::iter::once(open)) {
+            for &n in &b.nodes {
                 // SAFETY: release requirements: 1. as in `collect`; 2. no
                 // reader exists (our requirement).
                 unsafe { release(n) }.free();
             }
-            for &v in vals {
+            for &v in &b.vals {
                 // SAFETY: a `Box<V>` listed once by `retire`, freed once;
                 // no drop glue.
                 drop(unsafe { Box::from_raw(v.cast::<V>()) });
@@ -242,10 +326,10 @@ impl<V: Send> Writer<V> {
         }
     }
 
-    /// Batches still waiting for their grace period (tests).
+    /// Retiring commits whose garbage still waits, tagged or not (tests).
     #[cfg(all(test, not(loom), feature = "std"))]
     pub(crate) fn pending(&self) -> usize {
-        self.batches.len()
+        self.waiting
     }
 }
 
@@ -438,9 +522,43 @@ mod tests {
             t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
         }
         churn(&t, |i| i, 10_000);
-        let pending = lock(&t.writer).pending();
+        let pending = lock(&t.writer).gc.pending();
         assert!(pending <= PRESSED + POLL_EVERY, "{pending} batches pending");
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
+    }
+
+    /// Drop-free commits leave their garbage untagged (the open batch)
+    /// until a period ends or `reclaim` tags it: with no reader, `reclaim`
+    /// recycles all of it; a pinned reader holds back every batch, tagged
+    /// at a period's end or by `reclaim`, until it is gone.
+    #[test]
+    fn open_batch_is_tagged_by_period_or_reclaim() {
+        let t = MapleTree::with_manual_reclaim();
+        for k in 0..64u64 {
+            t.insert(1000 + k * 10..1000 + k * 10 + 5, k).unwrap();
+        }
+        t.reclaim().unwrap();
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
+        t.remove(1000).unwrap();
+        assert_eq!(lock(&t.writer).gc.pending(), 1);
+        t.reclaim().unwrap();
+        assert_eq!(
+            lock(&t.writer).gc.pending(),
+            0,
+            "reclaim tags the open batch"
+        );
+        let g = t.pin();
+        churn(&t, |i| i, 3 * POLL_EVERY as u64 + 1);
+        let held = 2 * (3 * POLL_EVERY + 1);
+        assert_eq!(lock(&t.writer).gc.pending(), held);
+        t.reclaim().unwrap();
+        assert_eq!(lock(&t.writer).gc.pending(), held, "freed under a pin");
+        assert_eq!(g.get(1000), None);
+        assert_eq!(g.get(1010), Some((1010..1015, &1)));
+        drop(g);
+        t.reclaim().unwrap();
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
+        t.validate().unwrap();
     }
 
     /// I7's debug check survives the batched record: a node listed twice in
@@ -450,10 +568,10 @@ mod tests {
     #[cfg(debug_assertions)]
     fn a_node_retired_twice_panics() {
         use super::super::node::{KIND_LEAF, Leaf, NodePool, place};
-        use super::Writer;
+        use super::Garbage;
         use std::panic::{AssertUnwindSafe, catch_unwind};
         let d = crate::srcu::Srcu::new();
-        let mut w = Writer::<u64>::new();
+        let mut w = Garbage::<u64>::new();
         let mut pool = NodePool::default();
         let n = place(&mut pool, KIND_LEAF, Leaf::<u64>::new(0));
         let mut twice = catch_unwind(AssertUnwindSafe(|| {
@@ -488,7 +606,7 @@ mod tests {
         }
         assert!(t.height() >= 3);
         let root = t.root.load(Ordering::Relaxed);
-        let pending = lock(&t.writer).pending();
+        let pending = lock(&t.writer).gc.pending();
         for k in 0..3000u64 {
             let mut w = t.write();
             for r in [
@@ -509,7 +627,7 @@ mod tests {
             w.commit();
             assert_eq!(t.root.load(Ordering::Relaxed), root, "k = {k}");
         }
-        assert_eq!(lock(&t.writer).pending(), pending);
+        assert_eq!(lock(&t.writer).gc.pending(), pending);
         assert_eq!(t.len(), 3000);
         t.validate().unwrap();
     }
@@ -523,6 +641,6 @@ mod tests {
         assert_eq!(t.domain.pending(), 1000);
         t.reclaim().unwrap();
         assert_eq!(t.domain.pending(), 0);
-        assert_eq!(lock(&t.writer).pending(), 0);
+        assert_eq!(lock(&t.writer).gc.pending(), 0);
     }
 }

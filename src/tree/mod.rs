@@ -287,10 +287,31 @@ unsafe impl<V: Sync> Sync for ReadGuard<'_, V> {}
 /// first panic re-raised unless the thread is already unwinding).
 pub struct WriteTxn<'a, V: Send> {
     tree: &'a MapleTree<V>,
-    /// Taken out once, by `drop` (the transaction's end).
-    core: ManuallyDrop<write::Core<V>>,
-    /// The writer lock; `None` only while dropping.
-    writer: Option<LockGuard<'a, Writer<V>>>,
+    /// The writer lock, held for the transaction's life; it derefs to the
+    /// transaction's state, which stays in the writer state (§2.7).
+    core: Held<'a, V>,
+}
+
+/// The writer lock held by a [`WriteTxn`], dereferencing to the
+/// transaction's [`write::Core`] in the locked writer state: the
+/// transaction works on it in place, nothing is moved in or out per
+/// transaction. Released (`ManuallyDrop::drop`) once, by the transaction's
+/// drop, before the values an abort drops (user code).
+struct Held<'a, V>(ManuallyDrop<LockGuard<'a, Writer<V>>>);
+
+impl<V> core::ops::Deref for Held<'_, V> {
+    type Target = write::Core<V>;
+    #[inline(always)]
+    fn deref(&self) -> &write::Core<V> {
+        &self.0.core
+    }
+}
+
+impl<V> core::ops::DerefMut for Held<'_, V> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut write::Core<V> {
+        &mut self.0.core
+    }
 }
 
 #[cfg(feature = "std")]
@@ -487,12 +508,16 @@ impl<V: Send> MapleTree<V> {
     /// }
     /// ```
     pub fn reclaim(&self) -> Result<(), Panicked> {
+        if let Some(mut w) = try_lock(&self.writer) {
+            // Tag the commits' untagged garbage (garbage.rs `close`) with a
+            // grace period that the `poll` below can complete.
+            w.gc.close_open(Arc::as_ref(&self.domain));
+        }
         let r = self.domain.poll();
         if let Some(mut w) = try_lock(&self.writer) {
-            // The lock is ours, so no transaction holds the parts.
-            let mut parts = w.parts.take().unwrap_or_default();
-            w.collect(Arc::as_ref(&self.domain), &mut parts.pool);
-            w.parts = Some(parts);
+            // The lock is ours, so no transaction runs: the pool is idle.
+            let w = &mut *w;
+            w.gc.collect(Arc::as_ref(&self.domain), &mut w.core.pool);
         }
         r
     }
@@ -593,11 +618,10 @@ impl<V: Send> MapleTree<V> {
         let len = self.len.load(Ordering::Relaxed);
         // `None` only if a transaction of this tree unwound without its
         // drop (a leaked `WriteTxn`): then start over with an empty pool.
-        let parts = lock.parts.take().unwrap_or_default();
+        lock.core.begin(txn, root, len);
         WriteTxn {
             tree: self,
-            core: ManuallyDrop::new(write::Core::new(txn, root, len, parts)),
-            writer: Some(lock),
+            core: Held(ManuallyDrop::new(lock)),
         }
     }
 
@@ -761,7 +785,7 @@ impl<V: Send> Drop for MapleTree<V> {
         // SAFETY: `&mut self`: no reader or writer exists; the live version is
         // owned by the tree alone (removed values belong to the domain).
         let mut panics = unsafe {
-            lock(&self.writer).free_all();
+            lock(&self.writer).gc.free_all();
             free_all::<V>(self.root.load(Ordering::Relaxed), &mut vals);
             garbage::drop_caught(vals)
         };
@@ -1193,20 +1217,18 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         self.core.inserted.clear();
         self.core.dirty = false;
         let tree = self.tree;
-        if let Some(w) = self.writer.as_mut() {
-            // SAFETY: retire requirements: 1. the Release store above unlinked
-            // them (O2); 2. `old_nodes` holds each replaced published node once
-            // (`cow`/`discard`), `removed` each removed value once (I7).
-            unsafe {
-                let core = &mut *self.core;
-                w.retire(
-                    Arc::as_ref(&tree.domain),
-                    &mut core.pool,
-                    &mut core.old_nodes,
-                    &mut core.removed,
-                )
-            };
-        }
+        let w: &mut Writer<V> = &mut self.core.0;
+        // SAFETY: retire requirements: 1. the Release store above unlinked
+        // them (O2); 2. `old_nodes` holds each replaced published node once
+        // (`cow`/`discard`), `removed` each removed value once (I7).
+        unsafe {
+            w.gc.retire(
+                Arc::as_ref(&tree.domain),
+                &mut w.core.pool,
+                &mut w.core.old_nodes,
+                &mut w.core.removed,
+            )
+        };
     }
 }
 
@@ -1217,18 +1239,13 @@ impl<V: Send> Drop for WriteTxn<'_, V> {
         } else {
             Vec::new()
         };
-        // SAFETY: ManuallyDrop::take requirement: `core` is taken once,
-        // here, and `self` is not used after `drop` (only its other fields
-        // are dropped next; `core` is a `ManuallyDrop`, so it is not).
-        let core = unsafe { ManuallyDrop::take(&mut self.core) };
-        let parts = core.into_parts();
-        if let Some(mut w) = self.writer.take() {
-            // Back to the writer state for the next transaction: the pool
-            // and the emptied lists.
-            w.parts = Some(parts);
-            // Unlock before the values' drops: they are user code.
-            drop(w);
-        }
+        // The pool and the emptied lists stay for the next transaction.
+        self.core.end();
+        // Unlock before the values' drops: they are user code.
+        // SAFETY: ManuallyDrop::drop requirement: the guard is dropped
+        // once, here, and not used again (`self` is being dropped, and
+        // `Held` has no drop glue of its own).
+        unsafe { ManuallyDrop::drop(&mut self.core.0) };
         if !inserted.is_empty() {
             // SAFETY: the values this transaction inserted were never
             // published (I6) and `abort` handed them to us alone.

@@ -1870,9 +1870,9 @@ impl NodeBuf {
 const POOL_BYTES: usize = 1 << 20;
 
 /// Recycled node memory of one tree (docs/DESIGN.md §2.7), one free list per
-/// node kind. It lives in the writer state behind the tree's mutex, and a
-/// write transaction holds it (moved out of the writer state and back) while
-/// it runs: no lock of its own, no chunking.
+/// node kind. It lives in the writer state behind the tree's mutex (in the
+/// transaction state `write::Core`, which a write transaction uses in place
+/// under that lock): no lock of its own, no chunking.
 #[derive(Default)]
 pub(crate) struct NodePool {
     free: [Vec<NodeBuf>; 2],

@@ -29,30 +29,9 @@ pub(crate) struct Core<V> {
     /// Values inserted by this transaction: dropped on abort.
     pub(crate) inserted: Vec<*mut V>,
     pub(crate) dirty: bool,
-    /// The tree's node pool, held by this transaction while it runs (moved
-    /// out of the writer state and back, §2.7).
+    /// The tree's node pool (§2.7); it lives with the `Core` in the writer
+    /// state.
     pub(crate) pool: NodePool,
-}
-
-/// What a transaction borrows from the writer state while it runs: the node
-/// pool and empty lists (their capacity is reused from one commit to the
-/// next).
-pub(crate) struct Parts<V> {
-    pub(crate) pool: NodePool,
-    pub(crate) old_nodes: Vec<*mut Header>,
-    pub(crate) removed: Vec<*mut V>,
-    pub(crate) inserted: Vec<*mut V>,
-}
-
-impl<V> Default for Parts<V> {
-    fn default() -> Self {
-        Self {
-            pool: NodePool::default(),
-            old_nodes: Vec::new(),
-            removed: Vec::new(),
-            inserted: Vec::new(),
-        }
-    }
 }
 
 /// Empties a list for reuse by the next transaction, keeping its memory
@@ -207,44 +186,41 @@ impl Path {
 }
 
 impl<V> Core<V> {
-    /// A transaction on `root`, with the writer state's node pool and its
-    /// spare (empty) lists, so that a commit allocates nothing it does not
-    /// keep.
-    pub(crate) fn new(txn: u64, root: *mut Header, len: usize, parts: Parts<V>) -> Self {
-        debug_assert!(parts.old_nodes.is_empty() && parts.removed.is_empty());
-        debug_assert!(parts.inserted.is_empty());
+    /// The state between transactions: no working root, empty lists,
+    /// an empty pool (kept in the writer state, §2.7).
+    pub(crate) fn idle() -> Self {
         Self {
-            txn,
-            root,
-            len,
-            old_nodes: parts.old_nodes,
-            removed: parts.removed,
-            inserted: parts.inserted,
+            txn: 0,
+            root: ptr::null_mut(),
+            len: 0,
+            old_nodes: Vec::new(),
+            removed: Vec::new(),
+            inserted: Vec::new(),
             dirty: false,
-            pool: parts.pool,
+            pool: NodePool::default(),
         }
     }
 
-    /// Hands the pool and the (emptied) lists back for the next transaction.
-    /// Called when the transaction ends (committed, or aborted); moves them
-    /// out whole (no placeholder left behind to build and drop).
-    pub(crate) fn into_parts(self) -> Parts<V> {
-        let Core {
-            mut old_nodes,
-            mut removed,
-            mut inserted,
-            pool,
-            ..
-        } = self;
-        recycle_list(&mut old_nodes);
-        recycle_list(&mut removed);
-        recycle_list(&mut inserted);
-        Parts {
-            pool,
-            old_nodes,
-            removed,
-            inserted,
-        }
+    /// Starts transaction `txn` on the published `root` holding `len`
+    /// entries, in place: the pool and the (empty) lists stay, so a
+    /// commit allocates nothing it does not keep.
+    #[inline]
+    pub(crate) fn begin(&mut self, txn: u64, root: *mut Header, len: usize) {
+        debug_assert!(self.old_nodes.is_empty() && self.removed.is_empty());
+        debug_assert!(self.inserted.is_empty() && !self.dirty);
+        (self.txn, self.root, self.len) = (txn, root, len);
+    }
+
+    /// Ends the transaction (committed, or aborted after `abort`): empties
+    /// the lists for the next one, keeping their memory unless a large
+    /// transaction grew them. What an aborted transaction listed was
+    /// neither retired nor dropped, and is forgotten here.
+    #[inline]
+    pub(crate) fn end(&mut self) {
+        recycle_list(&mut self.old_nodes);
+        recycle_list(&mut self.removed);
+        recycle_list(&mut self.inserted);
+        self.dirty = false;
     }
 
     /// Returns a node of this transaction with `n`'s contents: `n` itself if
