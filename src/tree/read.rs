@@ -169,13 +169,24 @@ impl GapQuery {
     /// The best aligned start inside the free interval `[fs, fe)`, if any.
     #[inline]
     fn fit(&self, fs: u64, fe: u64) -> Option<u64> {
+        if self.rev {
+            self.fit_dir::<true>(fs, fe)
+        } else {
+            self.fit_dir::<false>(fs, fe)
+        }
+    }
+
+    /// [`fit`](Self::fit) for the direction `REV` (`== self.rev`).
+    #[inline(always)]
+    fn fit_dir<const REV: bool>(&self, fs: u64, fe: u64) -> Option<u64> {
+        debug_assert_eq!(REV, self.rev);
         let a = fs.max(self.lo);
         let b = fe.min(self.hi);
         if b <= a || b - a < self.size {
             return None;
         }
         let mask = self.align - 1;
-        if self.rev {
+        if REV {
             let s = (b - self.size) & !mask;
             (s >= a).then_some(s)
         } else {
@@ -213,7 +224,7 @@ impl GapQuery {
 ///
 /// # Safety
 /// R1 for `n` (non-null).
-pub(crate) unsafe fn find_gap<V>(
+pub(crate) unsafe fn find_gap<V, const REV: bool>(
     n: *const Header,
     lo: u64,
     hi: u64,
@@ -235,7 +246,7 @@ pub(crate) unsafe fn find_gap<V>(
         };
         let fit = |k: usize| {
             let (fs, fe) = interval(k);
-            q.fit(fs, fe)
+            q.fit_dir::<REV>(fs, fe)
         };
         // (Starting at the first interval that meets the window, found by
         // counting over `start`/`end`, measured 10 % slower at 256Ki: it
@@ -243,7 +254,7 @@ pub(crate) unsafe fn find_gap<V>(
         // Intervals ending at or before the window's start (forward), or
         // starting at or after its end (reverse), cannot hold a fit: skip
         // them with one count over the (narrow: 32-bit) keys.
-        if q.rev {
+        if REV {
             let last = if q.hi == 0 {
                 0
             } else {
@@ -277,7 +288,7 @@ pub(crate) unsafe fn find_gap<V>(
         // `max` (vectorised, two cache lines): child `i` ends its owned space
         // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
         let len = inn.len();
-        let (first, last) = if q.rev {
+        let (first, last) = if REV {
             (0, inn.count_lt_max(q.hi).min(len - 1))
         } else {
             (inn.count_le_max(q.lo).min(len - 1), len - 1)
@@ -294,19 +305,11 @@ pub(crate) unsafe fn find_gap<V>(
         };
         // SAFETY: R1 passed through for the children; `first <= last < len`.
         unsafe {
-            match (inn.keys(), q.rev) {
-                (Keys::Narrow(k), false) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
+            match inn.keys() {
+                Keys::Narrow(k) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).run::<V, REV>(first, last)
                 }
-                (Keys::Narrow(k), true) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
-                }
-                (Keys::Wide(k), false) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
-                }
-                (Keys::Wide(k), true) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
-                }
+                Keys::Wide(k) => InnerStep::new(&k, len, lo, hi, q, sc).run::<V, REV>(first, last),
             }
         }
     }
@@ -469,10 +472,26 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
     /// # Safety
     /// R1 for the node; `i < len`.
     #[inline(always)]
-    unsafe fn try_child<V>(&self, i: usize) -> Option<u64> {
+    unsafe fn try_child<V, const REV: bool>(&self, i: usize) -> Option<u64> {
         let (clo, chi) = self.test(i)?;
         // SAFETY: R1: children of a reachable node are reachable.
-        unsafe { find_gap::<V>(self.k.child(i), clo, chi, self.q, self.sc) }
+        unsafe { find_gap::<V, REV>(self.k.child(i), clo, chi, self.q, self.sc) }
+    }
+
+    /// Children `first..=last` in the search's direction.
+    ///
+    /// # Safety
+    /// R1 for the node; `last < len`.
+    #[inline(always)]
+    unsafe fn run<V, const REV: bool>(&self, first: usize, last: usize) -> Option<u64> {
+        // SAFETY: passed through.
+        unsafe {
+            if REV {
+                self.rev::<V>(first, last)
+            } else {
+                self.fwd::<V>(first, last)
+            }
+        }
     }
 
     /// Children `first..=last`, lowest first.
@@ -486,7 +505,7 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
         let mut i = first;
         while i < end {
             // SAFETY: R1 passed through; `i <= last < len`.
-            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+            if let Some(r) = unsafe { self.try_child::<V, false>(i) } {
                 return Some(r);
             }
             i += 1;
@@ -504,7 +523,7 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
         while i > first {
             i -= 1;
             // SAFETY: R1 passed through; `first <= i <= last < len`.
-            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+            if let Some(r) = unsafe { self.try_child::<V, true>(i) } {
                 return Some(r);
             }
         }
@@ -520,8 +539,16 @@ pub(crate) unsafe fn find_gap_root<V>(root: *const Header, q: &GapQuery) -> Opti
     if root.is_null() {
         return q.fit(0, u64::MAX);
     }
-    // SAFETY: R1.
-    unsafe { find_gap::<V>(root, 0, u64::MAX, q, &Scaled::new(q, 12)) }
+    let sc = Scaled::new(q, 12);
+    // SAFETY: R1. (One search per direction: each recursion holds only its
+    // own direction's code.)
+    unsafe {
+        if q.rev {
+            find_gap::<V, true>(root, 0, u64::MAX, q, &sc)
+        } else {
+            find_gap::<V, false>(root, 0, u64::MAX, q, &sc)
+        }
+    }
 }
 
 /// Double-ended iterator over the entries overlapping `[lo, hi)`.
