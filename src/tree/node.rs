@@ -633,7 +633,20 @@ impl<V> Leaf<V> {
     #[inline(always)]
     pub(crate) fn count_le_start(&self, x: u64) -> usize {
         match self.narrow() {
-            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.start, self.len(), r)),
+            // Starts are at most `u32::MAX - 1` (each is below its end, at
+            // most `u32::MAX`, I10), so `x - base` saturated there is exact
+            // against them and below the sentinels (I5): the branch-free
+            // `rank_le`, no clamp (as in `find`).
+            Some(b) => {
+                let c = x.checked_sub(b.base).map_or(0, |d| {
+                    rank_le(&b.start, d.min(u64::from(u32::MAX - 1)) as u32)
+                });
+                debug_assert_eq!(
+                    c,
+                    Self::rel(b, x).map_or(0, |r| count_le(&b.start, self.len(), r))
+                );
+                c
+            }
             None => count_le(&self.wide().start, self.len(), x),
         }
     }
@@ -651,7 +664,23 @@ impl<V> Leaf<V> {
     #[inline(always)]
     pub(crate) fn count_le_end(&self, x: u64) -> usize {
         match self.narrow() {
-            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.end, self.len(), r)),
+            // An end offset may be `u32::MAX` itself (I10), so the key is
+            // not saturated: at or past `u32::MAX` every end counts; below
+            // it the key is below the sentinels (I5) and the ends (sorted,
+            // I2) that count are a prefix: `rank_le`, no clamp (issue 12,
+            // seventh session: the reverse gap search's leaf step).
+            Some(b) => {
+                let c = match x.checked_sub(b.base) {
+                    None => 0,
+                    Some(d) if d >= u64::from(u32::MAX) => self.len(),
+                    Some(d) => rank_le(&b.end, d as u32),
+                };
+                debug_assert_eq!(
+                    c,
+                    Self::rel(b, x).map_or(0, |r| count_le(&b.end, self.len(), r))
+                );
+                c
+            }
             None => count_le(&self.wide().end, self.len(), x),
         }
     }
