@@ -289,9 +289,9 @@ pub(crate) unsafe fn find_gap<V, const REV: bool>(
         // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
         let len = inn.len();
         let (first, last) = if REV {
-            (0, inn.count_lt_max(q.hi).min(len - 1))
+            (0, inn.first_max_ge(q.hi))
         } else {
-            (inn.count_le_max(q.lo).min(len - 1), len - 1)
+            (inn.first_max_gt(q.lo), len - 1)
         };
         // The query in this node's scale: its parent's, unless the shift
         // differs (I11; 0 for a wide node, as `InnerKeys` has it).
@@ -525,7 +525,10 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
     #[inline(always)]
     unsafe fn rev<V>(&self, first: usize, last: usize) -> Option<u64> {
         let len = self.len;
-        let top = last.min(len - 1);
+        // (No clamp to `len - 1` here: it would sit between the count and
+        // the child's address, and `find_gap`'s count already gives it.)
+        debug_assert!(first <= last && last < len);
+        let top = last;
         // The next child to try is `i - 1`.
         let mut i = top + 1;
         if i == len {
