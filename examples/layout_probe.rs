@@ -18,6 +18,8 @@
 //! alternated A/B runs of two builds; a loaded machine still biases them).
 //! `PROBE_WINDOWS=W` repeats the first W gap-search windows (the benches
 //! rotate over 256, whose paths stay in the caches; the default 4096 do not).
+//! `PROBE_ONLY=gap_rev_4k` (a row's name) times only that row, for a
+//! sampling profiler (`perf record -e cpu-clock`).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -157,7 +159,12 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
     {
-        let per = |f: &dyn Fn() -> u64, queries: usize| -> f64 {
+        // `PROBE_ONLY=name` times only that probe (for a sampling profiler).
+        let only = std::env::var("PROBE_ONLY").ok();
+        let per = |name: &str, f: &dyn Fn() -> u64, queries: usize| -> f64 {
+            if only.as_deref().is_some_and(|o| o != name) {
+                return f64::NAN;
+            }
             (0..rounds)
                 .map(|_| {
                     let t0 = thread_cpu_now();
@@ -170,15 +177,36 @@ fn main() {
         let rows: [(&str, f64); 8] = [
             (
                 "maple_get",
-                per(&|| probe_maple_get(&tree, &addrs), QUERIES),
+                per("maple_get", &|| probe_maple_get(&tree, &addrs), QUERIES),
             ),
-            ("btree_get", per(&|| probe_btree_get(&bt, &addrs), QUERIES)),
-            ("gap_fwd_4k", per(&|| probe_gap_4k(&tree, &los), g)),
-            ("gap_fwd_2m", per(&|| probe_gap_2m(&tree, &los), g)),
-            ("gap_fwd_1g", per(&|| probe_gap_1g(&tree, &los), g)),
-            ("gap_rev_4k", per(&|| probe_gap_rev_4k(&tree, &his), g)),
-            ("gap_rev_2m", per(&|| probe_gap_rev_2m(&tree, &his), g)),
-            ("gap_rev_1g", per(&|| probe_gap_rev_1g(&tree, &his), g)),
+            (
+                "btree_get",
+                per("btree_get", &|| probe_btree_get(&bt, &addrs), QUERIES),
+            ),
+            (
+                "gap_fwd_4k",
+                per("gap_fwd_4k", &|| probe_gap_4k(&tree, &los), g),
+            ),
+            (
+                "gap_fwd_2m",
+                per("gap_fwd_2m", &|| probe_gap_2m(&tree, &los), g),
+            ),
+            (
+                "gap_fwd_1g",
+                per("gap_fwd_1g", &|| probe_gap_1g(&tree, &los), g),
+            ),
+            (
+                "gap_rev_4k",
+                per("gap_rev_4k", &|| probe_gap_rev_4k(&tree, &his), g),
+            ),
+            (
+                "gap_rev_2m",
+                per("gap_rev_2m", &|| probe_gap_rev_2m(&tree, &his), g),
+            ),
+            (
+                "gap_rev_1g",
+                per("gap_rev_1g", &|| probe_gap_rev_1g(&tree, &his), g),
+            ),
         ];
         for (name, ns) in rows {
             println!("{name:>12} {ns:8.1} ns");

@@ -373,6 +373,22 @@ pub(crate) fn count_lt<T: Copy + PartialOrd, const N: usize>(
 /// `N` is not a multiple of 4: or-ing a lane's bit twice is harmless).
 #[inline(always)]
 pub(crate) fn rank_le<const N: usize>(keys: &[u32; N], x: u32) -> usize {
+    gt_mask(keys, x).trailing_zeros() as usize
+}
+
+/// `rank_le(keys, x).min(cap)` for `cap <= N`, with the clamp folded into
+/// the mask (bit `cap` set) instead of a compare and a select after the
+/// count: a descent's next child index comes off this count, so the clamp
+/// sat on the critical path of every level (issue 12, seventh session).
+#[inline(always)]
+pub(crate) fn rank_le_upto<const N: usize>(keys: &[u32; N], x: u32, cap: usize) -> usize {
+    debug_assert!(cap <= N);
+    (gt_mask(keys, x) | (1u32 << cap)).trailing_zeros() as usize
+}
+
+/// The positions of `keys[k] > x`, as bits, with bit `N` set ([`rank_le`]).
+#[inline(always)]
+fn gt_mask<const N: usize>(keys: &[u32; N], x: u32) -> u32 {
     const { assert!(N < 32) };
     let mut gt = 1u32 << N;
     // Fewer than four keys (the small capacities of the loom build) take
@@ -404,12 +420,12 @@ pub(crate) fn rank_le<const N: usize>(keys: &[u32; N], x: u32) -> usize {
                 c += 4;
             }
         }
-        return gt.trailing_zeros() as usize;
+        return gt;
     }
     for (k, &key) in keys.iter().enumerate() {
         gt |= u32::from(key > x) << k;
     }
-    gt.trailing_zeros() as usize
+    gt
 }
 
 /// An inner node's per-child keys in their stored form `K` ([`Inner::keys`]):
@@ -633,7 +649,20 @@ impl<V> Leaf<V> {
     #[inline(always)]
     pub(crate) fn count_le_start(&self, x: u64) -> usize {
         match self.narrow() {
-            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.start, self.len(), r)),
+            // Starts are at most `u32::MAX - 1` (each is below its end, at
+            // most `u32::MAX`, I10), so `x - base` saturated there is exact
+            // against them and below the sentinels (I5): the branch-free
+            // `rank_le`, no clamp (as in `find`).
+            Some(b) => {
+                let c = x.checked_sub(b.base).map_or(0, |d| {
+                    rank_le(&b.start, d.min(u64::from(u32::MAX - 1)) as u32)
+                });
+                debug_assert_eq!(
+                    c,
+                    Self::rel(b, x).map_or(0, |r| count_le(&b.start, self.len(), r))
+                );
+                c
+            }
             None => count_le(&self.wide().start, self.len(), x),
         }
     }
@@ -651,7 +680,23 @@ impl<V> Leaf<V> {
     #[inline(always)]
     pub(crate) fn count_le_end(&self, x: u64) -> usize {
         match self.narrow() {
-            Some(b) => Self::rel(b, x).map_or(0, |r| count_le(&b.end, self.len(), r)),
+            // An end offset may be `u32::MAX` itself (I10), so the key is
+            // not saturated: at or past `u32::MAX` every end counts; below
+            // it the key is below the sentinels (I5) and the ends (sorted,
+            // I2) that count are a prefix: `rank_le`, no clamp (issue 12,
+            // seventh session: the reverse gap search's leaf step).
+            Some(b) => {
+                let c = match x.checked_sub(b.base) {
+                    None => 0,
+                    Some(d) if d >= u64::from(u32::MAX) => self.len(),
+                    Some(d) => rank_le(&b.end, d as u32),
+                };
+                debug_assert_eq!(
+                    c,
+                    Self::rel(b, x).map_or(0, |r| count_le(&b.end, self.len(), r))
+                );
+                c
+            }
             None => count_le(&self.wide().end, self.len(), x),
         }
     }
@@ -1094,6 +1139,46 @@ impl Inner {
                 c
             }
             None => count_le(&self.wide().max, n, x),
+        }
+    }
+
+    /// `count_le_max(x).min(len - 1)`: the first child whose `max > x`, or
+    /// the last child (the forward gap search's first child, §2.4), with
+    /// the clamp in the count's mask ([`rank_le_upto`]). `len >= 1`.
+    #[inline(always)]
+    pub(crate) fn first_max_gt(&self, x: u64) -> usize {
+        let n = self.len();
+        debug_assert!(n >= 1);
+        match self.narrow() {
+            Some(b) => {
+                let c = self
+                    .le_key(b, x)
+                    .map_or(0, |r| rank_le_upto(&b.max, r, n - 1));
+                debug_assert_eq!(c, self.count_le_max(x).min(n - 1));
+                c
+            }
+            None => count_le(&self.wide().max, n, x).min(n - 1),
+        }
+    }
+
+    /// `count_lt_max(x).min(len - 1)`: the first child whose `max >= x`,
+    /// or the last child (the reverse gap search's first child, §2.4),
+    /// with the clamp in the count's mask ([`rank_le_upto`]). `len >= 1`.
+    #[inline(always)]
+    pub(crate) fn first_max_ge(&self, x: u64) -> usize {
+        let n = self.len();
+        debug_assert!(n >= 1);
+        match self.narrow() {
+            // As in `count_lt_max`: `key < x` ⟺ `key <= x - 1`.
+            Some(b) => {
+                let c = x.checked_sub(1).map_or(0, |y| {
+                    self.le_key(b, y)
+                        .map_or(0, |r| rank_le_upto(&b.max, r, n - 1))
+                });
+                debug_assert_eq!(c, self.count_lt_max(x).min(n - 1));
+                c
+            }
+            None => count_lt(&self.wide().max, n, x).min(n - 1),
         }
     }
 
@@ -1952,6 +2037,13 @@ mod tests {
                     for x in probes {
                         let want = keys.iter().filter(|&&k| k <= x).count();
                         assert_eq!(rank_le(&keys, x), want, "N {N} len {len} x {x:#x}");
+                        for cap in 0..=N {
+                            assert_eq!(
+                                rank_le_upto(&keys, x, cap),
+                                want.min(cap),
+                                "N {N} len {len} x {x:#x} cap {cap}"
+                            );
+                        }
                     }
                 }
             }

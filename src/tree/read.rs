@@ -169,13 +169,24 @@ impl GapQuery {
     /// The best aligned start inside the free interval `[fs, fe)`, if any.
     #[inline]
     fn fit(&self, fs: u64, fe: u64) -> Option<u64> {
+        if self.rev {
+            self.fit_dir::<true>(fs, fe)
+        } else {
+            self.fit_dir::<false>(fs, fe)
+        }
+    }
+
+    /// [`fit`](Self::fit) for the direction `REV` (`== self.rev`).
+    #[inline(always)]
+    fn fit_dir<const REV: bool>(&self, fs: u64, fe: u64) -> Option<u64> {
+        debug_assert_eq!(REV, self.rev);
         let a = fs.max(self.lo);
         let b = fe.min(self.hi);
         if b <= a || b - a < self.size {
             return None;
         }
         let mask = self.align - 1;
-        if self.rev {
+        if REV {
             let s = (b - self.size) & !mask;
             (s >= a).then_some(s)
         } else {
@@ -213,7 +224,7 @@ impl GapQuery {
 ///
 /// # Safety
 /// R1 for `n` (non-null).
-pub(crate) unsafe fn find_gap<V>(
+pub(crate) unsafe fn find_gap<V, const REV: bool>(
     n: *const Header,
     lo: u64,
     hi: u64,
@@ -235,7 +246,7 @@ pub(crate) unsafe fn find_gap<V>(
         };
         let fit = |k: usize| {
             let (fs, fe) = interval(k);
-            q.fit(fs, fe)
+            q.fit_dir::<REV>(fs, fe)
         };
         // (Starting at the first interval that meets the window, found by
         // counting over `start`/`end`, measured 10 % slower at 256Ki: it
@@ -243,7 +254,7 @@ pub(crate) unsafe fn find_gap<V>(
         // Intervals ending at or before the window's start (forward), or
         // starting at or after its end (reverse), cannot hold a fit: skip
         // them with one count over the (narrow: 32-bit) keys.
-        if q.rev {
+        if REV {
             let last = if q.hi == 0 {
                 0
             } else {
@@ -277,10 +288,10 @@ pub(crate) unsafe fn find_gap<V>(
         // `max` (vectorised, two cache lines): child `i` ends its owned space
         // at `max[i]` unless it is the last, and begins it at `max[i - 1]`.
         let len = inn.len();
-        let (first, last) = if q.rev {
-            (0, inn.count_lt_max(q.hi).min(len - 1))
+        let (first, last) = if REV {
+            (0, inn.first_max_ge(q.hi))
         } else {
-            (inn.count_le_max(q.lo).min(len - 1), len - 1)
+            (inn.first_max_gt(q.lo), len - 1)
         };
         // The query in this node's scale: its parent's, unless the shift
         // differs (I11; 0 for a wide node, as `InnerKeys` has it).
@@ -294,19 +305,11 @@ pub(crate) unsafe fn find_gap<V>(
         };
         // SAFETY: R1 passed through for the children; `first <= last < len`.
         unsafe {
-            match (inn.keys(), q.rev) {
-                (Keys::Narrow(k), false) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
+            match inn.keys() {
+                Keys::Narrow(k) => {
+                    InnerStep::new(&k, len, lo, hi, q, sc).run::<V, REV>(first, last)
                 }
-                (Keys::Narrow(k), true) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
-                }
-                (Keys::Wide(k), false) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).fwd::<V>(first, last)
-                }
-                (Keys::Wide(k), true) => {
-                    InnerStep::new(&k, len, lo, hi, q, sc).rev::<V>(first, last)
-                }
+                Keys::Wide(k) => InnerStep::new(&k, len, lo, hi, q, sc).run::<V, REV>(first, last),
             }
         }
     }
@@ -455,7 +458,6 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
     }
 
     /// Can child `i` (`i < len`) hold an answer? `Some` of its bounds if so.
-    #[inline(always)]
     fn test(&self, i: usize) -> Option<(u64, u64)> {
         if i == 0 || i + 1 == self.len {
             self.edge(i)
@@ -464,21 +466,40 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
         }
     }
 
-    /// Tries child `i`.
+    /// Descends into child `i` with bounds `b` if the test gave them.
     ///
     /// # Safety
     /// R1 for the node; `i < len`.
     #[inline(always)]
-    unsafe fn try_child<V>(&self, i: usize) -> Option<u64> {
-        let (clo, chi) = self.test(i)?;
+    unsafe fn descend<V, const REV: bool>(&self, i: usize, b: Option<(u64, u64)>) -> Option<u64> {
+        let (clo, chi) = b?;
         // SAFETY: R1: children of a reachable node are reachable.
-        unsafe { find_gap::<V>(self.k.child(i), clo, chi, self.q, self.sc) }
+        unsafe { find_gap::<V, REV>(self.k.child(i), clo, chi, self.q, self.sc) }
     }
 
-    /// Children `first..=last`, lowest first.
+    /// Children `first..=last` in the search's direction.
     ///
     /// # Safety
-    /// R1 for the node; `last < len`.
+    /// R1 for the node; `first <= last < len`.
+    #[inline(always)]
+    unsafe fn run<V, const REV: bool>(&self, first: usize, last: usize) -> Option<u64> {
+        // SAFETY: passed through.
+        unsafe {
+            if REV {
+                self.rev::<V>(first, last)
+            } else {
+                self.fwd::<V>(first, last)
+            }
+        }
+    }
+
+    /// Children `first..=last`, lowest first, the edge test chosen per child
+    /// ([`test`](Self::test)). (Hoisting the edges out of the loop, as
+    /// [`rev`](Self::rev) does, ran 93 fewer instructions per forward
+    /// 4 KiB search but measured 6 ns slower: 76 -> 82 ns, loaded machine.)
+    ///
+    /// # Safety
+    /// R1 for the node; `first <= last < len`.
     #[inline(always)]
     unsafe fn fwd<V>(&self, first: usize, last: usize) -> Option<u64> {
         // (Plain loops: `RangeInclusive` adapters measured slower here.)
@@ -486,7 +507,7 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
         let mut i = first;
         while i < end {
             // SAFETY: R1 passed through; `i <= last < len`.
-            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+            if let Some(r) = unsafe { self.descend::<V, false>(i, self.test(i)) } {
                 return Some(r);
             }
             i += 1;
@@ -494,19 +515,42 @@ impl<'k, 'q, N: InnerKeys> InnerStep<'k, 'q, N> {
         None
     }
 
-    /// Children `first..=last`, highest first.
+    /// Children `first..=last`, highest first. The edge children (`len - 1`,
+    /// `0`) are tried outside the loop, so the loop body holds only the
+    /// middle test and no per-child edge branch (the verdicts of
+    /// [`test`](Self::test)).
     ///
     /// # Safety
-    /// R1 for the node; `last < len`.
+    /// R1 for the node; `first <= last < len`.
     #[inline(always)]
     unsafe fn rev<V>(&self, first: usize, last: usize) -> Option<u64> {
-        let mut i = last.min(self.len - 1) + 1;
-        while i > first {
-            i -= 1;
-            // SAFETY: R1 passed through; `first <= i <= last < len`.
-            if let Some(r) = unsafe { self.try_child::<V>(i) } {
+        let len = self.len;
+        // (No clamp to `len - 1` here: it would sit between the count and
+        // the child's address, and `find_gap`'s count already gives it.)
+        debug_assert!(first <= last && last < len);
+        let top = last;
+        // The next child to try is `i - 1`.
+        let mut i = top + 1;
+        if i == len {
+            i = top;
+            // SAFETY: R1 passed through; `top < len`.
+            if let Some(r) = unsafe { self.descend::<V, true>(top, self.edge(top)) } {
                 return Some(r);
             }
+        }
+        // `1 <= stop <= i - 1 < len - 1` inside the loop: a middle child.
+        let stop = first.max(1);
+        while i > stop {
+            i -= 1;
+            // SAFETY: R1 passed through; `first <= i <= top < len`.
+            if let Some(r) = unsafe { self.descend::<V, true>(i, self.middle(i)) } {
+                return Some(r);
+            }
+        }
+        // Child 0, unless the top edge was child 0 (`len == 1`) or `first > 0`.
+        if first == 0 && i > 0 {
+            // SAFETY: R1 passed through; `0 < len`.
+            return unsafe { self.descend::<V, true>(0, self.edge(0)) };
         }
         None
     }
@@ -520,8 +564,16 @@ pub(crate) unsafe fn find_gap_root<V>(root: *const Header, q: &GapQuery) -> Opti
     if root.is_null() {
         return q.fit(0, u64::MAX);
     }
-    // SAFETY: R1.
-    unsafe { find_gap::<V>(root, 0, u64::MAX, q, &Scaled::new(q, 12)) }
+    let sc = Scaled::new(q, 12);
+    // SAFETY: R1. (One search per direction: each recursion holds only its
+    // own direction's code.)
+    unsafe {
+        if q.rev {
+            find_gap::<V, true>(root, 0, u64::MAX, q, &sc)
+        } else {
+            find_gap::<V, false>(root, 0, u64::MAX, q, &sc)
+        }
+    }
 }
 
 /// Double-ended iterator over the entries overlapping `[lo, hi)`.
@@ -662,8 +714,8 @@ mod tests {
     //! and next to multiples of the scale and next to free intervals'
     //! lengths.
     use super::super::MapleTree;
-    use super::super::node::{Header, Inner, KIND_LEAF, Keys, align_exp_or0, as_inner};
-    use super::{GapQuery, InnerStep, Scaled};
+    use super::super::node::{Header, Inner, KIND_LEAF, Keys, align_exp_or0, as_inner, as_leaf};
+    use super::{GapQuery, InnerStep, Scaled, find_gap};
     use crate::sync::Ordering;
     use alloc::vec::Vec;
 
@@ -920,6 +972,140 @@ mod tests {
             tested += step_matches(inn.child(i), clo, chi, rng, queries);
         }
         tested
+    }
+
+    /// The entries under `n`, in order.
+    fn entries(n: *const Header, out: &mut Vec<(u64, u64)>) {
+        // SAFETY: test-only: `n` is a live node of a tree no one writes.
+        unsafe {
+            if (*n).kind == KIND_LEAF {
+                let l = as_leaf::<u64>(n);
+                out.extend((0..l.len()).map(|j| (l.start(j), l.end(j))));
+                return;
+            }
+            for &c in as_inner(n).children() {
+                entries(c, out);
+            }
+        }
+    }
+
+    /// The search started at every inner node `n` with its own bounds
+    /// `[lo, hi)` (I8), in both directions, against a model of the free
+    /// space that node owns: the loops over children (forward: the edge
+    /// test per child; reverse: the top edge, the middles, then child 0,
+    /// DESIGN §2.4) must try each candidate child once, in order, including
+    /// the first and the last. Windows end at, next to and between the
+    /// children's bounds and the node's own, and sizes sit at the owned
+    /// intervals' lengths, so that often exactly one child (child 0, the
+    /// last child, or the one whose bound the window cuts) holds the
+    /// answer. Returns the queries checked.
+    fn subtree_matches(n: *const Header, lo: u64, hi: u64, rng: &mut Rng, queries: usize) -> usize {
+        // SAFETY: test-only: `n` is a live node of a tree no one writes.
+        let inn = unsafe {
+            if (*n).kind == KIND_LEAF {
+                return 0;
+            }
+            as_inner(n)
+        };
+        let len = inn.len();
+        let mut under = Vec::new();
+        entries(n, &mut under);
+        // The owned free intervals (I8): from `lo`, between entries, to `hi`.
+        let mut free = Vec::new();
+        let mut pos = lo;
+        for &(a, b) in &under {
+            if pos < a {
+                free.push((pos, a));
+            }
+            pos = b;
+        }
+        if pos < hi {
+            free.push((pos, hi));
+        }
+        let mut marks = vec![lo, hi];
+        for i in 0..len {
+            marks.extend([inn.min(i), inn.max(i)]);
+        }
+        let mut checked = 0;
+        for _ in 0..queries {
+            let at = |rng: &mut Rng| {
+                let m = rng.pick(&marks);
+                match rng.below(4) {
+                    0 => m.saturating_sub(1),
+                    1 => m.saturating_add(1),
+                    _ => m,
+                }
+            };
+            let (a, b) = (at(rng), at(rng));
+            let (wlo, whi) = match rng.below(4) {
+                0 => (lo, a.max(lo + 1)),
+                1 => (a.min(hi - 1), hi),
+                _ => (a.min(b), a.max(b)),
+            };
+            if wlo >= whi {
+                continue;
+            }
+            let align = match rng.below(4) {
+                0 => 1,
+                1 => 1 << rng.below(64),
+                _ => 1 << (12 + rng.below(19)),
+            };
+            let size = if free.is_empty() || rng.below(4) == 0 {
+                1 + rng.below(1 << 16)
+            } else {
+                let (fs, fe) = rng.pick(&free);
+                (fe - fs).wrapping_add(rng.pick(&[0, 0, 1, u64::MAX]))
+            }
+            .max(1);
+            for rev in [false, true] {
+                let q = GapQuery {
+                    size,
+                    align,
+                    lo: wlo,
+                    hi: whi,
+                    rev,
+                };
+                let sc = Scaled::new(&q, u32::from(inn.hdr.shift));
+                // SAFETY: R1: `n` is a node of a tree no one writes, with
+                // the bounds its parent gives it.
+                let got = unsafe {
+                    if rev {
+                        find_gap::<u64, true>(n, lo, hi, &q, &sc)
+                    } else {
+                        find_gap::<u64, false>(n, lo, hi, &q, &sc)
+                    }
+                };
+                let want = free.iter().filter_map(|&(fs, fe)| q.fit(fs, fe));
+                let want = if rev { want.max() } else { want.min() };
+                assert_eq!(
+                    got, want,
+                    "node of {len} children [{lo:#x}, {hi:#x}), {q:?}"
+                );
+                checked += 1;
+            }
+        }
+        for i in 0..len {
+            let clo = if i == 0 { lo } else { inn.max(i - 1) };
+            let chi = if i + 1 == len { hi } else { inn.max(i) };
+            checked += subtree_matches(inn.child(i), clo, chi, rng, queries);
+        }
+        checked
+    }
+
+    /// Every inner node, searched on its own (see [`subtree_matches`]), on
+    /// small trees (a root of two or three children: no middle child) and
+    /// larger ones, narrow and wide.
+    #[test]
+    fn every_node_searches_its_children_in_order() {
+        let mut rng = Rng(TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+        for (s, big) in [(12, 1 << 14), (0, 1 << 10), (21, 1 << 9), (12, 1 << 40)] {
+            for n in [15, 20, 30, 60, 400, 2000] {
+                let (t, _) = build(&mut rng, n, s, big);
+                let root = t.root.load(Ordering::Relaxed);
+                let checked = subtree_matches(root, 0, u64::MAX, &mut rng, 60);
+                assert!(checked > 0 || t.height() == 1, "n {n}: no inner node");
+            }
+        }
     }
 
     #[test]
