@@ -4,6 +4,8 @@
 
 #[path = "loom/breaker.rs"]
 mod breaker;
+#[path = "loom/breaker_s7.rs"]
+mod breaker_s7;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]
