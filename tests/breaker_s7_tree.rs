@@ -234,7 +234,7 @@ fn secs() -> f64 {
     std::env::var("B7_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1.5)
+        .unwrap_or(1.0)
 }
 
 #[test]
@@ -290,14 +290,6 @@ fn pinned_readers_across_commits_shared_domain() {
     }
 }
 
-/// Live heap bytes after `f`, minus before (with a settle: `reclaim` on an
-/// empty writer queue frees nothing of ours).
-fn growth(f: impl FnOnce()) -> i64 {
-    let before = LIVE.load(Ordering::Relaxed);
-    f();
-    LIVE.load(Ordering::Relaxed) - before
-}
-
 /// 10^5 retiring commits with no `reclaim` call and no reader keep the
 /// tree's garbage bounded (about `PRESSED` + a period of commits' nodes):
 /// the live heap after 10^5 commits is no more than a little above that
@@ -318,8 +310,6 @@ fn memory_bounded_without_reclaim() {
                 .unwrap();
         }
         run(&t, 10_000, 0);
-        let small = growth(|| run(&t, 1, 10_000));
-        let _ = small;
         let base = LIVE.load(Ordering::Relaxed);
         run(&t, 100_000, 20_000);
         let after = LIVE.load(Ordering::Relaxed);
@@ -340,8 +330,18 @@ fn memory_bounded_without_reclaim() {
         "[u64;3], manual",
     );
     // Values with drop glue in a tree with its reclaimer thread: the
-    // reclaimer drops them.
-    check(MapleTree::<String>::new(), "String, new");
+    // reclaimer drops them, as fast as the scheduler lets it, and the
+    // domain keeps its queue's peak capacity (measured: about 2.8 MB, flat
+    // from 10^5 to 10^6 commits, still held after `barrier`). So only a
+    // loose bound: 4 * 10^5 commits' values unfreed would be over 20 MB.
+    {
+        let t = MapleTree::<String>::new();
+        let base = LIVE.load(Ordering::Relaxed);
+        run(&t, 400_000, 0);
+        t.domain().barrier().unwrap();
+        let grew = LIVE.load(Ordering::Relaxed) - base;
+        assert!(grew < 8 << 20, "String, new: live heap grew {grew} bytes");
+    }
     let d = Arc::new(Srcu::new());
     let other = MapleTree::<String>::with_domain(d.clone());
     other.insert(0..1, "x".into()).unwrap();
