@@ -75,3 +75,102 @@ fn shared_domain_open_batch_vs_other_tree() {
         assert_eq!((a.len(), b.len()), (1, 0));
     });
 }
+
+mod upper {
+    //! Writers no longer probe (RMW) a non-null upper page-table entry, only
+    //! load it (`pagetable::probe_at`, issue 11 seventh session). One VMA
+    //! spans several upper entries, some populated (a page faulted first),
+    //! some null; a first fault that must populate the null ones (a CAS at
+    //! level 2 or 3, then lower) races a writer over the whole VMA. The
+    //! fault answers Ok, Segv or Access; no PTE survives the munmap, none
+    //! stays writable after the mprotect, `check()` passes, frames balance.
+    use loom::sync::Arc;
+    use loom::thread;
+    use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultPolicy, MapFlags, Prot};
+
+    const P: u64 = 4096;
+    const GIB: u64 = 1 << 30;
+    /// One PGD entry's reach.
+    const BIG: u64 = 1 << 39;
+    const A: u64 = 0x1000_0000;
+    const RW: Prot = Prot::READ.union(Prot::WRITE);
+    const FIXED: MapFlags = MapFlags::PRIVATE
+        .union(MapFlags::ANONYMOUS)
+        .union(MapFlags::FIXED);
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.max_branches = 100_000;
+        b.check(f);
+    }
+
+    fn balanced(mm: &AddressSpace) {
+        mm.check().unwrap();
+        let s = mm.stats();
+        assert_eq!(s.frames_allocated, s.frames_live + s.frames_freed, "{s:?}");
+    }
+
+    /// `len` bytes at `A`, `A` faulted first (its PGD, PUD and PMD entries
+    /// non-null), then a first write at `A + off` races `munmap` (or
+    /// `mprotect(READ)` when `protect`) of the whole VMA.
+    fn race(len: u64, off: u64, protect: bool) {
+        let mm = Arc::new(AddressSpace::with_policy(FaultPolicy::Speculative));
+        mm.mmap(Some(A), len, RW, FIXED).unwrap();
+        mm.write(A, 1).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || {
+                if protect {
+                    mm.mprotect(A, len, Prot::READ).unwrap()
+                } else {
+                    mm.munmap(A, len).unwrap()
+                }
+            })
+        };
+        let r = mm.fault(A + off, Access::Write);
+        w.join().unwrap();
+        if protect {
+            assert!(matches!(r, Ok(_) | Err(FaultError::Access)), "{r:?}");
+            for a in [A, A + off] {
+                let pte = mm.translate(a);
+                assert!(
+                    pte.is_none_or(|p| !p.prot.contains(Prot::WRITE)),
+                    "{a:#x} writable after mprotect(READ): {pte:?}"
+                );
+            }
+            mm.munmap(A, len).unwrap();
+        } else {
+            assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
+        }
+        assert!(mm.translate(A + off).is_none(), "PTE survived munmap");
+        assert!(mm.translate(A).is_none(), "PTE survived munmap");
+        assert_eq!(mm.stats().tables_kept, 0);
+        balanced(&mm);
+    }
+
+    /// The fault needs a new PMD table (its PUD entry, level 2, is null);
+    /// the writer loads the PGD entry and `A`'s PUD entry, probes the null one.
+    #[test]
+    fn munmap_vs_first_fault_in_a_new_gib() {
+        model(|| race(GIB + P, GIB, false));
+    }
+
+    /// The fault needs a new PUD table (its PGD entry, level 3, is null).
+    #[test]
+    fn munmap_vs_first_fault_in_a_new_pgd_entry() {
+        model(|| race(BIG + P, BIG, false));
+    }
+
+    /// The fault's PUD and PMD tables exist (the writer only loads their
+    /// entries), its PTE table does not (level 1: probed).
+    #[test]
+    fn mprotect_vs_first_fault_under_loaded_upper_entries() {
+        model(|| race(4 << 20, 2 << 20, true));
+    }
+
+    /// As above, the fault in a new GiB (a null level-2 entry) vs mprotect.
+    #[test]
+    fn mprotect_vs_first_fault_in_a_new_gib() {
+        model(|| race(GIB + P, GIB, true));
+    }
+}
