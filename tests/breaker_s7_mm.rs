@@ -189,8 +189,8 @@ fn first_faults_populating_upper_tables_vs_wide_writers() {
 /// waves of short-lived threads (more than 16, so shards are shared, and
 /// each exits with tables still waiting for their grace period) map, touch
 /// and unmap small blocks in their own 2 MiB spans of TWO spaces, so a table
-/// retired by one space is reused by the other; the main thread reclaims
-/// meanwhile. Each block reads back its own values (a reused table that was
+/// retired by one space is reused by the other; a thread reclaims and two
+/// lockless walkers read random pages meanwhile. Each block reads back its own values (a reused table that was
 /// not empty, or still reachable, would show another's). Afterwards: both
 /// spaces `check()`, no table kept, live tables exactly the upper ones,
 /// every frame freed.
@@ -215,6 +215,28 @@ fn home_round(locking: WriterLocking, waves: u64, per_wave: u64, iters: u64) {
             }
         })
     };
+    // Lockless walkers (each space's own policy, one of them Speculative)
+    // read random pages of every window: a page holds 0 or a value naming
+    // its own address (a table reused while a walker could still reach it
+    // would show another page's value).
+    let walkers: Vec<_> = (0..2u64)
+        .map(|k| {
+            let (spaces, stop) = (spaces.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut r = Rng(0xa11 + k);
+                while !stop.load(Ordering::Relaxed) {
+                    let x = W0 + r.below(64 * 2 * SPAN / P) * P;
+                    match spaces[k as usize].read(x) {
+                        Ok(v) => assert!(
+                            v == 0 || v & ((1 << 48) - 1) == x,
+                            "{x:#x} read {v:#x}: another page's value"
+                        ),
+                        Err(e) => assert_eq!(e, FaultError::Segv, "{x:#x}"),
+                    }
+                }
+            })
+        })
+        .collect();
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     for w in 0..waves {
         let hs: Vec<_> = (0..per_wave)
@@ -229,13 +251,13 @@ fn home_round(locking: WriterLocking, waves: u64, per_wave: u64, iters: u64) {
                         let a = base + (i % 2) * SPAN + r.below(500) * P;
                         let n = 1 + r.below(8);
                         mm.mmap(Some(a), n * P, RW, FIXED).unwrap();
-                        let tag = SERIAL.fetch_add(1, Ordering::Relaxed) << 16;
+                        let tag = SERIAL.fetch_add(1, Ordering::Relaxed) << 48;
                         for p in 0..n {
                             assert_eq!(mm.read(a + p * P), Ok(0), "fresh page not zero");
-                            mm.write(a + p * P, tag | p).unwrap();
+                            mm.write(a + p * P, tag | (a + p * P)).unwrap();
                         }
                         for p in 0..n {
-                            assert_eq!(mm.read(a + p * P), Ok(tag | p));
+                            assert_eq!(mm.read(a + p * P), Ok(tag | (a + p * P)));
                         }
                         mm.munmap(a, n * P).unwrap();
                     }
@@ -248,6 +270,9 @@ fn home_round(locking: WriterLocking, waves: u64, per_wave: u64, iters: u64) {
     }
     stop.store(true, Ordering::Relaxed);
     reclaimer.join().unwrap();
+    for w in walkers {
+        w.join().unwrap();
+    }
     for mm in &spaces {
         mm.check().unwrap();
         mm.reclaim();
@@ -262,8 +287,12 @@ fn home_round(locking: WriterLocking, waves: u64, per_wave: u64, iters: u64) {
 #[test]
 fn retired_tables_go_home_through_exiting_threads_and_two_spaces() {
     watchdog::within(240, "tables home", || {
+        let iters: u64 = std::env::var("B7_HOME_ITERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(40);
         for locking in [WriterLocking::Range, WriterLocking::Global] {
-            home_round(locking, 5, 8, 40);
+            home_round(locking, 5, 8, iters);
         }
     });
 }
