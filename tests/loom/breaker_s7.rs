@@ -86,23 +86,14 @@ mod upper {
     //! stays writable after the mprotect, `check()` passes, frames balance.
     use loom::sync::Arc;
     use loom::thread;
-    use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultPolicy, MapFlags, Prot};
+    use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultPolicy, Prot};
 
-    const P: u64 = 4096;
+    // The mm models' constants and `model` (its branch budget covers the
+    // end checks' walk of the page tables).
+    use crate::mm::{A, FIXED, P, RW, model};
     const GIB: u64 = 1 << 30;
     /// One PGD entry's reach.
     const BIG: u64 = 1 << 39;
-    const A: u64 = 0x1000_0000;
-    const RW: Prot = Prot::READ.union(Prot::WRITE);
-    const FIXED: MapFlags = MapFlags::PRIVATE
-        .union(MapFlags::ANONYMOUS)
-        .union(MapFlags::FIXED);
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        b.max_branches = 100_000;
-        b.check(f);
-    }
 
     fn balanced(mm: &AddressSpace) {
         mm.check().unwrap();

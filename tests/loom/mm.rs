@@ -7,16 +7,16 @@ use loom::sync::Arc;
 use loom::thread;
 use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultPolicy, MapFlags, Prot};
 
-const P: u64 = 4096;
-const A: u64 = 0x1000_0000;
-const RW: Prot = Prot::READ.union(Prot::WRITE);
-const FIXED: MapFlags = MapFlags::PRIVATE
+pub(crate) const P: u64 = 4096;
+pub(crate) const A: u64 = 0x1000_0000;
+pub(crate) const RW: Prot = Prot::READ.union(Prot::WRITE);
+pub(crate) const FIXED: MapFlags = MapFlags::PRIVATE
     .union(MapFlags::ANONYMOUS)
     .union(MapFlags::FIXED);
 
 /// `loom::model` with room for the end-of-model checks, which walk all 256
 /// top-level entries of the page tables (one loom branch each).
-fn model(f: impl Fn() + Sync + Send + 'static) {
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     b.max_branches = 100_000;
     b.check(f);
