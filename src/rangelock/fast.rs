@@ -96,6 +96,20 @@ impl Slot {
         self.state.store(claimed & !KIND | kind, Ordering::Release);
     }
 
+    /// Shrinks the published request of a slot this thread holds to
+    /// `[start, end)`, inside the published range (R10).
+    pub(super) fn narrow(&self, start: u64, end: u64) {
+        // Release (both): a checker that loads either new bound (Acquire,
+        // in `request`) and so sees us no longer covering part of the old
+        // range is ordered after everything we did there. A checker may
+        // read one new bound and one old: that range lies between the new
+        // and the old one, so it waits at worst as for the old range (a
+        // conflict it reports is real or conservative, never missed). The
+        // state word is unchanged: the slot still holds the same request.
+        self.start.store(start, Ordering::Release);
+        self.end.store(end, Ordering::Release);
+    }
+
     /// Releases the slot (end of the request, or a retreat).
     pub(super) fn free(&self) {
         // Relaxed: only this slot's holder writes a claimed slot.

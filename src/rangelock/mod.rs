@@ -116,6 +116,19 @@ pub enum RangeLockError {
     /// A `try_` request would have had to wait.
     #[error("range is locked")]
     WouldBlock,
+    /// [`narrow`](RangeWriteGuard::narrow) to a range that is not inside the
+    /// one the guard holds.
+    #[error("range [{start:#x}, {end:#x}) is not inside the held [{held_start:#x}, {held_end:#x})")]
+    NotInside {
+        /// Requested start.
+        start: u64,
+        /// Requested end.
+        end: u64,
+        /// Start of the range held.
+        held_start: u64,
+        /// End of the range held.
+        held_end: u64,
+    },
 }
 
 /// Rounds of spinning (each a retry under the mutex) before a blocking
@@ -381,9 +394,16 @@ impl RangeLock {
     /// table's requests that wait for fast-path holders (R8).
     fn release_fast(&self, i: usize) {
         self.fast[i].free();
+        self.recheck_fast_waiters();
+    }
+
+    /// After a fast-path holder freed or narrowed its slot: re-checks the
+    /// table's requests that wait for fast-path holders (R8), granting
+    /// those that no fast-path request blocks any more.
+    fn recheck_fast_waiters(&self) {
         // SeqCst: pairs with the fence in `grant`: a slow requester that saw
-        // our slot held fenced before we did, so this load sees its
-        // increment, and we re-check its wait below (R8).
+        // our slot held (or wider) fenced before we did, so this load sees
+        // its increment, and we re-check its wait below (R8).
         fence(Ordering::SeqCst);
         // Relaxed: only decides whether to take the mutex, which orders the
         // re-check.
@@ -569,43 +589,82 @@ impl RangeLock {
         }
     }
 
+    /// Shrinks granted request `g`, now `[os, oe)`, to `[start, end)` inside
+    /// it (R10, DESIGN §7.1): requests that waited for it only because of
+    /// the part given up stop counting it, and those left waiting for
+    /// nothing are woken. Never blocks.
+    fn narrow_grant(&self, g: Grant, (os, oe): (u64, u64), start: u64, end: u64) {
+        match g {
+            Grant::Fast(i) => {
+                self.fast[i].narrow(start, end);
+                self.recheck_fast_waiters();
+            }
+            Grant::Table(idx) => {
+                let mut wake: Vec<thread::Thread> = Vec::new();
+                {
+                    let mut t = sync::lock(&self.table);
+                    debug_assert_eq!((t.node(idx).start, t.node(idx).end), (os, oe));
+                    let dropped = stop_waiting_for(&mut t, idx, Some((start, end)), &mut wake);
+                    t.node_mut(idx).dependents -= dropped;
+                    t.rekey(idx, start, end);
+                }
+                for w in wake {
+                    w.unpark();
+                }
+            }
+        }
+    }
+
     /// Releases granted request `idx` (R4).
     fn release(&self, idx: u32) {
         let mut wake: Vec<thread::Thread> = Vec::new();
         {
             let mut t = sync::lock(&self.table);
-            let n = t.node(idx);
-            debug_assert_eq!(n.blocking, 0, "releasing a request that is not granted");
-            let (start, end, write, dependents) = (n.start, n.end, n.write, n.dependents);
-            if dependents > 0 {
-                let ov = t.overlaps(start, end);
-                let mut seen = 0;
-                for &o in &ov {
-                    if o == idx {
-                        continue;
-                    }
-                    let m = t.node_mut(o);
-                    // R2: we are granted, so every conflicting request in the
-                    // table waits for us.
-                    if m.conflicts(start, end, write) {
-                        seen += 1;
-                        m.blocking -= 1;
-                        if m.blocking == 0
-                            && let Some(w) = m.waiter.take()
-                        {
-                            wake.push(w);
-                        }
-                    }
-                }
-                t.put_scratch(ov);
-                debug_assert_eq!(seen, dependents, "R2: dependents count");
-            }
+            let seen = stop_waiting_for(&mut t, idx, None, &mut wake);
+            debug_assert_eq!(seen, t.node(idx).dependents, "R2: dependents count");
             t.remove(idx);
         }
         for w in wake {
             w.unpark();
         }
     }
+}
+
+/// Granted request `idx` gives up its range, or (`keep`) all of it but
+/// `keep`: every request conflicting with what it gives up waits for it
+/// (R2: it is granted) and stops; those left waiting for nothing go to
+/// `wake`. Returns how many stopped. Under the table mutex.
+fn stop_waiting_for(
+    t: &mut Table,
+    idx: u32,
+    keep: Option<(u64, u64)>,
+    wake: &mut Vec<thread::Thread>,
+) -> u32 {
+    let n = t.node(idx);
+    debug_assert_eq!(n.blocking, 0, "giving up a request that is not granted");
+    let (start, end, write) = (n.start, n.end, n.write);
+    if n.dependents == 0 {
+        return 0;
+    }
+    let ov = t.overlaps(start, end);
+    let mut stopped = 0;
+    for &o in &ov {
+        if o == idx {
+            continue;
+        }
+        let m = t.node_mut(o);
+        if m.conflicts(start, end, write) && !keep.is_some_and(|(a, b)| m.conflicts(a, b, write)) {
+            stopped += 1;
+            m.blocking -= 1;
+            if m.blocking == 0
+                && let Some(w) = m.waiter.take()
+            {
+                wake.push(w);
+            }
+        }
+    }
+    t.put_scratch(ov);
+    stopped
 }
 
 /// R5: whether a new *nested* request starting at `start` goes ahead of the
@@ -668,6 +727,28 @@ impl<'a> Held<'a> {
     }
 }
 
+impl Held<'_> {
+    /// Shrinks the held range to `[start, end)`, which must lie inside it.
+    fn narrow(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        check(start, end)?;
+        if start < self.start || end > self.end {
+            return Err(RangeLockError::NotInside {
+                start,
+                end,
+                held_start: self.start,
+                held_end: self.end,
+            });
+        }
+        if (start, end) != (self.start, self.end) {
+            self.lock
+                .narrow_grant(self.grant, (self.start, self.end), start, end);
+            self.start = start;
+            self.end = end;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.lock.release_grant(self.grant);
@@ -694,6 +775,27 @@ macro_rules! guard_common {
             /// End (exclusive) of the locked range.
             pub fn end(&self) -> u64 {
                 self.0.end
+            }
+            /// Keeps only `[start, end)` of the locked range, releasing the
+            /// rest at once: requests that waited only for the part given
+            /// up are granted (FIFO order among the others is unchanged).
+            /// Never blocks. [`RangeLockError::NotInside`] (and nothing
+            /// changes) unless `[start, end)` is a non-empty range inside
+            /// the held one. For a writer that needed a wide area to decide
+            /// and publish, and only part of it for slow work after (an
+            /// address space's munmap, DESIGN §4.8, R-M4).
+            ///
+            /// ```
+            /// use maple_rcu::RangeLock;
+            /// let lock = RangeLock::new();
+            /// let mut g = lock.write(0x1000, 0x5000).unwrap();
+            /// assert!(lock.try_write(0x1000, 0x2000).is_err());
+            /// g.narrow(0x3000, 0x5000).unwrap();
+            /// assert!(lock.try_write(0x1000, 0x3000).is_ok());
+            /// assert!(lock.try_write(0x4000, 0x5000).is_err());
+            /// ```
+            pub fn narrow(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+                self.0.narrow(start, end)
             }
         }
         impl fmt::Debug for $t<'_> {

@@ -205,6 +205,20 @@ fn try_requests_match_a_brute_force_model() {
         if !held.is_empty() && rnd(3) == 0 {
             let i = rnd(held.len() as u64) as usize;
             held.swap_remove(i);
+        } else if !held.is_empty() && rnd(4) == 0 {
+            // Narrow a held guard to a random range: inside (granted, the
+            // model shrinks) or not (NotInside, nothing changes).
+            let i = rnd(held.len() as u64) as usize;
+            let (s, e) = (held[i].1, held[i].2);
+            let ns = s.saturating_sub(1) + rnd(e - s + 1);
+            let ne = ns + 1 + rnd(e - s + 1);
+            let r = held[i].0.narrow(ns, ne);
+            if s <= ns && ne <= e {
+                r.unwrap();
+                (held[i].1, held[i].2) = (ns, ne);
+            } else {
+                assert!(matches!(r, Err(RangeLockError::NotInside { .. })), "{r:?}");
+            }
         } else {
             let start = rnd(1000);
             let span = if rnd(8) == 0 { 500 } else { 20 };
@@ -239,10 +253,69 @@ fn try_requests_match_a_brute_force_model() {
     }
 }
 
-#[allow(dead_code)] // held only for their Drop
 enum RangeModeGuard<'a> {
     R(RangeReadGuard<'a>),
     W(RangeWriteGuard<'a>),
+}
+
+impl RangeModeGuard<'_> {
+    fn narrow(&mut self, start: u64, end: u64) -> Result<(), RangeLockError> {
+        match self {
+            RangeModeGuard::R(g) => g.narrow(start, end),
+            RangeModeGuard::W(g) => g.narrow(start, end),
+        }
+    }
+}
+
+/// R10: narrowing a held write lock grants, at once, a waiter that wanted
+/// only the part given up (whether the holder took the fast path or the
+/// table), keeps waiting one that still overlaps, and rejects a range not
+/// inside with a typed error that changes nothing.
+#[test]
+fn narrow_grants_waiters_of_the_part_given_up() {
+    let l = Arc::new(RangeLock::new());
+    // Fast path: nothing else is in the lock.
+    let mut a = l.write(0, 10).unwrap();
+    let spawn = |s: u64, e: u64| {
+        let l = l.clone();
+        std::thread::spawn(move || drop(l.write(s, e).unwrap()))
+    };
+    let low = spawn(0, 5);
+    until_requests(&l, 2);
+    // In the table now (it waits for a's slot): later requests go there.
+    let mut b = l.write(100, 200).unwrap();
+    let mid = spawn(100, 150);
+    let high = spawn(150, 160);
+    until_requests(&l, 5);
+    validate(&l);
+    assert_eq!(
+        a.narrow(5, 11).unwrap_err(),
+        RangeLockError::NotInside {
+            start: 5,
+            end: 11,
+            held_start: 0,
+            held_end: 10
+        }
+    );
+    assert_eq!(
+        a.narrow(5, 5).unwrap_err(),
+        RangeLockError::Empty { start: 5 }
+    );
+    assert_eq!((a.start(), a.end()), (0, 10));
+    a.narrow(5, 10).unwrap();
+    low.join().unwrap();
+    assert_eq!((a.start(), a.end()), (5, 10));
+    assert_eq!(l.try_write(4, 6).unwrap_err(), RangeLockError::WouldBlock);
+    b.narrow(150, 200).unwrap();
+    mid.join().unwrap();
+    validate(&l);
+    until_requests(&l, 3);
+    assert!(!high.is_finished());
+    drop(b);
+    high.join().unwrap();
+    drop(a);
+    assert_eq!(l.requests(), 0);
+    validate(&l);
 }
 
 #[test]

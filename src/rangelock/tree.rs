@@ -240,6 +240,21 @@ impl Table {
         }
     }
 
+    /// Changes request `i`'s range to `[start, end)`, keeping its arrival
+    /// number, priority and counts (the caller fixes the counts, R2).
+    /// O(log n) expected.
+    pub(super) fn rekey(&mut self, i: u32, start: u64, end: u64) {
+        let key = self.nodes[i as usize].key();
+        self.root = self.remove_at(self.root, key);
+        let n = &mut self.nodes[i as usize];
+        n.start = start;
+        n.end = end;
+        n.max_end = end;
+        n.left = NIL;
+        n.right = NIL;
+        self.root = self.insert_at(self.root, i);
+    }
+
     /// Removes request `i` and frees its slot. O(log n) expected.
     pub(super) fn remove(&mut self, i: u32) {
         let key = self.nodes[i as usize].key();

@@ -268,3 +268,91 @@ fn fast_readers_share_and_exclude_a_writer() {
         assert_eq!(s.lock.requests(), 0);
     });
 }
+
+/// Two cells, one in each half of `[0, 10)`.
+struct Halves {
+    lock: RangeLock,
+    lo: UnsafeCell<u32>,
+    hi: UnsafeCell<u32>,
+}
+
+impl Halves {
+    /// Caller holds a write lock covering the cell.
+    fn bump(c: &UnsafeCell<u32>) -> u32 {
+        c.with_mut(|p| {
+            // SAFETY: exclusive by the range lock; loom checks it.
+            unsafe {
+                *p += 1;
+                *p
+            }
+        })
+    }
+}
+
+/// R10, `narrow`: a writer holds `[0, 10)`, writes the low cell, narrows
+/// to `[5, 10)` and writes the high one. Writers of `[0, 5)` and `[5, 10)`
+/// arrive at any point: the low one may run as soon as the narrow is
+/// done and must see the holder's write (loom reports a race otherwise),
+/// the high one only after the release, and the low one completes before
+/// the holder lets go of `[5, 10)`. With `table`, two disjoint
+/// writers fill the fast slots first, so the holder and the others go
+/// through the table (rekey and the count hand-off); without, the holder
+/// takes the fast path (the slot's new bounds and the R8 re-check).
+fn narrow_releases_the_part_given_up(table: bool) {
+    loom::model(move || {
+        let s = Arc::new(Halves {
+            lock: RangeLock::new(),
+            lo: UnsafeCell::new(0),
+            hi: UnsafeCell::new(0),
+        });
+        let fill = table.then(|| {
+            (
+                s.lock.write(100, 101).unwrap(),
+                s.lock.write(200, 201).unwrap(),
+            )
+        });
+        let mut g = s.lock.write(0, 10).unwrap();
+        let low_done = Arc::new(AtomicBool::new(false));
+        let low = {
+            let (s, done) = (s.clone(), low_done.clone());
+            thread::spawn(move || {
+                let g = s.lock.write(0, 5).unwrap();
+                assert_eq!(Halves::bump(&s.lo), 2, "ran before the holder's write");
+                drop(g);
+                // Relaxed: progress only.
+                done.store(true, Ordering::Relaxed);
+            })
+        };
+        let high = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let _g = s.lock.write(5, 10).unwrap();
+                assert_eq!(Halves::bump(&s.hi), 2, "ran inside the narrowed hold");
+            })
+        };
+        Halves::bump(&s.lo);
+        g.narrow(5, 10).unwrap();
+        thread::yield_now();
+        Halves::bump(&s.hi);
+        // The low writer completes while we still hold `[5, 10)` (a narrow
+        // that released nothing would spin here forever: loom fails it).
+        while !low_done.load(Ordering::Relaxed) {
+            thread::yield_now();
+        }
+        drop(g);
+        low.join().unwrap();
+        high.join().unwrap();
+        drop(fill);
+        assert_eq!(s.lock.requests(), 0);
+    });
+}
+
+#[test]
+fn narrow_fast_holder() {
+    narrow_releases_the_part_given_up(false);
+}
+
+#[test]
+fn narrow_table_holder() {
+    narrow_releases_the_part_given_up(true);
+}
