@@ -14,8 +14,10 @@ impl AddressSpace {
     /// `munmap`: holes are fine; VMAs are split at the edges.
     ///
     /// Under `WriterLocking::Range` it write-locks only its R-M1 extent (no
-    /// 2 MiB spans) for the zap and the commit, and frees the tables it
-    /// emptied after releasing it (`free_empty_spans`,
+    /// 2 MiB spans, and no contagion margin: an unmap merges nothing),
+    /// commits, narrows its lock to the unmapped part for the zap
+    /// ([`unmap_commit_first`](Self::unmap_commit_first), R-M4), and frees
+    /// the tables it emptied after releasing it (`free_empty_spans`,
     /// [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
     /// "Freeing tables"), so it no longer excludes writers in the rest of
     /// the span.
@@ -32,9 +34,10 @@ impl AddressSpace {
             let _w = self.lock_whole();
             return self.unmap_checked(r, Tables::Free);
         }
-        let w = self.lock_for(r.clone(), false);
-        self.unmap_checked(r.clone(), Tables::Keep)?;
+        let mut w = self.lock_for_unmap(r.clone());
+        let done = self.unmap_commit_first(&mut w, &r);
         drop(w);
+        done?;
         self.free_empty_spans(&r);
         Ok(())
     }

@@ -5,8 +5,10 @@
 //! stable), replays the log in a second short transaction, commits and frees
 //! emptied tables. A writer with no PTE work commits its first transaction.
 
+use crate::mm::error::MmError;
 use crate::mm::flags::FaultPolicy;
 use crate::mm::flags::Prot;
+use crate::rangelock::RangeWriteGuard;
 
 use crate::mm::space::{AddressSpace, span_has_no_vma};
 use crate::mm::vma::{Spec, Vma};
@@ -256,49 +258,120 @@ impl AddressSpace {
         self.replay(log, growth, work);
     }
 
-    /// munmap's `finish` without its first transaction (docs/DESIGN.md
-    /// §4.8, R-M3): the edit of an unmap is computed on a snapshot taken
-    /// under the caller's range write lock over `r` (R-M1, with spans), so
-    /// the tree's writer mutex is taken once, for the replay and commit.
-    /// Returns false, having done nothing, when `r` lies strictly inside one
-    /// VMA: that unmap adds a VMA and needs the `vm.max_map_count` check and
-    /// reservation under the mutex (the caller takes the transaction path).
-    pub(crate) fn unmap_planned(&self, r: &Range<u64>, tables: Tables) -> bool {
+    /// The edit of an unmap of `r`, computed on a snapshot taken under the
+    /// caller's range write lock over its R-M1 extent (R-M3): the log, and
+    /// the published VMAs it removes. `None` when `r` lies strictly inside
+    /// one VMA: that unmap adds a VMA and needs the `vm.max_map_count`
+    /// check and reservation under the tree's writer mutex.
+    fn plan_unmap(&self, r: &Range<u64>) -> Option<(Vec<Op>, Vec<*const Vma>)> {
         let mut log = Vec::new();
         let mut published: Vec<*const Vma> = Vec::new();
-        {
-            let pin = self.tree.pin();
-            for (vr, v) in pin.range(r.clone()) {
-                if vr.start < r.start && r.end < vr.end {
-                    return false;
-                }
-                // What `edit(.., zap = true)` logs for an unmap: every VMA
-                // overlapping `r` is replaced, its parts outside `r` are
-                // kept (no new spec, so nothing merges).
-                published.push(v as *const Vma);
-                log.push(Op::Remove(vr.start));
-                if vr.start < r.start {
-                    log.push(Op::Insert(v.spec.slice(vr.start..r.start)));
-                }
-                if r.end < vr.end {
-                    log.push(Op::Insert(v.spec.slice(r.end..vr.end)));
-                }
+        let pin = self.tree.pin();
+        for (vr, v) in pin.range(r.clone()) {
+            if vr.start < r.start && r.end < vr.end {
+                return None;
             }
-        }
-        if published.is_empty() {
-            // A hole: nothing to zap, nothing to commit (`finish` would
-            // commit an unchanged version).
-            return true;
+            // What `edit(.., zap = true)` logs for an unmap: every VMA
+            // overlapping `r` is replaced, its parts outside `r` are kept
+            // (no new spec, so nothing merges).
+            published.push(v as *const Vma);
+            log.push(Op::Remove(vr.start));
+            if vr.start < r.start {
+                log.push(Op::Insert(v.spec.slice(vr.start..r.start)));
+            }
+            if r.end < vr.end {
+                log.push(Op::Insert(v.spec.slice(r.end..vr.end)));
+            }
         }
         // Every `Remove` precedes the `Insert`s it makes room for.
         log.sort_by_key(|op| match op {
             Op::Remove(_) => 0,
             Op::Insert(_) => 1,
         });
+        Some((log, published))
+    }
+
+    /// munmap's `finish` without its first transaction (docs/DESIGN.md
+    /// §4.8, R-M3): kill, zap, then replay and commit in one transaction.
+    /// Returns false, having done nothing, when `r` lies strictly inside one
+    /// VMA (see [`plan_unmap`](Self::plan_unmap); the caller takes the
+    /// transaction path).
+    pub(crate) fn unmap_planned(&self, r: &Range<u64>, tables: Tables) -> bool {
+        let Some((log, published)) = self.plan_unmap(r) else {
+            return false;
+        };
+        if published.is_empty() {
+            // A hole: nothing to zap, nothing to commit (`finish` would
+            // commit an unchanged version).
+            return true;
+        }
         let work = After::Unmap(vec![r.clone()], tables);
         self.pte_phase(&published, None, &work);
         self.replay(log, 0, work);
         true
+    }
+
+    /// munmap under `WriterLocking::Range` (R-M4, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "An unmap that narrows"): kill the VMAs overlapping `r`, publish the
+    /// new version (their parts outside `r` live, a hole in `r`) at once,
+    /// then narrow `g`, the caller's lock of its R-M1 extent, to the part
+    /// of `r` those VMAs covered, and zap it. So the neighbours that shared
+    /// a VMA with `r` (a placed block merged with another thread's) are
+    /// live again, and free for their own writers, while the zap runs.
+    ///
+    /// Why the zap may follow the commit here, when it must precede it for
+    /// every writer that publishes a VMA over its zap range (M7, the lost
+    /// writes of issue 10): nothing is published in `r`, and nobody can
+    /// publish there until we release, since every writer that maps there
+    /// holds a write lock overlapping it (a placement claims with
+    /// `try_write`, a FIXED mmap waits). A fault in `r` that read a removed
+    /// VMA installs only if it validated it live under the PTL before our
+    /// zap's section there, which then removes its PTE (races 1 and 2: the
+    /// kill precedes the zap); one on the new version finds no VMA (Segv,
+    /// after the munmap). `Err(NoMem)`, with nothing changed, when `r`
+    /// splits one VMA in three and `vm.max_map_count` is reached.
+    pub(crate) fn unmap_commit_first(
+        &self,
+        g: &mut RangeWriteGuard<'_>,
+        r: &Range<u64>,
+    ) -> Result<(), MmError> {
+        let zap = match self.plan_unmap(r) {
+            Some((_, published)) if published.is_empty() => return Ok(()),
+            Some((log, published)) => {
+                let (mut lo, mut hi) = (u64::MAX, 0);
+                for &v in &published {
+                    // SAFETY: published and in our locked area: alive until
+                    // our commit below retires it (R-M1, M3).
+                    let v = unsafe { &*v };
+                    lo = lo.min(v.spec.range.start);
+                    hi = hi.max(v.spec.range.end);
+                    self.kill(v);
+                }
+                self.replay(log, 0, After::None);
+                lo.max(r.start)..hi.min(r.end)
+            }
+            None => {
+                let txn = self.tree.write();
+                if self.unmap_needs_room(&txn, r) {
+                    return Err(MmError::NoMem);
+                }
+                let mut e = Edit::new(txn);
+                self.edit(&mut e, r.clone(), Vec::new(), true);
+                for &v in &e.replaced {
+                    // SAFETY: from `e.txn`, alive until its commit below
+                    // retires it (and kept alive by our locked area, R-M1).
+                    self.kill(unsafe { &*v });
+                }
+                self.commit(e.txn);
+                r.clone()
+            }
+        };
+        // R10: inside the guard's range (the extent covers `r`), not empty
+        // (the removed VMAs overlap `r`).
+        let narrowed = g.narrow(zap.start, zap.end);
+        debug_assert!(narrowed.is_ok(), "{narrowed:?}");
+        self.pt.zap_range(zap.start, zap.end);
+        Ok(())
     }
 
     /// The PTE half of `finish`: kills the replaced VMAs that are published

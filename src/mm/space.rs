@@ -264,15 +264,36 @@ impl AddressSpace {
     /// Revalidates after the wait: if the VMAs there changed meanwhile so
     /// that the area grew, locks the larger area instead.
     pub(crate) fn lock_for(&self, r: Range<u64>, span: bool) -> RangeWriteGuard<'_> {
+        self.lock_area(r, |view, want| self.lock_extent(view, want, span))
+    }
+
+    /// `lock_for` for munmap (R-M4): `r` extended to the VMAs overlapping
+    /// it, with no contagion margin. An unmap creates nothing that could
+    /// merge, so it needs no neighbour; a writer that merges with a VMA
+    /// we change has that VMA inside its own margin and so overlaps our
+    /// extent (R-M1 is symmetric in that sense).
+    pub(crate) fn lock_for_unmap(&self, r: Range<u64>) -> RangeWriteGuard<'_> {
+        self.lock_area(r, |view, want| {
+            extent(want.clone(), view.range(want.clone()).map(|(vr, _)| vr), false)
+        })
+    }
+
+    /// Write-locks `area(snapshot, r)`, revalidating after the wait (see
+    /// [`lock_for`](Self::lock_for)).
+    fn lock_area(
+        &self,
+        r: Range<u64>,
+        area: impl Fn(&ReadGuard<'_, Vma>, &Range<u64>) -> Range<u64>,
+    ) -> RangeWriteGuard<'_> {
         if self.locking == WriterLocking::Global {
             return self.lock_whole();
         }
         self.reclaim_retired();
         let mut want = r;
         loop {
-            let l = self.lock_extent(&self.tree.pin(), &want, span);
+            let l = area(&self.tree.pin(), &want);
             let g = granted(self.rl.write(l.start, l.end));
-            let now = self.lock_extent(&self.tree.pin(), &want, span);
+            let now = area(&self.tree.pin(), &want);
             if now.start >= l.start && now.end <= l.end {
                 return g;
             }

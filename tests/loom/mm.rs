@@ -702,3 +702,108 @@ fn try_to_unmap_vs_exit() {
         AddressSpace::check_family(&[&p]).unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------
+// R-M4 (issue 11, eighth session): munmap commits first, then zaps under its
+// lock narrowed to the unmapped part (DESIGN §4.8, "An unmap that narrows").
+// ---------------------------------------------------------------------------
+
+/// A space with one private VMA of `pages` pages at `A`, every page written
+/// with its index + 1.
+fn written(policy: FaultPolicy, pages: u64) -> Arc<AddressSpace> {
+    let mm = Arc::new(AddressSpace::with_policy(policy));
+    mm.mmap(Some(A), pages * P, RW, FIXED).unwrap();
+    for i in 0..pages {
+        mm.write(A + i * P, i + 1).unwrap();
+    }
+    mm
+}
+
+/// munmap of part of a VMA (its end, or its middle: the split in three)
+/// racing a write fault on a part that stays: the remainder is live again
+/// as soon as the munmap commits, and while its PTEs are zapped, so the
+/// fault never fails and its write is never lost (a zap that covered more
+/// than the unmapped part, or a remainder published before the old VMA
+/// died, would lose it); the unmapped page keeps no PTE.
+fn narrowing_munmap_vs_fault_on_remainder(policy: FaultPolicy, middle: bool) {
+    model(move || {
+        let mm = written(policy, 3);
+        let gone = if middle { A + P } else { A + 2 * P };
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(gone, P).unwrap())
+        };
+        let r = mm.write(A, 7);
+        w.join().unwrap();
+        assert!(r.is_ok(), "{policy:?}: remainder faulted {r:?}");
+        assert_eq!(mm.read(A), Ok(7), "{policy:?}: write lost");
+        assert!(mm.translate(gone).is_none(), "{policy:?}: PTE left");
+        assert_eq!(mm.vmas().len(), if middle { 2 } else { 1 });
+        balanced(&mm);
+    });
+}
+
+#[test]
+fn narrowing_munmap_end_vs_fault_on_remainder() {
+    narrowing_munmap_vs_fault_on_remainder(FaultPolicy::Speculative, false);
+}
+
+#[test]
+fn narrowing_munmap_middle_vs_fault_on_remainder() {
+    narrowing_munmap_vs_fault_on_remainder(FaultPolicy::Speculative, true);
+}
+
+#[test]
+fn narrowing_munmap_vs_fault_on_remainder_pervma() {
+    narrowing_munmap_vs_fault_on_remainder(FaultPolicy::PerVmaLock, false);
+}
+
+/// The lost-write class of issue 10 against R-M4: munmap of the upper page
+/// of a two-page VMA, racing mmap(MAP_FIXED) of that page and a write to
+/// it. The FIXED mmap overlaps the narrowed lock, so it maps only after
+/// the zap: if its VMA is there at the end, the write is there too;
+/// otherwise the munmap came last and no PTE is left. Narrowing to less
+/// than the unmapped part, or releasing before the zap, fails this model.
+#[test]
+fn narrowing_munmap_vs_fixed_mmap_write() {
+    model(|| {
+        let mm = written(FaultPolicy::Speculative, 2);
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(A + P, P).unwrap())
+        };
+        mm.mmap(Some(A + P), P, RW, FIXED).unwrap();
+        let r = mm.write(A + P, 9);
+        w.join().unwrap();
+        if mm.vmas().iter().any(|v| v.range.contains(&(A + P))) {
+            assert!(r.is_ok(), "write into the new mapping failed {r:?}");
+            assert_eq!(mm.read(A + P), Ok(9), "write lost");
+        } else {
+            assert!(mm.translate(A + P).is_none(), "PTE left");
+        }
+        assert_eq!(mm.read(A), Ok(1));
+        balanced(&mm);
+    });
+}
+
+/// Two munmaps of the two halves of one VMA (two threads' merged blocks),
+/// each narrowing to its own half: whichever goes second meets the first's
+/// remainder, or its narrowed hold, never its dead VMA; both zap, the
+/// emptied table is freed exactly once (`check`: no table left in a span
+/// without a VMA, frames balance).
+#[test]
+fn narrowing_munmaps_of_both_halves() {
+    model(|| {
+        let mm = written(FaultPolicy::Speculative, 2);
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(A + P, P).unwrap())
+        };
+        mm.munmap(A, P).unwrap();
+        w.join().unwrap();
+        assert!(mm.vmas().is_empty());
+        assert!(mm.translate(A).is_none() && mm.translate(A + P).is_none());
+        assert_eq!(mm.stats().tables_kept, 0);
+        balanced(&mm);
+    });
+}
