@@ -274,7 +274,11 @@ impl AddressSpace {
     /// extent (R-M1 is symmetric in that sense).
     pub(crate) fn lock_for_unmap(&self, r: Range<u64>) -> RangeWriteGuard<'_> {
         self.lock_area(r, |view, want| {
-            extent(want.clone(), view.range(want.clone()).map(|(vr, _)| vr), false)
+            extent(
+                want.clone(),
+                view.range(want.clone()).map(|(vr, _)| vr),
+                false,
+            )
         })
     }
 

@@ -758,29 +758,32 @@ fn narrowing_munmap_vs_fault_on_remainder_pervma() {
     narrowing_munmap_vs_fault_on_remainder(FaultPolicy::PerVmaLock, false);
 }
 
-/// The lost-write class of issue 10 against R-M4: munmap of the upper page
-/// of a two-page VMA, racing mmap(MAP_FIXED) of that page and a write to
-/// it. The FIXED mmap overlaps the narrowed lock, so it maps only after
-/// the zap: if its VMA is there at the end, the write is there too;
-/// otherwise the munmap came last and no PTE is left. Narrowing to less
-/// than the unmapped part, or releasing before the zap, fails this model.
+/// The lost-write class of issue 10 against R-M4: munmap of the upper half
+/// of a four-page VMA, racing mmap(MAP_FIXED) of its top page and a write
+/// there. The FIXED mmap's extent (`[A + 2P, A + 5P)`) misses the remainder
+/// `[A, A + 2P)`, so only the narrowed lock keeps it out during the zap:
+/// if its VMA is there at the end, the write is there too; otherwise the
+/// munmap came last and no PTE is left. Narrowing to the remainder instead
+/// of the unmapped part fails this model (the zap removes the new write).
 #[test]
 fn narrowing_munmap_vs_fixed_mmap_write() {
     model(|| {
-        let mm = written(FaultPolicy::Speculative, 2);
+        let mm = written(FaultPolicy::Speculative, 4);
         let w = {
             let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A + P, P).unwrap())
+            thread::spawn(move || mm.munmap(A + 2 * P, 2 * P).unwrap())
         };
-        mm.mmap(Some(A + P), P, RW, FIXED).unwrap();
-        let r = mm.write(A + P, 9);
+        let top = A + 3 * P;
+        mm.mmap(Some(top), P, RW, FIXED).unwrap();
+        let r = mm.write(top, 9);
         w.join().unwrap();
-        if mm.vmas().iter().any(|v| v.range.contains(&(A + P))) {
+        if mm.vmas().iter().any(|v| v.range.contains(&top)) {
             assert!(r.is_ok(), "write into the new mapping failed {r:?}");
-            assert_eq!(mm.read(A + P), Ok(9), "write lost");
+            assert_eq!(mm.read(top), Ok(9), "write lost");
         } else {
-            assert!(mm.translate(A + P).is_none(), "PTE left");
+            assert!(mm.translate(top).is_none(), "PTE left");
         }
+        assert!(mm.translate(A + 2 * P).is_none(), "PTE left");
         assert_eq!(mm.read(A), Ok(1));
         balanced(&mm);
     });
