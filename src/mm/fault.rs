@@ -284,7 +284,7 @@ impl AddressSpace {
         let Some((t, linked_here)) = pt.walk_fresh(pin, addr, true) else {
             return Try::Retry;
         };
-        let ptl = t.lock();
+        let ptl = t.lock_at(addr);
         if !ptl.linked() || v.is_dead() {
             // A table we linked for a VMA killed after our lookup: nobody
             // else may look at this span again (its writer's free step may

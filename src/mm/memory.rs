@@ -99,7 +99,7 @@ impl AddressSpace {
                 // The pin keeps the table alive while we use it (M3).
                 let pin = self.tree.pin();
                 if let Some(t) = self.pt.walk(&pin, addr, false) {
-                    let ptl = t.lock();
+                    let ptl = t.lock_at(addr);
                     let pte = ptl.get(addr);
                     if ptl.linked() && pte & PTE_PRESENT != 0 && pte & need != 0 {
                         return Ok(f(&self.pt, &ptl, addr, pte));

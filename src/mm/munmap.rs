@@ -176,13 +176,14 @@ mod tests {
         {
             let pin = mm.tree.pin();
             let t = mm.pt.walk(&pin, s, true).expect("populated");
-            t.lock().set(s + PMD_SPAN / 2, PTE_PRESENT | PTE_READ);
+            t.lock_at(s + PMD_SPAN / 2)
+                .set(s + PMD_SPAN / 2, PTE_PRESENT | PTE_READ);
         }
         let e = mm.check().unwrap_err();
         assert!(e.contains("outside every VMA"), "{e}");
         // Remove the forged PTE (it maps no frame) before the space drops.
         let pin = mm.tree.pin();
         let t = mm.pt.walk(&pin, s, false).expect("the forged table");
-        t.lock().set(s + PMD_SPAN / 2, 0);
+        t.lock_at(s + PMD_SPAN / 2).set(s + PMD_SPAN / 2, 0);
     }
 }

@@ -78,9 +78,10 @@ struct Dir {
 /// A last-level table: 512 PTEs and their lock.
 pub(crate) struct PteTable {
     pte: [AtomicU64; ENTRIES],
-    /// The split page-table lock. Every PTE change and every `linked` change
-    /// happens while it is held.
-    ptl: Mutex<()>,
+    /// The split page-table lock, in stripes of `ENTRIES / STRIPES` PTEs
+    /// (DESIGN §4.6, "PTL stripes"): every PTE change happens while its
+    /// stripe is held, every `linked` change while all of them are.
+    ptl: [Stripe; STRIPES],
     /// False once a writer unlinked this table from its parent (guarded by `ptl`).
     linked: AtomicBool,
     /// The return shard of the thread that unlinked it (`free_tables`), read
@@ -103,6 +104,22 @@ unsafe impl Sync for PteTable {}
 // SAFETY: as for `Dir`.
 unsafe impl Send for PteTable {}
 
+/// PTL stripes per last-level table: 8 of 64 PTEs (256 KiB of address
+/// space) each, so two threads' blocks in one table (placed blocks that
+/// merged) fault and zap without meeting. Two under loom (the protocol
+/// with more than one stripe, at less cost).
+#[cfg(not(loom))]
+const STRIPES: usize = 8;
+#[cfg(loom)]
+const STRIPES: usize = 2;
+/// PTEs per stripe.
+const STRIPE_PTES: usize = ENTRIES / STRIPES;
+
+/// One PTL stripe, on a cache line of its own: a stripe's lock and unlock
+/// write it, and the neighbouring stripe may belong to another thread.
+#[cfg_attr(not(loom), repr(align(64)))]
+struct Stripe(Mutex<()>);
+
 impl Dir {
     fn new() -> Box<Dir> {
         Box::new(Dir {
@@ -116,7 +133,7 @@ impl PteTable {
     fn new() -> Box<PteTable> {
         Box::new(PteTable {
             pte: std::array::from_fn(|_| AtomicU64::new(0)),
-            ptl: Mutex::new(()),
+            ptl: std::array::from_fn(|_| Stripe(Mutex::new(()))),
             linked: AtomicBool::new(true),
             #[cfg(not(loom))]
             home: AtomicUsize::new(0),
@@ -124,32 +141,96 @@ impl PteTable {
         })
     }
 
-    /// Locks the PTL.
-    pub(crate) fn lock(&self) -> Ptl<'_> {
+    /// Locks the PTL stripe of `addr` (inside this table's span).
+    #[inline]
+    pub(crate) fn lock_at(&self, addr: u64) -> Ptl<'_> {
         self.live.touch();
+        let stripe = idx(addr, 0) / STRIPE_PTES;
         Ptl {
             t: self,
-            _g: lock(&self.ptl),
+            stripe,
+            _g: lock(&self.ptl[stripe].0),
+        }
+    }
+
+    /// Locks every stripe, lowest first (the one lock order among stripes:
+    /// nobody holding a stripe waits for a lower one of the same table, and
+    /// nobody holds two stripes but here, so stripes add no deadlock). The
+    /// whole table: needed to change `linked`.
+    pub(crate) fn lock_all(&self) -> PtlAll<'_> {
+        self.live.touch();
+        PtlAll {
+            t: self,
+            _g: std::array::from_fn(|i| lock(&self.ptl[i].0)),
         }
     }
 }
 
-/// A held page-table lock: the only way to read or write PTEs.
+/// `a..b`, inside one table, cut at PTL stripe boundaries.
+fn stripe_parts(a: u64, b: u64) -> impl Iterator<Item = (u64, u64)> {
+    const STEP: u64 = STRIPE_PTES as u64 * PAGE;
+    let next = move |x: u64| ((x / STEP + 1) * STEP).min(b);
+    std::iter::successors((a < b).then_some(a), move |&x| {
+        let n = next(x);
+        (n < b).then_some(n)
+    })
+    .map(move |x| (x, next(x)))
+}
+
+/// A held PTL stripe: the only way to read or write the PTEs it covers.
 pub(crate) struct Ptl<'t> {
     t: &'t PteTable,
+    stripe: usize,
     _g: MutexGuard<'t, ()>,
 }
 
-impl Ptl<'_> {
+/// Every stripe of one table held (`PteTable::lock_all`).
+pub(crate) struct PtlAll<'t> {
+    t: &'t PteTable,
+    _g: [MutexGuard<'t, ()>; STRIPES],
+}
+
+impl PtlAll<'_> {
     /// Whether the table is still reachable from the root (race 1).
-    pub(crate) fn linked(&self) -> bool {
-        // Relaxed: written only under this lock, which we hold.
+    fn linked(&self) -> bool {
+        // Relaxed: written only under every stripe, which we hold.
         self.t.linked.load(Ordering::Relaxed)
+    }
+
+    /// Marks the table unlinked (race 1): under every stripe, so a walker
+    /// holding any one of them sees `linked` stable.
+    fn unlink(&self) {
+        // Relaxed: read only under a stripe, all of which we hold.
+        self.t.linked.store(false, Ordering::Relaxed);
+    }
+
+    /// The PTE for `addr`.
+    fn get(&self, addr: u64) -> u64 {
+        // Relaxed: PTEs are written only under their stripe; we hold all.
+        self.t.pte[idx(addr, 0)].load(Ordering::Relaxed)
+    }
+}
+
+impl Ptl<'_> {
+    /// Whether the table is still reachable from the root (race 1). Stable
+    /// while any stripe is held: it changes only under all of them.
+    pub(crate) fn linked(&self) -> bool {
+        // Relaxed: written only under every stripe, one of which we hold.
+        self.t.linked.load(Ordering::Relaxed)
+    }
+
+    fn check_held(&self, addr: u64) {
+        debug_assert_eq!(
+            idx(addr, 0) / STRIPE_PTES,
+            self.stripe,
+            "PTE at {addr:#x} outside the stripe held"
+        );
     }
 
     /// The PTE for `addr`.
     pub(crate) fn get(&self, addr: u64) -> u64 {
-        // Relaxed: PTEs are written only under the PTL, which we hold.
+        self.check_held(addr);
+        // Relaxed: PTEs are written only under their stripe, which we hold.
         self.t.pte[idx(addr, 0)].load(Ordering::Relaxed)
     }
 
@@ -181,7 +262,8 @@ impl Ptl<'_> {
 
     /// Sets the PTE for `addr`.
     pub(crate) fn set(&self, addr: u64, pte: u64) {
-        // Relaxed: PTEs are read and written only under the PTL.
+        self.check_held(addr);
+        // Relaxed: PTEs are read and written only under their stripe.
         self.t.pte[idx(addr, 0)].store(pte, Ordering::Relaxed);
     }
 }
@@ -505,6 +587,24 @@ impl PageTables {
         }
     }
 
+    /// `for_each_table`, cut at PTL stripe boundaries: `f(table, a, b)` for
+    /// each part `a..b` of `lo..hi` that lies in one stripe, in address
+    /// order. Each PTE's change is one section of its own stripe (races 1
+    /// and 2 reason per PTE, DESIGN §4.6, "PTL stripes").
+    fn for_each_part(
+        &self,
+        lo: u64,
+        hi: u64,
+        probing: bool,
+        f: &mut dyn FnMut(&PteTable, u64, u64),
+    ) {
+        self.for_each_table(lo, hi, probing, &mut |_, t, _, a, b| {
+            for (a, b) in stripe_parts(a, b) {
+                f(t, a, b);
+            }
+        });
+    }
+
     /// Writer side: visits every last-level table overlapping `lo..hi` with
     /// its PMD entry, the table's base address and the part of `lo..hi` it
     /// covers. Upper entries are read with probe RMWs. A table is freed
@@ -559,8 +659,8 @@ impl PageTables {
     /// read with probes (race 2).
     pub(crate) fn zap_range(&self, lo: u64, hi: u64) {
         let mut freed = 0u64;
-        self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
-            let ptl = t.lock();
+        self.for_each_part(lo, hi, true, &mut |t, a, b| {
+            let ptl = t.lock_at(a);
             ptl.each_present(a, b, |addr, pte| {
                 let removed = self.frames.rmap_remove(pte_pfn(pte), self.pv(addr));
                 debug_assert!(removed, "PTE at {addr:#x} without its pv entry (M10)");
@@ -615,7 +715,7 @@ impl PageTables {
             if !span_empty(base) {
                 return;
             }
-            let ptl = t.lock();
+            let ptl = t.lock_all();
             if !ptl.linked() {
                 return;
             }
@@ -623,8 +723,8 @@ impl PageTables {
                 (0..ENTRIES as u64).all(|i| ptl.get(base + i * PAGE) == 0),
                 "a PTE in a span with no VMA at {base:#x}"
             );
-            // Relaxed: read only under the PTL, which we hold (race 1).
-            t.linked.store(false, Ordering::Relaxed);
+            // Race 1: under every stripe.
+            ptl.unlink();
             // Relaxed: read by the callback after the grace period (see
             // `free_pte_table`).
             #[cfg(not(loom))]
@@ -684,8 +784,8 @@ impl PageTables {
     /// with `prot` already (M7).
     pub(crate) fn protect_range(&self, lo: u64, hi: u64, prot: Prot) {
         let keep = !(PTE_PERM & !perm_bits(prot));
-        self.for_each_table(lo, hi, true, &mut |_, t, _, a, b| {
-            let ptl = t.lock();
+        self.for_each_part(lo, hi, true, &mut |t, a, b| {
+            let ptl = t.lock_at(a);
             ptl.each_present(a, b, |_, pte| (pte & !keep != 0).then_some(pte & keep));
         });
     }
@@ -694,8 +794,8 @@ impl PageTables {
     /// Caller: writer, with the source VMAs dead and the target unpublished.
     pub(crate) fn move_range(&self, from: u64, to: u64, len: u64) {
         let mut moved: Vec<(u64, u64)> = Vec::new();
-        self.for_each_table(from, from + len, true, &mut |_, t, _, a, b| {
-            let ptl = t.lock();
+        self.for_each_part(from, from + len, true, &mut |t, a, b| {
+            let ptl = t.lock_at(a);
             // Present PTEs keep their pv entry (at the old address) until
             // the target PTE is set: an rmap walker meanwhile finds no PTE
             // there and looks again (rmap.rs). Swap entries move too.
@@ -713,7 +813,7 @@ impl PageTables {
             let t = self
                 .walk(&(), addr, true)
                 .expect("populating walk always returns a table");
-            let ptl = t.lock();
+            let ptl = t.lock_at(addr);
             let old = ptl.get(addr);
             debug_assert_eq!(old, 0, "mremap target {addr:#x} not zapped");
             if pte & PTE_PRESENT != 0 {
@@ -742,10 +842,10 @@ impl PageTables {
     /// hold only such later installs.
     pub(crate) fn copy_to(&self, child: &PageTables, lo: u64, hi: u64, shared: bool) {
         let mut batch: Vec<(u64, u64)> = Vec::new();
-        self.for_each_table(lo, hi, false, &mut |_, t, _, a, b| {
+        self.for_each_part(lo, hi, false, &mut |t, a, b| {
             batch.clear();
             {
-                let ptl = t.lock();
+                let ptl = t.lock_at(a);
                 // Swap entries: a reference each, no mapping (`copy_nonpresent_pte`).
                 ptl.each_swap(a, b, |addr, pte| {
                     self.frames.get(pte_pfn(pte));
@@ -772,7 +872,8 @@ impl PageTables {
             let ct = child
                 .walk(&(), first, true)
                 .expect("populating walk always returns a table");
-            let cptl = ct.lock();
+            // One stripe: the batch lies in the part `a..b`.
+            let cptl = ct.lock_at(first);
             for &(addr, pte) in batch.iter() {
                 cptl.set(addr, pte);
             }
@@ -805,8 +906,8 @@ impl PageTables {
     /// PTEs in `lo..hi` with `bit` set.
     fn entries(&self, bit: u64, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        self.for_each_table(lo, hi, false, &mut |_, t, _, a, b| {
-            let ptl = t.lock();
+        self.for_each_part(lo, hi, false, &mut |t, a, b| {
+            let ptl = t.lock_at(a);
             ptl.each_with(bit, a, b, |a, pte| {
                 out.push((a, pte));
                 None
@@ -915,5 +1016,37 @@ mod tests {
         // then reuses it, which is what the list is for); almost always it
         // is still there.
         drop(in_home(p));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod stripe_tests {
+    use super::{PAGE, PMD_SPAN, STRIPE_PTES, stripe_parts};
+
+    /// The parts tile `a..b` in order, each inside one stripe.
+    #[test]
+    fn stripe_parts_tile_the_range_within_stripes() {
+        let step = STRIPE_PTES as u64 * PAGE;
+        let base = 7 * PMD_SPAN;
+        for (a, b) in [
+            (0, PAGE),
+            (0, PMD_SPAN),
+            (step - PAGE, step + PAGE),
+            (step, 2 * step),
+            (3 * PAGE, 5 * step + 9 * PAGE),
+            (PMD_SPAN - PAGE, PMD_SPAN),
+        ] {
+            let (a, b) = (base + a, base + b);
+            let parts: Vec<_> = stripe_parts(a, b).collect();
+            assert_eq!(parts.first().unwrap().0, a);
+            assert_eq!(parts.last().unwrap().1, b);
+            for w in parts.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+            }
+            for &(x, y) in &parts {
+                assert!(x < y && (x / step) == ((y - 1) / step), "{x:#x}..{y:#x}");
+            }
+        }
+        assert_eq!(stripe_parts(base, base).count(), 0);
     }
 }

@@ -346,7 +346,7 @@ fn visit(frames: &FrameTable, pfn: u64, pv: Pv) -> Visit {
     let Some(t) = pt.walk(&pin, pv.addr, false) else {
         return Visit::Absent;
     };
-    let ptl = t.lock();
+    let ptl = t.lock_at(pv.addr);
     let pte = ptl.get(pv.addr);
     if !ptl.linked() || pte & PTE_PRESENT == 0 || pte_pfn(pte) != pfn {
         return Visit::Absent;

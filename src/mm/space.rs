@@ -339,7 +339,7 @@ impl AddressSpace {
         }
         let pin = self.tree.pin();
         let t = self.pt.walk(&pin, addr, false)?;
-        let ptl = t.lock();
+        let ptl = t.lock_at(addr);
         let pte = ptl.get(addr);
         if !ptl.linked() || pte & PTE_PRESENT == 0 {
             return None;
