@@ -6,6 +6,8 @@
 mod breaker;
 #[path = "loom/breaker_s7.rs"]
 mod breaker_s7;
+#[path = "loom/breaker_s8.rs"]
+mod breaker_s8;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]
