@@ -495,3 +495,120 @@ fn split_in_three_at_map_count_limit_changes_nothing() {
         eprintln!("{policy:?}: {nomem} ENOMEM, split done {done}");
     }
 }
+
+/// Unmaps the pages of a block still its own (its holes may hold another
+/// block now), one run at a time.
+fn unmap_live(mm: &AddressSpace, a: u64, vals: &[Option<u64>]) {
+    let mut k = 0;
+    while k < vals.len() {
+        if vals[k].is_none() {
+            k += 1;
+            continue;
+        }
+        let run = vals[k..].iter().take_while(|v| v.is_some()).count();
+        mm.munmap(a + k as u64 * P, run as u64 * P).unwrap();
+        k += run;
+    }
+}
+
+/// Placed (non-FIXED) blocks of several threads in one space: they land
+/// next to each other, merge into shared VMAs and share last-level tables
+/// (the case R-M4 and the stripes were built for). Each thread keeps its
+/// blocks' values and checks them, writes more, mprotects or unmaps part of
+/// a block (a split, possibly in three, of a VMA merged with another
+/// thread's block), and unmaps whole blocks. No value is ever lost and no
+/// page of a live block Segvs (an unmapped page may be another thread's
+/// next placement at once).
+#[test]
+fn placed_blocks_merge_and_keep_their_values() {
+    let iters = env("B8_PLACED_ITERS", 300);
+    for policy in FaultPolicy::ALL {
+        let mm = Arc::new(AddressSpace::with_policy(policy));
+        let go = Arc::new(Barrier::new(3));
+        let hs: Vec<_> = (0..3u64)
+            .map(|t| {
+                let (mm, go) = (mm.clone(), go.clone());
+                thread::spawn(move || {
+                    let rw = Prot::READ | Prot::WRITE;
+                    let flags = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
+                    let mut r = Rng(0x5eed + t * 7919);
+                    // (addr, per-page value or None once unmapped)
+                    let mut blocks: Vec<(u64, Vec<Option<u64>>)> = Vec::new();
+                    let mut tag = (t + 1) << 40;
+                    go.wait();
+                    for _ in 0..iters {
+                        match r.below(6) {
+                            0 | 1 if blocks.len() < 6 => {
+                                let n = 1 + r.below(80);
+                                let a = mm.mmap(None, n * P, rw, flags).unwrap();
+                                let mut vals = vec![Some(0); n as usize];
+                                for (k, v) in vals.iter_mut().enumerate() {
+                                    if r.below(3) == 0 {
+                                        tag += 1;
+                                        mm.write(a + k as u64 * P, tag).unwrap();
+                                        *v = Some(tag);
+                                    }
+                                }
+                                blocks.push((a, vals));
+                            }
+                            2 if !blocks.is_empty() => {
+                                // Unmap part of a block: head, tail or middle.
+                                let b = r.below(blocks.len() as u64) as usize;
+                                let (a, vals) = &mut blocks[b];
+                                let n = vals.len() as u64;
+                                let i = r.below(n);
+                                let m = 1 + r.below(n - i);
+                                let part = &vals[i as usize..(i + m) as usize];
+                                unmap_live(&mm, *a + i * P, part);
+                                for v in &mut vals[i as usize..(i + m) as usize] {
+                                    *v = None;
+                                }
+                            }
+                            3 if !blocks.is_empty() => {
+                                let b = r.below(blocks.len() as u64) as usize;
+                                let (a, vals) = blocks.swap_remove(b);
+                                unmap_live(&mm, a, &vals);
+                            }
+                            _ => {}
+                        }
+                        // Check (and write some more into) every block.
+                        for (a, vals) in &mut blocks {
+                            for (k, v) in vals.iter_mut().enumerate() {
+                                let addr = *a + k as u64 * P;
+                                match *v {
+                                    // Unmapped: another thread's placement
+                                    // may take the hole at once.
+                                    None => {}
+                                    Some(x) => {
+                                        assert_eq!(
+                                            mm.read(addr),
+                                            Ok(x),
+                                            "{policy:?} t{t} {addr:#x} lost its value"
+                                        );
+                                        if r.below(8) == 0 {
+                                            tag += 1;
+                                            mm.write(addr, tag).unwrap();
+                                            *v = Some(tag);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    for (a, vals) in blocks {
+                        unmap_live(&mm, a, &vals);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        mm.check().unwrap();
+        mm.reclaim();
+        let st = mm.stats();
+        assert!(mm.vmas().is_empty());
+        assert_eq!(st.tables_kept, 0, "{st:?}");
+        assert_eq!(st.frames_allocated, st.frames_freed, "{policy:?}: {st:?}");
+    }
+}
