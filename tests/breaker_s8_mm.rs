@@ -235,10 +235,15 @@ fn shared_table_round(
                 };
                 let mut r = Rng(seed.wrapping_mul(0x9e37_79b9) ^ ((t + 1) * 0x1234_5678_9abc));
                 go.wait();
-                for _ in 0..ops {
+                let mut children = Vec::new();
+                for i in 0..ops {
                     w.step(&mm, &mut r);
+                    if i % 97 == 50 && children.len() < 4 {
+                        // A fork racing the other windows' writers and faults.
+                        children.push(mm.fork());
+                    }
                 }
-                w
+                (w, children)
             })
         })
         .collect();
@@ -254,7 +259,7 @@ fn shared_table_round(
                 if let Some(pte) = mm.translate(a) {
                     mm.try_to_unmap(pte.frame);
                 }
-                if r.below(64) == 0 && children.len() < 8 {
+                if r.below(4) == 0 && children.len() < 8 {
                     // Checked at the end: `check` needs the family quiet (M6).
                     children.push(mm.fork());
                 }
@@ -263,14 +268,51 @@ fn shared_table_round(
             children
         })
     };
-    let windows: Vec<Window> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut children = Vec::new();
+    let windows: Vec<Window> = hs
+        .into_iter()
+        .map(|h| {
+            let (w, c) = h.join().unwrap();
+            children.extend(c);
+            w
+        })
+        .collect();
     stop.store(true, Ordering::Relaxed);
-    let children = helper.join().unwrap();
+    children.extend(helper.join().unwrap());
     mm.check().unwrap();
     let mut family: Vec<&AddressSpace> = vec![&mm];
     family.extend(children.iter());
     AddressSpace::check_family(&family).unwrap();
     drop(family);
+    // Each child holds, in every readable page of a window, 0 or a value
+    // its owner wrote (tags carry the owner in bits 40..): never another
+    // thread's value, never a page copied to the wrong address's owner.
+    let mut checked = 0;
+    for c in &children {
+        let vmas = c.vmas();
+        for (t, w) in windows.iter().enumerate() {
+            for k in 0..w.pages.len() {
+                let a = w.addr(k);
+                let readable = vmas
+                    .iter()
+                    .any(|v| v.range.contains(&a) && v.prot.contains(Prot::READ));
+                if !readable {
+                    continue;
+                }
+                let v = c.read(a).unwrap();
+                checked += usize::from(v != 0);
+                assert!(
+                    v == 0 || (v >> 40 == t as u64 + 1 && v <= w.tag),
+                    "{policy:?}: child page {k} of window {t} ({a:#x}) holds {v:#x}"
+                );
+            }
+        }
+        c.check().unwrap();
+    }
+    eprintln!(
+        "{policy:?}: {} children, {checked} written child pages checked",
+        children.len()
+    );
     drop(children);
     // Final values, read once more.
     for w in &windows {
