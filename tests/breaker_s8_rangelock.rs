@@ -272,11 +272,22 @@ fn worker(s: &Shared, me: u64, seed: u64, iters: u64) {
     }
 }
 
-fn stress(threads: u64, iters: u64, seed: u64) {
+/// `table`: a held request and a waiter behind it, outside the units,
+/// keep every request on the table path (narrows then rekey).
+fn stress(threads: u64, iters: u64, seed: u64, table: bool) {
     let s = Arc::new(Shared {
         lock: RangeLock::new(),
         units: (0..UNITS).map(|_| AtomicU64::new(0)).collect(),
         progress: AtomicU64::new(0),
+    });
+    let hold = table.then(|| s.lock.write(1000, 1001).unwrap());
+    let waiter = table.then(|| {
+        let s2 = s.clone();
+        let h = thread::spawn(move || drop(s2.lock.write(1000, 1001).unwrap()));
+        while s.lock.requests() == 0 {
+            thread::yield_now();
+        }
+        h
     });
     let done = Arc::new(AtomicBool::new(false));
     let go = Arc::new(Barrier::new(threads as usize));
@@ -310,6 +321,10 @@ fn stress(threads: u64, iters: u64, seed: u64) {
     }
     done.store(true, Ordering::Relaxed);
     dog.join().unwrap();
+    drop(hold);
+    if let Some(h) = waiter {
+        h.join().unwrap();
+    }
     assert_eq!(s.lock.requests(), 0);
     for (u, v) in s.units.iter().enumerate() {
         assert_eq!(v.load(Ordering::Relaxed), 0, "unit {u}");
@@ -327,7 +342,7 @@ fn narrowing_holders_keep_exclusion_and_progress() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3000);
     for seed in 1..=rounds {
-        stress(4, iters, seed);
+        stress(4, iters, seed, seed % 2 == 0);
     }
 }
 
@@ -413,5 +428,65 @@ fn narrow_grants_exactly_the_waiters_of_the_part_given_up() {
             h.join().unwrap();
         }
         assert_eq!(l.requests(), 0);
+    }
+}
+
+/// Narrows at the edges of the `u64` range, on the fast path and in the
+/// table (a queued waiter keeps the table in use): the part given up is
+/// free for `try_write` at once, the part kept is not, and repeated
+/// narrows down to one unit at `u64::MAX - 1` keep the table consistent.
+#[test]
+fn narrow_at_the_edges_of_u64() {
+    const M: u64 = u64::MAX;
+    for table in [false, true] {
+        let l = Arc::new(RangeLock::new());
+        let fill = table.then(|| {
+            let g = l.write(5, 6).unwrap();
+            let l2 = l.clone();
+            let h = thread::spawn(move || drop(l2.write(5, 6).unwrap()));
+            while l.requests() == 0 {
+                thread::yield_now();
+            }
+            (g, h)
+        });
+        let mut g = l.write(7, M).unwrap();
+        let mut r = l.read(0, 5).unwrap();
+        for (a, b) in [(8, M), (M / 2, M), (M - 3, M), (M - 2, M - 1)] {
+            g.narrow(a, b).unwrap();
+            assert_eq!((g.start(), g.end()), (a, b));
+            assert!(
+                l.try_write(7, a).is_ok(),
+                "table {table}: [7, {a:#x}) given up"
+            );
+            assert_eq!(
+                l.try_read(a, b).unwrap_err(),
+                RangeLockError::WouldBlock,
+                "table {table}: [{a:#x}, {b:#x}) kept"
+            );
+            if b < M {
+                assert!(l.try_write(b, M).is_ok());
+            }
+        }
+        assert_eq!(
+            g.narrow(M - 1, M).unwrap_err(),
+            RangeLockError::NotInside {
+                start: M - 1,
+                end: M,
+                held_start: M - 2,
+                held_end: M - 1
+            }
+        );
+        r.narrow(0, 1).unwrap();
+        r.narrow(0, 1).unwrap();
+        assert!(l.try_write(1, 5).is_ok());
+        assert!(l.try_write(0, 1).is_err());
+        assert!(l.try_read(0, 1).is_ok());
+        drop((g, r));
+        if let Some((g, h)) = fill {
+            drop(g);
+            h.join().unwrap();
+        }
+        assert_eq!(l.requests(), 0);
+        assert!(l.try_write(0, M).is_ok());
     }
 }
