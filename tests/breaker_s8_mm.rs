@@ -654,3 +654,63 @@ fn placed_blocks_merge_and_keep_their_values() {
         assert_eq!(st.frames_allocated, st.frames_freed, "{policy:?}: {st:?}");
     }
 }
+
+/// The lost write R-M4 must exclude, with a wide window: one thread
+/// munmaps 2048 written pages (a long zap), the other polls the VMAs until
+/// a page near the top is gone (the munmap has committed), then at once maps it
+/// FIXED, writes and reads back. The FIXED mmap must wait for the zap
+/// (the narrowed lock covers the page); a narrow that gave the page up
+/// early lets the zap remove the new write (read 0).
+#[test]
+fn fixed_mmap_right_after_the_commit_waits_for_the_zap() {
+    let rounds = env("B8_ZAP_ROUNDS", 12);
+    let pages = 2048u64;
+    let rw = Prot::READ | Prot::WRITE;
+    for policy in FaultPolicy::ALL {
+        let mm = Arc::new(AddressSpace::with_policy(policy));
+        let base = 0x2_0000_0000u64;
+        let mut caught_window = 0;
+        for round in 0..rounds {
+            mm.mmap(Some(base), pages * P, rw, fixed()).unwrap();
+            for k in 0..pages {
+                mm.write(base + k * P, k + 1).unwrap();
+            }
+            let x = base + (pages - 3) * P;
+            let go = Arc::new(Barrier::new(2));
+            let u = {
+                let (mm, go) = (mm.clone(), go.clone());
+                thread::spawn(move || {
+                    go.wait();
+                    mm.munmap(base, pages * P).unwrap();
+                })
+            };
+            go.wait();
+            // Not `read`: a present PTE answers it without the VMA, until
+            // the zap reaches it.
+            while mm.vmas().iter().any(|v| v.range.contains(&x)) {
+                std::hint::spin_loop();
+            }
+            mm.mmap(Some(x), P, rw, fixed()).unwrap();
+            let v = 0xfeed_0000 + round;
+            mm.write(x, v).unwrap();
+            let got = mm.read(x);
+            if !u.is_finished() {
+                caught_window += 1;
+            }
+            u.join().unwrap();
+            assert_eq!(
+                got,
+                Ok(v),
+                "{policy:?} round {round}: the zap removed our write"
+            );
+            assert_eq!(
+                mm.read(x),
+                Ok(v),
+                "{policy:?} round {round}: write lost later"
+            );
+            mm.munmap(x, P).unwrap();
+            mm.check().unwrap();
+        }
+        eprintln!("{policy:?}: munmap still running after our read in {caught_window}/{rounds}");
+    }
+}
