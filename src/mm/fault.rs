@@ -106,7 +106,7 @@ impl AddressSpace {
     /// `breaker::munmap_vs_fault_on_killed_vma_frees_table`).
     fn orphan(&self, t: &Try) {
         if let Try::Orphan(base) = *t {
-            self.free_empty_spans(&(base..base + PMD_SPAN), &[]);
+            self.free_empty_spans(&(base..base + PMD_SPAN));
         }
     }
 

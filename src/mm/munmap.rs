@@ -3,7 +3,7 @@
 use crate::mm::TASK_SIZE;
 use crate::mm::error::MmError;
 use crate::mm::flags::WriterLocking;
-use crate::mm::pagetable::{PAGE, PMD_SPAN, PendingFrees};
+use crate::mm::pagetable::{PAGE, PMD_SPAN};
 use crate::mm::retire::{After, Edit, Tables};
 use crate::mm::space::{AddressSpace, page_up, span_has_no_vma};
 use crate::mm::vma::Vma;
@@ -35,18 +35,10 @@ impl AddressSpace {
             return self.unmap_checked(r, Tables::Free);
         }
         let mut w = self.lock_for_unmap(r.clone());
-        let mut pending = PendingFrees::default();
-        let done = self.unmap_commit_first(&mut w, &r, &mut pending);
-        // The pin is taken before the release, so every table we counted
-        // ourselves in stays allocated until `settle` is done (M3); the
-        // release does not block, so holding a pin across it is allowed.
-        let skip = {
-            let pin = self.tree.pin();
-            drop(w);
-            pending.settle(&pin)
-        };
+        let done = self.unmap_commit_first(&mut w, &r);
+        drop(w);
         done?;
-        self.free_empty_spans(&r, &skip);
+        self.free_empty_spans(&r);
         Ok(())
     }
 
@@ -79,13 +71,13 @@ impl AddressSpace {
     /// it wait until that writer is done, then it decides on what the
     /// writer left. So no emptied table is left linked: `check()` fails on
     /// a last-level table in a span with no VMA at a quiescent point.
-    pub(crate) fn free_empty_spans(&self, r: &Range<u64>, skip: &[u64]) {
+    pub(crate) fn free_empty_spans(&self, r: &Range<u64>) {
         let lo = r.start & !(PMD_SPAN - 1);
         let hi = r.end.next_multiple_of(PMD_SPAN);
         let candidates = {
             let pin = self.tree.pin();
             let mut c = self.pt.table_spans(&pin, lo, hi);
-            c.retain(|&b| !skip.contains(&b) && span_has_no_vma(&pin, b));
+            c.retain(|&b| span_has_no_vma(&pin, b));
             c
         };
         for base in candidates {

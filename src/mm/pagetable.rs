@@ -21,42 +21,9 @@ use crate::srcu::{Deferred, Srcu};
 #[cfg(not(loom))]
 use crate::sync::AtomicUsize;
 use crate::sync::{
-    Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock,
+    Arc, AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock,
 };
 use std::ptr;
-
-/// The tables an munmap zapped in and counted itself in (`zap_registering`),
-/// as `(span base, table)`. [`settle`](Self::settle) it, under a pin taken
-/// before the range lock is released, exactly once.
-#[derive(Default)]
-pub(crate) struct PendingFrees(Vec<(u64, *const PteTable)>);
-
-impl PendingFrees {
-    /// Uncounts this munmap from each table and returns the bases of the
-    /// spans whose free step another munmap still pending will run (this
-    /// one was not the last registrant there): the caller skips them.
-    /// `_pin`: a read guard of the domain tables are retired through, taken
-    /// while the caller still held its range write lock, so every table
-    /// here is still allocated (it was linked then, M3).
-    pub(crate) fn settle<T>(self, _pin: &T) -> Vec<u64> {
-        let mut skip = Vec::new();
-        for (base, t) in self.0 {
-            // SAFETY: allocated until `_pin` ends (above, M3).
-            let t = unsafe { &*t };
-            // AcqRel. Release: our commit (and our range lock's release)
-            // happen before the free step of whichever registrant reads
-            // this decrement or a later one (RMWs continue the release
-            // sequence); Acquire: if we are the last, every earlier
-            // registrant's commit happens before our free step, whose
-            // candidate filter (a pin taken next, without the span lock)
-            // must already see their VMAs gone.
-            if t.unmappers.fetch_sub(1, Ordering::AcqRel) > 1 {
-                skip.push(base);
-            }
-        }
-        skip
-    }
-}
 
 /// A writer's per-table visitor: (PMD entry, table, table base, lo, hi).
 type TableFn<'a> = dyn FnMut(&AtomicPtr<()>, &PteTable, u64, u64, u64) + 'a;
@@ -117,10 +84,6 @@ pub(crate) struct PteTable {
     ptl: [Stripe; STRIPES],
     /// False once a writer unlinked this table from its parent (guarded by `ptl`).
     linked: AtomicBool,
-    /// munmaps that zapped in this table and have not yet decided on its
-    /// free step (DESIGN §4.8, "Free-step hand-off"): only the last of them
-    /// runs it. 0 whenever the table is unlinked for good and recycled.
-    unmappers: AtomicU32,
     /// The return shard of the thread that unlinked it (`free_tables`), read
     /// by the Srcu callback that frees it (`free_pte_table`).
     #[cfg(not(loom))]
@@ -172,7 +135,6 @@ impl PteTable {
             pte: std::array::from_fn(|_| AtomicU64::new(0)),
             ptl: std::array::from_fn(|_| Stripe(Mutex::new(()))),
             linked: AtomicBool::new(true),
-            unmappers: AtomicU32::new(0),
             #[cfg(not(loom))]
             home: AtomicUsize::new(0),
             live: LiveCell::new(),
@@ -391,7 +353,6 @@ fn new_pte_table() -> Box<PteTable> {
         .flatten()
     {
         debug_assert!(t.pte.iter().all(|e| e.load(Ordering::Relaxed) == 0));
-        debug_assert_eq!(t.unmappers.load(Ordering::Relaxed), 0);
         // Relaxed: the table is ours alone until the populate CAS (Release)
         // publishes it.
         t.linked.store(true, Ordering::Relaxed);
@@ -697,29 +658,8 @@ impl PageTables {
     /// zap or after it; both are Linux's MADV_DONTNEED). Upper entries are
     /// read with probes (race 2).
     pub(crate) fn zap_range(&self, lo: u64, hi: u64) {
-        self.zap_registering(lo, hi, None);
-    }
-
-    /// `zap_range` by an munmap that will run a free step after it
-    /// releases its range lock: each table visited is counted in its
-    /// `unmappers` and pushed on `pending` as `(span base, table)`, for
-    /// [`PendingFrees::settle`] (DESIGN §4.8, "Free-step hand-off").
-    /// Caller: holds a write lock over `lo..hi` (so each table visited is
-    /// linked, and stays so until the release: freeing one needs a lock of
-    /// its span).
-    pub(crate) fn zap_registering(&self, lo: u64, hi: u64, mut pending: Option<&mut PendingFrees>) {
         let mut freed = 0u64;
         self.for_each_part(lo, hi, true, &mut |t, a, b| {
-            if let Some(p) = pending.as_deref_mut()
-                && p.0.last().is_none_or(|&(_, q)| !ptr::eq(q, t))
-            {
-                // Relaxed: the RMWs form one modification order, so
-                // exactly one registrant's decrement reads 1; what the
-                // last one must see comes through the decrements
-                // (`settle`).
-                t.unmappers.fetch_add(1, Ordering::Relaxed);
-                p.0.push((a & !(PMD_SPAN - 1), ptr::from_ref(t)));
-            }
             let ptl = t.lock_at(a);
             ptl.each_present(a, b, |addr, pte| {
                 let removed = self.frames.rmap_remove(pte_pfn(pte), self.pv(addr));

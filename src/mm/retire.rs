@@ -8,7 +8,6 @@
 use crate::mm::error::MmError;
 use crate::mm::flags::FaultPolicy;
 use crate::mm::flags::Prot;
-use crate::mm::pagetable::PendingFrees;
 use crate::rangelock::RangeWriteGuard;
 
 use crate::mm::space::{AddressSpace, span_has_no_vma};
@@ -335,7 +334,6 @@ impl AddressSpace {
         &self,
         g: &mut RangeWriteGuard<'_>,
         r: &Range<u64>,
-        pending: &mut PendingFrees,
     ) -> Result<(), MmError> {
         let zap = match self.plan_unmap(r) {
             Some((_, published)) if published.is_empty() => return Ok(()),
@@ -372,7 +370,7 @@ impl AddressSpace {
         // (the removed VMAs overlap `r`).
         let narrowed = g.narrow(zap.start, zap.end);
         debug_assert!(narrowed.is_ok(), "{narrowed:?}");
-        self.pt.zap_registering(zap.start, zap.end, Some(pending));
+        self.pt.zap_range(zap.start, zap.end);
         Ok(())
     }
 
