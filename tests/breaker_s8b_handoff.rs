@@ -68,8 +68,8 @@ fn unmap_retry(mm: &AddressSpace, a: u64, len: u64) {
 /// (dying VMAs: `Try::Orphan` free steps), a heap thread grows and shrinks
 /// brk in the same span (`Tables::Free` under the whole space), and a
 /// forker forks now and then (children kept or dropped at once, checked
-/// with the parent at the end). `limit`: a `vm.max_map_count` close to the VMAs in use, so
-/// splits in three fail with ENOMEM and are retried.
+/// with the parent at the end). `limit`: a `vm.max_map_count` close to the
+/// VMAs in use, so splits in three fail with ENOMEM and are retried.
 fn storm(seed: u64, mode: u64, policy: FaultPolicy, limit: Option<u64>) {
     let mut mm0 = AddressSpace::with_policy(policy);
     if let Some(l) = limit {
@@ -152,7 +152,11 @@ fn storm(seed: u64, mode: u64, policy: FaultPolicy, limit: Option<u64>) {
             bar.wait();
             while !done.load(Ordering::Relaxed) {
                 let a = B + r.below(NP) * P;
-                let acc = if r.below(2) == 0 { Access::Write } else { Access::Read };
+                let acc = if r.below(2) == 0 {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
                 let x = mm.fault(a, acc);
                 assert!(matches!(x, Ok(_) | Err(FaultError::Segv)), "{a:#x}: {x:?}");
             }
@@ -241,7 +245,7 @@ fn storms(rounds: u64, salt: u64) {
 /// Short: runs in CI.
 #[test]
 fn handoff_storm_short() {
-    watchdog::within(60, "handoff_storm_short", || storms(200, 0));
+    watchdog::within(60, "handoff_storm_short", || storms(120, 0));
 }
 
 /// Long: `cargo test --release --test breaker_s8b_handoff -- --ignored`.
@@ -305,8 +309,12 @@ fn one_table(seed: u64, threads: u64, policy: FaultPolicy) {
 #[test]
 fn one_table_many_unmappers_short() {
     watchdog::within(60, "one_table_short", || {
-        for i in 0..300u64 {
-            one_table(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 2 + i % 5, FaultPolicy::Speculative);
+        for i in 0..200u64 {
+            one_table(
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                2 + i % 5,
+                FaultPolicy::Speculative,
+            );
         }
     });
 }
@@ -317,7 +325,11 @@ fn one_table_many_unmappers_long() {
     watchdog::within(1200, "one_table_long", || {
         for i in 0..5000u64 {
             let pol = [FaultPolicy::Speculative, FaultPolicy::PerVmaLock][(i % 2) as usize];
-            one_table(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabc, 2 + i % 7, pol);
+            one_table(
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabc,
+                2 + i % 7,
+                pol,
+            );
         }
     });
 }
@@ -415,10 +427,13 @@ fn differential(seed: u64, threads: u64, len: usize) {
     let (a, b) = (pages(&mm, threads), pages(&serial, threads));
     assert_eq!(a, b, "seed {seed:#x}: concurrent vs serial");
     for v in mm.vmas() {
-        mm.munmap(v.range.start, v.range.end - v.range.start).unwrap();
+        mm.munmap(v.range.start, v.range.end - v.range.start)
+            .unwrap();
     }
     for v in serial.vmas() {
-        serial.munmap(v.range.start, v.range.end - v.range.start).unwrap();
+        serial
+            .munmap(v.range.start, v.range.end - v.range.start)
+            .unwrap();
     }
     assert_eq!(mm.stats().tables_kept, 0);
     frames::assert_all_freed(&mm, "differential: ");
@@ -427,7 +442,7 @@ fn differential(seed: u64, threads: u64, len: usize) {
 #[test]
 fn try_area_differential_short() {
     watchdog::within(60, "try_area_differential_short", || {
-        for i in 0..300u64 {
+        for i in 0..200u64 {
             differential(i.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1, 2 + i % 3, 60);
         }
     });
@@ -460,7 +475,7 @@ fn try_area_writer_not_starved() {
                     let a = B + (32 + h * 16) * P;
                     let mut k = 0u64;
                     while !done.load(Ordering::Relaxed) {
-                        let prot = if k % 2 == 0 { Prot::READ } else { RW };
+                        let prot = if k.is_multiple_of(2) { Prot::READ } else { RW };
                         mm.mprotect(a, 16 * P, prot).unwrap();
                         k += 1;
                     }
