@@ -8,6 +8,8 @@ mod breaker;
 mod breaker_s7;
 #[path = "loom/breaker_s8.rs"]
 mod breaker_s8;
+#[path = "loom/breaker_s8b.rs"]
+mod breaker_s8b;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]
