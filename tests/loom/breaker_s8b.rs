@@ -6,6 +6,10 @@
 //! a FIXED mmap into the span) runs between their commits and their free
 //! steps. At the end: no table linked in a span without a VMA
 //! (`tables_kept == 0`, `check()`), no PTE outside a VMA, frames balance.
+//!
+//! The hand-off itself was reverted the same session (BENCHMARKS, "Issue 11,
+//! eighth session"): each munmap runs its own free step again, and these
+//! models check that free step with the same third parties.
 
 use super::mm::{A, FIXED, P, RW, model};
 use loom::sync::Arc;
