@@ -16,7 +16,7 @@ impl AddressSpace {
     /// Under `WriterLocking::Range` it write-locks only its R-M1 extent (no
     /// 2 MiB spans, and no contagion margin: an unmap merges nothing),
     /// commits, narrows its lock to the unmapped part for the zap
-    /// ([`unmap_commit_first`](Self::unmap_commit_first), R-M4), and frees
+    /// (`unmap_commit_first`, R-M4), and frees
     /// the tables it emptied after releasing it (`free_empty_spans`,
     /// [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
     /// "Freeing tables"), so it no longer excludes writers in the rest of
