@@ -330,17 +330,21 @@ fn memory_bounded_without_reclaim() {
         "[u64;3], manual",
     );
     // Values with drop glue in a tree with its reclaimer thread: the
-    // reclaimer drops them, as fast as the scheduler lets it, and the
-    // domain keeps its queue's peak capacity (measured: about 2.8 MB, flat
-    // from 10^5 to 10^6 commits, still held after `barrier`). So only a
-    // loose bound: 4 * 10^5 commits' values unfreed would be over 20 MB.
+    // reclaimer drops them as fast as the scheduler lets it, so how far the
+    // domain's queue and the tree's node pool grow depends on the machine's
+    // load. After `barrier` every value is dropped, the drained queue has
+    // given its peak capacity back (DESIGN S12; exact unit test
+    // `srcu::tests::drained_queue_gives_a_burst_capacity_back`), and what
+    // stays is the node pool (at most 1 MiB, `POOL_BYTES`) and the garbage
+    // lists: 1.1-1.4 MB measured. 4 * 10^5 commits' values unfreed would
+    // be over 20 MB; the queue's retained peak was 1.7-2.4 MB.
     {
         let t = MapleTree::<String>::new();
         let base = LIVE.load(Ordering::Relaxed);
         run(&t, 400_000, 0);
         t.domain().barrier().unwrap();
         let grew = LIVE.load(Ordering::Relaxed) - base;
-        assert!(grew < 8 << 20, "String, new: live heap grew {grew} bytes");
+        assert!(grew < 2 << 20, "String, new: live heap grew {grew} bytes");
     }
     let d = Arc::new(Srcu::new());
     let other = MapleTree::<String>::with_domain(d.clone());

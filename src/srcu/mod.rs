@@ -76,6 +76,11 @@ use std::time::Duration;
 #[cfg(not(loom))]
 const MIN_GP_GAP: Duration = Duration::from_micros(200);
 
+/// Entries' worth of queue memory a domain keeps once its queue drains
+/// (S12): a burst's peak capacity is given back, the steady state's is not
+/// reallocated on every drain.
+const QUEUE_KEEP: usize = 1024;
+
 /// Destructors pending at which the `MIN_GP_GAP` bound is ignored, so grace
 /// periods keep *starting* under a writer storm. This bounds how long
 /// entries wait for a grace period, not how many wait to *run*: writers never
@@ -963,6 +968,12 @@ impl Srcu {
                 }
                 let ready: Vec<Entry> = q.entries.drain(..n).map(|(_, e)| e).collect();
                 q.pending -= ready.iter().map(Entry::len).sum::<usize>();
+                if q.entries.is_empty() && q.entries.capacity() > QUEUE_KEEP {
+                    // After a burst (a reader or a busy machine held grace
+                    // periods back), do not keep the peak's memory for the
+                    // domain's lifetime (S12).
+                    q.entries.shrink_to(QUEUE_KEEP);
+                }
                 ready
             };
             // Run outside the queue lock (S9): a callback may call into us.

@@ -422,3 +422,30 @@ fn slot_cache_never_outlives_its_domain() {
     drop((ga, ga2));
     assert!(a.drained(0));
 }
+
+/// S12: a burst held back by a reader leaves no peak-sized queue behind
+/// once it drains. Fails without the shrink in `run_ready` (capacity stays
+/// at the burst's ~16k entries).
+#[test]
+fn drained_queue_gives_a_burst_capacity_back() {
+    let d = Srcu::new();
+    let (c, ran) = counter();
+    let g = d.read();
+    for _ in 0..10_000 {
+        let c = c.clone();
+        d.call(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    assert!(lock(&d.gp.queue).entries.capacity() >= 10_000);
+    drop(g);
+    d.barrier().unwrap();
+    assert_eq!(ran(), 10_000);
+    let q = lock(&d.gp.queue);
+    assert!(q.entries.is_empty());
+    assert!(
+        q.entries.capacity() <= QUEUE_KEEP,
+        "kept {} entries' capacity",
+        q.entries.capacity()
+    );
+}
