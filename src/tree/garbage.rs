@@ -119,16 +119,18 @@ impl<V: Send> Garbage<V> {
 
     /// Retires what one commit unlinked, then recycles every batch whose
     /// grace period has passed. `nodes` and the drop-free `vals` move into
-    /// the open batch (the caller keeps both lists' capacity); values with
-    /// drop glue go to `domain`'s queue, which only `poll`/`barrier`/drop
-    /// run, so this runs no user code.
+    /// the open batch (the caller keeps both lists' capacity). Values with
+    /// drop glue are not passed here: the caller takes them out with
+    /// [`take_dropping`] under the writer lock and queues them on the domain
+    /// after releasing it ([`DropLater::defer`]). Runs no user code.
     ///
     /// **One grace-period request per period, not per commit** (issue 12,
     /// seventh session): the open batch collects the garbage of successive
     /// commits untagged, and is closed with one cookie (`close`) every
-    /// `POLL_EVERY` retiring commits, just before that period's advance,
-    /// or at once by a commit whose values with drop glue got a cookie from
-    /// `defer` anyway. A cookie requested later than a commit's publishing
+    /// `POLL_EVERY` retiring commits, just before that period's advance.
+    /// (Until the ninth session a commit whose values had drop glue closed
+    /// the batch at once with the cookie of their `defer`; that `defer` now
+    /// runs after the writer lock is released.) A cookie requested later than a commit's publishing
     /// store is as good for it as one requested right after (it names a
     /// grace period that starts later still), so every commit in the batch
     /// is covered (I7); the price is that a drop-free commit's garbage
@@ -162,30 +164,6 @@ impl<V: Send> Garbage<V> {
                     "I7: node {n:p} retired twice"
                 );
             }
-            let cookie = if needs_drop::<V>() && vals.len() == 1 {
-                // One value (the common case): the entry points at it
-                // directly, so no list is allocated here to be freed on the
-                // thread that runs the entry.
-                let data = vals.pop().expect("one value").cast::<()>();
-                // SAFETY: Deferred::new requirements: 1. `drop_value::<V>`
-                // drops the box once, and `V: Send` (a bound of the tree type
-                // itself) may be dropped on any thread; 2. the value is owned
-                // by the entry alone (our requirement 2). It runs after a
-                // grace period that starts after the store (our requirement
-                // 1, S5), so no reader can reach it (I7).
-                Some(unsafe { domain.defer(Deferred::new(data, drop_value::<V>)) })
-            } else if needs_drop::<V>() && !vals.is_empty() {
-                let data = Box::into_raw(Box::new(core::mem::take(vals))).cast::<()>();
-                // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
-                // consumes the box once, and `V: Send` (a bound of the tree
-                // type itself) may be dropped on any thread; 2. the box is
-                // owned by the entry alone. It runs after a grace period that
-                // starts after the store (our requirement 1, S5), so no reader
-                // can reach the values (I7).
-                Some(unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) })
-            } else {
-                None
-            };
             // Drop-free values (none left if `V` has drop glue) join the
             // nodes in the open batch; the caller keeps its lists' memory.
             self.open.nodes.append(nodes);
@@ -198,11 +176,7 @@ impl<V: Send> Garbage<V> {
             // 32-bit target; `POLL_EVERY` divides 2^32, so the period holds.
             self.retires = self.retires.wrapping_add(1);
             let period = self.retires.is_multiple_of(POLL_EVERY);
-            if let Some(c) = cookie {
-                // Requested after this commit's store and after every
-                // earlier open commit's: it covers the whole open batch.
-                self.close(c);
-            } else if period {
+            if period {
                 // After the store of every commit in the open batch (our
                 // requirement 1 for each of them, in program order under
                 // the writer lock).
@@ -330,6 +304,67 @@ impl<V: Send> Garbage<V> {
     #[cfg(all(test, not(loom), feature = "std"))]
     pub(crate) fn pending(&self) -> usize {
         self.waiting
+    }
+}
+
+/// The removed values of one commit whose type has drop glue, taken out of
+/// the writer state under the writer lock ([`take_dropping`]) and queued on
+/// the domain after it is released ([`DropLater::defer`]), so that the
+/// domain's queue lock, a line every writer of the domain writes, is not
+/// taken inside the writer's critical section (DESIGN §2.5, "Values' drops
+/// are queued after the unlock").
+pub(crate) enum DropLater<V> {
+    None,
+    One(*mut V),
+    Many(Vec<*mut V>),
+}
+
+/// Takes the removed values out of `vals` when `V` has drop glue (leaving
+/// `vals` empty for [`Garbage::retire`]); drop-free values stay in `vals`.
+pub(crate) fn take_dropping<V>(vals: &mut Vec<*mut V>) -> DropLater<V> {
+    if !needs_drop::<V>() || vals.is_empty() {
+        DropLater::None
+    } else if vals.len() == 1 {
+        DropLater::One(vals.pop().expect("one value"))
+    } else {
+        DropLater::Many(core::mem::take(vals))
+    }
+}
+
+impl<V: Send> DropLater<V> {
+    /// Queues the values' drop behind a grace period of `domain`.
+    ///
+    /// # Safety
+    /// 1. The publishing store of the commit that removed the values
+    ///    happens before this call (program order: the commit made it, then
+    ///    released the writer lock, then calls this).
+    /// 2. Each value came from `Box::into_raw` (or [`boxed`]), is listed
+    ///    once, and is owned by this call.
+    pub(crate) unsafe fn defer(self, domain: &Domain) {
+        match self {
+            DropLater::None => {}
+            DropLater::One(p) => {
+                // SAFETY: Deferred::new requirements: 1. `drop_value::<V>`
+                // drops the box once, and `V: Send` (a bound of the tree
+                // type itself) may be dropped on any thread; 2. the value is
+                // owned by the entry alone (our requirement 2). It runs after
+                // a grace period that starts after this call, so after the
+                // publishing store (our requirement 1, S5): no reader can
+                // reach it (I7). One value (the common case) needs no list
+                // allocated here to be freed on the thread that runs it.
+                unsafe { domain.defer(Deferred::new(p.cast::<()>(), drop_value::<V>)) };
+            }
+            DropLater::Many(vals) => {
+                let data = Box::into_raw(Box::new(vals)).cast::<()>();
+                // SAFETY: Deferred::new requirements: 1. `drop_values::<V>`
+                // consumes the box once, and `V: Send` may be dropped on any
+                // thread; 2. the box is owned by the entry alone (our
+                // requirement 2). It runs after a grace period that starts
+                // after this call, so after the publishing store (our
+                // requirement 1, S5), when no reader can reach the values (I7).
+                unsafe { domain.defer(Deferred::new(data, drop_values::<V>)) };
+            }
+        }
     }
 }
 

@@ -1218,9 +1218,13 @@ impl<'a, V: Send> WriteTxn<'a, V> {
         self.core.dirty = false;
         let tree = self.tree;
         let w: &mut Writer<V> = &mut self.core.0;
+        // Values with drop glue leave the writer state here and are queued
+        // on the domain after the unlock below (§2.5).
+        let later = garbage::take_dropping(&mut w.core.removed);
         // SAFETY: retire requirements: 1. the Release store above unlinked
         // them (O2); 2. `old_nodes` holds each replaced published node once
-        // (`cow`/`discard`), `removed` each removed value once (I7).
+        // (`cow`/`discard`), `removed` each removed drop-free value once
+        // (I7).
         unsafe {
             w.gc.retire(
                 Arc::as_ref(&tree.domain),
@@ -1229,6 +1233,13 @@ impl<'a, V: Send> WriteTxn<'a, V> {
                 &mut w.core.removed,
             )
         };
+        // Unlocks (`Drop`: nothing dirty is left to abort).
+        drop(self);
+        // SAFETY: DropLater::defer requirements: 1. our publishing store
+        // above precedes this in program order; 2. `removed` listed each
+        // removed value once, and `take_dropping` moved them to `later`
+        // alone.
+        unsafe { later.defer(Arc::as_ref(&tree.domain)) };
     }
 }
 
