@@ -562,6 +562,25 @@ mod tests {
         assert_eq!(t.domain.pending(), 0, "u64 values queued");
     }
 
+    /// The same bound for values with drop glue, whose commits no longer
+    /// close the open batch with their `defer`'s cookie (that `defer` runs
+    /// after the unlock, DESIGN §2.5): the period alone tags it, and node
+    /// garbage stays bounded by a count without any reclaim call.
+    #[test]
+    fn commits_bound_node_garbage_of_dropping_values_without_reclaim() {
+        let t = MapleTree::with_manual_reclaim();
+        for k in 0..64u64 {
+            t.insert(1000 + k * 10..1000 + k * 10 + 5, k.to_string())
+                .unwrap();
+        }
+        churn(&t, |i| i.to_string(), 10_000);
+        let pending = lock(&t.writer).gc.pending();
+        assert!(pending <= PRESSED + POLL_EVERY, "{pending} batches pending");
+        assert!(t.domain.pending() <= 10_000, "values queued once each");
+        t.domain().barrier().unwrap();
+        assert_eq!(t.domain.pending(), 0);
+    }
+
     /// Drop-free commits leave their garbage untagged (the open batch)
     /// until a period ends or `reclaim` tags it: with no reader, `reclaim`
     /// recycles all of it; a pinned reader holds back every batch, tagged
