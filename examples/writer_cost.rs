@@ -13,10 +13,19 @@
 //! target/release/examples/writer_cost range fixed 200000 2 one rangelock   # fault policy
 //! ```
 //!
-//! The fifth argument is `sep` (separate spaces) or anything else (`one`:
-//! one shared space); the sixth the fault policy, `speculative` (default),
+//! The fifth argument is `sep` (separate spaces), `alt` (both, alternated:
+//! see below) or anything else (`one`: one shared space); the sixth the
+//! fault policy, `speculative` (default),
 //! `pervma`, `mmaplock` or `rangelock`; the seventh the pages faulted per
 //! loop (0 to 64, default 64).
+//!
+//! `alt` runs the shared space and the separate spaces in turn, `ALT_ROUNDS`
+//! rounds (default 20) of `loops / rounds` loops each, in one process with
+//! the spaces kept warm, and prints both times and their ratio (separate
+//! time ÷ shared time, the issue's "vs separate"), overall and the median
+//! of the rounds. This VM's speed drifts by up to 2× over minutes; two runs
+//! one after the other compare different phases, alternated rounds of a few
+//! milliseconds compare the same ones.
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
 fn main() {
@@ -39,6 +48,9 @@ fn main() {
     // Pages write-faulted per loop (default all 64): 0 leaves only the
     // writers, which tells a fault-path cost from a writer-path one.
     let faults: u64 = a.get(7).and_then(|s| s.parse().ok()).unwrap_or(64);
+    if a.get(5).map(String::as_str) == Some("alt") {
+        return alternate(locking, policy, fixed, loops, threads, faults);
+    }
     let spaces: Vec<AddressSpace> = (0..if sep { threads } else { 1 })
         .map(|_| AddressSpace::with_locking(policy, locking))
         .collect();
@@ -89,5 +101,76 @@ fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
             mm.fault(addr + p * 4096, Access::Write).unwrap();
         }
         mm.munmap(addr, pages * 4096).unwrap();
+    }
+}
+
+/// `threads` threads, thread `i` in window `i` of `spaces[i % spaces.len()]`,
+/// `loops` loops each; returns the wall time.
+fn timed(
+    spaces: &[AddressSpace],
+    fixed: bool,
+    loops: u64,
+    threads: u64,
+    faults: u64,
+) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let mm = &spaces[i as usize % spaces.len()];
+            s.spawn(move || run(mm, fixed, 0x4000_0000 + (i << 30), loops, faults));
+        }
+    });
+    t.elapsed()
+}
+
+/// The `alt` mode: shared and separate spaces in alternated short rounds.
+fn alternate(
+    locking: WriterLocking,
+    policy: FaultPolicy,
+    fixed: bool,
+    loops: u64,
+    threads: u64,
+    faults: u64,
+) {
+    let rounds: u64 = std::env::var("ALT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+        .max(1);
+    let per = (loops / rounds).max(1);
+    let one = [AddressSpace::with_locking(policy, locking)];
+    let sep: Vec<AddressSpace> = (0..threads)
+        .map(|_| AddressSpace::with_locking(policy, locking))
+        .collect();
+    let (mut t_one, mut t_sep) = (0f64, 0f64);
+    let mut ratios = Vec::new();
+    for r in 0..rounds {
+        // Alternate which goes first, so neither always follows the other.
+        let (a, b) = if r % 2 == 0 {
+            let a = timed(&one, fixed, per, threads, faults);
+            (a, timed(&sep, fixed, per, threads, faults))
+        } else {
+            let b = timed(&sep, fixed, per, threads, faults);
+            (timed(&one, fixed, per, threads, faults), b)
+        };
+        t_one += a.as_secs_f64();
+        t_sep += b.as_secs_f64();
+        ratios.push(b.as_secs_f64() / a.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = (per * rounds) as f64;
+    println!(
+        "{locking:?} {policy:?} fixed={fixed} threads={threads} faults={faults} alt x{rounds}: \
+         one {:.0} ns/loop, sep {:.0} ns/loop, sep/one {:.3} (median round {:.3}, \
+         quartiles {:.3}-{:.3})",
+        t_one * 1e9 / n,
+        t_sep * 1e9 / n,
+        t_sep / t_one,
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() / 4],
+        ratios[ratios.len() * 3 / 4],
+    );
+    for mm in one.iter().chain(&sep) {
+        mm.check().expect("address space consistent after the run");
     }
 }
