@@ -106,6 +106,8 @@ fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
 
 /// `threads` threads, thread `i` in window `i` of `spaces[i % spaces.len()]`,
 /// `loops` loops each; returns the wall time.
+/// The threads are named `one` or `sep` (by `spaces.len()`), so that
+/// `perf report --sort comm,symbol` of an `alt` run splits the two setups.
 fn timed(
     spaces: &[AddressSpace],
     fixed: bool,
@@ -113,11 +115,17 @@ fn timed(
     threads: u64,
     faults: u64,
 ) -> std::time::Duration {
+    let name = if spaces.len() == 1 { "one" } else { "sep" };
     let t = std::time::Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
             let mm = &spaces[i as usize % spaces.len()];
-            s.spawn(move || run(mm, fixed, 0x4000_0000 + (i << 30), loops, faults));
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn_scoped(s, move || {
+                    run(mm, fixed, 0x4000_0000 + (i << 30), loops, faults)
+                })
+                .expect("spawn");
         }
     });
     t.elapsed()

@@ -287,6 +287,7 @@ impl FrameTable {
 
     /// Removes the entry of a PTE being cleared (under its PTL), or a stale
     /// one (its space exited). True if it was there.
+    #[inline]
     pub(crate) fn rmap_remove(&self, pfn: u64, pv: Pv) -> bool {
         self.pv(pfn).remove(pv)
     }

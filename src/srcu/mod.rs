@@ -56,7 +56,7 @@ pub(crate) use crate::panicked::{resume_first, run_caught};
 /// which names them without std (`crate::platform`).
 pub(crate) use crate::platform::{Deferred, POLL_EVERY};
 
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, thread, try_lock};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, lock_spinning, thread, try_lock};
 use barrier::Barrier;
 use reclaimer::Registration;
 use slots::{Counter, SlotTable};
@@ -193,8 +193,10 @@ struct GpSide {
     /// Pending callbacks and requests. Held only for O(1) pushes and pops,
     /// never across a scan or a callback (S9).
     queue: Mutex<Queue>,
-    /// Held by the one thread running callbacks, so they run in order (S6).
-    invoke: Mutex<()>,
+    /// Held by the one thread running callbacks, so they run in order (S6);
+    /// its buffer receives each ready prefix of the queue, so popping one
+    /// allocates nothing under the queue lock (S13).
+    invoke: Mutex<Vec<Entry>>,
     /// Entries that have finished running, for `barrier`.
     done: AtomicU64,
     /// Panics caught on the reclaimer or helper thread, which have no caller
@@ -482,7 +484,7 @@ impl Srcu {
                 gp_seq: AtomicU64::new(0),
                 gp_lock: Mutex::new(LastStart::default()),
                 queue: Mutex::new(Queue::default()),
-                invoke: Mutex::new(()),
+                invoke: Mutex::new(Vec::new()),
                 done: AtomicU64::new(0),
                 unclaimed: Mutex::new(Vec::new()),
                 runner: AtomicUsize::new(0),
@@ -827,7 +829,10 @@ impl Srcu {
     /// Registers interest in the first grace period that starts after now and
     /// returns its number; pushes `entry` tagged with it (S5).
     fn request(&self, entry: Option<Entry>) -> u64 {
-        let mut q = lock(&self.gp.queue);
+        // Spinning first (S13): held for a push or a pop of a ready prefix,
+        // never across an allocation's arena lock once warm, so a park (a
+        // millisecond on this VM) would cost far more than the wait.
+        let mut q = lock_spinning(&self.gp.queue);
         // Relaxed: the Idle→Scan1 store is made under this same lock (S4), so
         // the lock orders it against this load; a completion (stored outside
         // it) seen late only makes the snapshot conservative.
@@ -875,7 +880,7 @@ impl Srcu {
             let seq = gp.gp_seq.load(Ordering::Relaxed);
             match seq & PHASE_MASK {
                 IDLE => {
-                    let q = lock(&gp.queue);
+                    let q = lock_spinning(&gp.queue);
                     if q.requested <= completed(seq) || !last_start.may_start(how, q.pending) {
                         return completed(seq);
                     }
@@ -945,7 +950,7 @@ impl Srcu {
     /// only from `poll`, `barrier`, the reclaimer and the helper thread (S11).
     fn run_ready(&self, panics: &mut Vec<Payload>, keep: bool) {
         let gp = &*self.gp;
-        let Some(_invoking) = try_lock(&gp.invoke) else {
+        let Some(mut ready) = try_lock(&gp.invoke) else {
             return;
         };
         // Relaxed: read back only by this thread (`drain` on this thread
@@ -956,8 +961,8 @@ impl Srcu {
             // Acquire: pairs with the Release completion store in
             // `try_advance` (S6: a callback runs after its grace period's scans).
             let done_gps = completed(gp.gp_seq.load(Ordering::Acquire));
-            let ready: Vec<Entry> = {
-                let mut q = lock(&gp.queue);
+            {
+                let mut q = lock_spinning(&gp.queue);
                 let n = q
                     .entries
                     .iter()
@@ -966,7 +971,9 @@ impl Srcu {
                 if n == 0 {
                     break;
                 }
-                let ready: Vec<Entry> = q.entries.drain(..n).map(|(_, e)| e).collect();
+                // Into the invoker's buffer (kept across calls, S13): no
+                // allocation under the queue lock once warm.
+                ready.extend(q.entries.drain(..n).map(|(_, e)| e));
                 q.pending -= ready.iter().map(Entry::len).sum::<usize>();
                 if q.entries.is_empty() && q.entries.capacity() > QUEUE_KEEP {
                     // After a burst (a reader or a busy machine held grace
@@ -974,11 +981,10 @@ impl Srcu {
                     // domain's lifetime (S12).
                     q.entries.shrink_to(QUEUE_KEEP);
                 }
-                ready
-            };
+            }
             // Run outside the queue lock (S9): a callback may call into us.
             // Each destructor is caught (S11), so every entry completes.
-            for entry in ready {
+            for entry in ready.drain(..) {
                 entry.run(panics);
                 if keep && !panics.is_empty() {
                     // Before `done`: a `barrier` that sees this entry done
@@ -988,6 +994,9 @@ impl Srcu {
                 // Release: pairs with the Acquire load in `barrier`.
                 gp.done.fetch_add(1, Ordering::Release);
             }
+        }
+        if ready.capacity() > QUEUE_KEEP {
+            ready.shrink_to(QUEUE_KEEP);
         }
         gp.runner.store(0, Ordering::Relaxed);
     }

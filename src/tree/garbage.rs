@@ -411,7 +411,7 @@ unsafe fn drop_value<V>(p: *mut ()) {
 
 /// Most value allocations a thread keeps for reuse.
 #[cfg(all(not(loom), feature = "std"))]
-const VALUE_STASH_MAX: usize = 64;
+const VALUE_STASH_MAX: usize = 256;
 
 /// Memory of dropped values (each allocated with its `Layout` by the global
 /// allocator), kept by a thread for the next values it boxes.
@@ -442,6 +442,66 @@ crate::sync::thread_local! {
         const { core::cell::RefCell::new(ValueStash(Vec::new())) };
 }
 
+/// Allocations a thread moves to or from the depot at once.
+#[cfg(all(not(loom), feature = "std"))]
+const DEPOT_MOVE: usize = 64;
+
+/// Most allocations the depot keeps per layout; beyond, they are freed.
+#[cfg(all(not(loom), feature = "std"))]
+const DEPOT_MAX: usize = 4096;
+
+/// The process-wide depot of value memory (a magazine layer, Bonwick's
+/// allocator design): a thread whose stash is full moves `DEPOT_MOVE`
+/// allocations here instead of freeing them, and a thread whose stash is
+/// empty takes up to `DEPOT_MOVE` back. Why: values are dropped by the
+/// thread that runs their grace period's entry, mostly not the one that
+/// boxed them; with two mm writer threads the poller's stash stayed full
+/// and it freed the other's VMA boxes into the other's malloc arena, whose
+/// lock glibc then contended with the owner's own mallocs, and each such
+/// contention put a thread to sleep (`__lll_lock_wait_private`), which on
+/// this VM costs about a millisecond (BENCHMARKS, "Sleeps"). With the
+/// depot the memory circulates between the threads and is freed only past
+/// `DEPOT_MAX`. The lock is taken once per `DEPOT_MOVE` allocations, never
+/// while the thread's stash is borrowed, and it spins before parking.
+#[cfg(all(not(loom), feature = "std"))]
+static DEPOT: crate::sync::Mutex<Vec<(core::alloc::Layout, Vec<usize>)>> =
+    crate::sync::Mutex::new(Vec::new());
+
+/// Moves up to `DEPOT_MOVE` allocations of `layout` from the depot into
+/// this thread's stash, except one, which it returns. Lock order: the
+/// depot, then the thread's stash (a thread-local `RefCell`; nothing that
+/// borrows it takes the depot).
+#[cfg(all(not(loom), feature = "std"))]
+fn depot_take(layout: core::alloc::Layout) -> Option<*mut u8> {
+    let mut d = crate::sync::lock_spinning(&DEPOT);
+    let (_, v) = d.iter_mut().find(|(l, _)| *l == layout)?;
+    let p = v.pop()? as *mut u8;
+    let _ = VALUE_STASH.try_with(|s| {
+        let mut s = s.borrow_mut();
+        let n = v.len().min(DEPOT_MOVE - 1);
+        s.0.extend(v.drain(v.len() - n..).map(|a| (layout, a as *mut u8)));
+    });
+    Some(p)
+}
+
+/// Puts allocations of `layout` into the depot; returns those it has no
+/// room for (the caller frees them).
+#[cfg(all(not(loom), feature = "std"))]
+fn depot_put(layout: core::alloc::Layout, mut ps: Vec<usize>) -> Vec<usize> {
+    let mut d = crate::sync::lock_spinning(&DEPOT);
+    let i = match d.iter().position(|(l, _)| *l == layout) {
+        Some(i) => i,
+        None => {
+            d.push((layout, Vec::new()));
+            d.len() - 1
+        }
+    };
+    let v = &mut d[i].1;
+    let n = ps.len().min(DEPOT_MAX.saturating_sub(v.len()));
+    v.extend(ps.drain(..n));
+    ps
+}
+
 /// `Box::into_raw(Box::new(v))`, in memory from this thread's stash when it
 /// holds some of `V`'s layout. The result may be freed as any `Box<V>`.
 pub(crate) fn boxed<V>(v: V) -> *mut V {
@@ -464,6 +524,17 @@ pub(crate) fn boxed<V>(v: V) -> *mut V {
             unsafe { p.write(v) };
             return p;
         }
+        if layout.size() != 0 {
+            // The stash has none: refill it from the depot, keeping one.
+            if let Some(p) = depot_take(layout) {
+                let p = p.cast::<V>();
+                // SAFETY: `p` is an allocation of `V`'s layout from the
+                // global allocator (depot invariant), owned by us,
+                // uninitialised.
+                unsafe { p.write(v) };
+                return p;
+            }
+        }
     }
     Box::into_raw(Box::new(v))
 }
@@ -484,20 +555,40 @@ unsafe fn unbox_drop<V>(p: *mut V) {
             impl Drop for Mem {
                 fn drop(&mut self) {
                     let (l, p) = (self.0, self.1);
+                    // Full stash: `DEPOT_MOVE` allocations of this layout
+                    // (with this one) leave it for the depot.
+                    let mut out = Vec::new();
                     let kept = VALUE_STASH
                         .try_with(|s| {
                             let mut s = s.borrow_mut();
-                            let room = s.0.len() < VALUE_STASH_MAX;
-                            if room {
+                            if s.0.len() >= VALUE_STASH_MAX {
+                                out.reserve_exact(DEPOT_MOVE);
+                                let mut i = s.0.len();
+                                while i > 0 && out.len() < DEPOT_MOVE - 1 {
+                                    i -= 1;
+                                    if s.0[i].0 == l {
+                                        out.push(s.0.swap_remove(i).1 as usize);
+                                    }
+                                }
+                                out.push(p as usize);
+                            } else {
                                 s.0.push((l, p));
                             }
-                            room
                         })
-                        .unwrap_or(false);
+                        .is_ok();
                     if !kept {
+                        out.push(p as usize);
+                    }
+                    let freed = if out.is_empty() {
+                        out
+                    } else {
+                        depot_put(l, out)
+                    };
+                    for a in freed {
                         // SAFETY: allocated by the global allocator with `l`
-                        // (`unbox_drop`'s requirement), owned by us.
-                        unsafe { alloc::alloc::dealloc(p, l) };
+                        // (`unbox_drop`'s requirement, or the stash's and
+                        // the depot's invariant), owned by us.
+                        unsafe { alloc::alloc::dealloc(a as *mut u8, l) };
                     }
                 }
             }
