@@ -67,6 +67,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// parks every later hand-off goes through the kernel. Under loom: plain
 /// `lock` (a spin is only repeated `try_lock`s, nothing to model).
 #[cfg(feature = "std")]
+#[inline]
 pub(crate) fn lock_spinning<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     #[cfg(not(loom))]
     for round in 0..SPIN_TRIES {
@@ -88,6 +89,7 @@ const SPIN_MAX_SHIFT: u32 = 3;
 
 /// Tries to lock `m` without blocking, ignoring poisoning; `None` if held.
 #[cfg(feature = "std")]
+#[inline]
 pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
     match m.try_lock() {
         Ok(g) => Some(g),
