@@ -1,0 +1,633 @@
+//! breaker9 on the commit that queues removed values' drops after the
+//! writer lock is released (`DropLater`, docs/DESIGN.md §2.5 "Values' drops
+//! are queued after the unlock") and on S12 (a drained domain queue gives a
+//! burst's capacity back).
+//!
+//! * Re-entrant drops: a removed value's `Drop` inserts and removes on its
+//!   own tree and on another tree of the same domain, calls `reclaim`,
+//!   `poll`, `call` and `retire`; one commit removing one value (`One`) or
+//!   many (`Many`). A watchdog turns a deadlock into a failure.
+//! * Panicking drops: every panic reported once (by `reclaim`, `poll`,
+//!   `barrier`, or the tree's drop), no other value leaked.
+//! * Premature drops: readers pinned across other threads' commits check
+//!   that every value they reached is undropped (a per-value flag set in
+//!   `Drop`, and a seal the drop breaks) while a driver thread runs
+//!   `reclaim`/`poll`/`barrier`/`synchronize`.
+//! * Leaks: counted values are all dropped, exactly once, after mixes of
+//!   committed and aborted transactions, tree drops with values still
+//!   queued, shared domains.
+//! * Memory: a manual tree whose values have drop glue but take no memory
+//!   (a zero-sized type) keeps its node garbage bounded without any reclaim
+//!   (only the domain's queue grows, by one entry per commit); once driven,
+//!   the drained queue gives its memory back (S12).
+//!
+//! ASan: `RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=address
+//! CARGO_TARGET_DIR=target/asan cargo test --target x86_64-unknown-linux-gnu
+//! --test breaker_s9_tree`.
+
+#[path = "common/rng.rs"]
+mod rng;
+
+use maple_rcu::MapleTree;
+use maple_rcu::srcu::{Panicked, Srcu};
+use rng::Rng;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Live heap bytes (for the memory tests).
+
+struct Counting;
+static HEAP: AtomicI64 = AtomicI64::new(0);
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        HEAP.fetch_add(l.size() as i64, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        HEAP.fetch_sub(l.size() as i64, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        HEAP.fetch_add(l.size() as i64, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        HEAP.fetch_add(n as i64 - l.size() as i64, Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+#[global_allocator]
+static A: Counting = Counting;
+
+/// Every test runs alone: they share the value counters and the heap count.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    // The bombs' expected panics are not printed (the rest are).
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"bomb") {
+                default(info);
+            }
+        }));
+    });
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs() -> f64 {
+    std::env::var("B9_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.5)
+}
+
+/// Runs `f` on a thread and fails if it does not finish within `limit`
+/// (a deadlock), re-raising its panic otherwise.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = thread::spawn(move || {
+        let r = f();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no progress in {limit:?} (deadlock?)")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tracked values: an id, a seal the drop breaks, a dropped flag per id.
+
+const MAGIC: u64 = 0x5eed_f00d_dead_beef;
+const IDS: usize = 1 << 24;
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+static DROPPED: [AtomicU64; IDS / 64] = [const { AtomicU64::new(0) }; IDS / 64];
+/// Tracked values alive (made and not yet dropped).
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn dropped(id: u64) -> bool {
+    DROPPED[(id / 64) as usize].load(SeqCst) & (1 << (id % 64)) != 0
+}
+
+/// Ids left before the flag table is full (writers stop well before).
+fn ids_left() -> bool {
+    NEXT_ID.load(Relaxed) < (IDS - (1 << 20)) as u64
+}
+
+struct Tracked {
+    id: u64,
+    seal: u64,
+}
+
+impl Tracked {
+    fn new() -> Self {
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        assert!((id as usize) < IDS, "out of ids");
+        LIVE.fetch_add(1, Relaxed);
+        Self {
+            id,
+            seal: id ^ MAGIC,
+        }
+    }
+
+    /// The id, after checking the value was not dropped (read through a
+    /// reference a pinned reader got from the tree).
+    fn check(&self) -> u64 {
+        // SAFETY: plain reads of our own fields; volatile so that a drop
+        // racing with us is not optimised away.
+        let (id, seal) = unsafe {
+            (
+                std::ptr::read_volatile(&self.id),
+                std::ptr::read_volatile(&self.seal),
+            )
+        };
+        assert_eq!(seal, id ^ MAGIC, "value {id} read after its drop (seal)");
+        assert!(!dropped(id), "value {id} read under a pin after its drop");
+        id
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let id = self.id;
+        assert_eq!(self.seal, id ^ MAGIC, "value {id} dropped twice (seal)");
+        let bit = 1 << (id % 64);
+        let old = DROPPED[(id / 64) as usize].fetch_or(bit, SeqCst);
+        assert_eq!(old & bit, 0, "value {id} dropped twice");
+        // SAFETY: our own field; volatile so the poisoning is not elided.
+        unsafe { std::ptr::write_volatile(&mut self.seal, 0) };
+        LIVE.fetch_sub(1, Relaxed);
+    }
+}
+
+fn live() -> i64 {
+    LIVE.load(SeqCst)
+}
+
+/// Drives `d` until no tracked value is alive beyond `keep`, summing the
+/// panics it reports. Fails after 10 s.
+fn drain_to(d: &Srcu, keep: i64) -> usize {
+    let t0 = Instant::now();
+    let mut panics = 0;
+    loop {
+        if let Err(e) = d.barrier() {
+            panics += e.count();
+        }
+        if live() <= keep {
+            return panics;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{} values never dropped",
+            live() - keep
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Removes every entry in one commit (the `Many` path).
+fn clear<V: Send>(t: &MapleTree<V>) {
+    let mut w = t.write();
+    w.clear();
+    w.commit();
+}
+
+// ---------------------------------------------------------------------------
+// Re-entrant drops.
+
+/// What a re-entrant value's drop may reach: its tree, a second tree on the
+/// same domain (weakly: the values live in the trees).
+struct Ctx {
+    a: Weak<MapleTree<Reent>>,
+    b: Weak<MapleTree<Reent>>,
+    calls: Arc<AtomicUsize>,
+}
+
+struct Reent {
+    t: Tracked,
+    depth: u32,
+    ctx: Option<Arc<Ctx>>,
+}
+
+impl Reent {
+    fn leaf() -> Self {
+        Self {
+            t: Tracked::new(),
+            depth: 0,
+            ctx: None,
+        }
+    }
+}
+
+/// A key for a re-entrant insert: above every key the tests use directly.
+fn reent_key(id: u64, salt: u64) -> u64 {
+    (1 << 40) + ((id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt) % 4096) * 16
+}
+
+impl Drop for Reent {
+    fn drop(&mut self) {
+        let Some(ctx) = self.ctx.take() else { return };
+        let id = self.t.id;
+        for (n, w) in [&ctx.a, &ctx.b].into_iter().enumerate() {
+            let Some(t) = w.upgrade() else { continue };
+            // Insert a child (which re-enters in its turn when removed), and
+            // remove what sits at two other keys: one alone (`One`), then
+            // several in one transaction (`Many`).
+            let child = Reent {
+                t: Tracked::new(),
+                depth: self.depth.saturating_sub(1),
+                ctx: (self.depth > 1).then(|| ctx.clone()),
+            };
+            let _ = t.insert(reent_key(id, n as u64)..reent_key(id, n as u64) + 8, child);
+            t.remove(reent_key(id, 7 + n as u64));
+            {
+                let mut w = t.write();
+                for s in 0..4 {
+                    w.remove(reent_key(id, 100 + s));
+                }
+                w.insert(
+                    reent_key(id, 200 + n as u64)..reent_key(id, 200 + n as u64) + 8,
+                    Reent::leaf(),
+                )
+                .ok();
+                if id % 5 == 0 {
+                    drop(w); // aborted: the leaf is dropped here
+                } else {
+                    w.commit();
+                }
+            }
+            // Driving the domain from inside one of its entries: returns
+            // (the runner is busy); panics reported here are not ours.
+            let _ = t.reclaim();
+            let _ = t.domain().poll();
+            let calls = ctx.calls.clone();
+            t.domain().call(move || {
+                calls.fetch_add(1, Relaxed);
+            });
+            t.domain().retire(Box::new(Tracked::new()));
+            if id % 3 == 0 {
+                t.domain().synchronize();
+            }
+        }
+    }
+}
+
+fn reent(depth: u32, ctx: &Arc<Ctx>) -> Reent {
+    Reent {
+        t: Tracked::new(),
+        depth,
+        ctx: Some(ctx.clone()),
+    }
+}
+
+/// Re-entrant drops on one tree and on another tree of the same domain,
+/// run by `reclaim`, `poll`, `barrier` and (with the reclaimer) the
+/// reclaimer thread; then both trees dropped with values still queued.
+/// Every value is dropped once; every `call` runs.
+fn reentrant_round(d: Arc<Srcu>, shared: bool) {
+    let base = live();
+    let a = Arc::new(MapleTree::<Reent>::with_domain(d.clone()));
+    let b = if shared {
+        Arc::new(MapleTree::<Reent>::with_domain(d.clone()))
+    } else {
+        Arc::new(MapleTree::<Reent>::with_manual_reclaim())
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let ctx = Arc::new(Ctx {
+        a: Arc::downgrade(&a),
+        b: Arc::downgrade(&b),
+        calls: calls.clone(),
+    });
+    let mut r = Rng(0x1234);
+    for i in 0..400u64 {
+        let k = i % 64 * 16;
+        let t = if i % 2 == 0 { &a } else { &b };
+        t.insert(k..k + 8, reent(1 + (i % 3) as u32, &ctx)).ok();
+        match r.below(6) {
+            0 => {
+                t.remove(k);
+            }
+            1 => {
+                // Many: several removals in one commit.
+                let mut w = t.write();
+                for j in 0..8 {
+                    w.remove(j * 16 + (i % 8) * 128);
+                }
+                w.commit();
+            }
+            2 => {
+                // Aborted transaction with removals: nothing dropped, the
+                // removed values stay.
+                // A failed insert's value is dropped after the
+                // transaction: its drop writes to the tree.
+                let mut w = t.write();
+                w.remove(k);
+                let failed = w.insert(k + 9..k + 10, reent(2, &ctx)).err();
+                drop(w);
+                drop(failed);
+            }
+            3 => clear(&t),
+            4 => {
+                let _ = t.reclaim();
+            }
+            _ => {
+                let _ = d.poll();
+            }
+        }
+        if i % 50 == 0 {
+            d.barrier().unwrap();
+        }
+    }
+    a.validate().unwrap();
+    b.validate().unwrap();
+    drop(ctx);
+    // The trees go away with values in them and drops queued; drops running
+    // now (tree drop, drain, domain) find the trees gone.
+    drop(a);
+    drop(b);
+    assert_eq!(drain_to(&d, base), 0, "a drop panicked");
+    assert_eq!(live(), base, "values leaked or dropped twice");
+    assert!(calls.load(Relaxed) > 0);
+}
+
+#[test]
+fn reentrant_drops_manual_domain() {
+    let _s = serial();
+    within(Duration::from_secs(60), "reentrant manual", || {
+        reentrant_round(Arc::new(Srcu::new()), true);
+        reentrant_round(Arc::new(Srcu::new()), false);
+    });
+}
+
+#[test]
+fn reentrant_drops_on_the_reclaimer() {
+    let _s = serial();
+    within(Duration::from_secs(60), "reentrant reclaimer", || {
+        reentrant_round(Srcu::with_reclaimer(), true);
+        reentrant_round(Srcu::with_reclaimer(), false);
+    });
+}
+
+/// A tree that owns its domain, whose values' drops write to it, reclaim it
+/// and hold the last `Arc` to it (so the tree is dropped inside one of its
+/// own domain's entries).
+#[test]
+fn reentrant_drops_own_domain_last_arc_in_a_value() {
+    let _s = serial();
+    within(Duration::from_secs(60), "own domain", || {
+        for auto in [false, true] {
+            let base = live();
+            let a = Arc::new(if auto {
+                MapleTree::<Reent>::new()
+            } else {
+                MapleTree::<Reent>::with_manual_reclaim()
+            });
+            let ctx = Arc::new(Ctx {
+                a: Arc::downgrade(&a),
+                b: Weak::new(),
+                calls: Arc::new(AtomicUsize::new(0)),
+            });
+            for i in 0..300u64 {
+                a.insert(i * 16..i * 16 + 8, reent(2, &ctx)).unwrap();
+                if i % 3 == 0 {
+                    a.remove((i / 2) * 16);
+                }
+            }
+            // The last strong reference goes into a value and is dropped
+            // with it (a plain holder with drop glue via its Arc).
+            struct Holder(#[allow(dead_code)] Arc<MapleTree<Reent>>);
+            let d = Arc::new(Srcu::new());
+            d.retire(Box::new(Holder(a)));
+            drop(ctx);
+            d.barrier().unwrap();
+            drop(d);
+            // The reclaimer may still be running the last entries of the
+            // tree's domain: the tree's drop waited for them (`drain`).
+            assert_eq!(live(), base, "auto={auto}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Panicking drops.
+
+/// A tracked value whose drop panics (after the tracked part is dropped)
+/// when `boom`, and optionally first removes an entry of its tree.
+struct Bomb {
+    _t: Tracked,
+    boom: bool,
+    tree: Option<Weak<MapleTree<Bomb>>>,
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if let Some(t) = self.tree.take().and_then(|w| w.upgrade()) {
+            // Re-enters the tree before panicking (its lock is free).
+            t.remove(1 << 30);
+            t.insert((1 << 30) + 1..(1 << 30) + 2, Bomb::quiet(false))
+                .ok();
+            t.remove((1 << 30) + 1);
+        }
+        if self.boom {
+            panic!("bomb");
+        }
+    }
+}
+
+impl Bomb {
+    fn quiet(boom: bool) -> Self {
+        Self {
+            _t: Tracked::new(),
+            boom,
+            tree: None,
+        }
+    }
+}
+
+/// Counts the payloads of `r` (each must be the bombs' message).
+fn count(r: Result<(), Panicked>) -> usize {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            let n = e.count();
+            for p in e.into_payloads() {
+                let m = p
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or(p.downcast_ref::<String>().map(String::as_str));
+                assert_eq!(m, Some("bomb"), "unexpected payload");
+            }
+            n
+        }
+    }
+}
+
+/// Removals one per commit (`One`) and many per commit (`Many`, `clear`),
+/// some values panicking, some re-entering: every panic is reported exactly
+/// once across `reclaim`/`poll`/`barrier`, and every value is dropped.
+/// `bombs` counts panics queued on the domain before (another tree's).
+fn panicking_round(
+    t: Arc<MapleTree<Bomb>>,
+    mut bombs: usize,
+    drive: &dyn Fn(&MapleTree<Bomb>) -> usize,
+) {
+    // The other tree's queued bombs are still alive.
+    let base = live() - bombs as i64;
+    let mut reported = 0;
+    let mut r = Rng(99);
+    for round in 0..40u64 {
+        for i in 0..32u64 {
+            let boom = r.below(4) == 0;
+            let tree = (r.below(3) == 0).then(|| Arc::downgrade(&t));
+            if t.insert(
+                i * 16..i * 16 + 8,
+                Bomb {
+                    _t: Tracked::new(),
+                    boom,
+                    tree,
+                },
+            )
+            .is_ok()
+                && boom
+            {
+                bombs += 1;
+            }
+        }
+        match round % 4 {
+            0 => {
+                for i in 0..32 {
+                    t.remove(i * 16);
+                }
+            }
+            1 => {
+                let mut w = t.write();
+                for i in 0..32 {
+                    w.remove(i * 16);
+                }
+                w.commit();
+            }
+            2 => {
+                // Half one by one, then the rest in one commit; an aborted
+                // removal in between drops nothing.
+                for i in 0..16 {
+                    t.remove(i * 16);
+                }
+                let mut w = t.write();
+                w.remove(16 * 16);
+                drop(w);
+                clear(&t);
+            }
+            _ => {
+                let mut w = t.write();
+                w.retain(|r, _| r.start % 32 == 0);
+                w.commit();
+                clear(&t);
+            }
+        }
+        reported += drive(&t);
+    }
+    // Whatever is still queued: the domain's barrier reports it.
+    let t0 = Instant::now();
+    while live() > base {
+        reported += count(t.domain().barrier());
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "values never dropped"
+        );
+    }
+    reported += count(t.domain().barrier());
+    assert_eq!(reported, bombs, "panics reported");
+    assert_eq!(live(), base, "values leaked");
+}
+
+#[test]
+fn panicking_drops_reported_once_manual() {
+    let _s = serial();
+    within(Duration::from_secs(60), "panics manual", || {
+        panicking_round(Arc::new(MapleTree::with_manual_reclaim()), 0, &|t| {
+            count(t.reclaim())
+        });
+        panicking_round(Arc::new(MapleTree::with_manual_reclaim()), 0, &|t| {
+            count(t.domain().poll())
+        });
+        panicking_round(Arc::new(MapleTree::with_manual_reclaim()), 0, &|t| {
+            count(t.domain().barrier())
+        });
+        let d = Arc::new(Srcu::new());
+        let other = MapleTree::<Bomb>::with_domain(d.clone());
+        other.insert(0..1, Bomb::quiet(true)).unwrap();
+        other.remove(0);
+        panicking_round(Arc::new(MapleTree::with_domain(d.clone())), 1, &|t| {
+            count(t.reclaim())
+        });
+    });
+}
+
+#[test]
+fn panicking_drops_reported_once_reclaimer() {
+    let _s = serial();
+    within(Duration::from_secs(60), "panics reclaimer", || {
+        panicking_round(Arc::new(MapleTree::new()), 0, &|t| count(t.reclaim()));
+        panicking_round(Arc::new(MapleTree::new()), 0, &|_| 0);
+        let d = Srcu::with_reclaimer();
+        panicking_round(Arc::new(MapleTree::with_domain(d.clone())), 0, &|t| {
+            count(t.domain().poll())
+        });
+    });
+}
+
+/// A tree dropped with panicking values both in it and still queued: its
+/// drop runs them all and re-raises one panic; nothing leaks.
+#[test]
+fn tree_drop_with_panicking_values_queued_leaks_nothing() {
+    let _s = serial();
+    for auto in [false, true] {
+        let base = live();
+        let t = if auto {
+            MapleTree::new()
+        } else {
+            MapleTree::with_manual_reclaim()
+        };
+        let g = t.pin(); // holds every removal in the queue
+        for i in 0..100u64 {
+            t.insert(i * 16..i * 16 + 8, Bomb::quiet(i % 7 == 0))
+                .unwrap();
+        }
+        for i in 0..50u64 {
+            t.remove(i * 16);
+        }
+        let mut w = t.write();
+        for i in 50..80u64 {
+            w.remove(i * 16);
+        }
+        w.commit();
+        drop(g);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(t)));
+        // The reclaimer may have run (and kept) some panics already; the
+        // drop re-raises the first of those it ran itself.
+        assert!(auto || r.is_err(), "the tree's drop reported no panic");
+        assert_eq!(live(), base, "auto={auto}: values leaked");
+    }
+}
