@@ -32,7 +32,6 @@ use maple_rcu::MapleTree;
 use maple_rcu::srcu::{Panicked, Srcu};
 use rng::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::thread;
@@ -629,5 +628,199 @@ fn tree_drop_with_panicking_values_queued_leaks_nothing() {
         // drop re-raises the first of those it ran itself.
         assert!(auto || r.is_err(), "the tree's drop reported no panic");
         assert_eq!(live(), base, "auto={auto}: values leaked");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Premature drops: pinned readers against removing writers and a driver.
+
+/// One writer on its own key window: single removals (`One`), replacements,
+/// multi-removal commits (`Many`), aborted removals, `take` handles dropped
+/// unready, `clear` of nothing else's keys via `retain`.
+fn race_writer(t: &MapleTree<Tracked>, who: u64, stop: &AtomicBool, commits: &AtomicU64) {
+    let base = who << 32;
+    let mut r = Rng(0xabcd ^ who);
+    let key = |r: &mut Rng| base + r.below(256) * 16;
+    while !stop.load(Relaxed) && ids_left() {
+        match r.below(10) {
+            0..=2 => {
+                let k = key(&mut r);
+                let _ = t.insert(k..k + 8, Tracked::new());
+            }
+            3 => {
+                t.remove(key(&mut r));
+            }
+            4 => {
+                // Replace: one value out, one in.
+                let k = key(&mut r);
+                let mut w = t.write();
+                w.remove(k);
+                let _ = w.insert(k..k + 8, Tracked::new());
+                w.commit();
+            }
+            5 | 6 => {
+                // Many values out in one commit.
+                let mut w = t.write();
+                for _ in 0..1 + r.below(12) {
+                    w.remove(key(&mut r));
+                }
+                w.commit();
+            }
+            7 => {
+                // Aborted: the removed values stay in the tree, undropped.
+                let mut w = t.write();
+                for _ in 0..4 {
+                    w.remove(key(&mut r));
+                }
+                let k = key(&mut r);
+                let _ = w.insert(k + 9..k + 10, Tracked::new());
+                drop(w);
+            }
+            8 => {
+                if let Some((_, h)) = t.take(key(&mut r)) {
+                    drop(h); // not ready: queued on the domain
+                }
+            }
+            _ => {
+                let lo = key(&mut r);
+                let mut w = t.write();
+                w.retain(|rg, _| !(lo..lo + 64).contains(&rg.start));
+                w.commit();
+            }
+        }
+        commits.fetch_add(1, Relaxed);
+    }
+}
+
+/// Pins, collects references to the values of a random window, waits for
+/// some commits of the others, checks every reference again (undropped,
+/// same id).
+fn race_reader(t: &MapleTree<Tracked>, seed: u64, stop: &AtomicBool, commits: &AtomicU64) -> u64 {
+    let mut r = Rng(seed);
+    let mut checked = 0;
+    while !stop.load(Relaxed) {
+        let g = t.pin();
+        let who = r.below(2);
+        let lo = (who << 32) + r.below(256) * 16;
+        let seen: Vec<(&Tracked, u64)> = g
+            .range(lo..lo + 64 * 16)
+            .map(|(_, v)| (v, v.check()))
+            .collect();
+        let hold = r.below(50);
+        let at = commits.load(Relaxed);
+        let t0 = Instant::now();
+        while commits.load(Relaxed) < at + hold
+            && !stop.load(Relaxed)
+            && t0.elapsed() < Duration::from_millis(20)
+        {
+            for (v, id) in &seen {
+                assert_eq!(v.check(), *id, "value changed under a pin");
+            }
+            thread::yield_now();
+        }
+        for (v, id) in &seen {
+            assert_eq!(v.check(), *id, "value changed under a pin");
+        }
+        checked += seen.len() as u64;
+    }
+    checked
+}
+
+/// Drives the domain: `reclaim`, `poll`, `barrier`, `synchronize`.
+fn race_driver(t: &MapleTree<Tracked>, stop: &AtomicBool) {
+    let mut i = 0u64;
+    while !stop.load(Relaxed) {
+        match i % 8 {
+            0..=3 => t.reclaim().unwrap(),
+            4 | 5 => t.domain().poll().unwrap(),
+            6 => t.domain().barrier().unwrap(),
+            _ => t.domain().synchronize(),
+        }
+        i += 1;
+        if i % 16 == 0 {
+            thread::yield_now();
+        }
+    }
+}
+
+fn race(t: Arc<MapleTree<Tracked>>, driver: bool, secs: f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let mut ws = Vec::new();
+    for who in 0..2 {
+        let (t, s, c) = (t.clone(), stop.clone(), commits.clone());
+        ws.push(thread::spawn(move || race_writer(&t, who, &s, &c)));
+    }
+    let mut rs = Vec::new();
+    for k in 0..2 {
+        let (t, s, c) = (t.clone(), stop.clone(), commits.clone());
+        rs.push(thread::spawn(move || race_reader(&t, k + 1, &s, &c)));
+    }
+    let dr = driver.then(|| {
+        let (t, s) = (t.clone(), stop.clone());
+        thread::spawn(move || race_driver(&t, &s))
+    });
+    let t0 = Instant::now();
+    while t0.elapsed().as_secs_f64() < secs
+        && !ws.iter().any(|h| h.is_finished())
+        && !rs.iter().any(|h| h.is_finished())
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Relaxed);
+    for h in ws {
+        h.join().unwrap();
+    }
+    let checked: u64 = rs.into_iter().map(|h| h.join().unwrap()).sum();
+    if let Some(h) = dr {
+        h.join().unwrap();
+    }
+    assert!(checked > 0, "readers saw nothing");
+    assert!(commits.load(Relaxed) > 1000, "too few commits");
+    t.validate().unwrap();
+}
+
+#[test]
+fn pinned_readers_never_see_a_dropped_value_manual() {
+    let _s = serial();
+    let base = live();
+    let t = Arc::new(MapleTree::with_manual_reclaim());
+    race(t.clone(), true, secs());
+    drop(t);
+    assert_eq!(live(), base, "values leaked");
+}
+
+#[test]
+fn pinned_readers_never_see_a_dropped_value_reclaimer() {
+    let _s = serial();
+    let base = live();
+    // Only the reclaimer thread drops values in the first run.
+    let t = Arc::new(MapleTree::new());
+    race(t.clone(), false, secs());
+    race(t.clone(), true, secs() / 2.0);
+    drop(t);
+    assert_eq!(live(), base, "values leaked");
+}
+
+/// Two trees on one domain, each raced; the values of the dropped trees
+/// are dropped by the domain afterwards.
+#[test]
+fn pinned_readers_never_see_a_dropped_value_shared_domain() {
+    let _s = serial();
+    for auto in [false, true] {
+        let base = live();
+        let d = if auto {
+            Srcu::with_reclaimer()
+        } else {
+            Arc::new(Srcu::new())
+        };
+        let a = Arc::new(MapleTree::with_domain(d.clone()));
+        let b = Arc::new(MapleTree::with_domain(d.clone()));
+        let bb = b.clone();
+        let h = thread::spawn(move || race(bb, true, secs() / 2.0));
+        race(a.clone(), !auto, secs() / 2.0);
+        h.join().unwrap();
+        drop((a, b));
+        assert_eq!(drain_to(&d, base), 0);
     }
 }
