@@ -824,3 +824,182 @@ fn pinned_readers_never_see_a_dropped_value_shared_domain() {
         assert_eq!(drain_to(&d, base), 0);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Memory bounds.
+
+/// A value with drop glue and no memory: only the domain's queue entry and
+/// the tree's node garbage remain to be measured.
+struct Z;
+static Z_DROPS: AtomicU64 = AtomicU64::new(0);
+impl Drop for Z {
+    fn drop(&mut self) {
+        Z_DROPS.fetch_add(1, Relaxed);
+    }
+}
+
+fn heap() -> i64 {
+    HEAP.load(SeqCst)
+}
+
+/// `n` commits, each inserting and removing one `Z` (one removed value with
+/// drop glue per commit: the `One` path); every 8th removes two at once.
+fn churn_z(t: &MapleTree<Z>, from: u64, n: u64) {
+    for i in from..from + n {
+        let k = (i % 64) * 16;
+        t.insert(k..k + 8, Z).unwrap();
+        if i % 8 == 0 {
+            t.insert(k + 8..k + 9, Z).unwrap();
+            let mut w = t.write();
+            w.remove(k);
+            w.remove(k + 8);
+            w.commit();
+        } else {
+            t.remove(k).unwrap();
+        }
+    }
+}
+
+/// A manual tree whose values have drop glue, never reclaimed: its node
+/// garbage must stay bounded (the period tags it: DESIGN §2.5, since a
+/// commit's `defer` no longer does); only the domain's queue grows, one
+/// entry (32 bytes) per commit. Then one `barrier` drops every value and
+/// the drained queue gives its memory back (S12).
+#[test]
+fn manual_tree_of_drop_glue_values_keeps_node_garbage_bounded() {
+    let _s = serial();
+    let t = MapleTree::<Z>::with_manual_reclaim();
+    for k in 0..3000u64 {
+        t.insert((1 << 30) + k * 16..(1 << 30) + k * 16 + 8, Z)
+            .unwrap();
+    }
+    assert!(t.height() >= 2);
+    let z0 = Z_DROPS.load(Relaxed);
+    churn_z(&t, 0, 20_000);
+    let base = heap();
+    const N: u64 = 200_000;
+    churn_z(&t, 20_000, N);
+    let grew = heap() - base;
+    // Node garbage unbounded: >= 2 nodes of 256 bytes per commit (> 100 MB);
+    // the queue: 32 bytes per entry, up to twice that while it doubles.
+    assert!(
+        grew < (N * 80) as i64,
+        "live heap grew {grew} bytes over {N} commits ({} per commit)",
+        grew / N as i64
+    );
+    assert_eq!(
+        Z_DROPS.load(Relaxed),
+        z0,
+        "a manual tree dropped without a call"
+    );
+    t.domain().barrier().unwrap();
+    t.reclaim().unwrap();
+    assert_eq!(Z_DROPS.load(Relaxed) - z0, 220_000 + 220_000 / 8);
+    let kept = heap() - base;
+    // The drained queue keeps at most QUEUE_KEEP (1024) entries' capacity.
+    assert!(
+        kept < 256 << 10,
+        "after the barrier {kept} bytes are still held (queue capacity kept?)"
+    );
+}
+
+/// A reader holds grace periods back during a burst of commits with values
+/// that own memory (`String`), on the reclaimer: after it leaves and a
+/// `barrier`, the live heap is back near where it started.
+#[test]
+fn burst_held_by_a_reader_gives_memory_back_after_barrier() {
+    let _s = serial();
+    for auto in [true, false] {
+        let t = if auto {
+            MapleTree::<String>::new()
+        } else {
+            MapleTree::<String>::with_manual_reclaim()
+        };
+        for i in 0..20_000u64 {
+            let k = (i % 64) * 16;
+            t.insert(k..k + 8, format!("warm {i:>20}")).unwrap();
+            t.remove(k).unwrap();
+        }
+        t.domain().barrier().unwrap();
+        let base = heap();
+        let g = t.pin();
+        for i in 0..200_000u64 {
+            let k = (i % 64) * 16;
+            t.insert(k..k + 8, format!("burst {i:>20}")).unwrap();
+            t.remove(k).unwrap();
+            if !auto && i % 1000 == 0 {
+                t.reclaim().unwrap(); // nothing can pass: the reader
+            }
+        }
+        let peak = heap() - base;
+        assert!(peak > 8 << 20, "the reader held nothing back? {peak}");
+        drop(g);
+        t.domain().barrier().unwrap();
+        t.reclaim().unwrap();
+        // One more period so the tree's own garbage batches are recycled.
+        for i in 0..200u64 {
+            t.insert(i * 16..i * 16 + 8, String::new()).unwrap();
+            t.remove(i * 16).unwrap();
+        }
+        t.domain().barrier().unwrap();
+        t.reclaim().unwrap();
+        let kept = heap() - base;
+        assert!(
+            kept < 2 << 20,
+            "auto={auto}: {kept} bytes kept after the burst (peak {peak})"
+        );
+    }
+}
+
+/// After a burst held back by a reader, the writers do not stop: a writer
+/// thread keeps committing (one `Z` removed per commit) while another
+/// thread drives the domain (`reclaim`, or the reclaimer thread). The
+/// queue's burst capacity must be given back while the churn goes on, not
+/// only once everything stops (S12 shrinks only a queue drained empty).
+#[test]
+fn burst_capacity_given_back_under_continued_churn() {
+    let _s = serial();
+    for auto in [false, true] {
+        let t = Arc::new(if auto {
+            MapleTree::<Z>::new()
+        } else {
+            MapleTree::<Z>::with_manual_reclaim()
+        });
+        churn_z(&t, 0, 20_000);
+        t.domain().barrier().unwrap();
+        t.reclaim().unwrap();
+        let base = heap();
+        let g = t.pin();
+        churn_z(&t, 0, 300_000);
+        let peak = heap() - base;
+        drop(g);
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = {
+            let (t, stop) = (t.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Relaxed) {
+                    churn_z(&t, i, 100);
+                    i += 100;
+                }
+            })
+        };
+        let t0 = Instant::now();
+        let mut low = i64::MAX;
+        while t0.elapsed() < Duration::from_secs(2) {
+            if !auto {
+                t.reclaim().unwrap();
+            } else {
+                thread::sleep(Duration::from_millis(1));
+            }
+            low = low.min(heap() - base);
+        }
+        stop.store(true, Relaxed);
+        w.join().unwrap();
+        assert!(
+            low < 2 << 20,
+            "auto={auto}: while the churn went on, the live heap never fell \
+             below {low} bytes above the start (burst peak {peak})"
+        );
+    }
+}
