@@ -124,7 +124,8 @@ struct Args {
     /// cores for cases a–d, the number of cores for e–f.
     #[arg(long)]
     threads: Option<usize>,
-    /// Seconds per run (positive). Cases e and f make three runs per row.
+    /// Seconds per run (positive). Cases e and f give each setup of a row
+    /// this long, alternated with the others in 0.25 s slices.
     #[arg(long, default_value_t = 3.0, value_parser = parse_secs, allow_negative_numbers = true)]
     secs: f64,
     /// Which case to run.

@@ -198,6 +198,40 @@ fn stacks(mm: &AddressSpace, fixed: bool, win: u64, stop: &AtomicBool) -> u64 {
     n
 }
 
+/// Runs each setup in turn, `secs / SLICE` rounds of `SLICE` s (rotating which
+/// goes first), and returns each setup's per-thread rates averaged over
+/// its slices. This VM's speed drifts by up to 2× over seconds, so setups
+/// run one after the other compare different phases; alternated short
+/// slices compare the same ones (as `writer_cost ... alt`).
+/// Seconds per slice of [`alternated`]: long enough that a run's setup (new
+/// spaces and threads, first faults) stays a few percent of it.
+const SLICE: f64 = 0.25;
+
+fn alternated(secs: f64, setups: &[&dyn Fn(f64) -> Vec<f64>]) -> Vec<Vec<f64>> {
+    let rounds = ((secs / SLICE).round() as usize).max(1);
+    let slice = secs / rounds as f64;
+    let mut acc: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
+    for r in 0..rounds {
+        for k in 0..setups.len() {
+            let i = (k + r) % setups.len();
+            let v = setups[i](slice);
+            if acc[i].is_empty() {
+                acc[i] = v;
+            } else {
+                for (a, x) in acc[i].iter_mut().zip(v) {
+                    *a += x;
+                }
+            }
+        }
+    }
+    for a in &mut acc {
+        for x in a.iter_mut() {
+            *x /= rounds as f64;
+        }
+    }
+    acc
+}
+
 fn sum(v: &[f64]) -> f64 {
     v.iter().sum()
 }
@@ -212,7 +246,7 @@ pub(super) fn case_e(
     if !args.json {
         println!(
             "\nfault_storm e: {threads} threads, each loop = mmap 64 pages, write each, munmap, \
-             in its own 1 GiB window; {:.1} s per run, 3 runs per row",
+             in its own 1 GiB window; {:.1} s per setup, alternated in {SLICE} s slices",
             args.secs
         );
         println!(
@@ -234,33 +268,23 @@ pub(super) fn case_e(
         for &locking in lockings {
             for policy in args.policies() {
                 progress.start(&format!("case e {} {locking:?} {policy:?}", variant(fixed)));
-                let shared = sum(&run(
-                    policy,
-                    locking,
-                    Sharing::Shared,
-                    fixed,
-                    &roles,
-                    true,
-                    args.secs,
-                ));
-                let one = sum(&run(
-                    policy,
-                    locking,
-                    Sharing::Shared,
-                    fixed,
-                    &roles[..1],
-                    true,
-                    args.secs,
-                ));
-                let sep = sum(&run(
-                    policy,
-                    locking,
-                    Sharing::Separate,
-                    fixed,
-                    &roles,
-                    true,
-                    args.secs,
-                ));
+                let shared_run =
+                    |t: f64| run(policy, locking, Sharing::Shared, fixed, &roles, true, t);
+                let one_run = |t: f64| {
+                    run(
+                        policy,
+                        locking,
+                        Sharing::Shared,
+                        fixed,
+                        &roles[..1],
+                        true,
+                        t,
+                    )
+                };
+                let sep_run =
+                    |t: f64| run(policy, locking, Sharing::Separate, fixed, &roles, true, t);
+                let r = alternated(args.secs, &[&shared_run, &one_run, &sep_run]);
+                let (shared, one, sep) = (sum(&r[0]), sum(&r[1]), sum(&r[2]));
                 progress.clear();
                 if args.json {
                     println!(
@@ -304,8 +328,8 @@ pub(super) fn case_f(
     if !args.json {
         println!(
             "\nfault_storm f: {threads} threads = 1 stack spawner + {allocators} allocator(s) \
-             (1-4 MiB blocks) + {} faulter(s) (stable 8 MiB region); {:.1} s per run, 3 runs \
-             per row; ops = stacks, blocks or faults",
+             (1-4 MiB blocks) + {} faulter(s) (stable 8 MiB region); {:.1} s per setup, \
+             alternated in {SLICE} s slices; ops = stacks, blocks or faults",
             threads - 1 - allocators,
             args.secs
         );
@@ -328,32 +352,20 @@ pub(super) fn case_f(
         for &locking in lockings {
             for policy in args.policies() {
                 progress.start(&format!("case f {} {locking:?} {policy:?}", variant(fixed)));
-                let shared = run(
-                    policy,
-                    locking,
-                    Sharing::Shared,
-                    fixed,
-                    &roles,
-                    false,
-                    args.secs,
+                let roles = &roles;
+                let setup = |sharing: Sharing| {
+                    move |t: f64| run(policy, locking, sharing, fixed, roles, false, t)
+                };
+                let (a, b, c) = (
+                    setup(Sharing::Shared),
+                    setup(Sharing::Separate),
+                    setup(Sharing::Split),
                 );
-                let sep = run(
-                    policy,
-                    locking,
-                    Sharing::Separate,
-                    fixed,
-                    &roles,
-                    false,
-                    args.secs,
-                );
-                let split = run(
-                    policy,
-                    locking,
-                    Sharing::Split,
-                    fixed,
-                    &roles,
-                    false,
-                    args.secs,
+                let mut r = alternated(args.secs, &[&a, &b, &c]).into_iter();
+                let (shared, sep, split) = (
+                    r.next().unwrap_or_default(),
+                    r.next().unwrap_or_default(),
+                    r.next().unwrap_or_default(),
                 );
                 progress.clear();
                 for role in [Role::Stacks, Role::Allocator, Role::Faulter] {
