@@ -25,7 +25,8 @@
 //! time ÷ shared time, the "vs separate"), overall and the median
 //! of the rounds. This VM's speed drifts by up to 2× over minutes; two runs
 //! one after the other compare different phases, alternated rounds of a few
-//! milliseconds compare the same ones.
+//! milliseconds compare the same ones. `ALT_FRESH=1` makes new spaces
+//! every round (as fault_storm's slices do).
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
 fn main() {
@@ -146,13 +147,21 @@ fn alternate(
         .unwrap_or(20)
         .max(1);
     let per = (loops / rounds).max(1);
-    let one = [AddressSpace::with_locking(policy, locking)];
-    let sep: Vec<AddressSpace> = (0..threads)
+    // `ALT_FRESH=1`: new spaces every round (as fault_storm's slices).
+    let fresh = std::env::var("ALT_FRESH").is_ok_and(|v| v == "1");
+    let mut one = [AddressSpace::with_locking(policy, locking)];
+    let mut sep: Vec<AddressSpace> = (0..threads)
         .map(|_| AddressSpace::with_locking(policy, locking))
         .collect();
     let (mut t_one, mut t_sep) = (0f64, 0f64);
     let mut ratios = Vec::new();
     for r in 0..rounds {
+        if fresh && r > 0 {
+            one = [AddressSpace::with_locking(policy, locking)];
+            sep = (0..threads)
+                .map(|_| AddressSpace::with_locking(policy, locking))
+                .collect();
+        }
         // Alternate which goes first, so neither always follows the other.
         let (a, b) = if r % 2 == 0 {
             let a = timed(&one, fixed, per, threads, faults);
