@@ -28,14 +28,17 @@
 #[path = "common/rng.rs"]
 mod rng;
 
+#[path = "common/watchdog.rs"]
+mod watchdog;
 use maple_rcu::MapleTree;
 use maple_rcu::srcu::{Panicked, Srcu};
 use rng::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
+use watchdog::within;
 
 // ---------------------------------------------------------------------------
 // Live heap bytes (for the memory tests).
@@ -90,30 +93,6 @@ fn secs() -> f64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.5)
-}
-
-/// Runs `f` on a thread and fails if it does not finish within `limit`
-/// (a deadlock), re-raising its panic otherwise.
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let h = thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match h.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: no progress in {limit:?} (deadlock?)")
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -374,7 +353,7 @@ fn reentrant_round(d: Arc<Srcu>, shared: bool) {
 #[test]
 fn reentrant_drops_manual_domain() {
     let _s = serial();
-    within(Duration::from_secs(60), "reentrant manual", || {
+    within(60, "reentrant manual", || {
         reentrant_round(Arc::new(Srcu::new()), true);
         reentrant_round(Arc::new(Srcu::new()), false);
     });
@@ -383,7 +362,7 @@ fn reentrant_drops_manual_domain() {
 #[test]
 fn reentrant_drops_on_the_reclaimer() {
     let _s = serial();
-    within(Duration::from_secs(60), "reentrant reclaimer", || {
+    within(60, "reentrant reclaimer", || {
         reentrant_round(Srcu::with_reclaimer(), true);
         reentrant_round(Srcu::with_reclaimer(), false);
     });
@@ -395,7 +374,7 @@ fn reentrant_drops_on_the_reclaimer() {
 #[test]
 fn reentrant_drops_own_domain_last_arc_in_a_value() {
     let _s = serial();
-    within(Duration::from_secs(60), "own domain", || {
+    within(60, "own domain", || {
         for auto in [false, true] {
             let base = live();
             let a = Arc::new(if auto {
@@ -575,7 +554,7 @@ fn panicking_round(
 #[test]
 fn panicking_drops_reported_once_manual() {
     let _s = serial();
-    within(Duration::from_secs(60), "panics manual", || {
+    within(60, "panics manual", || {
         panicking_round(Arc::new(MapleTree::with_manual_reclaim()), 0, &|t| {
             count(t.reclaim())
         });
@@ -598,7 +577,7 @@ fn panicking_drops_reported_once_manual() {
 #[test]
 fn panicking_drops_reported_once_reclaimer() {
     let _s = serial();
-    within(Duration::from_secs(60), "panics reclaimer", || {
+    within(60, "panics reclaimer", || {
         panicking_round(Arc::new(MapleTree::new()), 0, &|t| count(t.reclaim()));
         panicking_round(Arc::new(MapleTree::new()), 0, &|_| 0);
         let d = Srcu::with_reclaimer();
