@@ -20,9 +20,10 @@ use super::stats::{Counters, Ctr};
 use crate::srcu::{Deferred, Srcu};
 #[cfg(not(loom))]
 use crate::sync::AtomicUsize;
+#[cfg(not(loom))]
+use crate::sync::lock;
 use crate::sync::{
-    Arc, AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock,
-    lock_spinning,
+    Arc, AtomicBool, AtomicPtr, AtomicU64, LiveCell, Mutex, MutexGuard, Ordering, lock_spinning,
 };
 use std::ptr;
 
