@@ -30,7 +30,7 @@ fn model_family(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-fn balanced(mm: &AddressSpace) {
+pub(crate) fn balanced(mm: &AddressSpace) {
     mm.check().unwrap();
     let s = mm.stats();
     assert_eq!(s.frames_allocated, s.frames_live + s.frames_freed, "{s:?}");
