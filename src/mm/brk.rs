@@ -12,6 +12,8 @@ use std::ops::Range;
 impl AddressSpace {
     /// `brk`: the new break on success, the old one on failure.
     pub fn brk(&self, new: u64) -> u64 {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         let mut w = self.brk_lock();
         let _l = self.lock_whole();
         let orig = w.brk;

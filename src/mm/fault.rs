@@ -228,7 +228,10 @@ impl AddressSpace {
                     Try::Locked => {}
                 }
             }
-            match self.grow_stack(addr) {
+            let grown = self.grow_stack(addr);
+            // Its write lock is released (R-M5).
+            self.drain_deferred();
+            match grown {
                 Some(true) => {}
                 Some(false) => {
                     let r = Err(FaultError::Segv);

@@ -6,7 +6,7 @@ use super::pagetable::PageTables;
 use super::space::{AddressSpace, WState};
 use super::vma::Vma;
 use crate::rangelock::RangeLock;
-use crate::sync::{AtomicUsize, RwLock};
+use crate::sync::{AtomicUsize, Mutex, RwLock};
 use crate::tree::MapleTree;
 
 impl AddressSpace {
@@ -37,6 +37,8 @@ impl AddressSpace {
                 brk: st.brk,
             }),
             rl: RangeLock::new(),
+            deferred: Mutex::new(Vec::new()),
+            deferred_n: AtomicUsize::new(0),
             reserved_maps: AtomicUsize::new(0),
             policy: self.policy,
             locking: self.locking,

@@ -10,6 +10,8 @@ impl AddressSpace {
     /// `madvise`: DontNeed zaps (frames freed); holes → ENOMEM after the
     /// mapped parts were done.
     pub fn madvise(&self, addr: u64, len: u64, advice: Advice) -> Result<(), MmError> {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         if !addr.is_multiple_of(PAGE) {
             return Err(MmError::Inval);
         }

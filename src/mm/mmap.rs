@@ -179,6 +179,8 @@ impl AddressSpace {
         flags: MapFlags,
         file: Option<(u64, u64)>,
     ) -> Result<u64, MmError> {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         let offset = file.map_or(0, |f| f.1);
         if !offset.is_multiple_of(PAGE) || len == 0 {
             return Err(MmError::Inval);

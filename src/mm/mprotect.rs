@@ -10,6 +10,8 @@ use crate::mm::space::{AddressSpace, page_up};
 impl AddressSpace {
     /// `mprotect`: a hole → ENOMEM after the VMAs before it were changed.
     pub fn mprotect(&self, addr: u64, len: u64, prot: Prot) -> Result<(), MmError> {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         // Linux's order (`do_mprotect_pkey`): both GROWS bits, alignment,
         // zero length (success), overflow (ENOMEM), then unknown bits.
         let grows = prot & (Prot::GROWSDOWN | Prot::GROWSUP);

@@ -23,6 +23,8 @@ impl AddressSpace {
         flags: RemapFlags,
         new_addr: Option<u64>,
     ) -> Result<u64, MmError> {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         let known = RemapFlags::MAYMOVE | RemapFlags::FIXED | RemapFlags::DONTUNMAP;
         if !known.contains(flags)
             || (flags.contains(RemapFlags::FIXED) && !flags.contains(RemapFlags::MAYMOVE))

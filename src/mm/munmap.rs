@@ -22,6 +22,8 @@ impl AddressSpace {
     /// "Freeing tables"), so it no longer excludes writers in the rest of
     /// the span.
     pub fn munmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
+        // R-M5: declared first, so dropped last, after every lock below.
+        let _drain = self.drain_on_exit();
         if !addr.is_multiple_of(PAGE) || addr > TASK_SIZE || len > TASK_SIZE - addr {
             return Err(MmError::Inval);
         }
@@ -81,12 +83,37 @@ impl AddressSpace {
             c
         };
         for base in candidates {
-            let _span = self.read_range(base..base + PMD_SPAN);
-            let pin = self.tree.pin();
-            let empty = |b: u64| span_has_no_vma(&pin, b);
-            self.pt
-                .free_tables(&pin, base, base + PMD_SPAN, self.tree.domain(), &empty);
+            self.free_span(base);
         }
+    }
+
+    /// The free step of one span (`free_empty_spans`), never waiting: if a
+    /// writer holds or waits for part of the span, the step is handed to it
+    /// (R-M5): recorded in `deferred`, which every writer call reads after
+    /// releasing its locks (`drain_deferred`). A second `try_read` after
+    /// the record closes the window where the writer released and looked
+    /// before the record was visible (store buffering, the fences of
+    /// `defer_span` and `drain_deferred`); if it succeeds we free here.
+    /// Called holding no range lock and no pin.
+    pub(crate) fn free_span(&self, base: u64) {
+        let span = base..base + PMD_SPAN;
+        let _span = match self.try_read_range(span.clone()) {
+            Some(g) => g,
+            None => {
+                self.defer_span(base);
+                match self.try_read_range(span) {
+                    // Our record stays: a later drain finds the step done.
+                    Some(g) => g,
+                    // The writer in the way reads our record after its
+                    // release.
+                    None => return,
+                }
+            }
+        };
+        let pin = self.tree.pin();
+        let empty = |b: u64| span_has_no_vma(&pin, b);
+        self.pt
+            .free_tables(&pin, base, base + PMD_SPAN, self.tree.domain(), &empty);
     }
 
     /// `unmap_locked` after the munmap rule of `vm.max_map_count`

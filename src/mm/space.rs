@@ -14,8 +14,8 @@ use super::stats::{Counters, Ctr, MmStats};
 use super::vma::{Vma, VmaInfo};
 use super::{DEFAULT_BRK, TASK_SIZE};
 use crate::rangelock::{RangeLock, RangeReadGuard, RangeWriteGuard};
-use crate::sync::{Arc, RwLock};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{Arc, Mutex, RwLock};
+use crate::sync::{AtomicUsize, Ordering, fence};
 use crate::tree::{MapleTree, ReadGuard, WriteTxn};
 use std::ops::Range;
 
@@ -38,6 +38,15 @@ pub struct AddressSpace {
     /// their area, `MmapLock`/`RangeLock` faults, fallbacks and madvise
     /// read-lock theirs, coarse callers take `[0, u64::MAX)`.
     pub(crate) rl: RangeLock,
+    /// Free steps handed to the writers in their way (R-M5, DESIGN §4.8,
+    /// "Freeing tables"): bases of 2 MiB spans to look at again, each
+    /// listed once. Taken by [`drain_deferred`](Self::drain_deferred) at
+    /// the end of every writer call. An entry may be stale (its step ran
+    /// after all): the next drain finds nothing to free there.
+    pub(crate) deferred: Mutex<Vec<u64>>,
+    /// `deferred.len()`, stored under its mutex and read without it: the
+    /// store-buffering pair of R-M5.
+    pub(crate) deferred_n: AtomicUsize,
     /// VMAs that writers between their two transactions will add; changed
     /// and read only under the tree's writer mutex (limits.rs).
     pub(crate) reserved_maps: AtomicUsize,
@@ -117,6 +126,8 @@ impl AddressSpace {
                 brk: DEFAULT_BRK,
             }),
             rl: RangeLock::new(),
+            deferred: Mutex::new(Vec::new()),
+            deferred_n: AtomicUsize::new(0),
             reserved_maps: AtomicUsize::new(0),
             policy,
             locking,
@@ -208,6 +219,73 @@ impl AddressSpace {
         }
     }
 
+    /// `read_range` without waiting: `None` if a writer holds part of `r`,
+    /// or waits for it (FIFO, R4).
+    pub(crate) fn try_read_range(&self, r: Range<u64>) -> Option<RangeReadGuard<'_>> {
+        let (s, e) = match self.locking {
+            WriterLocking::Global => (0, u64::MAX),
+            WriterLocking::Range => (r.start, r.end.max(r.start + 1)),
+        };
+        self.rl.try_read(s, e).ok()
+    }
+
+    /// Ends every writer call (mmap, munmap, mprotect, mremap, brk,
+    /// madvise, stack growth), after it released all its range locks: runs
+    /// the free steps that other threads handed to it because it held, or
+    /// waited for, part of their span (R-M5, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "Freeing tables"). Costs a fence and a load when none is pending.
+    pub(crate) fn drain_deferred(&self) {
+        // SeqCst: the store-buffering pair with `defer_span`'s fence. Our
+        // releases (stores to the range lock's state) precede this fence,
+        // our load of the count follows it; `defer_span` stores the count,
+        // fences, then reads the lock's state in `try_read`. So either its
+        // `try_read` sees our release (and it frees the span itself), or
+        // our load sees its entry.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above (the entries themselves are
+        // read under the mutex).
+        if self.deferred_n.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let spans = {
+            let mut d = crate::sync::lock(&self.deferred);
+            // Relaxed: written under the mutex; R-M5's ordering is the
+            // fences'.
+            self.deferred_n.store(0, Ordering::Relaxed);
+            std::mem::take(&mut *d)
+        };
+        for base in spans {
+            self.free_span(base);
+        }
+    }
+
+    /// A guard that runs [`drain_deferred`](Self::drain_deferred) when
+    /// dropped. Every writer call declares it first, so it is dropped last,
+    /// after the call's range locks, on every return path. Not while
+    /// panicking (a free step is no place for a second panic).
+    pub(crate) fn drain_on_exit(&self) -> DrainOnExit<'_> {
+        DrainOnExit(self)
+    }
+
+    /// Hands the free step of the span at `base` to the writers that hold
+    /// or wait for part of it (R-M5): records it (once: an entry already
+    /// there is taken by a drain that runs the step after we looked), then
+    /// fences. The caller then tries the span's read lock once more.
+    pub(crate) fn defer_span(&self, base: u64) {
+        {
+            let mut d = crate::sync::lock(&self.deferred);
+            if !d.contains(&base) {
+                d.push(base);
+            }
+            // Relaxed: see `drain_deferred`.
+            self.deferred_n.store(d.len(), Ordering::Relaxed);
+        }
+        // SeqCst: pairs with the fence of `drain_deferred` (store
+        // buffering): our count store precedes it, the caller's `try_read`
+        // (a read of the lock's state) follows it.
+        fence(Ordering::SeqCst);
+    }
+
     /// The area a writer that changes `r` must hold (R-M1): `r` and one page
     /// on each side (so two writers making touching VMAs never run at once
     /// and miss a merge), extended to the whole VMAs that overlap it (they
@@ -221,6 +299,17 @@ impl AddressSpace {
     ) -> Range<u64> {
         let m = margin(r);
         extent(m.clone(), view.range(m).map(|(vr, _)| vr), span)
+    }
+}
+
+/// See [`AddressSpace::drain_on_exit`].
+pub(crate) struct DrainOnExit<'a>(&'a AddressSpace);
+
+impl Drop for DrainOnExit<'_> {
+    fn drop(&mut self) {
+        if !crate::sync::thread::panicking() {
+            self.0.drain_deferred();
+        }
     }
 }
 

@@ -304,6 +304,48 @@ fn munmap_last_vma_vs_fixed_mmap_fault_same_span() {
     });
 }
 
+/// R-M5 (DESIGN §4.8, "Freeing tables"): munmap's free step never waits.
+/// A writer next door (an mprotect of the VMA just below the span, whose
+/// contagion margin reaches one page into it) holds or waits for part of
+/// the span when the free step comes: the step is handed to it, and it
+/// runs it after releasing. Whatever the order, the emptied table is freed
+/// by the end (`check`) and nobody waits for anybody's free step. Dropping
+/// the mprotect's drain (the hand-off's receiver) leaks the table in some
+/// interleaving at this bound (checked); dropping the free step's second
+/// `try_read` after its record (the store-buffering window) needs three
+/// preemptions: the ignored `_bound3` variant (about 110 s) catches it.
+#[test]
+fn free_step_handed_to_neighbour_writer() {
+    free_step_handed_off(2);
+}
+
+/// [`free_step_handed_to_neighbour_writer`] at preemption bound 3.
+#[test]
+#[ignore = "about 110 s; run by hand after touching R-M5"]
+fn free_step_handed_to_neighbour_writer_bound3() {
+    free_step_handed_off(3);
+}
+
+fn free_step_handed_off(bound: usize) {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 100_000;
+    b.preemption_bound = Some(bound);
+    b.check(|| {
+        let mm = one_page();
+        // Below the span of `A`, read-only: no merge with `A`'s VMA.
+        mm.mmap(Some(A - P), P, Prot::READ, FIXED).unwrap();
+        let w = {
+            let mm = mm.clone();
+            thread::spawn(move || mm.munmap(A, P).unwrap())
+        };
+        mm.mprotect(A - P, P, Prot::NONE).unwrap();
+        w.join().unwrap();
+        assert!(mm.translate(A).is_none());
+        assert_eq!(mm.vmas().len(), 1);
+        balanced(&mm);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Hostile models (breaker): the writers-versus-faults table, rows not covered
 // above, each under the policy it stresses.
