@@ -26,7 +26,10 @@
 //! of the rounds. This VM's speed drifts by up to 2× over minutes; two runs
 //! one after the other compare different phases, alternated rounds of a few
 //! milliseconds compare the same ones. `ALT_FRESH=1` makes new spaces
-//! every round (as fault_storm's slices do).
+//! every round (as fault_storm's slices do). `PHASES=1` prints, per thread
+//! (and per round with `alt`), the wall time of mmap, the faults and munmap
+//! per loop, and the thread's CPU and run-queue time from
+//! `/proc/thread-self/schedstat`: on CPU or waiting.
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
 fn main() {
@@ -91,6 +94,21 @@ fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
     let rw = Prot::READ | Prot::WRITE;
     let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
     let pages = 64u64;
+    // `PHASES=1`: per thread, the wall time of each phase of a loop and
+    // the thread's CPU and run-queue time (/proc/thread-self/schedstat),
+    // so that waits (off CPU) tell apart from work (on CPU).
+    let phases = std::env::var("PHASES").is_ok_and(|v| v == "1");
+    let sched0 = phases.then(schedstat);
+    let mut ns = [0u128; 3];
+    let mut t = std::time::Instant::now();
+    let t0 = t;
+    let mut lap = |i: usize| {
+        if phases {
+            let now = std::time::Instant::now();
+            ns[i] += (now - t).as_nanos();
+            t = now;
+        }
+    };
     for _ in 0..loops {
         let addr = if fixed {
             mm.mmap(Some(window), pages * 4096, rw, anon | MapFlags::FIXED)
@@ -98,11 +116,35 @@ fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
             mm.mmap(None, pages * 4096, rw, anon)
         }
         .unwrap();
+        lap(0);
         for p in 0..faults.min(pages) {
             mm.fault(addr + p * 4096, Access::Write).unwrap();
         }
+        lap(1);
         mm.munmap(addr, pages * 4096).unwrap();
+        lap(2);
     }
+    if let Some((cpu0, rq0)) = sched0 {
+        let (cpu1, rq1) = schedstat();
+        let l = u128::from(loops.max(1));
+        eprintln!(
+            "{}: per loop mmap {} faults {} munmap {} ns; wall {} cpu {} runqueue {} ns",
+            std::thread::current().name().unwrap_or("-"),
+            ns[0] / l,
+            ns[1] / l,
+            ns[2] / l,
+            t0.elapsed().as_nanos() / l,
+            u128::from(cpu1 - cpu0) / l,
+            u128::from(rq1 - rq0) / l,
+        );
+    }
+}
+
+/// This thread's time on CPU and waiting on a run queue, in ns.
+fn schedstat() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut f = s.split_whitespace().map(|x| x.parse().unwrap_or(0));
+    (f.next().unwrap_or(0), f.next().unwrap_or(0))
 }
 
 /// `threads` threads, thread `i` in window `i` of `spaces[i % spaces.len()]`,
