@@ -233,24 +233,26 @@ impl AddressSpace {
     /// madvise, stack growth), after it released all its range locks: runs
     /// the free steps that other threads handed to it because it held, or
     /// waited for, part of their span (R-M5, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
-    /// "Freeing tables"). Costs a fence and a load when none is pending.
+    /// "Freeing tables"). Costs one load when none is pending.
     pub(crate) fn drain_deferred(&self) {
-        // SeqCst: the store-buffering pair with `defer_span`'s fence. Our
-        // releases (stores to the range lock's state) precede this fence,
-        // our load of the count follows it; `defer_span` stores the count,
-        // fences, then reads the lock's state in `try_read`. So either its
-        // `try_read` sees our release (and it frees the span itself), or
-        // our load sees its entry.
-        fence(Ordering::SeqCst);
-        // Relaxed: ordered by the fence above (the entries themselves are
-        // read under the mutex).
+        // Relaxed, and no fence of our own: the store-buffering pair of
+        // R-M5 needs our releases ordered before this load, and the range
+        // lock orders each of them already. A step is handed to us only
+        // when its `try_read` met our request, fast-path or in the table.
+        // A fast-path release ends with R8's `fence(SeqCst)` (after its
+        // slot store; `defer_span` fences after its count store, and the
+        // refused `try_read` fences again before it scans the slots), so
+        // this load or that scan sees the other's store. A table release
+        // takes the table's mutex after the refused `try_read` held it
+        // (that saw our request there), so the count store happens-before
+        // this load. So a writer call pays one load, not an `mfence`.
         if self.deferred_n.load(Ordering::Relaxed) == 0 {
             return;
         }
         let spans = {
             let mut d = crate::sync::lock(&self.deferred);
             // Relaxed: written under the mutex; R-M5's ordering is the
-            // fences'.
+            // range lock's and `defer_span`'s fence (above).
             self.deferred_n.store(0, Ordering::Relaxed);
             std::mem::take(&mut *d)
         };
@@ -280,9 +282,12 @@ impl AddressSpace {
             // Relaxed: see `drain_deferred`.
             self.deferred_n.store(d.len(), Ordering::Relaxed);
         }
-        // SeqCst: pairs with the fence of `drain_deferred` (store
-        // buffering): our count store precedes it, the caller's `try_read`
-        // (a read of the lock's state) follows it.
+        // SeqCst: pairs with the fence that ends a fast-path release (R8),
+        // before the writer's load in `drain_deferred` (store buffering):
+        // our count store precedes it, the caller's second `try_read` (a
+        // read of the fast slots) follows it. (A refused `try_read` also
+        // fences in `grant`; this one states the pairing where it is
+        // needed.)
         fence(Ordering::SeqCst);
     }
 

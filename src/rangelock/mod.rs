@@ -403,7 +403,9 @@ impl RangeLock {
     fn recheck_fast_waiters(&self) {
         // SeqCst: pairs with the fence in `grant`: a slow requester that saw
         // our slot held (or wider) fenced before we did, so this load sees
-        // its increment, and we re-check its wait below (R8).
+        // its increment, and we re-check its wait below (R8). The mm free
+        // step's hand-off (R-M5, `AddressSpace::drain_deferred`) also
+        // relies on every fast release ending with this fence.
         fence(Ordering::SeqCst);
         // Relaxed: only decides whether to take the mutex, which orders the
         // re-check.
