@@ -11,7 +11,7 @@
 //! no thread makes progress for 20 s (a waiter left waiting for a part
 //! given up, or a deadlock).
 
-use maple_rcu::{RangeLock, RangeLockError, RangeMode};
+use maple_rcu::{RangeLock, RangeLockError, RangeMode, RangeWriteGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -337,6 +337,19 @@ fn narrowing_holders_keep_exclusion_and_progress() {
     }
 }
 
+/// Keeps `l`'s table in use: holds `[at, at + 1)` and queues a second
+/// writer of it behind the guard (a held table request is forced by a
+/// waiter already queued). Drop the guard, then join the thread.
+fn table_in_use(l: &Arc<RangeLock>, at: u64) -> (RangeWriteGuard<'_>, thread::JoinHandle<()>) {
+    let g = l.write(at, at + 1).unwrap();
+    let l2 = l.clone();
+    let h = thread::spawn(move || drop(l2.write(at, at + 1).unwrap()));
+    while l.requests() == 0 {
+        thread::yield_now();
+    }
+    (g, h)
+}
+
 /// A waiter that wanted only the part given up is granted while the
 /// holder still holds the rest, whichever path (fast slot or table) the
 /// holder took, and after repeated narrows; one that still overlaps keeps
@@ -345,17 +358,7 @@ fn narrowing_holders_keep_exclusion_and_progress() {
 fn narrow_grants_exactly_the_waiters_of_the_part_given_up() {
     for table in [false, true] {
         let l = Arc::new(RangeLock::new());
-        // Two disjoint plain readers fill... no: a held table request is
-        // forced by a waiter already queued.
-        let _fill = table.then(|| {
-            let g = l.write(1000, 1001).unwrap();
-            let l2 = l.clone();
-            let h = thread::spawn(move || drop(l2.write(1000, 1001).unwrap()));
-            while l.requests() == 0 {
-                thread::yield_now();
-            }
-            (g, h)
-        });
+        let _fill = table.then(|| table_in_use(&l, 1000));
         let mut g = l.write(0, 64).unwrap();
         let spawn = |a: u64, b: u64, w: bool| {
             let l = l.clone();
@@ -431,15 +434,7 @@ fn narrow_at_the_edges_of_u64() {
     const M: u64 = u64::MAX;
     for table in [false, true] {
         let l = Arc::new(RangeLock::new());
-        let fill = table.then(|| {
-            let g = l.write(5, 6).unwrap();
-            let l2 = l.clone();
-            let h = thread::spawn(move || drop(l2.write(5, 6).unwrap()));
-            while l.requests() == 0 {
-                thread::yield_now();
-            }
-            (g, h)
-        });
+        let fill = table.then(|| table_in_use(&l, 5));
         let mut g = l.write(7, M).unwrap();
         let mut r = l.read(0, 5).unwrap();
         for (a, b) in [(8, M), (M / 2, M), (M - 3, M), (M - 2, M - 1)] {
