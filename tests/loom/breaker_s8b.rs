@@ -47,10 +47,7 @@ fn two_munmaps_and_a_fault_one_vma() {
         let mm = Arc::new(AddressSpace::with_policy(FaultPolicy::Speculative));
         mm.mmap(Some(A), 2 * P, RW, FIXED).unwrap();
         mm.write(A + P, 2).unwrap();
-        let u = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A + P, P).unwrap())
-        };
+        let u = munmap_on(&mm, A + P);
         let f = {
             let mm = mm.clone();
             thread::spawn(move || {
@@ -80,10 +77,7 @@ fn two_munmaps_and_mremap_out_of_span() {
     model(|| {
         let mm = separate(3);
         let to = A + (4 << 20);
-        let u = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A + 2 * P, P).unwrap())
-        };
+        let u = munmap_on(&mm, A + 2 * P);
         let m = {
             let mm = mm.clone();
             thread::spawn(move || {
@@ -117,10 +111,7 @@ fn two_munmaps_and_mremap_out_of_span() {
 fn two_munmaps_and_fixed_mmap_in_span() {
     model(|| {
         let mm = separate(2);
-        let u = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A + 2 * P, P).unwrap())
-        };
+        let u = munmap_on(&mm, A + 2 * P);
         let m = {
             let mm = mm.clone();
             thread::spawn(move || {
@@ -137,4 +128,10 @@ fn two_munmaps_and_fixed_mmap_in_span() {
         mm.munmap(A + P, P).unwrap();
         balanced(&mm);
     });
+}
+
+/// `mm.munmap(a, P)` on another thread.
+fn munmap_on(mm: &Arc<AddressSpace>, a: u64) -> thread::JoinHandle<()> {
+    let mm = mm.clone();
+    thread::spawn(move || mm.munmap(a, P).unwrap())
 }
