@@ -7,7 +7,6 @@ use super::space::{AddressSpace, WState};
 use super::vma::Vma;
 use crate::rangelock::RangeLock;
 use crate::sync::{AtomicUsize, Mutex, RwLock};
-use crate::tree::MapleTree;
 
 impl AddressSpace {
     /// `fork`: returns a child with the parent's VMAs, brk, limits, policy
@@ -27,7 +26,7 @@ impl AddressSpace {
         let _r = self.read_whole();
         // The child is registered in the family's rmap here, before any
         // of its PTEs (and so pv entries naming it) exist (rmap.rs).
-        let tree = MapleTree::with_manual_reclaim();
+        let tree = super::space::vma_tree();
         let pt = PageTables::new(self.pt.frames.clone(), tree.domain_arc());
         let child = AddressSpace {
             tree,

@@ -182,6 +182,23 @@ pub struct Srcu {
     gp: Box<GpSide>,
 }
 
+impl GpSide {
+    /// The domain's `MIN_GP_GAP` ([`Srcu::set_min_gp_gap`]).
+    fn min_gap(&self) -> Duration {
+        let gap;
+        #[cfg(not(loom))]
+        {
+            // Relaxed: see `set_min_gp_gap`.
+            gap = Duration::from_nanos(self.min_gap_ns.load(Ordering::Relaxed));
+        }
+        #[cfg(loom)]
+        {
+            gap = Duration::ZERO;
+        }
+        gap
+    }
+}
+
 /// The writer-side state of a domain.
 struct GpSide {
     /// `4 * completed + phase` (S4). Written only under `gp_lock`.
@@ -208,6 +225,10 @@ struct GpSide {
     runner: AtomicUsize,
     /// Whether (and how) the process-wide reclaimer drives this domain.
     reclaimer: Registration,
+    /// `MIN_GP_GAP` for this domain, in nanoseconds
+    /// ([`Srcu::set_min_gp_gap`]).
+    #[cfg(not(loom))]
+    min_gap_ns: AtomicU64,
 }
 
 /// When the last grace period started, for `Start::Spaced` (under
@@ -223,13 +244,13 @@ impl LastStart {
     /// Whether a `how` caller may start a grace period now with `pending`
     /// destructors queued; records the start if so.
     #[cfg_attr(loom, allow(unused_variables, clippy::unused_self))]
-    fn may_start(&mut self, how: Start, pending: usize) -> bool {
+    fn may_start(&mut self, how: Start, pending: usize, gap: Duration) -> bool {
         #[cfg(not(loom))]
         {
             let now = std::time::Instant::now();
             if how == Start::Spaced
                 && pending < PRESSURE
-                && self.at.is_some_and(|t| now.duration_since(t) < MIN_GP_GAP)
+                && self.at.is_some_and(|t| now.duration_since(t) < gap)
             {
                 return false;
             }
@@ -469,6 +490,26 @@ impl Srcu {
         Self::with_barrier(Barrier::symmetric(), Registration::manual())
     }
 
+    /// Spaces opportunistic grace-period starts (those of commits, queueing
+    /// calls and polls: not `synchronize`, `barrier` or the background
+    /// threads) at least `gap` apart, unless many destructors wait; 200 µs
+    /// by default. Each grace period costs two `membarrier` calls, which
+    /// interrupt every CPU running a thread of the process; a longer gap
+    /// issues fewer of them and keeps retired memory longer (about `gap`'s
+    /// worth of retirements). The address spaces of [`crate::mm`] use 1 ms
+    /// (DESIGN §4.8, "Grace-period spacing").
+    pub fn set_min_gp_gap(&self, gap: Duration) {
+        let ns = u64::try_from(gap.as_nanos()).unwrap_or(u64::MAX);
+        #[cfg(not(loom))]
+        {
+            // Relaxed: a tuning value read at each spaced start; no data
+            // is published through it.
+            self.gp.min_gap_ns.store(ns, Ordering::Relaxed);
+        }
+        #[cfg(loom)]
+        let _ = ns;
+    }
+
     /// Whether this domain's readers rely on `membarrier` (compiler fences only).
     #[doc(hidden)]
     pub fn uses_membarrier(&self) -> bool {
@@ -489,6 +530,8 @@ impl Srcu {
                 unclaimed: Mutex::new(Vec::new()),
                 runner: AtomicUsize::new(0),
                 reclaimer,
+                #[cfg(not(loom))]
+                min_gap_ns: AtomicU64::new(MIN_GP_GAP.as_nanos() as u64),
             }),
         }
     }
@@ -881,7 +924,9 @@ impl Srcu {
             match seq & PHASE_MASK {
                 IDLE => {
                     let q = lock_spinning(&gp.queue);
-                    if q.requested <= completed(seq) || !last_start.may_start(how, q.pending) {
+                    if q.requested <= completed(seq)
+                        || !last_start.may_start(how, q.pending, gp.min_gap())
+                    {
                         return completed(seq);
                     }
                     // Relaxed, under the queue lock (S4): every entry pushed

@@ -210,11 +210,14 @@ fn spaced_starts_wait_min_gp_gap() {
     let mut judged = 0;
     for _ in 0..1000 {
         let mut last = LastStart::default();
-        assert!(last.may_start(Start::Spaced, 0), "the first start");
+        assert!(
+            last.may_start(Start::Spaced, 0, MIN_GP_GAP),
+            "the first start"
+        );
         let t0 = last.at.unwrap();
-        let spaced = last.may_start(Start::Spaced, 0);
-        let pressed = last.may_start(Start::Spaced, PRESSURE);
-        let always = last.may_start(Start::Always, 0);
+        let spaced = last.may_start(Start::Spaced, 0, MIN_GP_GAP);
+        let pressed = last.may_start(Start::Spaced, PRESSURE, MIN_GP_GAP);
+        let always = last.may_start(Start::Always, 0, MIN_GP_GAP);
         if t0.elapsed() >= MIN_GP_GAP {
             continue;
         }
