@@ -151,6 +151,53 @@ fn retire_advances_opportunistically_but_runs_nothing() {
     assert_eq!(lock(&d.gp.queue).pending, 0);
 }
 
+/// `set_min_gp_gap` is per domain: with an hour's gap, a domain whose first
+/// opportunistic start is done starts no second one for a burst below
+/// PRESSURE, while a domain left at the default, fed the same burst after
+/// sleeping past MIN_GP_GAP, does; with a zero gap every POLL_EVERY-th
+/// call starts one.
+#[test]
+fn min_gp_gap_is_per_domain() {
+    let (c, freed) = counter();
+    let burst = |d: &Srcu| {
+        for _ in 0..POLL_EVERY {
+            d.retire(Box::new(Counted(c.clone())));
+        }
+    };
+    let slow = Srcu::new();
+    slow.set_min_gp_gap(Duration::from_secs(3600));
+    let default = Srcu::new();
+    let eager = Srcu::new();
+    eager.set_min_gp_gap(Duration::ZERO);
+    for d in [&slow, &default, &eager] {
+        burst(d);
+        assert!(completed_gps(d) >= 1, "the first start is always allowed");
+    }
+    std::thread::sleep(MIN_GP_GAP * 2);
+    for d in [&slow, &default, &eager] {
+        let before = completed_gps(d);
+        burst(d);
+        let started = completed_gps(d) > before;
+        assert_eq!(
+            started,
+            !std::ptr::eq(d, &slow),
+            "gap of the domain ignored"
+        );
+    }
+    let before = completed_gps(&eager);
+    for _ in 0..4 {
+        burst(&eager);
+    }
+    assert!(
+        completed_gps(&eager) >= before + 4,
+        "a zero gap still spaced"
+    );
+    for d in [&slow, &default, &eager] {
+        d.barrier().unwrap();
+    }
+    assert_eq!(freed(), 10 * POLL_EVERY);
+}
+
 /// `postponing` moves the opportunistic advance of a queueing call out of
 /// the closure (the mm writers' tree commit) to its end: inside, crossing
 /// POLL_EVERY starts no grace period; when the closure returns, the one
