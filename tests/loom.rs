@@ -10,6 +10,8 @@ mod breaker_s7;
 mod breaker_s8;
 #[path = "loom/breaker_s8b.rs"]
 mod breaker_s8b;
+#[path = "loom/breaker_s10.rs"]
+mod breaker_s10;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]
