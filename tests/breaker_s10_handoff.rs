@@ -312,13 +312,13 @@ fn duel(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u
     round_end(&mm, &what);
 }
 
-/// Every neighbour kind, under each fault policy (`RangeLock` writers).
-/// Each iteration ends at a quiescent point with no table in `S`.
-#[test]
-fn handoff_to_every_writer_kind() {
+/// The unmapper against the neighbour `kind` under each fault policy
+/// (`RangeLock` writers). Each iteration ends at a quiescent point with no
+/// table in `S`.
+fn every_policy(kind: Kind) {
     let n = iters();
-    let s = seed();
-    watchdog::within(120, "handoff_to_every_writer_kind", move || {
+    let s = seed() ^ ((kind as u64) << 32);
+    watchdog::within(120, &format!("{kind:?}"), move || {
         for (pi, policy) in [
             FaultPolicy::Speculative,
             FaultPolicy::PerVmaLock,
@@ -328,12 +328,35 @@ fn handoff_to_every_writer_kind() {
         .into_iter()
         .enumerate()
         {
-            for (ki, kind) in KINDS.into_iter().enumerate() {
-                let sd = s ^ ((pi as u64) << 40) ^ ((ki as u64) << 32);
-                duel(kind, policy, WriterLocking::Range, n, sd);
-            }
+            duel(kind, policy, WriterLocking::Range, n, s ^ ((pi as u64) << 40));
         }
     });
+}
+
+macro_rules! kind_tests {
+    ($($name:ident => $kind:ident,)*) => {$(
+        /// The hand-off to this neighbour kind (see [`Kind`]).
+        #[test]
+        fn $name() {
+            every_policy(Kind::$kind);
+        }
+    )*};
+}
+
+kind_tests! {
+    handoff_to_mprotect => Mprotect,
+    handoff_to_mprotect_enomem => MprotectHole,
+    handoff_to_mprotect_einval => MprotectInval,
+    handoff_to_madvise_fork => MadviseFork,
+    madvise_dontneed_reader_neighbour => MadviseDontNeed,
+    handoff_to_fixed_mmap => MmapFixed,
+    handoff_to_noreplace_mmap_eexist => MmapNoReplace,
+    handoff_to_hinted_placement => MmapHinted,
+    handoff_to_mremap => Mremap,
+    handoff_to_brk => Brk,
+    handoff_to_stack_growth => StackGrow,
+    handoff_to_refused_stack_growth => StackRefused,
+    handoff_to_hole_munmap => HoleMunmap,
 }
 
 /// The same under `WriterLocking::Global`: munmap frees under the whole
