@@ -35,7 +35,7 @@ use maple_rcu::mm::{
 };
 use rng::Rng;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 const P: u64 = 4096;
@@ -161,7 +161,11 @@ fn neighbour(mm: &AddressSpace, kind: Kind, i: u64) {
             );
         }
         Kind::MadviseFork => {
-            let a = if odd { Advice::DoFork } else { Advice::DontFork };
+            let a = if odd {
+                Advice::DoFork
+            } else {
+                Advice::DontFork
+            };
             mm.madvise(B - P, P, a).unwrap();
         }
         Kind::MadviseDontNeed => mm.madvise(B - P, P, Advice::DontNeed).unwrap(),
@@ -177,7 +181,10 @@ fn neighbour(mm: &AddressSpace, kind: Kind, i: u64) {
             mm.munmap(a, P).unwrap();
         }
         Kind::Mremap => {
-            let grown = mm.vmas().iter().any(|v| v.range.start == B - 2 * P && v.range.end == B);
+            let grown = mm
+                .vmas()
+                .iter()
+                .any(|v| v.range.start == B - 2 * P && v.range.end == B);
             let (old, new) = if grown { (2 * P, P) } else { (P, 2 * P) };
             assert_eq!(
                 mm.mremap(B - 2 * P, old, new, RemapFlags::empty(), None),
@@ -238,7 +245,7 @@ impl Spin {
         }
         let mut k = 0u32;
         while self.epoch.load(Ordering::Acquire) == g {
-            if k < 200 {
+            if k < 64 {
                 std::hint::spin_loop();
                 k += 1;
             } else {
@@ -257,7 +264,10 @@ fn delay(r: &mut Rng, max: u64) {
 
 fn quiescent(mm: &AddressSpace, what: &str) {
     let s = mm.stats();
-    assert_eq!(s.tables_kept, 0, "{what}: table left in an empty span: {s:?}");
+    assert_eq!(
+        s.tables_kept, 0,
+        "{what}: table left in an empty span: {s:?}"
+    );
 }
 
 fn round_end(mm: &AddressSpace, what: &str) {
@@ -272,26 +282,35 @@ fn round_end(mm: &AddressSpace, what: &str) {
         "{what}: {s:?}"
     );
     assert!(
-        mm.vmas().iter().all(|v| v.range.end <= B || v.range.start >= B + SPAN),
+        mm.vmas()
+            .iter()
+            .all(|v| v.range.end <= B || v.range.start >= B + SPAN),
         "{what}: a VMA left in S: {:x?}",
         mm.vmas()
     );
 }
 
 /// The unmapper against the neighbour of `kind`, `n` iterations, a
-/// quiescent check after each.
+/// quiescent check after each. The neighbour repeats its operation until
+/// the unmapper's is over (so one of its calls is likely in the unmapper's
+/// free step's way; with its kind's drain removed, no later call drains).
 fn duel(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u64) {
     let mm = space(kind, policy, locking);
     let bar = Arc::new(Spin::new(2));
+    let done = Arc::new(AtomicBool::new(false));
     let what = format!("{kind:?} {policy:?} {locking:?} seed {seed:#x}");
     let h = {
-        let (mm, bar) = (mm.clone(), bar.clone());
+        let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
         thread::spawn(move || {
             let mut r = Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1);
-            for i in 0..n {
+            let mut j = 0;
+            for _ in 0..n {
                 bar.wait();
-                delay(&mut r, 400);
-                neighbour(&mm, kind, i);
+                delay(&mut r, 200);
+                repeat_until(&done, || {
+                    neighbour(&mm, kind, j);
+                    j += 1;
+                });
                 bar.wait();
                 bar.wait();
             }
@@ -304,12 +323,25 @@ fn duel(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u
         delay(&mut r, 400);
         let off = offs[r.below(offs.len() as u64) as usize];
         unmapper(&mm, off, (seed << 20) ^ i);
+        done.store(true, Ordering::Release);
         bar.wait();
         quiescent(&mm, &format!("{what} iter {i}"));
+        done.store(false, Ordering::Relaxed);
         bar.wait();
     }
     h.join().unwrap();
     round_end(&mm, &what);
+}
+
+/// Runs `f` at least once and until `done` (bounded, so a neighbour whose
+/// operation is slow cannot make an iteration long).
+fn repeat_until(done: &AtomicBool, mut f: impl FnMut()) {
+    for _ in 0..500 {
+        f();
+        if done.load(Ordering::Acquire) {
+            return;
+        }
+    }
 }
 
 /// The unmapper against the neighbour `kind` under each fault policy
@@ -328,7 +360,13 @@ fn every_policy(kind: Kind) {
         .into_iter()
         .enumerate()
         {
-            duel(kind, policy, WriterLocking::Range, n, s ^ ((pi as u64) << 40));
+            duel(
+                kind,
+                policy,
+                WriterLocking::Range,
+                n,
+                s ^ ((pi as u64) << 40),
+            );
         }
     });
 }
@@ -397,25 +435,47 @@ fn orphan_free_steps_handed_to_neighbours() {
                 Kind::StackRefused,
                 Kind::MprotectHole,
             ] {
-                trio(kind, policy, n, s ^ kind as u64);
+                trio(kind, policy, WriterLocking::Range, n, s ^ kind as u64);
             }
         }
     });
 }
 
-fn trio(kind: Kind, policy: FaultPolicy, n: u64, seed: u64) {
-    let mm = space(kind, policy, WriterLocking::Range);
+/// The trio under `WriterLocking::Global`: munmap frees under the whole
+/// space, so the faults' orphan free steps (a `try_read` of the whole
+/// space) are the only free steps, refused by any writer: by the munmap
+/// itself (then its drain runs them) or the neighbour.
+#[test]
+fn orphan_free_steps_under_global_locking() {
+    let n = iters();
+    let s = seed();
+    watchdog::within(120, "orphan_free_steps_under_global_locking", move || {
+        for policy in [FaultPolicy::Speculative, FaultPolicy::PerVmaLock] {
+            for kind in [Kind::MadviseDontNeed, Kind::Mprotect, Kind::StackRefused] {
+                trio(kind, policy, WriterLocking::Global, n, s ^ kind as u64);
+            }
+        }
+    });
+}
+
+fn trio(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u64) {
+    let mm = space(kind, policy, locking);
     let bar = Arc::new(Spin::new(3));
-    let what = format!("trio {kind:?} {policy:?} seed {seed:#x}");
+    let done = Arc::new(AtomicBool::new(false));
+    let what = format!("trio {kind:?} {policy:?} {locking:?} seed {seed:#x}");
     let mut hs = Vec::new();
     {
-        let (mm, bar) = (mm.clone(), bar.clone());
+        let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
         hs.push(thread::spawn(move || {
             let mut r = Rng(seed ^ 0x1234_5678_9abc_def1 | 1);
-            for i in 0..n {
+            let mut j = 0;
+            for _ in 0..n {
                 bar.wait();
-                delay(&mut r, 400);
-                neighbour(&mm, kind, i);
+                delay(&mut r, 200);
+                repeat_until(&done, || {
+                    neighbour(&mm, kind, j);
+                    j += 1;
+                });
                 bar.wait();
                 bar.wait();
             }
@@ -453,9 +513,11 @@ fn trio(kind: Kind, policy: FaultPolicy, n: u64, seed: u64) {
         mm.write(a + 8, i).unwrap();
         assert_eq!(mm.read(a + 8), Ok(i));
         mm.munmap(a, P).unwrap();
+        done.store(true, Ordering::Release);
         bar.wait();
         quiescent(&mm, &format!("{what} iter {i}"));
         assert!(mm.translate(a).is_none(), "{what}: PTE left at {a:#x}");
+        done.store(false, Ordering::Relaxed);
         bar.wait();
     }
     for h in hs {
@@ -530,7 +592,11 @@ fn handoff_with_forks() {
     let n = iters() / 3;
     let s = seed();
     watchdog::within(120, "handoff_with_forks", move || {
-        let mm = space(Kind::Mprotect, FaultPolicy::Speculative, WriterLocking::Range);
+        let mm = space(
+            Kind::Mprotect,
+            FaultPolicy::Speculative,
+            WriterLocking::Range,
+        );
         let bar = Arc::new(Spin::new(3));
         let kids: Arc<std::sync::Mutex<Vec<AddressSpace>>> = Arc::default();
         let mut hs = Vec::new();
@@ -594,4 +660,104 @@ fn handoff_with_forks() {
         kids.lock().unwrap().clear();
         round_end(&mm, "forks");
     });
+}
+
+/// Two unmappers in two spans (`S` and two spans above), and brk, which
+/// write-locks the whole space: both free steps may be refused by it in one
+/// call, so its drain must run every step on its list, not just one.
+#[test]
+fn several_spans_handed_to_one_writer() {
+    let n = iters();
+    let s = seed();
+    watchdog::within(120, "several_spans_handed_to_one_writer", move || {
+        for policy in [FaultPolicy::Speculative, FaultPolicy::RangeLock] {
+            let mm = space(Kind::Brk, policy, WriterLocking::Range);
+            let bar = Arc::new(Spin::new(3));
+            let what = format!("several {policy:?}");
+            let mut hs = Vec::new();
+            for t in 0..2u64 {
+                let (mm, bar) = (mm.clone(), bar.clone());
+                hs.push(thread::spawn(move || {
+                    let mut r = Rng(s ^ (t + 5).wrapping_mul(0x9e37_79b9) | 1);
+                    for i in 0..n {
+                        bar.wait();
+                        delay(&mut r, 300);
+                        if t == 0 {
+                            neighbour(&mm, Kind::Brk, i);
+                        } else {
+                            unmapper(&mm, 2 * SPAN + 5 * P, i);
+                        }
+                        bar.wait();
+                        bar.wait();
+                    }
+                }));
+            }
+            let mut r = Rng(s | 1);
+            for i in 0..n {
+                bar.wait();
+                delay(&mut r, 300);
+                unmapper(&mm, 3 * P, i);
+                bar.wait();
+                quiescent(&mm, &format!("{what} iter {i}"));
+                bar.wait();
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+            round_end(&mm, &what);
+        }
+    });
+}
+
+/// A munmap queued for (or holding) an extent that reached into `S`
+/// through a VMA crossing into it, which the unmapper then removed: the
+/// unmapper's free step of `S` is refused by that munmap, whose own free
+/// step covers only the spans of its range (below `S`), so its drain must
+/// run it. Unmapper: map `[B - P, B + P)`, write and read `B`, unmap it
+/// all. Neighbour: munmap `[B - P, B)` (the lower half, or a hole).
+#[test]
+fn handoff_to_munmap_whose_extent_left_the_span() {
+    let n = iters();
+    let s = seed();
+    watchdog::within(
+        120,
+        "handoff_to_munmap_whose_extent_left_the_span",
+        move || {
+            for policy in [FaultPolicy::Speculative, FaultPolicy::MmapLock] {
+                let mm = Arc::new(AddressSpace::with_policy(policy));
+                let bar = Arc::new(Spin::new(2));
+                let done = Arc::new(AtomicBool::new(false));
+                let what = format!("munmap-extent {policy:?}");
+                let h = {
+                    let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
+                    thread::spawn(move || {
+                        let mut r = Rng(s ^ 31 | 1);
+                        for _ in 0..n {
+                            bar.wait();
+                            delay(&mut r, 200);
+                            repeat_until(&done, || mm.munmap(B - P, P).unwrap());
+                            bar.wait();
+                            bar.wait();
+                        }
+                    })
+                };
+                let mut r = Rng(s | 1);
+                for i in 0..n {
+                    bar.wait();
+                    delay(&mut r, 300);
+                    assert_eq!(mm.mmap(Some(B - P), 2 * P, RW, FIXED), Ok(B - P));
+                    mm.write(B, i).unwrap();
+                    assert_eq!(mm.read(B), Ok(i));
+                    mm.munmap(B - P, 2 * P).unwrap();
+                    done.store(true, Ordering::Release);
+                    bar.wait();
+                    quiescent(&mm, &format!("{what} iter {i}"));
+                    done.store(false, Ordering::Relaxed);
+                    bar.wait();
+                }
+                h.join().unwrap();
+                round_end(&mm, &what);
+            }
+        },
+    );
 }

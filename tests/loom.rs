@@ -4,14 +4,14 @@
 
 #[path = "loom/breaker.rs"]
 mod breaker;
+#[path = "loom/breaker_s10.rs"]
+mod breaker_s10;
 #[path = "loom/breaker_s7.rs"]
 mod breaker_s7;
 #[path = "loom/breaker_s8.rs"]
 mod breaker_s8;
 #[path = "loom/breaker_s8b.rs"]
 mod breaker_s8b;
-#[path = "loom/breaker_s10.rs"]
-mod breaker_s10;
 #[path = "loom/mm.rs"]
 mod mm;
 #[path = "loom/rangelock.rs"]

@@ -55,7 +55,9 @@ fn vs_neighbour(mm: AddressSpace, op: impl Fn(&AddressSpace)) {
     w.join().unwrap();
     assert!(mm.translate(A).is_none());
     assert!(
-        mm.vmas().iter().all(|v| v.range.end <= A || v.range.start >= A + SPAN),
+        mm.vmas()
+            .iter()
+            .all(|v| v.range.end <= A || v.range.start >= A + SPAN),
         "{:x?}",
         mm.vmas()
     );
