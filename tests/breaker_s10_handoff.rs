@@ -761,3 +761,55 @@ fn handoff_to_munmap_whose_extent_left_the_span() {
         },
     );
 }
+
+/// One munmap empties eight spans at once (a 16 MiB VMA with a page
+/// written in each span) while brk (the whole space) repeats: all eight
+/// free steps may be refused by one brk call and recorded together, so a
+/// drain must run every step on its list.
+#[test]
+fn many_spans_handed_in_one_munmap() {
+    const N: u64 = 8;
+    const BIG: u64 = B + 4 * SPAN;
+    let n = iters() / 3;
+    let s = seed();
+    watchdog::within(120, "many_spans_handed_in_one_munmap", move || {
+        let mm = space(Kind::Brk, FaultPolicy::Speculative, WriterLocking::Range);
+        let bar = Arc::new(Spin::new(2));
+        let done = Arc::new(AtomicBool::new(false));
+        let h = {
+            let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
+            thread::spawn(move || {
+                let mut r = Rng(s ^ 41 | 1);
+                let mut j = 0;
+                for _ in 0..n {
+                    bar.wait();
+                    delay(&mut r, 200);
+                    repeat_until(&done, || {
+                        neighbour(&mm, Kind::Brk, j);
+                        j += 1;
+                    });
+                    bar.wait();
+                    bar.wait();
+                }
+            })
+        };
+        for i in 0..n {
+            bar.wait();
+            assert_eq!(mm.mmap(Some(BIG), N * SPAN, RW, FIXED), Ok(BIG));
+            for k in 0..N {
+                mm.write(BIG + k * SPAN + 8 * P, i + k).unwrap();
+            }
+            for k in 0..N {
+                assert_eq!(mm.read(BIG + k * SPAN + 8 * P), Ok(i + k));
+            }
+            mm.munmap(BIG, N * SPAN).unwrap();
+            done.store(true, Ordering::Release);
+            bar.wait();
+            quiescent(&mm, &format!("many spans iter {i}"));
+            done.store(false, Ordering::Relaxed);
+            bar.wait();
+        }
+        h.join().unwrap();
+        round_end(&mm, "many spans");
+    });
+}
