@@ -12,7 +12,17 @@
 //! (`tables_kept == 0`, `check()`), frames balance.
 //!
 //! Preemption bound 2 (the bound at which removing the receiver's drain is
-//! caught by `mm::free_step_handed_to_neighbour_writer`).
+//! caught by `mm::free_step_handed_to_neighbour_writer`). Times at bound 2
+//! (release, one thread, machine shared): brk 1.2 s, noreplace 1.8 s,
+//! fixed mmap 1.6 s, madvise 5.9 s, mremap 7.1 s, refused stack growth
+//! 4.2 s, Global orphan 0.7 s; stack growth 220 s (ignored). Checked by
+//! mutation: with the drain of mmap removed `handoff_to_failing_noreplace_mmap`
+//! fails (the FIXED model was not reached: loom aborts the binary on the
+//! first failure); of mremap, `handoff_to_mremap_shrink`; of brk,
+//! `handoff_to_brk`; of madvise, `handoff_to_madvise_dontfork`; the fault's
+//! after stack growth, `handoff_to_refused_stack_growth`; of munmap,
+//! `orphan_handed_to_munmap_under_global_locking` (each: `check()` finds a
+//! table left in a span with no VMA).
 
 use super::mm::{A, FIXED, P, RW};
 use loom::sync::Arc;
@@ -130,7 +140,10 @@ fn handoff_to_brk() {
 
 /// A stack growth in the span above: its lock (the guard gap below the
 /// faulting page) reaches into the span; the fault drains after it.
+/// About 220 s at bound 2 (the successful growth commits a VMA: many more
+/// interleavings than the refused one, which covers the same drain).
 #[test]
+#[ignore = "about 220 s; handoff_to_refused_stack_growth covers the same drain"]
 fn handoff_to_stack_growth() {
     bounded(2, || {
         let mm = AddressSpace::new();
