@@ -310,40 +310,21 @@ fn round_end(mm: &AddressSpace, what: &str) {
 /// free step's way; with its kind's drain removed, no later call drains).
 fn duel(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u64) {
     let mm = space(kind, policy, locking);
-    let bar = Arc::new(Spin::new(2));
-    let done = Arc::new(AtomicBool::new(false));
     let what = format!("{kind:?} {policy:?} {locking:?} seed {seed:#x}");
-    let h = {
-        let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
-        thread::spawn(move || {
-            let mut r = Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1);
-            let mut j = 0;
-            for _ in 0..n {
-                bar.wait();
-                delay(&mut r, 200);
-                repeat_until(&done, || {
-                    neighbour(&mm, kind, j);
-                    j += 1;
-                });
-                bar.wait();
-                bar.wait();
-            }
-        })
-    };
     let mut r = Rng(seed | 1);
     let offs = [0, P, 2 * P, 3 * P, 64 * P];
-    for i in 0..n {
-        bar.wait();
-        delay(&mut r, 400);
-        let off = offs[r.below(offs.len() as u64) as usize];
-        unmapper(&mm, off, (seed << 20) ^ i);
-        done.store(true, Ordering::Release);
-        bar.wait();
-        quiescent(&mm, &format!("{what} iter {i}"));
-        done.store(false, Ordering::Relaxed);
-        bar.wait();
-    }
-    h.join().unwrap();
+    race(
+        &mm,
+        n,
+        &what,
+        vec![repeating(kind, seed ^ 0x9e37_79b9_7f4a_7c15)],
+        |mm, i| {
+            delay(&mut r, 400);
+            let off = offs[r.below(offs.len() as u64) as usize];
+            unmapper(mm, off, (seed << 20) ^ i);
+        },
+        |_, _| {},
+    );
     round_end(&mm, &what);
 }
 
@@ -474,70 +455,101 @@ fn orphan_free_steps_under_global_locking() {
 
 fn trio(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u64) {
     let mm = space(kind, policy, locking);
-    let bar = Arc::new(Spin::new(3));
-    let done = Arc::new(AtomicBool::new(false));
     let what = format!("trio {kind:?} {policy:?} {locking:?} seed {seed:#x}");
-    let mut hs = Vec::new();
-    {
-        let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
-        hs.push(thread::spawn(move || {
-            let mut r = Rng(seed ^ 0x1234_5678_9abc_def1 | 1);
-            let mut j = 0;
-            for _ in 0..n {
-                bar.wait();
-                delay(&mut r, 200);
-                repeat_until(&done, || {
-                    neighbour(&mm, kind, j);
-                    j += 1;
-                });
-                bar.wait();
-                bar.wait();
-            }
-        }));
-    }
-    {
-        let (mm, bar) = (mm.clone(), bar.clone());
-        hs.push(thread::spawn(move || {
-            let mut r = Rng(seed ^ 0x0fed_cba9_8765_4321 | 1);
-            for _ in 0..n {
-                bar.wait();
-                delay(&mut r, 200);
-                for _ in 0..1 + r.below(4) {
-                    let res = mm.fault(B, Access::Write);
-                    assert!(
-                        matches!(
-                            res,
-                            Ok(FaultOutcome::Installed | FaultOutcome::Present)
-                                | Err(FaultError::Segv)
-                        ),
-                        "{res:?}"
-                    );
-                }
-                bar.wait();
-                bar.wait();
-            }
-        }));
-    }
+    let mut rf = Rng(seed ^ 0x0fed_cba9_8765_4321 | 1);
+    let faulter: Party = Box::new(move |mm, _, _| {
+        delay(&mut rf, 200);
+        for _ in 0..1 + rf.below(4) {
+            let res = mm.fault(B, Access::Write);
+            assert!(
+                matches!(
+                    res,
+                    Ok(FaultOutcome::Installed | FaultOutcome::Present) | Err(FaultError::Segv)
+                ),
+                "{res:?}"
+            );
+        }
+    });
     let mut r = Rng(seed | 1);
+    race(
+        &mm,
+        n,
+        &what,
+        vec![repeating(kind, seed ^ 0x1234_5678_9abc_def1), faulter],
+        |mm, i| {
+            delay(&mut r, 300);
+            assert_eq!(mm.mmap(Some(B), P, RW, FIXED), Ok(B));
+            mm.write(B + 8, i).unwrap();
+            assert_eq!(mm.read(B + 8), Ok(i));
+            mm.munmap(B, P).unwrap();
+        },
+        |mm, _| assert!(mm.translate(B).is_none(), "{what}: PTE left at {B:#x}"),
+    );
+    round_end(&mm, &what);
+}
+
+/// One party of a `race`: its part of iteration `i`, given the space and
+/// `done` (set by the main thread once its own part of the iteration is
+/// over).
+type Party = Box<dyn FnMut(&AddressSpace, u64, &AtomicBool) + Send>;
+
+/// The neighbour of `kind` as a party: after a random delay, repeats its
+/// operation until the main thread's part is over (so one of its calls is
+/// likely in the way of the main thread's free step).
+fn repeating(kind: Kind, seed: u64) -> Party {
+    let mut r = Rng(seed | 1);
+    let mut j = 0;
+    Box::new(move |mm, _, done| {
+        delay(&mut r, 200);
+        repeat_until(done, || {
+            neighbour(mm, kind, j);
+            j += 1;
+        });
+    })
+}
+
+/// The iteration protocol of every race here: the `parties` (a thread
+/// each) and the main thread meet at a spin barrier, run their parts of
+/// iteration `i` (`main` on the main thread, which then sets `done`), and
+/// meet again; at that quiescent point the main thread checks the space
+/// (`quiescent`, then `after`) while the parties wait at a third barrier.
+fn race(
+    mm: &Arc<AddressSpace>,
+    n: u64,
+    what: &str,
+    parties: Vec<Party>,
+    mut main: impl FnMut(&AddressSpace, u64),
+    mut after: impl FnMut(&AddressSpace, u64),
+) {
+    let bar = Arc::new(Spin::new(parties.len() + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = parties
+        .into_iter()
+        .map(|mut part| {
+            let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
+            thread::spawn(move || {
+                for i in 0..n {
+                    bar.wait();
+                    part(&mm, i, &done);
+                    bar.wait();
+                    bar.wait();
+                }
+            })
+        })
+        .collect();
     for i in 0..n {
         bar.wait();
-        delay(&mut r, 300);
-        let a = B;
-        assert_eq!(mm.mmap(Some(a), P, RW, FIXED), Ok(a));
-        mm.write(a + 8, i).unwrap();
-        assert_eq!(mm.read(a + 8), Ok(i));
-        mm.munmap(a, P).unwrap();
+        main(mm, i);
         done.store(true, Ordering::Release);
         bar.wait();
-        quiescent(&mm, &format!("{what} iter {i}"));
-        assert!(mm.translate(a).is_none(), "{what}: PTE left at {a:#x}");
+        quiescent(mm, &format!("{what} iter {i}"));
+        after(mm, i);
         done.store(false, Ordering::Relaxed);
         bar.wait();
     }
     for h in hs {
         h.join().unwrap();
     }
-    round_end(&mm, &what);
 }
 
 /// Several unmappers in one span (each owns a page; the span is empty only
@@ -559,38 +571,24 @@ fn chains_of_handoffs_between_unmappers() {
             mm.mmap(Some(ST), P, RW, FIXED | MapFlags::GROWSDOWN)
                 .unwrap();
             const U: u64 = 3;
-            let bar = Arc::new(Spin::new(U as usize + 2));
-            let mut hs = Vec::new();
-            for t in 0..U + 1 {
-                let (mm, bar) = (mm.clone(), bar.clone());
-                hs.push(thread::spawn(move || {
+            let parties = (0..U + 1)
+                .map(|t| {
                     let mut r = Rng(s ^ (t + 1).wrapping_mul(0x9e37_79b9) | 1);
-                    for i in 0..n {
-                        bar.wait();
+                    Box::new(move |mm: &AddressSpace, i: u64, _: &AtomicBool| {
                         delay(&mut r, 300);
                         if t < U {
                             // Pages 2 apart: separate VMAs, disjoint locks.
-                            unmapper(&mm, 2 * t * P + 8 * P, i);
+                            unmapper(mm, 2 * t * P + 8 * P, i);
                         } else {
-                            neighbour(&mm, Kind::Mprotect, i);
-                            neighbour(&mm, Kind::Brk, i);
-                            neighbour(&mm, Kind::StackRefused, i);
+                            neighbour(mm, Kind::Mprotect, i);
+                            neighbour(mm, Kind::Brk, i);
+                            neighbour(mm, Kind::StackRefused, i);
                         }
-                        bar.wait();
-                        bar.wait();
-                    }
-                }));
-            }
+                    }) as Party
+                })
+                .collect();
             let what = format!("chains {policy:?}");
-            for i in 0..n {
-                bar.wait();
-                bar.wait();
-                quiescent(&mm, &format!("{what} iter {i}"));
-                bar.wait();
-            }
-            for h in hs {
-                h.join().unwrap();
-            }
+            race(&mm, n, &what, parties, |_, _| {}, |_, _| {});
             round_end(&mm, &what);
         }
     });
@@ -611,66 +609,48 @@ fn handoff_with_forks() {
             FaultPolicy::Speculative,
             WriterLocking::Range,
         );
-        let bar = Arc::new(Spin::new(3));
         let kids: Arc<std::sync::Mutex<Vec<AddressSpace>>> = Arc::default();
-        let mut hs = Vec::new();
-        {
-            let (mm, bar) = (mm.clone(), bar.clone());
-            hs.push(thread::spawn(move || {
-                let mut r = Rng(s ^ 77 | 1);
-                for i in 0..n {
-                    bar.wait();
-                    delay(&mut r, 300);
-                    neighbour(&mm, Kind::Mprotect, i);
-                    bar.wait();
-                    bar.wait();
-                }
-            }));
-        }
-        {
-            let (mm, bar, kids) = (mm.clone(), bar.clone(), kids.clone());
-            hs.push(thread::spawn(move || {
-                let mut r = Rng(s ^ 99 | 1);
-                for i in 0..n {
-                    bar.wait();
-                    delay(&mut r, 300);
-                    let c = mm.fork();
-                    // The child's own span S: map, write, unmap (a free
-                    // step of the child), and the parent's page (if it
-                    // was copied) unmapped in the child too.
-                    unmapper(&c, 32 * P, i);
-                    let _ = c.munmap(B, 64 * P);
-                    quiescent(&c, "child");
-                    let mut k = kids.lock().unwrap();
-                    k.push(c);
-                    if k.len() > 3 {
-                        k.remove(0);
-                    }
-                    drop(k);
-                    bar.wait();
-                    bar.wait();
-                }
-            }));
-        }
-        let mut r = Rng(s | 1);
-        for i in 0..n {
-            bar.wait();
-            delay(&mut r, 300);
-            unmapper(&mm, [0, P, 2 * P][r.below(3) as usize], i);
-            bar.wait();
-            quiescent(&mm, &format!("fork iter {i}"));
-            let k = kids.lock().unwrap();
-            let mut fam: Vec<&AddressSpace> = vec![&mm];
-            fam.extend(k.iter());
-            if let Err(e) = AddressSpace::check_family(&fam) {
-                panic!("fork iter {i}: check_family: {e}");
+        let mut rn = Rng(s ^ 77 | 1);
+        let mprotect: Party = Box::new(move |mm, i, _| {
+            delay(&mut rn, 300);
+            neighbour(mm, Kind::Mprotect, i);
+        });
+        let mut rf = Rng(s ^ 99 | 1);
+        let k2 = kids.clone();
+        let forker: Party = Box::new(move |mm, i, _| {
+            delay(&mut rf, 300);
+            let c = mm.fork();
+            // The child's own span S: map, write, unmap (a free step of
+            // the child), and the parent's page (if it was copied)
+            // unmapped in the child too.
+            unmapper(&c, 32 * P, i);
+            let _ = c.munmap(B, 64 * P);
+            quiescent(&c, "child");
+            let mut k = k2.lock().unwrap();
+            k.push(c);
+            if k.len() > 3 {
+                k.remove(0);
             }
-            drop(k);
-            bar.wait();
-        }
-        for h in hs {
-            h.join().unwrap();
-        }
+        });
+        let mut r = Rng(s | 1);
+        race(
+            &mm,
+            n,
+            "fork",
+            vec![mprotect, forker],
+            |mm, i| {
+                delay(&mut r, 300);
+                unmapper(mm, [0, P, 2 * P][r.below(3) as usize], i);
+            },
+            |mm, i| {
+                let k = kids.lock().unwrap();
+                let mut fam: Vec<&AddressSpace> = vec![mm];
+                fam.extend(k.iter());
+                if let Err(e) = AddressSpace::check_family(&fam) {
+                    panic!("fork iter {i}: check_family: {e}");
+                }
+            },
+        );
         kids.lock().unwrap().clear();
         round_end(&mm, "forks");
     });
@@ -686,38 +666,32 @@ fn several_spans_handed_to_one_writer() {
     watchdog::within(120, "several_spans_handed_to_one_writer", move || {
         for policy in [FaultPolicy::Speculative, FaultPolicy::RangeLock] {
             let mm = space(Kind::Brk, policy, WriterLocking::Range);
-            let bar = Arc::new(Spin::new(3));
             let what = format!("several {policy:?}");
-            let mut hs = Vec::new();
-            for t in 0..2u64 {
-                let (mm, bar) = (mm.clone(), bar.clone());
-                hs.push(thread::spawn(move || {
+            let parties = (0..2u64)
+                .map(|t| {
                     let mut r = Rng(s ^ (t + 5).wrapping_mul(0x9e37_79b9) | 1);
-                    for i in 0..n {
-                        bar.wait();
+                    Box::new(move |mm: &AddressSpace, i: u64, _: &AtomicBool| {
                         delay(&mut r, 300);
                         if t == 0 {
-                            neighbour(&mm, Kind::Brk, i);
+                            neighbour(mm, Kind::Brk, i);
                         } else {
-                            unmapper(&mm, 2 * SPAN + 5 * P, i);
+                            unmapper(mm, 2 * SPAN + 5 * P, i);
                         }
-                        bar.wait();
-                        bar.wait();
-                    }
-                }));
-            }
+                    }) as Party
+                })
+                .collect();
             let mut r = Rng(s | 1);
-            for i in 0..n {
-                bar.wait();
-                delay(&mut r, 300);
-                unmapper(&mm, 3 * P, i);
-                bar.wait();
-                quiescent(&mm, &format!("{what} iter {i}"));
-                bar.wait();
-            }
-            for h in hs {
-                h.join().unwrap();
-            }
+            race(
+                &mm,
+                n,
+                &what,
+                parties,
+                |mm, i| {
+                    delay(&mut r, 300);
+                    unmapper(mm, 3 * P, i);
+                },
+                |_, _| {},
+            );
             round_end(&mm, &what);
         }
     });
@@ -739,37 +713,27 @@ fn handoff_to_munmap_whose_extent_left_the_span() {
         move || {
             for policy in [FaultPolicy::Speculative, FaultPolicy::MmapLock] {
                 let mm = Arc::new(AddressSpace::with_policy(policy));
-                let bar = Arc::new(Spin::new(2));
-                let done = Arc::new(AtomicBool::new(false));
                 let what = format!("munmap-extent {policy:?}");
-                let h = {
-                    let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
-                    thread::spawn(move || {
-                        let mut r = Rng(s ^ 31 | 1);
-                        for _ in 0..n {
-                            bar.wait();
-                            delay(&mut r, 200);
-                            repeat_until(&done, || mm.munmap(B - P, P).unwrap());
-                            bar.wait();
-                            bar.wait();
-                        }
-                    })
-                };
+                let mut rn = Rng(s ^ 31 | 1);
+                let lower: Party = Box::new(move |mm, _, done| {
+                    delay(&mut rn, 200);
+                    repeat_until(done, || mm.munmap(B - P, P).unwrap());
+                });
                 let mut r = Rng(s | 1);
-                for i in 0..n {
-                    bar.wait();
-                    delay(&mut r, 300);
-                    assert_eq!(mm.mmap(Some(B - P), 2 * P, RW, FIXED), Ok(B - P));
-                    mm.write(B, i).unwrap();
-                    assert_eq!(mm.read(B), Ok(i));
-                    mm.munmap(B - P, 2 * P).unwrap();
-                    done.store(true, Ordering::Release);
-                    bar.wait();
-                    quiescent(&mm, &format!("{what} iter {i}"));
-                    done.store(false, Ordering::Relaxed);
-                    bar.wait();
-                }
-                h.join().unwrap();
+                race(
+                    &mm,
+                    n,
+                    &what,
+                    vec![lower],
+                    |mm, i| {
+                        delay(&mut r, 300);
+                        assert_eq!(mm.mmap(Some(B - P), 2 * P, RW, FIXED), Ok(B - P));
+                        mm.write(B, i).unwrap();
+                        assert_eq!(mm.read(B), Ok(i));
+                        mm.munmap(B - P, 2 * P).unwrap();
+                    },
+                    |_, _| {},
+                );
                 round_end(&mm, &what);
             }
         },
@@ -788,42 +752,23 @@ fn many_spans_handed_in_one_munmap() {
     let s = seed();
     watchdog::within(120, "many_spans_handed_in_one_munmap", move || {
         let mm = space(Kind::Brk, FaultPolicy::Speculative, WriterLocking::Range);
-        let bar = Arc::new(Spin::new(2));
-        let done = Arc::new(AtomicBool::new(false));
-        let h = {
-            let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
-            thread::spawn(move || {
-                let mut r = Rng(s ^ 41 | 1);
-                let mut j = 0;
-                for _ in 0..n {
-                    bar.wait();
-                    delay(&mut r, 200);
-                    repeat_until(&done, || {
-                        neighbour(&mm, Kind::Brk, j);
-                        j += 1;
-                    });
-                    bar.wait();
-                    bar.wait();
+        race(
+            &mm,
+            n,
+            "many spans",
+            vec![repeating(Kind::Brk, s ^ 41)],
+            |mm, i| {
+                assert_eq!(mm.mmap(Some(BIG), N * SPAN, RW, FIXED), Ok(BIG));
+                for k in 0..N {
+                    mm.write(BIG + k * SPAN + 8 * P, i + k).unwrap();
                 }
-            })
-        };
-        for i in 0..n {
-            bar.wait();
-            assert_eq!(mm.mmap(Some(BIG), N * SPAN, RW, FIXED), Ok(BIG));
-            for k in 0..N {
-                mm.write(BIG + k * SPAN + 8 * P, i + k).unwrap();
-            }
-            for k in 0..N {
-                assert_eq!(mm.read(BIG + k * SPAN + 8 * P), Ok(i + k));
-            }
-            mm.munmap(BIG, N * SPAN).unwrap();
-            done.store(true, Ordering::Release);
-            bar.wait();
-            quiescent(&mm, &format!("many spans iter {i}"));
-            done.store(false, Ordering::Relaxed);
-            bar.wait();
-        }
-        h.join().unwrap();
+                for k in 0..N {
+                    assert_eq!(mm.read(BIG + k * SPAN + 8 * P), Ok(i + k));
+                }
+                mm.munmap(BIG, N * SPAN).unwrap();
+            },
+            |_, _| {},
+        );
         round_end(&mm, "many spans");
     });
 }

@@ -182,17 +182,7 @@ fn orphan_handed_to_munmap_under_global_locking() {
             FaultPolicy::Speculative,
             WriterLocking::Global,
         ));
-        mm.mmap(Some(A), P, RW, FIXED).unwrap();
-        mm.write(A, 1).unwrap();
-        let w = {
-            let mm = mm.clone();
-            thread::spawn(move || mm.munmap(A, P).unwrap())
-        };
-        let r = mm.fault(A, Access::Write);
-        assert!(matches!(r, Ok(_) | Err(FaultError::Segv)), "{r:?}");
-        w.join().unwrap();
-        assert!(mm.translate(A).is_none());
-        balanced(&mm);
+        crate::mm::fault_vs_munmap_on(mm, true);
     });
 }
 

@@ -74,7 +74,13 @@ fn fault_vs_munmap() {
 /// fault linked under the dying VMA was freed by the fault), and frames
 /// balance.
 pub(crate) fn fault_vs_munmap_in(policy: FaultPolicy, written: bool) {
-    let mm = Arc::new(AddressSpace::with_policy(policy));
+    fault_vs_munmap_on(Arc::new(AddressSpace::with_policy(policy)), written);
+}
+
+/// [`fault_vs_munmap_in`] on a given (empty) space: its policy and writer
+/// locking.
+pub(crate) fn fault_vs_munmap_on(mm: Arc<AddressSpace>, written: bool) {
+    let policy = (mm.policy(), mm.writer_locking());
     mm.mmap(Some(A), P, RW, FIXED).unwrap();
     if written {
         mm.write(A, 1).unwrap();
