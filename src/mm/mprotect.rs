@@ -29,8 +29,6 @@ impl AddressSpace {
         }
         let newprot = prot & Prot::ACCESS;
         let _w = self.lock_for(addr..end, false);
-        let _drain2 = self.drain_on_exit();
-        let _drain = _drain2;
         let txn = self.tree.write();
         let Some((first, fv)) = txn.next(start) else {
             return Err(MmError::NoMem);
