@@ -228,10 +228,7 @@ impl AddressSpace {
                     Try::Locked => {}
                 }
             }
-            let grown = self.grow_stack(addr);
-            // Its write lock is released (R-M5).
-            self.drain_deferred();
-            match grown {
+            match self.grow_stack(addr) {
                 Some(true) => {}
                 Some(false) => {
                     let r = Err(FaultError::Segv);
@@ -247,6 +244,8 @@ impl AddressSpace {
     /// guard gap below `addr` (everything `expand_stack` reads). `None`: the
     /// VMAs changed before we got the lock; try again.
     fn grow_stack(&self, addr: u64) -> Option<bool> {
+        // R-M5: declared first, so dropped last, after the write lock.
+        let _drain = self.drain_on_exit();
         let page = addr & !(PAGE - 1);
         let end = match self.tree.pin().next(addr) {
             Some((r, _)) => r.end,

@@ -92,8 +92,9 @@ impl AddressSpace {
     /// (R-M5): recorded in `deferred`, which every writer call reads after
     /// releasing its locks (`drain_deferred`). A second `try_read` after
     /// the record closes the window where the writer released and looked
-    /// before the record was visible (store buffering, the fences of
-    /// `defer_span` and `drain_deferred`); if it succeeds we free here.
+    /// before the record was visible (store buffering: `defer_span`'s
+    /// fence against the ordering the range lock gives the writer's
+    /// release, see `drain_deferred`); if it succeeds we free here.
     /// Called holding no range lock and no pin.
     pub(crate) fn free_span(&self, base: u64) {
         let span = base..base + PMD_SPAN;

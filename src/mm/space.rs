@@ -309,9 +309,10 @@ impl AddressSpace {
 
 /// Grace-period spacing of an address space's domain
 /// ([`Srcu::set_min_gp_gap`](crate::Srcu::set_min_gp_gap); DESIGN §4.8,
-/// "Grace-period spacing"): 1 ms instead of the default 200 µs. Two writer
-/// threads of one space issued about 3 times fewer `membarrier`s and ran
-/// 10 % faster (tenth session, BENCHMARKS).
+/// "Grace-period spacing"): 1 ms instead of the default 200 µs. About 3
+/// times fewer `membarrier`s; two writer threads of one space ran 6.5 %
+/// (placed) and 0.6 % (FIXED) faster, two threads in two spaces of one
+/// process 8-13 % (tenth session, BENCHMARKS).
 const GP_GAP: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// An empty VMA tree with its own, manually reclaimed domain, spaced
