@@ -26,7 +26,14 @@
 //! of the rounds. This VM's speed drifts by up to 2× over minutes; two runs
 //! one after the other compare different phases, alternated rounds of a few
 //! milliseconds compare the same ones. `ALT_FRESH=1` makes new spaces
-//! every round (as fault_storm's slices do). `PHASES=1` prints, per thread
+//! every round (as fault_storm's slices do). `ALT_PROC=1` adds a third
+//! setup to every round: each thread's loops run in its own *process*
+//! (this binary re-executed as a child, driven over its stdin/stdout), the
+//! no-sharing ideal the issue names. Separate spaces in one process still
+//! share the allocator, the process's `membarrier`s (every grace period of
+//! any space interrupts every CPU running a thread of the process) and the
+//! caches of whatever the runtime keeps per process; separate processes
+//! share only the machine. `PHASES=1` prints, per thread
 //! (and per round with `alt`), the wall time of mmap, the faults and munmap
 //! per loop, and the thread's CPU and run-queue time from
 //! `/proc/thread-self/schedstat`: on CPU or waiting.
@@ -34,6 +41,9 @@ use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLoc
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
+    if a.get(1).map(String::as_str) == Some(CHILD) {
+        return child(&a[2..]);
+    }
     let locking = match a.get(1).map(String::as_str) {
         Some("global") => WriterLocking::Global,
         _ => WriterLocking::Range,
@@ -195,8 +205,11 @@ fn alternate(
     let mut sep: Vec<AddressSpace> = (0..threads)
         .map(|_| AddressSpace::with_locking(policy, locking))
         .collect();
-    let (mut t_one, mut t_sep) = (0f64, 0f64);
+    let (mut t_one, mut t_sep, mut t_proc) = (0f64, 0f64, 0f64);
     let mut ratios = Vec::new();
+    let mut procs = std::env::var("ALT_PROC")
+        .is_ok_and(|v| v == "1")
+        .then(|| Children::spawn(locking, policy, fixed, threads, faults));
     for r in 0..rounds {
         if fresh && r > 0 {
             one = [AddressSpace::with_locking(policy, locking)];
@@ -214,6 +227,9 @@ fn alternate(
         };
         t_one += a.as_secs_f64();
         t_sep += b.as_secs_f64();
+        if let Some(c) = procs.as_mut() {
+            t_proc += c.round(per).as_secs_f64();
+        }
         ratios.push(b.as_secs_f64() / a.as_secs_f64());
     }
     ratios.sort_by(f64::total_cmp);
@@ -229,7 +245,115 @@ fn alternate(
         ratios[ratios.len() / 4],
         ratios[ratios.len() * 3 / 4],
     );
+    if procs.is_some() {
+        println!(
+            "  separate processes: {:.0} ns/loop, proc/one {:.3}, proc/sep {:.3}",
+            t_proc * 1e9 / n,
+            t_proc / t_one,
+            t_proc / t_sep
+        );
+    }
     for mm in one.iter().chain(&sep) {
         mm.check().expect("address space consistent after the run");
     }
+}
+
+/// The first argument that makes this binary an `ALT_PROC` child.
+const CHILD: &str = "--alt-proc-child";
+
+/// `ALT_PROC` children: one process per thread, each with its own space.
+struct Children(Vec<std::process::Child>);
+
+impl Children {
+    fn spawn(
+        locking: WriterLocking,
+        policy: FaultPolicy,
+        fixed: bool,
+        threads: u64,
+        faults: u64,
+    ) -> Children {
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("own path");
+        let kids = (0..threads)
+            .map(|i| {
+                Command::new(&exe)
+                    .args([
+                        CHILD,
+                        if locking == WriterLocking::Global {
+                            "global"
+                        } else {
+                            "range"
+                        },
+                        if fixed { "fixed" } else { "placed" },
+                        &format!("{policy:?}"),
+                        &faults.to_string(),
+                        &i.to_string(),
+                    ])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("spawn a child process")
+            })
+            .collect();
+        Children(kids)
+    }
+
+    /// Every child runs `loops` loops at once; returns the wall time from
+    /// the first go to the last child's reply.
+    fn round(&mut self, loops: u64) -> std::time::Duration {
+        use std::io::{BufRead, BufReader, Write};
+        let t = std::time::Instant::now();
+        for c in &mut self.0 {
+            let w = c.stdin.as_mut().expect("piped");
+            writeln!(w, "{loops}").expect("child alive");
+            w.flush().expect("child alive");
+        }
+        for c in &mut self.0 {
+            let mut line = String::new();
+            BufReader::new(c.stdout.as_mut().expect("piped"))
+                .read_line(&mut line)
+                .expect("child reply");
+            assert_eq!(line.trim(), "done", "child failed");
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            drop(c.stdin.take()); // EOF: the child checks its space and exits
+            let ok = c.wait().is_ok_and(|s| s.success());
+            assert!(ok || std::thread::panicking(), "child failed");
+        }
+    }
+}
+
+/// An `ALT_PROC` child: one space, thread `i`'s window; runs the loops
+/// each line of stdin asks for and answers `done`, until EOF.
+fn child(a: &[String]) {
+    use std::io::{BufRead, Write};
+    let locking = match a[0].as_str() {
+        "global" => WriterLocking::Global,
+        _ => WriterLocking::Range,
+    };
+    let fixed = a[1] == "fixed";
+    let policy = match a[2].as_str() {
+        "PerVmaLock" => FaultPolicy::PerVmaLock,
+        "MmapLock" => FaultPolicy::MmapLock,
+        "RangeLock" => FaultPolicy::RangeLock,
+        _ => FaultPolicy::Speculative,
+    };
+    let faults: u64 = a[3].parse().expect("faults");
+    let i: u64 = a[4].parse().expect("index");
+    let mm = AddressSpace::with_locking(policy, locking);
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let loops: u64 = line.expect("stdin").trim().parse().expect("loops");
+        run(&mm, fixed, 0x4000_0000 + (i << 30), loops, faults);
+        writeln!(out, "done")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+    mm.check().expect("address space consistent after the run");
 }

@@ -2,11 +2,8 @@
 //! copy of the VMAs and of the page tables, private pages COW-shared
 //! ([DESIGN §4.9](crate::docs::design#49-processes-frames-fork-and-copy-on-write-issue-14)).
 
-use super::pagetable::PageTables;
 use super::space::{AddressSpace, WState};
 use super::vma::Vma;
-use crate::rangelock::RangeLock;
-use crate::sync::{AtomicUsize, Mutex, RwLock};
 
 impl AddressSpace {
     /// `fork`: returns a child with the parent's VMAs, brk, limits, policy
@@ -26,25 +23,18 @@ impl AddressSpace {
         let _r = self.read_whole();
         // The child is registered in the family's rmap here, before any
         // of its PTEs (and so pv entries naming it) exist (rmap.rs).
-        let tree = super::space::vma_tree();
-        let pt = PageTables::new(self.pt.frames.clone(), tree.domain_arc());
-        let child = AddressSpace {
-            tree,
-            pt,
-            lock: RwLock::new(WState {
+        let child = AddressSpace::from_parts(
+            self.pt.frames.clone(),
+            WState {
                 start_brk: st.start_brk,
                 brk: st.brk,
-            }),
-            rl: RangeLock::new(),
-            deferred: Mutex::new(Vec::new()),
-            deferred_n: AtomicUsize::new(0),
-            reserved_maps: AtomicUsize::new(0),
-            policy: self.policy,
-            locking: self.locking,
-            gate: self.gate.clone(),
-            stack_rlimit: self.stack_rlimit,
-            max_map_count: self.max_map_count,
-        };
+            },
+            self.policy,
+            self.locking,
+            self.gate.clone(),
+            self.stack_rlimit,
+            self.max_map_count,
+        );
         drop(st);
         let pin = self.tree.pin();
         // The VMA tree: a bulk build (one transaction, no search: dense

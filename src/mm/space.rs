@@ -116,24 +116,50 @@ impl AddressSpace {
 
     /// An empty address space with the given fault policy and writer locking.
     pub fn with_locking(policy: FaultPolicy, locking: WriterLocking) -> AddressSpace {
+        AddressSpace::from_parts(
+            Arc::new(FrameTable::new()),
+            WState {
+                start_brk: DEFAULT_BRK,
+                brk: DEFAULT_BRK,
+            },
+            policy,
+            locking,
+            Vec::new(),
+            super::DEFAULT_STACK_RLIMIT,
+            super::DEFAULT_MAX_MAP_COUNT,
+        )
+    }
+
+    /// An address space with no VMAs: a fresh tree (its own Srcu domain,
+    /// `vma_tree`), page tables sharing `frames` (registered in the family's
+    /// rmap before any PTE exists, rmap.rs), and the given brk state,
+    /// policies and limits. The one constructor of the struct: `new` and
+    /// `with_locking` pass defaults, `fork` the parent's settings.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        frames: Arc<FrameTable>,
+        brk: WState,
+        policy: FaultPolicy,
+        locking: WriterLocking,
+        gate: Vec<MapsEntry>,
+        stack_rlimit: u64,
+        max_map_count: u64,
+    ) -> AddressSpace {
         let tree = vma_tree();
-        let pt = PageTables::new(Arc::new(FrameTable::new()), tree.domain_arc());
+        let pt = PageTables::new(frames, tree.domain_arc());
         AddressSpace {
             tree,
             pt,
-            lock: RwLock::new(WState {
-                start_brk: DEFAULT_BRK,
-                brk: DEFAULT_BRK,
-            }),
+            lock: RwLock::new(brk),
             rl: RangeLock::new(),
             deferred: Mutex::new(Vec::new()),
             deferred_n: AtomicUsize::new(0),
             reserved_maps: AtomicUsize::new(0),
             policy,
             locking,
-            gate: Vec::new(),
-            stack_rlimit: super::DEFAULT_STACK_RLIMIT,
-            max_map_count: super::DEFAULT_MAX_MAP_COUNT,
+            gate,
+            stack_rlimit,
+            max_map_count,
         }
     }
 

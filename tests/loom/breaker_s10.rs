@@ -24,7 +24,7 @@
 //! `orphan_handed_to_munmap_under_global_locking` (each: `check()` finds a
 //! table left in a span with no VMA).
 
-use super::mm::{A, FIXED, P, RW};
+use super::mm::{A, FIXED, P, RW, model_bounded};
 use loom::sync::Arc;
 use loom::thread;
 use maple_rcu::mm::{
@@ -36,13 +36,6 @@ const SPAN: u64 = 2 << 20;
 /// A GROWSDOWN VMA in the span above `A`'s, low enough that a growth's
 /// guard-gap lock reaches down into `A`'s span.
 const ST: u64 = A + SPAN + 16 * P;
-
-fn bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.max_branches = 100_000;
-    b.preemption_bound = Some(bound);
-    b.check(f);
-}
 
 fn balanced(mm: &AddressSpace) {
     mm.check().unwrap();
@@ -78,7 +71,7 @@ fn vs_neighbour(mm: AddressSpace, op: impl Fn(&AddressSpace)) {
 /// contagion margin reaches one page into the span.
 #[test]
 fn handoff_to_fixed_mmap_below_span() {
-    bounded(2, || {
+    model_bounded(2, || {
         vs_neighbour(AddressSpace::new(), |mm| {
             assert_eq!(mm.mmap(Some(A - P), P, Prot::READ, FIXED), Ok(A - P));
         })
@@ -89,7 +82,7 @@ fn handoff_to_fixed_mmap_below_span() {
 /// its lock was held (the early return must still drain).
 #[test]
 fn handoff_to_failing_noreplace_mmap() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = AddressSpace::new();
         mm.mmap(Some(A - P), P, Prot::READ, FIXED).unwrap();
         vs_neighbour(mm, |mm| {
@@ -103,7 +96,7 @@ fn handoff_to_failing_noreplace_mmap() {
 /// contagion margin).
 #[test]
 fn handoff_to_madvise_dontfork() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = AddressSpace::new();
         mm.mmap(Some(A - P), P, Prot::READ, FIXED).unwrap();
         vs_neighbour(mm, |mm| mm.madvise(A - P, P, Advice::DontFork).unwrap())
@@ -115,7 +108,7 @@ fn handoff_to_madvise_dontfork() {
 /// its own source tables (`Tables::Free`) and must also drain.
 #[test]
 fn handoff_to_mremap_shrink() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = AddressSpace::new();
         mm.mmap(Some(A - 2 * P), 2 * P, Prot::READ, FIXED).unwrap();
         vs_neighbour(mm, |mm| {
@@ -130,7 +123,7 @@ fn handoff_to_mremap_shrink() {
 /// brk far away: the whole space is write-locked.
 #[test]
 fn handoff_to_brk() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = AddressSpace::new();
         let heap = A + 8 * SPAN;
         mm.set_initial_brk(heap);
@@ -145,7 +138,7 @@ fn handoff_to_brk() {
 #[test]
 #[ignore = "about 220 s; handoff_to_refused_stack_growth covers the same drain"]
 fn handoff_to_stack_growth() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = AddressSpace::new();
         mm.mmap(Some(ST), P, RW, FIXED | MapFlags::GROWSDOWN)
             .unwrap();
@@ -159,7 +152,7 @@ fn handoff_to_stack_growth() {
 /// growth is refused (Segv) after the lock was held.
 #[test]
 fn handoff_to_refused_stack_growth() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mut mm = AddressSpace::new();
         mm.set_stack_rlimit(P);
         mm.mmap(Some(ST), P, RW, FIXED | MapFlags::GROWSDOWN)
@@ -177,7 +170,7 @@ fn handoff_to_refused_stack_growth() {
 /// munmap's drain. The fault answers Ok or Segv; nothing is left.
 #[test]
 fn orphan_handed_to_munmap_under_global_locking() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = Arc::new(AddressSpace::with_locking(
             FaultPolicy::Speculative,
             WriterLocking::Global,
@@ -192,7 +185,7 @@ fn orphan_handed_to_munmap_under_global_locking() {
 #[test]
 #[ignore = "three threads; run by hand"]
 fn orphan_handed_to_neighbour_mprotect() {
-    bounded(2, || {
+    model_bounded(2, || {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(A - P), P, Prot::READ, FIXED).unwrap();
         mm.mmap(Some(A), P, RW, FIXED).unwrap();
