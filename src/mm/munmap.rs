@@ -13,10 +13,10 @@ use std::ops::Range;
 impl AddressSpace {
     /// `munmap`: holes are fine; VMAs are split at the edges.
     ///
-    /// Under `WriterLocking::Range` it write-locks only its R-M1 extent (no
-    /// 2 MiB spans, and no contagion margin: an unmap merges nothing),
-    /// commits, narrows its lock to the unmapped part for the zap
-    /// (`unmap_commit_first`, R-M4), and frees
+    /// Under `WriterLocking::Range` it write-locks exactly its range (no
+    /// 2 MiB spans, not the whole VMAs it splits, and no contagion margin:
+    /// an unmap merges nothing), edits and commits under the tree's writer
+    /// mutex, zaps (`unmap_own_range`, R-M6), and frees
     /// the tables it emptied after releasing it (`free_empty_spans`,
     /// [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
     /// "Freeing tables"), so it no longer excludes writers in the rest of
@@ -36,8 +36,8 @@ impl AddressSpace {
             let _w = self.lock_whole();
             return self.unmap_checked(r, Tables::Free);
         }
-        let mut w = self.lock_for_unmap(r.clone());
-        let done = self.unmap_commit_first(&mut w, &r);
+        let w = self.lock_exactly(r.clone());
+        let done = self.unmap_own_range(&r);
         drop(w);
         done?;
         self.free_empty_spans(&r);

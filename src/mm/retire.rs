@@ -8,7 +8,6 @@
 use crate::mm::error::MmError;
 use crate::mm::flags::FaultPolicy;
 use crate::mm::flags::Prot;
-use crate::rangelock::RangeWriteGuard;
 
 use crate::mm::space::{AddressSpace, span_has_no_vma};
 use crate::mm::vma::{Spec, Vma};
@@ -311,65 +310,56 @@ impl AddressSpace {
         true
     }
 
-    /// munmap under `WriterLocking::Range` (R-M4, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
-    /// "An unmap that narrows"): kill the VMAs overlapping `r`, publish the
-    /// new version (their parts outside `r` live, a hole in `r`) at once,
-    /// then narrow `g`, the caller's lock of its R-M1 extent, to the part
-    /// of `r` those VMAs covered, and zap it. So the neighbours that shared
-    /// a VMA with `r` (a placed block merged with another thread's) are
-    /// live again, and free for their own writers, while the zap runs.
+    /// munmap under `WriterLocking::Range`, holding a write lock of
+    /// exactly `r` (R-M6, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "An unmap that locks only its range"): in one transaction of the
+    /// current version, under the tree's writer mutex, kill the VMAs
+    /// overlapping `r` and publish their parts outside `r` live and a hole
+    /// in `r`; then, holding only `r`, zap the part of `r` they covered. So
+    /// the neighbours that shared a VMA with `r` (a placed block merged
+    /// with another thread's) are live again at once, and their own
+    /// writers never wait for our zap.
     ///
-    /// Why the zap may follow the commit here, when it must precede it for
-    /// every writer that publishes a VMA over its zap range (M7, the lost
-    /// writes of issue 10): nothing is published in `r`, and nobody can
-    /// publish there until we release, since every writer that maps there
-    /// holds a write lock overlapping it (a placement claims with
-    /// `try_write`, a FIXED mmap waits). A fault in `r` that read a removed
-    /// VMA installs only if it validated it live under the PTL before our
-    /// zap's section there, which then removes its PTE (races 1 and 2: the
-    /// kill precedes the zap); one on the new version finds no VMA (Segv,
-    /// after the munmap). `Err(NoMem)`, with nothing changed, when `r`
-    /// splits one VMA in three and `vm.max_map_count` is reached.
-    pub(crate) fn unmap_commit_first(
-        &self,
-        g: &mut RangeWriteGuard<'_>,
-        r: &Range<u64>,
-    ) -> Result<(), MmError> {
-        let zap = match self.plan_unmap(r) {
-            Some((_, published)) if published.is_empty() => return Ok(()),
-            Some((log, published)) => {
-                let (mut lo, mut hi) = (u64::MAX, 0);
-                for &v in &published {
-                    // SAFETY: published and in our locked area: alive until
-                    // our commit below retires it (R-M1, M3).
-                    let v = unsafe { &*v };
-                    lo = lo.min(v.spec.range.start);
-                    hi = hi.max(v.spec.range.end);
-                    self.kill(v);
-                }
-                self.replay(log, 0, After::None);
-                lo.max(r.start)..hi.min(r.end)
-            }
-            None => {
-                let txn = self.tree.write();
-                if self.unmap_needs_room(&txn, r) {
-                    return Err(MmError::NoMem);
-                }
-                let mut e = Edit::new(txn);
-                self.edit(&mut e, r.clone(), Vec::new(), true);
-                for &v in &e.replaced {
-                    // SAFETY: from `e.txn`, alive until its commit below
-                    // retires it (and kept alive by our locked area, R-M1).
-                    self.kill(unsafe { &*v });
-                }
-                self.commit(e.txn);
-                r.clone()
-            }
-        };
-        // R10: inside the guard's range (the extent covers `r`), not empty
-        // (the removed VMAs overlap `r`).
-        let narrowed = g.narrow(zap.start, zap.end);
-        debug_assert!(narrowed.is_ok(), "{narrowed:?}");
+    /// Why the edit may read VMAs our lock does not wholly hold: any other
+    /// writer holding part of such a VMA holds all of it (R-M1), and so
+    /// overlaps `r` and excludes us; another unmap holding part of it
+    /// edits under the same mutex, after or before us, from the version
+    /// the first one published. Why the zap may follow the commit, when it
+    /// must precede it for every writer that publishes a VMA over its zap
+    /// range (M7, the lost writes of issue 10): nothing is published in
+    /// `r`, and nobody can publish there until we release, since every
+    /// writer that maps there holds a write lock overlapping it (a
+    /// placement claims with `try_write`, a FIXED mmap waits). A fault in
+    /// `r` that read a removed VMA installs only if it validated it live
+    /// under the PTL before our zap's section there, which then removes
+    /// its PTE (races 1 and 2: the kill precedes the zap); one on the new
+    /// version finds no VMA (Segv, after the munmap). A fault outside `r`
+    /// that read a removed VMA retries and finds its live remainder.
+    /// `Err(NoMem)`, with nothing changed, when `r` splits one VMA in three
+    /// and `vm.max_map_count` is reached.
+    pub(crate) fn unmap_own_range(&self, r: &Range<u64>) -> Result<(), MmError> {
+        let txn = self.tree.write();
+        if self.unmap_needs_room(&txn, r) {
+            return Err(MmError::NoMem);
+        }
+        let mut e = Edit::new(txn);
+        self.edit(&mut e, r.clone(), Vec::new(), true);
+        if e.replaced.is_empty() {
+            // A hole: nothing to zap, nothing to commit.
+            return Ok(());
+        }
+        let (mut lo, mut hi) = (u64::MAX, 0);
+        for &v in &e.replaced {
+            // SAFETY: read from `e.txn`, the current version, under the
+            // writer mutex we hold: published, so alive until the commit
+            // below retires it and a grace period passes (M3).
+            let v = unsafe { &*v };
+            lo = lo.min(v.spec.range.start);
+            hi = hi.max(v.spec.range.end);
+            self.kill(v);
+        }
+        self.commit(e.txn);
+        let zap = lo.max(r.start)..hi.min(r.end);
         self.pt.zap_range(zap.start, zap.end);
         Ok(())
     }

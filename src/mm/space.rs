@@ -408,19 +408,15 @@ impl AddressSpace {
         self.lock_area(r, |view, want| self.lock_extent(view, want, span))
     }
 
-    /// `lock_for` for munmap (R-M4): `r` extended to the VMAs overlapping
-    /// it, with no contagion margin. An unmap creates nothing that could
-    /// merge, so it needs no neighbour; a writer that merges with a VMA
-    /// we change has that VMA inside its own margin and so overlaps our
-    /// extent (R-M1 is symmetric in that sense).
-    pub(crate) fn lock_for_unmap(&self, r: Range<u64>) -> RangeWriteGuard<'_> {
-        self.lock_area(r, |view, want| {
-            extent(
-                want.clone(),
-                view.range(want.clone()).map(|(vr, _)| vr),
-                false,
-            )
-        })
+    /// munmap's lock (R-M6, [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11)):
+    /// exactly `r`, not extended to the VMAs overlapping it and with no
+    /// contagion margin. Every other writer's area holds whole VMAs, so it
+    /// overlaps `r` whenever it holds any part of a VMA the unmap changes;
+    /// the unmap reads and edits the VMAs under the tree's writer mutex
+    /// (`unmap_own_range`). Blocks; the caller holds no range lock.
+    pub(crate) fn lock_exactly(&self, r: Range<u64>) -> RangeWriteGuard<'_> {
+        self.reclaim_retired();
+        granted(self.rl.write(r.start, r.end))
     }
 
     /// Write-locks `area(snapshot, r)`, revalidating after the wait (see
@@ -452,7 +448,7 @@ impl AddressSpace {
     /// Before queueing: a few `try_write`s of the area, each recomputed on
     /// a fresh snapshot. The writer in the way is often about to commit a
     /// change that shrinks our area (another thread's munmap splitting the
-    /// VMA both blocks merged into) or to narrow its own hold (R-M4):
+    /// VMA both blocks merged into, R-M6):
     /// a request queued on the stale, larger area would wait for that
     /// writer's whole zap. `try_write` never passes a waiting conflicting
     /// request (FIFO, R4). None under loom (the blocking path is the

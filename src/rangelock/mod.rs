@@ -785,7 +785,8 @@ macro_rules! guard_common {
             /// changes) unless `[start, end)` is a non-empty range inside
             /// the held one. For a writer that needed a wide area to decide
             /// and publish, and only part of it for slow work after (an
-            /// address space's munmap, DESIGN §4.8, R-M4).
+            /// address space's munmap did so until it locked only its own
+            /// range: DESIGN §4.8, R-M4 and R-M6).
             ///
             /// ```
             /// use maple_rcu::RangeLock;
