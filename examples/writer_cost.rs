@@ -25,7 +25,11 @@
 //! time ÷ shared time, the "vs separate"), overall and the median
 //! of the rounds. This VM's speed drifts by up to 2× over minutes; two runs
 //! one after the other compare different phases, alternated rounds of a few
-//! milliseconds compare the same ones. `ALT_FRESH=1` makes new spaces
+//! milliseconds compare the same ones. Every setup keeps its threads (or
+//! processes) for the whole run, and a round's time is the longest time a
+//! worker measured around its own loops (since the eleventh session: before,
+//! threads were spawned every round and timed from outside, which charged
+//! each round their start-up and wake-up). `ALT_FRESH=1` makes new spaces
 //! every round (as fault_storm's slices do). `ALT_PROC=1` adds a third
 //! setup to every round: each thread's loops run in its own *process*
 //! (this binary re-executed as a child, driven over its stdin/stdout), the
@@ -157,31 +161,66 @@ fn schedstat() -> (u64, u64) {
     (f.next().unwrap_or(0), f.next().unwrap_or(0))
 }
 
-/// `threads` threads, thread `i` in window `i` of `spaces[i % spaces.len()]`,
-/// `loops` loops each; returns the wall time.
-/// The threads are named `one` or `sep` (by `spaces.len()`), so that
-/// `perf report --sort comm,symbol` of an `alt` run splits the two setups.
-fn timed(
-    spaces: &[AddressSpace],
-    fixed: bool,
-    loops: u64,
-    threads: u64,
-    faults: u64,
-) -> std::time::Duration {
-    let name = if spaces.len() == 1 { "one" } else { "sep" };
-    let t = std::time::Instant::now();
-    std::thread::scope(|s| {
+/// Persistent worker threads of one `alt` setup, named `one` or `sep`, so
+/// that `perf report --sort comm,symbol` of an `alt` run splits the setups.
+/// Kept for the whole run, as the `ALT_PROC` children are: threads spawned
+/// afresh every round would pay their first-use costs (thread-local slots,
+/// a new frame-table shard, a malloc arena) in every round, in one process
+/// only.
+struct Crew {
+    go: Vec<std::sync::mpsc::Sender<(std::sync::Arc<AddressSpace>, u64)>>,
+    done: std::sync::mpsc::Receiver<std::time::Duration>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Crew {
+    fn new(name: &str, threads: u64, fixed: bool, faults: u64) -> Crew {
+        let (tx, done) = std::sync::mpsc::channel();
+        let (mut go, mut workers) = (Vec::new(), Vec::new());
         for i in 0..threads {
-            let mm = &spaces[i as usize % spaces.len()];
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn_scoped(s, move || {
-                    run(mm, fixed, 0x4000_0000 + (i << 30), loops, faults)
-                })
-                .expect("spawn");
+            let (g, rx) = std::sync::mpsc::channel::<(std::sync::Arc<AddressSpace>, u64)>();
+            let tx = tx.clone();
+            go.push(g);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || {
+                        for (mm, loops) in rx {
+                            let t = std::time::Instant::now();
+                            run(&mm, fixed, 0x4000_0000 + (i << 30), loops, faults);
+                            tx.send(t.elapsed()).expect("main alive");
+                        }
+                    })
+                    .expect("spawn"),
+            );
         }
-    });
-    t.elapsed()
+        Crew { go, done, workers }
+    }
+
+    /// Worker `i` runs `loops` loops in `spaces[i % spaces.len()]`, all at
+    /// once; returns the longest time a worker measured around its own
+    /// loops (the concurrent phase, without the wake-up of a sleeping
+    /// worker, up to 0.5 ms on this VM: measured as the children are).
+    fn round(&self, spaces: &[std::sync::Arc<AddressSpace>], loops: u64) -> std::time::Duration {
+        for (i, g) in self.go.iter().enumerate() {
+            g.send((spaces[i % spaces.len()].clone(), loops))
+                .expect("worker alive");
+        }
+        (0..self.go.len())
+            .map(|_| self.done.recv().expect("worker alive"))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        self.go.clear(); // the workers' loops end
+        for w in self.workers.drain(..) {
+            let ok = w.join().is_ok();
+            assert!(ok || std::thread::panicking(), "worker panicked");
+        }
+    }
 }
 
 /// The `alt` mode: shared and separate spaces in alternated short rounds.
@@ -201,10 +240,13 @@ fn alternate(
     let per = (loops / rounds).max(1);
     // `ALT_FRESH=1`: new spaces every round (as fault_storm's slices).
     let fresh = std::env::var("ALT_FRESH").is_ok_and(|v| v == "1");
-    let mut one = [AddressSpace::with_locking(policy, locking)];
-    let mut sep: Vec<AddressSpace> = (0..threads)
-        .map(|_| AddressSpace::with_locking(policy, locking))
-        .collect();
+    let space = || std::sync::Arc::new(AddressSpace::with_locking(policy, locking));
+    let mut one = vec![space()];
+    let mut sep: Vec<_> = (0..threads).map(|_| space()).collect();
+    let (crew_one, crew_sep) = (
+        Crew::new("one", threads, fixed, faults),
+        Crew::new("sep", threads, fixed, faults),
+    );
     let (mut t_one, mut t_sep, mut t_proc) = (0f64, 0f64, 0f64);
     let mut ratios = Vec::new();
     let mut procs = std::env::var("ALT_PROC")
@@ -212,18 +254,16 @@ fn alternate(
         .then(|| Children::spawn(locking, policy, fixed, threads, faults));
     for r in 0..rounds {
         if fresh && r > 0 {
-            one = [AddressSpace::with_locking(policy, locking)];
-            sep = (0..threads)
-                .map(|_| AddressSpace::with_locking(policy, locking))
-                .collect();
+            one = vec![space()];
+            sep = (0..threads).map(|_| space()).collect();
         }
         // Alternate which goes first, so neither always follows the other.
         let (a, b) = if r % 2 == 0 {
-            let a = timed(&one, fixed, per, threads, faults);
-            (a, timed(&sep, fixed, per, threads, faults))
+            let a = crew_one.round(&one, per);
+            (a, crew_sep.round(&sep, per))
         } else {
-            let b = timed(&sep, fixed, per, threads, faults);
-            (timed(&one, fixed, per, threads, faults), b)
+            let b = crew_sep.round(&sep, per);
+            (crew_one.round(&one, per), b)
         };
         t_one += a.as_secs_f64();
         t_sep += b.as_secs_f64();
@@ -254,6 +294,7 @@ fn alternate(
             t_proc / t_sep
         );
     }
+    drop((crew_one, crew_sep));
     for mm in one.iter().chain(&sep) {
         mm.check().expect("address space consistent after the run");
     }
@@ -359,8 +400,10 @@ fn child(a: &[String]) {
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
         let loops: u64 = line.expect("stdin").trim().parse().expect("loops");
+        let t = std::time::Instant::now();
         run(&mm, fixed, 0x4000_0000 + (i << 30), loops, faults);
-        writeln!(out, "done")
+        let ns = t.elapsed().as_nanos();
+        writeln!(out, "done {ns}")
             .and_then(|()| out.flush())
             .expect("stdout");
     }
