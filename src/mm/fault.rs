@@ -194,9 +194,12 @@ impl AddressSpace {
     /// The locked path: `whole` (policy `MmapLock`) read-locks the whole
     /// space like Linux's mmap_lock; otherwise (the fallback of the
     /// optimistic policies) only `addr`'s page, which excludes every writer
-    /// that changes a VMA covering it or frees its table (R-M1), so the
-    /// attempt cannot meet a dead VMA and completes. Stack growth write-locks
-    /// the stack VMA and the guard gap below it.
+    /// that changes the mapping of that page or frees its table (R-M1), so
+    /// the attempt completes unless an munmap of another part of its VMA
+    /// (which locks only its own range, R-M6) killed the VMA meanwhile: then
+    /// it retries, holding nothing while it yields, and finds the live
+    /// remainder, with the page's mapping unchanged. Stack growth
+    /// write-locks the stack VMA and the guard gap below it.
     pub(crate) fn fault_locked(
         &self,
         addr: u64,
@@ -217,8 +220,8 @@ impl AddressSpace {
                         self.pt.ctr.fault_done(Path::Locked, &r);
                         return r;
                     }
-                    // Not expected with the writers excluded; never spin
-                    // holding the lock.
+                    // Only after an munmap of another part of the VMA
+                    // (R-M6); never spin holding the lock.
                     t @ (Try::Retry | Try::Orphan(_)) => {
                         drop((pin, r));
                         self.orphan(&t);
