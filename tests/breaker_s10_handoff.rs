@@ -38,6 +38,8 @@
 //! free step's second `try_read` removed (caught in 1 of 4 runs), a drain
 //! running only the first listed step (1 of 4 runs).
 
+#[path = "common/race.rs"]
+mod race;
 #[path = "common/rng.rs"]
 mod rng;
 #[path = "common/watchdog.rs"]
@@ -47,10 +49,10 @@ use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultError, FaultOutcome, FaultPolicy, MapFlags, MmError, Prot,
     RemapFlags, STACK_GUARD_GAP, WriterLocking,
 };
+use race::{Party, delay, quiescent, race, repeat_until};
 use rng::Rng;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread;
+use std::sync::atomic::AtomicBool;
 
 const P: u64 = 4096;
 const SPAN: u64 = 2 << 20;
@@ -231,59 +233,6 @@ fn unmapper(mm: &AddressSpace, off: u64, v: u64) {
     mm.munmap(a, P).unwrap();
 }
 
-/// A spin barrier for `n` threads (the std one parks, and the wake-up
-/// latency staggers the threads by more than an operation lasts). Yields
-/// after a while so it never starves a descheduled peer.
-struct Spin {
-    n: usize,
-    count: AtomicUsize,
-    epoch: AtomicUsize,
-}
-
-impl Spin {
-    fn new(n: usize) -> Spin {
-        Spin {
-            n,
-            count: AtomicUsize::new(0),
-            epoch: AtomicUsize::new(0),
-        }
-    }
-
-    /// True for exactly one thread per crossing (the last to arrive).
-    fn wait(&self) -> bool {
-        let g = self.epoch.load(Ordering::Acquire);
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
-            self.count.store(0, Ordering::Relaxed);
-            self.epoch.store(g + 1, Ordering::Release);
-            return true;
-        }
-        let mut k = 0u32;
-        while self.epoch.load(Ordering::Acquire) == g {
-            if k < 64 {
-                std::hint::spin_loop();
-                k += 1;
-            } else {
-                thread::yield_now();
-            }
-        }
-        false
-    }
-}
-
-fn delay(r: &mut Rng, max: u64) {
-    for _ in 0..r.below(max) {
-        std::hint::spin_loop();
-    }
-}
-
-fn quiescent(mm: &AddressSpace, what: &str) {
-    let s = mm.stats();
-    assert_eq!(
-        s.tables_kept, 0,
-        "{what}: table left in an empty span: {s:?}"
-    );
-}
-
 fn round_end(mm: &AddressSpace, what: &str) {
     if let Err(e) = mm.check() {
         panic!("{what}: check: {e}");
@@ -326,17 +275,6 @@ fn duel(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u
         |_, _| {},
     );
     round_end(&mm, &what);
-}
-
-/// Runs `f` at least once and until `done` (bounded, so a neighbour whose
-/// operation is slow cannot make an iteration long).
-fn repeat_until(done: &AtomicBool, mut f: impl FnMut()) {
-    for _ in 0..500 {
-        f();
-        if done.load(Ordering::Acquire) {
-            return;
-        }
-    }
 }
 
 /// The unmapper against the neighbour `kind` under each fault policy
@@ -488,11 +426,6 @@ fn trio(kind: Kind, policy: FaultPolicy, locking: WriterLocking, n: u64, seed: u
     round_end(&mm, &what);
 }
 
-/// One party of a `race`: its part of iteration `i`, given the space and
-/// `done` (set by the main thread once its own part of the iteration is
-/// over).
-type Party = Box<dyn FnMut(&AddressSpace, u64, &AtomicBool) + Send>;
-
 /// The neighbour of `kind` as a party: after a random delay, repeats its
 /// operation until the main thread's part is over (so one of its calls is
 /// likely in the way of the main thread's free step).
@@ -506,50 +439,6 @@ fn repeating(kind: Kind, seed: u64) -> Party {
             j += 1;
         });
     })
-}
-
-/// The iteration protocol of every race here: the `parties` (a thread
-/// each) and the main thread meet at a spin barrier, run their parts of
-/// iteration `i` (`main` on the main thread, which then sets `done`), and
-/// meet again; at that quiescent point the main thread checks the space
-/// (`quiescent`, then `after`) while the parties wait at a third barrier.
-fn race(
-    mm: &Arc<AddressSpace>,
-    n: u64,
-    what: &str,
-    parties: Vec<Party>,
-    mut main: impl FnMut(&AddressSpace, u64),
-    mut after: impl FnMut(&AddressSpace, u64),
-) {
-    let bar = Arc::new(Spin::new(parties.len() + 1));
-    let done = Arc::new(AtomicBool::new(false));
-    let hs: Vec<_> = parties
-        .into_iter()
-        .map(|mut part| {
-            let (mm, bar, done) = (mm.clone(), bar.clone(), done.clone());
-            thread::spawn(move || {
-                for i in 0..n {
-                    bar.wait();
-                    part(&mm, i, &done);
-                    bar.wait();
-                    bar.wait();
-                }
-            })
-        })
-        .collect();
-    for i in 0..n {
-        bar.wait();
-        main(mm, i);
-        done.store(true, Ordering::Release);
-        bar.wait();
-        quiescent(mm, &format!("{what} iter {i}"));
-        after(mm, i);
-        done.store(false, Ordering::Relaxed);
-        bar.wait();
-    }
-    for h in hs {
-        h.join().unwrap();
-    }
 }
 
 /// Several unmappers in one span (each owns a page; the span is empty only
