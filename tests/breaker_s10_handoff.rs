@@ -70,17 +70,11 @@ const BRK: u64 = B + 64 * SPAN;
 const _: () = assert!(ST - P - STACK_GUARD_GAP - P < B + SPAN);
 
 fn iters() -> u64 {
-    std::env::var("S10_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300)
+    race::env_u64("S10_ITERS", 300)
 }
 
 fn seed() -> u64 {
-    std::env::var("S10_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0010)
+    race::env_u64("S10_SEED", 0x5eed_0010)
 }
 
 /// The neighbour's writer kinds (see the module doc).

@@ -84,17 +84,11 @@ const POLICIES: [FaultPolicy; 4] = [
 ];
 
 fn iters() -> u64 {
-    std::env::var("S11_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30)
+    race::env_u64("S11_ITERS", 30)
 }
 
 fn seed() -> u64 {
-    std::env::var("S11_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0011)
+    race::env_u64("S11_SEED", 0x5eed_0011)
 }
 
 /// One operation of a case: its part of iteration `i`, its results as a

@@ -112,8 +112,10 @@ impl AddressSpace {
 
     /// `RangeLock` (Lespinasse's design): read-lock the 2 MiB-aligned range
     /// around `addr` (an anonymous VMA) or the VMA's range (a file VMA), then
-    /// look up and fault under it. No VMA covering `addr` changes while the
-    /// lock is held: a writer write-locks every VMA it replaces (R-M1).
+    /// look up and fault under it. The mapping of `addr` does not change
+    /// while the lock is held (every writer changing it write-locks it,
+    /// R-M1), but its VMA may be killed and republished unchanged there by
+    /// an munmap of another part of it (R-M6): the attempt then retries.
     fn fault_range_lock(&self, addr: u64, access: Access) -> Result<FaultOutcome, FaultError> {
         loop {
             let l = {

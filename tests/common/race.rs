@@ -125,3 +125,12 @@ pub fn race(
         h.join().unwrap();
     }
 }
+
+/// The environment variable `name` as a number, else `default` (the
+/// breakers' `*_ITERS` and `*_SEED` knobs).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
