@@ -918,12 +918,25 @@ impl Srcu {
             // the scans that ended it.
             return completed(gp.gp_seq.load(Ordering::Acquire));
         };
+        // What this call must serve: everything requested when it first
+        // finds the state machine idle (which includes every request made
+        // before the call). An `Always` call starts grace periods ignoring
+        // the spacing only until that is covered; requests that arrive
+        // while it runs are served as `Spaced` (S14: an unbounded chase of
+        // concurrent requests chained one grace period after another).
+        let mut target = None;
         loop {
             // Relaxed: written only under gp_lock, which we hold.
             let seq = gp.gp_seq.load(Ordering::Relaxed);
             match seq & PHASE_MASK {
                 IDLE => {
                     let q = lock_spinning(&gp.queue);
+                    let target = *target.get_or_insert(q.requested);
+                    let how = if completed(seq) >= target {
+                        Start::Spaced
+                    } else {
+                        how
+                    };
                     if q.requested <= completed(seq)
                         || !last_start.may_start(how, q.pending, gp.min_gap())
                     {

@@ -278,6 +278,43 @@ fn spaced_starts_wait_min_gp_gap() {
     panic!("never ran a round within {MIN_GP_GAP:?}");
 }
 
+/// S14: an `Always` advance serves what was requested when it started,
+/// and does not chase requests that keep arriving while it runs. Before,
+/// a requester on another thread kept `advance` chaining grace periods (two
+/// `membarrier`s each) for as long as it kept requesting: 12× the grace
+/// periods of separate domains for two mm writers of one space. With a
+/// 10 s gap, every start but the one a call owes is refused, so a call
+/// completes at most the grace period it found running and one more.
+#[test]
+fn always_advance_does_not_chase_concurrent_requests() {
+    let d = Srcu::new();
+    d.set_min_gp_gap(std::time::Duration::from_secs(10));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = std::time::Instant::now();
+            while t.elapsed() < std::time::Duration::from_millis(200) {
+                d.start_poll();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let mut calls = 0u64;
+        let mut worst = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let before = completed_gps(&d);
+            d.advance();
+            worst = worst.max(completed_gps(&d) - before);
+            calls += 1;
+        }
+        assert!(worst <= 2, "one advance completed {worst} grace periods");
+        assert!(calls > 0);
+    });
+    // What was requested before a call is still served by it.
+    let cookie = d.start_poll();
+    d.advance();
+    assert!(d.gp_passed(cookie), "advance left a prior request waiting");
+}
+
 #[test]
 fn defer_batch_runs_each_destructor_once() {
     unsafe fn bump(p: *mut ()) {
