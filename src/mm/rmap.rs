@@ -285,6 +285,17 @@ impl FrameTable {
         l.push(pv);
     }
 
+    /// Drops the stale entries of a frame just allocated for a shared
+    /// object, under the object's lock, before any other space can find the
+    /// frame there (lock order: object → pv). `rmap_add(.., fresh)` would
+    /// clear the list only after the object's lock is released, and so
+    /// wipe the entry of a space that found the frame in the object and
+    /// mapped it in between (M10; loom
+    /// `mm::shared_anon_first_faults_in_parent_and_child`).
+    pub(crate) fn rmap_clear(&self, pfn: u64) {
+        self.pv(pfn).clear();
+    }
+
     /// Removes the entry of a PTE being cleared (under its PTL), or a stale
     /// one (its space exited). True if it was there.
     #[inline]

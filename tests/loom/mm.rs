@@ -889,3 +889,31 @@ fn munmaps_of_both_halves() {
         balanced(&mm);
     }
 }
+
+/// Issue 14 (found by the torture test, twelfth session): the first faults
+/// of one MAP_SHARED anonymous page in a parent and its fork child, at once.
+/// The object allocates the frame for whichever comes first; the other maps
+/// the same frame. Both pv entries must survive (M10): the fresh frame's
+/// stale entries used to be dropped in `rmap_add(.., fresh)`, after the
+/// object's lock was released, so when the other space found the frame in
+/// the object and added its entry first, the clear wiped that entry and its
+/// PTE was left without one (`check_family` fails; a later zap of it trips
+/// "PTE without its pv entry (M10)").
+#[test]
+fn shared_anon_first_faults_in_parent_and_child() {
+    model_family(|| {
+        let p = Arc::new(AddressSpace::new());
+        let shared = MapFlags::SHARED | MapFlags::ANONYMOUS | MapFlags::FIXED;
+        p.mmap(Some(A), P, RW, shared).unwrap();
+        let c = Arc::new(p.fork());
+        let w = {
+            let c = c.clone();
+            thread::spawn(move || c.fault(A, Access::Read).unwrap())
+        };
+        p.fault(A, Access::Write).unwrap();
+        w.join().unwrap();
+        AddressSpace::check_family(&[&p, &c]).unwrap();
+        c.munmap(A, P).unwrap();
+        p.munmap(A, P).unwrap();
+    });
+}
