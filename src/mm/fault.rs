@@ -371,17 +371,12 @@ impl AddressSpace {
         let (pfn, fresh) = match &v.spec.attrs.shm {
             // MAP_SHARED anonymous: the object's frame of this page, or a
             // fresh one the object keeps (lock order: PTL → object, shmem.rs).
-            // A fresh frame's stale pv entries go under the object's lock,
-            // before another space (a fork relative faulting the same page)
-            // can find the frame and add its entry: never `fresh` below.
+            // Never `fresh` below: the object cleared a fresh frame's stale
+            // pv entries under its lock, and another space may have added
+            // its entry since.
             Some(m) => {
                 let pgoff = m.pgoff + (addr - v.spec.range.start) / PAGE;
-                let (pfn, _) = m.obj.get_or_insert(pgoff, || {
-                    let f = pt.alloc_frame(0);
-                    pt.frames.rmap_clear(f);
-                    f
-                });
-                (pfn, false)
+                (m.obj.get_or_insert(pgoff, || pt.alloc_frame(0)), false)
             }
             None => (pt.alloc_frame(0), true),
         };

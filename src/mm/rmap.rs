@@ -286,12 +286,8 @@ impl FrameTable {
     }
 
     /// Drops the stale entries of a frame just allocated for a shared
-    /// object, under the object's lock, before any other space can find the
-    /// frame there (lock order: object → pv). `rmap_add(.., fresh)` would
-    /// clear the list only after the object's lock is released, and so
-    /// wipe the entry of a space that found the frame in the object and
-    /// mapped it in between (M10; loom
-    /// `mm::shared_anon_first_faults_in_parent_and_child`).
+    /// object (`Shmem::get_or_insert`, under the object's lock; lock order:
+    /// object → pv).
     pub(crate) fn rmap_clear(&self, pfn: u64) {
         self.pv(pfn).clear();
     }

@@ -12,7 +12,8 @@
 //! period, M3) the object drops its frame references.
 //!
 //! **Lock order**: a PTL, then the object's `pages` mutex, then a frame
-//! shard's mutex (inside `alloc`/`put`). The object's mutex is taken only by
+//! shard's mutex (inside `alloc`/`put`) or a frame's pv mutex (clearing a
+//! fresh frame's stale entries). The object's mutex is taken only by
 //! a fault installing a PTE in a shared VMA, under the PTL of that PTE, and
 //! by nothing that takes a PTL under it; `Drop` takes it alone.
 
@@ -42,19 +43,28 @@ impl Shmem {
     /// caller's PTE: the object's frame (`dup`), or a fresh zeroed one that
     /// the object then holds too (`alloc` calls `fresh`). Caller: a fault,
     /// under the PTL of the empty PTE it is about to set, after validation
-    /// (so a failed attempt touches nothing). Returns `(pfn, fresh)`.
-    pub(crate) fn get_or_insert(&self, pgoff: u64, alloc: impl FnOnce() -> u64) -> (u64, bool) {
+    /// (so a failed attempt touches nothing).
+    ///
+    /// A fresh frame's stale pv entries (of exited spaces that mapped it
+    /// before it was freed) are dropped here, under the object's lock,
+    /// before any other space can find the frame in the object and add its
+    /// entry: so the caller adds its own with `fresh = false`. Clearing in
+    /// the caller's `rmap_add(.., fresh)`, after this lock is released,
+    /// wiped the entry of a fork relative that mapped the frame in between
+    /// (M10; loom `mm::shared_anon_first_faults_in_parent_and_child`).
+    pub(crate) fn get_or_insert(&self, pgoff: u64, alloc: impl FnOnce() -> u64) -> u64 {
         let mut pages = lock(&self.pages);
         if let Some(&pfn) = pages.get(&pgoff) {
             // From the object's reference, under its lock (M9: the object
             // drops it only in `Drop`, when no VMA maps it any more).
             self.frames.dup(pfn);
-            return (pfn, false);
+            return pfn;
         }
         let pfn = alloc();
+        self.frames.rmap_clear(pfn);
         self.frames.hold(pfn);
         pages.insert(pgoff, pfn);
-        (pfn, true)
+        pfn
     }
 
     /// Frames the object holds (tests, checks).
