@@ -240,7 +240,7 @@ impl AddressSpace {
             txn,
             range.clone(),
             vec![spec],
-            After::Unmap(vec![range], Tables::Keep),
+            After::Unmap(range, Tables::Keep),
         );
         Ok(addr)
     }

@@ -303,7 +303,7 @@ impl AddressSpace {
         let work = if dontunmap {
             After::None
         } else {
-            After::Unmap(vec![src], Tables::Free)
+            After::Unmap(src, Tables::Free)
         };
         let move_ptes = || {
             pt.zap_range(target.start, target.end);

@@ -129,7 +129,7 @@ impl AddressSpace {
         if self.unmap_needs_room(&txn, &r) {
             return Err(MmError::NoMem);
         }
-        self.replace(txn, r.clone(), Vec::new(), After::Unmap(vec![r], tables));
+        self.replace(txn, r.clone(), Vec::new(), After::Unmap(r, tables));
         Ok(())
     }
 
@@ -154,7 +154,7 @@ impl AddressSpace {
 
     pub(crate) fn unmap_locked(&self, r: Range<u64>, tables: Tables) {
         let txn = self.tree.write();
-        self.replace(txn, r.clone(), Vec::new(), After::Unmap(vec![r], tables));
+        self.replace(txn, r.clone(), Vec::new(), After::Unmap(r, tables));
     }
 }
 

@@ -77,9 +77,9 @@ impl<'t> Edit<'t> {
 /// frees emptied tables after the commit.
 pub(crate) enum After {
     None,
-    /// Zap these ranges (before the commit); with [`Tables::Free`], free
+    /// Zap this range (before the commit); with [`Tables::Free`], free
     /// the tables the commit left without a VMA (after it).
-    Unmap(Vec<Range<u64>>, Tables),
+    Unmap(Range<u64>, Tables),
     /// Take away what `Prot` does not allow in the range (before the commit).
     Protect(Range<u64>, Prot),
 }
@@ -331,7 +331,7 @@ impl AddressSpace {
         let pte_work = before_commit.is_some()
             || match &work {
                 After::None => false,
-                After::Unmap(rs, _) => replaced.iter().any(|&v| rs.iter().any(|r| overlaps(v, r))),
+                After::Unmap(r, _) => replaced.iter().any(|&v| overlaps(v, r)),
                 After::Protect(r, _) => replaced.iter().any(|&v| overlaps(v, r)),
             };
         if !pte_work {
@@ -413,7 +413,7 @@ impl AddressSpace {
             // commit an unchanged version).
             return true;
         }
-        let work = After::Unmap(vec![r.clone()], tables);
+        let work = After::Unmap(r.clone(), tables);
         self.pte_phase(&published, None, &work);
         self.replay(log, 0, work);
         true
@@ -490,11 +490,7 @@ impl AddressSpace {
         }
         match work {
             After::None => {}
-            After::Unmap(ranges, _) => {
-                for r in ranges {
-                    self.pt.zap_range(r.start, r.end);
-                }
-            }
+            After::Unmap(r, _) => self.pt.zap_range(r.start, r.end),
             After::Protect(r, prot) => self.pt.protect_range(r.start, r.end, *prot),
         }
     }
@@ -526,13 +522,11 @@ impl AddressSpace {
         }
         self.reserve_maps(-(growth as isize));
         self.commit(txn);
-        if let After::Unmap(ranges, Tables::Free) = work {
+        if let After::Unmap(r, Tables::Free) = work {
             let pin = self.tree.pin();
             let empty = |base: u64| span_has_no_vma(&pin, base);
-            for r in ranges {
-                self.pt
-                    .free_tables(&pin, r.start, r.end, self.tree.domain(), &empty);
-            }
+            self.pt
+                .free_tables(&pin, r.start, r.end, self.tree.domain(), &empty);
         }
     }
 
