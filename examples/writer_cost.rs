@@ -40,7 +40,9 @@
 //! share only the machine. `PHASES=1` prints, per thread
 //! (and per round with `alt`), the wall time of mmap, the faults and munmap
 //! per loop, and the thread's CPU and run-queue time from
-//! `/proc/thread-self/schedstat`: on CPU or waiting.
+//! `/proc/thread-self/schedstat`: on CPU or waiting. `PREFILL=N` maps N
+//! one-page background VMAs into every space first (a deeper tree, as in a
+//! real process).
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 
 fn main() {
@@ -72,6 +74,7 @@ fn main() {
     let spaces: Vec<AddressSpace> = (0..if sep { threads } else { 1 })
         .map(|_| AddressSpace::with_locking(policy, locking))
         .collect();
+    spaces.iter().for_each(prefill);
     let t = std::time::Instant::now();
     std::thread::scope(|s| {
         for i in 0..threads {
@@ -102,6 +105,24 @@ fn main() {
         fallbacks as f64 / n,
         place_waits as f64 / n
     );
+}
+
+/// `PREFILL=N`: N one-page VMAs (one-page holes between them, so none
+/// merge) below, between and above the threads' windows, as a process's
+/// other mappings: the tree is then several levels deep instead of one
+/// leaf. Every space of a run gets the same.
+fn prefill(mm: &AddressSpace) {
+    let n: u64 = std::env::var("PREFILL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let anon = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED;
+    for base in [0x1000_0000u64, 0x7000_0000, 0xb000_0000, 0xf000_0000] {
+        for k in 0..n / 4 {
+            mm.mmap(Some(base + k * 0x2000), 4096, Prot::READ, anon)
+                .unwrap();
+        }
+    }
 }
 
 fn run(mm: &AddressSpace, fixed: bool, window: u64, loops: u64, faults: u64) {
@@ -240,7 +261,11 @@ fn alternate(
     let per = (loops / rounds).max(1);
     // `ALT_FRESH=1`: new spaces every round (as fault_storm's slices).
     let fresh = std::env::var("ALT_FRESH").is_ok_and(|v| v == "1");
-    let space = || std::sync::Arc::new(AddressSpace::with_locking(policy, locking));
+    let space = || {
+        let mm = std::sync::Arc::new(AddressSpace::with_locking(policy, locking));
+        prefill(&mm);
+        mm
+    };
     let mut one = vec![space()];
     let mut sep: Vec<_> = (0..threads).map(|_| space()).collect();
     let (crew_one, crew_sep) = (
@@ -397,6 +422,7 @@ fn child(a: &[String]) {
     let faults: u64 = a[3].parse().expect("faults");
     let i: u64 = a[4].parse().expect("index");
     let mm = AddressSpace::with_locking(policy, locking);
+    prefill(&mm);
     let mut out = std::io::stdout().lock();
     for line in std::io::stdin().lock().lines() {
         let loops: u64 = line.expect("stdin").trim().parse().expect("loops");
