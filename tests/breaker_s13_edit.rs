@@ -24,12 +24,57 @@
 //!   thread-local destructor (after `SPARE` was destroyed) must work as it
 //!   did before 5ee95f6. Runs in a child process (a TLS destructor that
 //!   panics aborts the process).
+//! * `thread_keeps_no_memory_of_a_big_unmap`: after a thread unmapped
+//!   20,000 VMAs in one call and dropped its space, what its exit frees
+//!   (thread-local caches) must stay small (`SPARE` keeps the largest log
+//!   a thread ever made: 4.5 MB here, 36 KB before 5ee95f6). Child
+//!   process, counting allocator.
 
 use maple_rcu::mm::{
     Access, AddressSpace, Advice, FaultPolicy, MapFlags, MapSource, Prot, RemapFlags, VmaInfo,
     WriterLocking,
 };
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+
+/// Live heap bytes of the process (meaningful in the child processes,
+/// which run one test alone).
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct Counting;
+
+// SAFETY: forwards to `System`, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(l) }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs test `name` alone in a child process with `env` set; its status
+/// and stderr.
+fn child(name: &str, env: &str) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 const P: u64 = 4096;
 const BASE: u64 = 0x1000_0000;
@@ -671,20 +716,55 @@ fn writer_in_a_thread_local_destructor() {
         tls_destructor_scenario();
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "writer_in_a_thread_local_destructor",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("BREAKER13_TLS_CHILD", "1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (status, err) = child("writer_in_a_thread_local_destructor", "BREAKER13_TLS_CHILD");
     assert!(
-        out.status.success() && err.contains("destructor writers done"),
-        "a writer called from a thread-local destructor failed: {:?}\n{err}",
-        out.status
+        status.success() && err.contains("destructor writers done"),
+        "a writer called from a thread-local destructor failed: {status:?}\n{err}"
     );
+}
+
+/// Bytes a thread's exit frees after it unmapped `n` VMAs in one munmap
+/// and dropped its space.
+fn freed_at_exit(n: u64) -> isize {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        let mm = AddressSpace::new();
+        for i in 0..n {
+            let p = if i % 2 == 0 {
+                Prot::READ
+            } else {
+                Prot::READ | Prot::WRITE
+            };
+            mm.mmap(Some(BASE + i * P), P, p, FIXED_ANON).unwrap();
+        }
+        mm.munmap(BASE, n * P).unwrap();
+        mm.reclaim();
+        drop(mm);
+        tx.send(LIVE.load(Relaxed)).unwrap();
+        done_rx.recv().unwrap();
+    });
+    let before_exit = rx.recv().unwrap();
+    done_tx.send(()).unwrap();
+    h.join().unwrap();
+    before_exit - LIVE.load(Relaxed)
+}
+
+#[test]
+fn thread_keeps_no_memory_of_a_big_unmap() {
+    if std::env::var_os("BREAKER13_MEM_CHILD").is_some() {
+        let small = freed_at_exit(100);
+        let big = freed_at_exit(20_000);
+        eprintln!("freed at exit: {small} after 100 VMAs, {big} after 20000");
+        assert!(
+            big < small + (1 << 20),
+            "a thread keeps {big} bytes after unmapping 20,000 VMAs ({small} after 100)"
+        );
+        return;
+    }
+    let (status, err) = child(
+        "thread_keeps_no_memory_of_a_big_unmap",
+        "BREAKER13_MEM_CHILD",
+    );
+    assert!(status.success(), "{status:?}\n{err}");
 }
