@@ -20,6 +20,10 @@
 //! * `concurrent_writers_every_policy`: threads map, write, mprotect,
 //!   mremap and unmap their own windows (adjacent, so placed VMAs merge
 //!   across threads) under every `FaultPolicy` and both lockings.
+//! * `placed_blocks_of_several_threads_merge_and_split`: placed mmaps of
+//!   three threads merge into shared VMAs; each thread checks, mprotects
+//!   and unmaps only its own blocks; values, frames and `check()` at the
+//!   end.
 //! * `writer_in_a_thread_local_destructor`: a writer call made from a
 //!   thread-local destructor (after `SPARE` was destroyed) must work as it
 //!   did before 5ee95f6. Runs in a child process (a TLS destructor that
@@ -767,4 +771,69 @@ fn thread_keeps_no_memory_of_a_big_unmap() {
         "BREAKER13_MEM_CHILD",
     );
     assert!(status.success(), "{status:?}\n{err}");
+}
+
+/// Placed (non-FIXED) mappings of several threads land next to each other
+/// and merge into shared VMAs (the fast path's prev/next merges across
+/// threads); each thread writes, reads back, mprotects and unmaps only its
+/// own blocks, under every policy. At the end every thread's surviving
+/// blocks keep their values, `check()` passes and frames balance.
+#[test]
+fn placed_blocks_of_several_threads_merge_and_split() {
+    let rw = Prot::READ | Prot::WRITE;
+    let placed = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
+    for policy in FaultPolicy::ALL {
+        let mm = Arc::new(AddressSpace::with_policy(policy));
+        let hs: Vec<_> = (0..3u64)
+            .map(|t| {
+                let mm = Arc::clone(&mm);
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0x51_7cc1_b727_220b ^ ((t + 1) << 32));
+                    let mut mine: Vec<(u64, u64, u64)> = Vec::new();
+                    for round in 0..1500u64 {
+                        if mine.len() < 6 && rng.below(3) != 0 {
+                            let n = 1 + rng.below(3);
+                            let a = mm.mmap(None, n * P, rw, placed).unwrap();
+                            let v = (t << 40) | (round << 8);
+                            for j in 0..n {
+                                mm.write(a + j * P, v + j).unwrap();
+                            }
+                            mine.push((a, n, v));
+                        } else if !mine.is_empty() {
+                            let i = rng.below(mine.len() as u64) as usize;
+                            let (a, n, v) = mine.swap_remove(i);
+                            for j in 0..n {
+                                assert_eq!(mm.read(a + j * P).unwrap(), v + j, "{policy:?}");
+                            }
+                            if rng.below(2) == 0 {
+                                mm.mprotect(a, n * P, Prot::READ).unwrap();
+                                mm.mprotect(a, n * P, rw).unwrap();
+                            }
+                            // (Another thread may place a block here at once.)
+                            mm.munmap(a, n * P).unwrap();
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut left = Vec::new();
+        for h in hs {
+            left.extend(h.join().unwrap());
+        }
+        mm.check().unwrap();
+        for &(a, n, v) in &left {
+            for j in 0..n {
+                assert_eq!(mm.read(a + j * P).unwrap(), v + j);
+            }
+        }
+        let pages: u64 = left.iter().map(|b| b.1).sum();
+        let st = mm.stats();
+        assert_eq!(st.frames_allocated, st.frames_mapped + st.frames_freed);
+        assert_eq!(st.frames_mapped, pages, "{policy:?}");
+        // Adjacent blocks of different threads merged into one VMA.
+        let vmas = mm.vmas();
+        let mapped: u64 = vmas.iter().map(|v| (v.range.end - v.range.start) / P).sum();
+        assert_eq!(mapped, pages);
+    }
 }
