@@ -34,24 +34,42 @@ crate::sync::thread_local! {
     /// This thread's emptied `Edit` vectors, reused by its next edit: two
     /// allocations and two frees less under the tree's writer mutex per
     /// writer call (issue 11, "short tree transactions"). Only the paths
-    /// without PTE work give them back (`finish`'s commit, R-M6's unmap).
+    /// without PTE work give them back (`finish`'s commit, R-M6's unmap),
+    /// and only small ones ([`SPARE_MAX`]): a thread keeps no memory of a
+    /// big edit. Read with `try_with` only: a writer may run from another
+    /// thread-local's destructor, after this one is gone (it then uses
+    /// fresh vectors; `with` would panic there, and a panic in a TLS
+    /// destructor aborts the process: `breaker_s13_edit`).
     static SPARE: std::cell::Cell<Option<(Vec<Op>, Vec<*const Vma>)>> = const {
         std::cell::Cell::new(None)
     };
 }
 
+/// The largest capacity of a vector `SPARE` keeps (an edit logs a few ops
+/// unless it spans many VMAs).
+const SPARE_MAX: usize = 16;
+
 impl<'t> Edit<'t> {
     pub(crate) fn new(txn: WriteTxn<'t, Vma>) -> Edit<'t> {
-        let (log, replaced) = SPARE.with(std::cell::Cell::take).unwrap_or_default();
+        let (log, replaced) = SPARE
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         Edit { txn, log, replaced }
     }
 
-    /// Empties an edit's vectors (dropping the logged specs here, before
-    /// they are stored) and keeps them for this thread's next edit.
+    /// Empties an edit's vectors (dropping the logged specs here) and keeps
+    /// them for this thread's next edit, if they are small and the thread's
+    /// storage still exists; else frees them.
     fn recycle(mut log: Vec<Op>, mut replaced: Vec<*const Vma>) {
+        if log.capacity() > SPARE_MAX || replaced.capacity() > SPARE_MAX {
+            return;
+        }
         log.clear();
         replaced.clear();
-        SPARE.with(|s| s.set(Some((log, replaced))));
+        // Err only during thread exit: the vectors are freed instead.
+        let _ = SPARE.try_with(|s| s.set(Some((log, replaced))));
     }
 
     /// Removes the entry starting at `start`; it is replaced (killed before
