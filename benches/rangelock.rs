@@ -9,11 +9,14 @@
 //!   (what a single address-space lock gives) and against one `Mutex` per
 //!   thread (no sharing at all). Wall time per operation, per thread.
 
+mod common;
+
+use common::two_threads;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use maple_rcu::RangeLock;
 use std::hint::black_box;
-use std::sync::{Arc, Barrier, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 const PAGE: u64 = 4096;
 
@@ -61,32 +64,6 @@ fn uncontended(c: &mut Criterion) {
         b.iter(|| drop(black_box(m.lock().unwrap())))
     });
     g.finish();
-}
-
-/// Runs `op(thread)` `iters` times on each of two threads; wall time per
-/// operation per thread.
-fn two_threads(iters: u64, op: Arc<dyn Fn(u64) + Send + Sync>) -> Duration {
-    let bar = Arc::new(Barrier::new(3));
-    let hs: Vec<_> = (0..2u64)
-        .map(|t| {
-            let (bar, op) = (bar.clone(), op.clone());
-            std::thread::spawn(move || {
-                bar.wait();
-                for _ in 0..iters {
-                    op(t);
-                }
-                bar.wait();
-            })
-        })
-        .collect();
-    bar.wait();
-    let t0 = Instant::now();
-    bar.wait();
-    let d = t0.elapsed();
-    for h in hs {
-        h.join().unwrap();
-    }
-    d
 }
 
 fn two_threads_disjoint(c: &mut Criterion) {

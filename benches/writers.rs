@@ -15,12 +15,15 @@
 //! `examples/writer_cost.rs` measures the two-thread ratio more steadily
 //! (alternated rounds, separate processes); docs/BENCHMARKS.md.
 
+mod common;
+
+use common::two_threads;
 use criterion::{Criterion, criterion_group, criterion_main};
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-const PAGE: u64 = 4096;
+use common::PAGE;
 const PAGES: u64 = 64;
 
 fn space(locking: WriterLocking, background: u64) -> AddressSpace {
@@ -61,33 +64,6 @@ fn one_thread(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two threads, each `iters` loops in its own window of `spaces[t %
-/// spaces.len()]`; wall time per loop per thread.
-fn two_threads(iters: u64, spaces: &[Arc<AddressSpace>], writes: u64) -> Duration {
-    let bar = Arc::new(Barrier::new(3));
-    let hs: Vec<_> = (0..2u64)
-        .map(|t| {
-            let bar = bar.clone();
-            let mm = spaces[t as usize % spaces.len()].clone();
-            std::thread::spawn(move || {
-                bar.wait();
-                for _ in 0..iters {
-                    one_loop(&mm, 0x4000_0000 + (t << 30), writes);
-                }
-                bar.wait();
-            })
-        })
-        .collect();
-    bar.wait();
-    let t0 = Instant::now();
-    bar.wait();
-    let d = t0.elapsed();
-    for h in hs {
-        h.join().unwrap();
-    }
-    d
-}
-
 fn pair(c: &mut Criterion, group: &str, writes: u64) {
     let mut g = c.benchmark_group(group);
     let setups: [(&str, Vec<Arc<AddressSpace>>); 3] = [
@@ -108,7 +84,17 @@ fn pair(c: &mut Criterion, group: &str, writes: u64) {
     ];
     for (name, spaces) in setups {
         g.bench_function(name, |b| {
-            b.iter_custom(|iters| two_threads(iters, &spaces, writes))
+            b.iter_custom(|iters| {
+                let spaces = spaces.clone();
+                // Thread `t` loops in its own window of `spaces[t % len]`.
+                two_threads(
+                    iters,
+                    Arc::new(move |t| {
+                        let mm = &spaces[t as usize % spaces.len()];
+                        one_loop(mm, 0x4000_0000 + (t << 30), writes)
+                    }),
+                )
+            })
         });
         for mm in &spaces {
             mm.check().unwrap();

@@ -418,3 +418,34 @@ impl Stores {
         (start..start + len, self.next_val)
     }
 }
+
+/// Runs `op(thread)` `iters` times on each of two threads, started
+/// together; wall time from the start until both finished (per operation
+/// per thread, as criterion's `iter_custom` expects).
+pub fn two_threads(
+    iters: u64,
+    op: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+) -> std::time::Duration {
+    use std::sync::{Arc, Barrier};
+    let bar = Arc::new(Barrier::new(3));
+    let hs: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (bar, op) = (bar.clone(), op.clone());
+            std::thread::spawn(move || {
+                bar.wait();
+                for _ in 0..iters {
+                    op(t);
+                }
+                bar.wait();
+            })
+        })
+        .collect();
+    bar.wait();
+    let t0 = std::time::Instant::now();
+    bar.wait();
+    let d = t0.elapsed();
+    for h in hs {
+        h.join().unwrap();
+    }
+    d
+}
