@@ -17,13 +17,13 @@
 
 mod common;
 
-use common::two_threads;
+use common::{PAGE, two_threads};
 use criterion::{Criterion, criterion_group, criterion_main};
 use maple_rcu::mm::{Access, AddressSpace, FaultPolicy, MapFlags, Prot, WriterLocking};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::PAGE;
+/// Pages per mapping.
 const PAGES: u64 = 64;
 
 fn space(locking: WriterLocking, background: u64) -> AddressSpace {
