@@ -19,7 +19,9 @@
 //! path (`fast.rs`): while no request is in the table, it publishes its range
 //! in one of a few slots and is granted unless another slot conflicts;
 //! table requests see (and wait for) published slots through a Dekker
-//! handshake. The invariants (R1–R9), the fairness and the
+//! handshake. A top-level request that went to the table and found nothing
+//! to wait for is held in a slot too (R11), and a `try_` refused by a
+//! published slot returns without the table (R12). The invariants (R1–R12), the fairness and the
 //! deadlock-freedom argument are in [DESIGN §7, "Range locks: the
 //! primitive"](crate::docs::design#7-range-locks-the-primitive).
 //!
@@ -185,6 +187,17 @@ pub struct RangeLock {
     fast: Box<[fast::Slot]>,
 }
 
+/// What the fast path (R7) made of a request.
+enum Fast {
+    /// Granted in this slot.
+    Granted(usize),
+    /// A published slot conflicts and no request is in the table.
+    Conflict,
+    /// A request is in the table (or on its way there), or every slot of
+    /// the request's mode is taken: the table path decides.
+    Table,
+}
+
 /// Where a granted request is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Grant {
@@ -340,13 +353,37 @@ impl RangeLock {
 
     /// R7: grants a top-level request without the mutex if no request is in
     /// the table or on its way there and no fast-path request conflicts.
-    fn acquire_fast(&self, start: u64, end: u64, write: bool) -> Option<usize> {
+    fn acquire_fast(&self, start: u64, end: u64, write: bool) -> Fast {
         // Relaxed: a hint only; the SeqCst load after publishing decides.
         if self.slow.load(Ordering::Relaxed) != 0 {
-            return None;
+            return Fast::Table;
         }
-        // Readers claim among the readers' slots, writers among the
-        // writers' (R7), each starting at its thread's shard.
+        let Some(i) = self.claim_slot(start, end, write) else {
+            return Fast::Table;
+        };
+        // SeqCst: Dekker (R8), pairs with the fence in `grant` after a slow
+        // requester's increment and with the fences of other fast
+        // requesters: whichever fence comes second in the total order, its
+        // thread's loads below see the other's store.
+        fence(Ordering::SeqCst);
+        // Acquire: reads from the last decrement (a Release RMW; all of them
+        // form one release sequence), so every request that left the table
+        // before is ordered before us (R9).
+        let verdict = if self.slow.load(Ordering::Acquire) != 0 {
+            Fast::Table
+        } else if self.fast_conflict(Some(i), start, end, write) {
+            Fast::Conflict
+        } else {
+            return Fast::Granted(i);
+        };
+        self.release_fast(i);
+        verdict
+    }
+
+    /// Claims a free slot of the request's mode (readers among the readers'
+    /// slots, writers among the writers', R7), starting at the thread's
+    /// shard, and publishes `[start, end)` in it. `None` if all are taken.
+    fn claim_slot(&self, start: u64, end: u64, write: bool) -> Option<usize> {
         let (base, n) = if write {
             (fast::READ_SLOTS, fast::WRITE_SLOTS)
         } else {
@@ -357,20 +394,7 @@ impl RangeLock {
             .map(|k| base + (first + k) % n)
             .find_map(|i| self.fast[i].claim().map(|c| (i, c)))?;
         self.fast[i].publish(claimed, start, end, write);
-        // SeqCst: Dekker (R8), pairs with the fence in `grant` after a slow
-        // requester's increment and with the fences of other fast
-        // requesters: whichever fence comes second in the total order, its
-        // thread's loads below see the other's store.
-        fence(Ordering::SeqCst);
-        // Acquire: reads from the last decrement (a Release RMW; all of them
-        // form one release sequence), so every request that left the table
-        // before is ordered before us (R9).
-        if self.slow.load(Ordering::Acquire) == 0 && !self.fast_conflict(Some(i), start, end, write)
-        {
-            return Some(i);
-        }
-        self.release_fast(i);
-        None
+        Some(i)
     }
 
     /// Whether a fast-path request other than slot `except` conflicts with
@@ -448,8 +472,20 @@ impl RangeLock {
         block: bool,
     ) -> Result<Grant, RangeLockError> {
         check(start, end)?;
-        if !nested && let Some(i) = self.acquire_fast(start, end, write) {
-            return Ok(Grant::Fast(i));
+        if !nested {
+            match self.acquire_fast(start, end, write) {
+                Fast::Granted(i) => return Ok(Grant::Fast(i)),
+                // R12: a `try_` request that met a conflicting fast-path
+                // holder, with no request in the table, is refused here:
+                // that holder held a conflicting range when we looked, as
+                // the table path would find (it scans the same slots, under
+                // the mutex), at the price of the mutex, a fence and two
+                // RMWs of `slow` shared with every other requester. The
+                // holder's release ends with R8's fence, as R-M5's hand-off
+                // needs (`AddressSpace::drain_deferred`).
+                Fast::Conflict if !block => return Err(RangeLockError::WouldBlock),
+                Fast::Conflict | Fast::Table => {}
+            }
         }
         // Relaxed: the announcing half of the Dekker handshake (R8); the
         // fence below orders it before our scans of the fast slots (in
@@ -459,11 +495,13 @@ impl RangeLock {
         // SeqCst: pairs with the fences of `acquire_fast` and `release_fast`.
         fence(Ordering::SeqCst);
         let r = self.acquire(start, end, write, nested, block);
-        if r.is_err() {
-            // Release: as the decrement in `release_grant`.
+        if !matches!(r, Ok(Grant::Table(_))) {
+            // Release: as the decrement in `release_grant`; for a grant that
+            // ended in a slot (R11), this also publishes the slot to fast
+            // requesters that read 0 here (Acquire).
             self.slow.fetch_sub(1, Ordering::Release);
         }
-        r.map(Grant::Table)
+        r
     }
 
     /// Releases a granted request.
@@ -482,7 +520,8 @@ impl RangeLock {
 
     /// The request protocol (R3). `nested`: the caller's set holds a lock, so
     /// it goes ahead of waiting requests (R5). `block`: wait, or fail with
-    /// `WouldBlock` instead.
+    /// `WouldBlock` instead. A top-level request granted without waiting
+    /// is held in a fast-path slot if one is free, not in the table (R11).
     fn acquire(
         &self,
         start: u64,
@@ -490,7 +529,7 @@ impl RangeLock {
         write: bool,
         nested: bool,
         block: bool,
-    ) -> Result<u32, RangeLockError> {
+    ) -> Result<Grant, RangeLockError> {
         // The thread handle is fetched only on the slow path, outside the
         // mutex, and before anything is inserted: nothing between the
         // insertion and the grant can panic, so a waiting request is never
@@ -552,6 +591,25 @@ impl RangeLock {
                 me = Some(thread::current());
                 continue;
             }
+            // R11: nothing to wait for. A top-level request holds its grant
+            // in a free slot rather than in the table, so that it does not
+            // keep `slow` above 0, which would send every other request to
+            // the table for as long as it is held: two threads whose
+            // requests overlapped in time once then alternated in the table
+            // (about two table requests per mmap + munmap loop of each
+            // thread where placed blocks merged; issue 11). Published under
+            // the mutex, after the scan above, and before our decrement of
+            // `slow` in `grant`: a table requester sees the slot when it
+            // takes the mutex, a fast requester sees `slow > 0` until the
+            // slot is published (the Dekker argument of R8 with the slot
+            // published late), and one that reads our decrement sees it.
+            if before == 0
+                && !nested
+                && let Some(i) = self.claim_slot(start, end, write)
+            {
+                t.put_scratch(ov);
+                return Ok(Grant::Fast(i));
+            }
             let i = t.insert(start, end, write, nested);
             // R2: record who waits for whom, exactly once per conflicting pair.
             for &o in &ov {
@@ -573,7 +631,7 @@ impl RangeLock {
                 t.fast_waiters.push(i);
             }
             if before == 0 {
-                return Ok(i);
+                return Ok(Grant::Table(i));
             }
             let n = t.node_mut(i);
             n.waiter = me.take();
@@ -586,7 +644,7 @@ impl RangeLock {
             thread::park();
             let t = sync::lock(&self.table);
             if t.node(idx).blocking == 0 {
-                return Ok(idx);
+                return Ok(Grant::Table(idx));
             }
         }
     }

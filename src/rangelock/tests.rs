@@ -384,3 +384,82 @@ fn conflicting_reports_the_hull_of_overlapping_requests() {
     assert_eq!(lock.conflicting(0, 100), Ok(None));
     validate(&lock);
 }
+
+/// R11: a top-level request that takes the table path only because another
+/// request is in the table, and waits for nothing, is held in a fast-path
+/// slot: the table keeps only the waiting request, and `slow` counts only
+/// it. Without R11 the request sits in the table and `slow` is 2.
+#[test]
+fn table_grant_without_wait_is_held_in_a_slot() {
+    let l = Arc::new(RangeLock::new());
+    let holder = l.write(0, 10).unwrap();
+    assert!(matches!(holder.0.grant, Grant::Fast(_)));
+    let waiter = {
+        let l = Arc::clone(&l);
+        std::thread::spawn(move || {
+            let g = l.write(5, 15).unwrap();
+            assert!(matches!(g.0.grant, Grant::Table(_)), "it waited");
+        })
+    };
+    // The waiter is in the table (after its spin) and keeps `slow` at 1.
+    let t0 = Instant::now();
+    while sync::lock(&l.table).len() != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for mode in [RangeMode::Write, RangeMode::Read] {
+        let g = match mode {
+            RangeMode::Write => l.write(100, 110).map(|g| g.0.grant),
+            RangeMode::Read => l.read(100, 110).map(|g| g.0.grant),
+        }
+        .unwrap();
+        assert!(matches!(g, Grant::Fast(_)), "{mode:?}: {g:?}");
+        assert_eq!(sync::lock(&l.table).len(), 1, "{mode:?}");
+        assert_eq!(l.slow.load(Ordering::Relaxed), 1, "{mode:?}");
+    }
+    // A held slot blocks the table as any fast grant does (R8).
+    let g = l.write(200, 210).unwrap();
+    assert!(matches!(g.0.grant, Grant::Fast(_)));
+    assert_eq!(
+        l.try_write(205, 300).unwrap_err(),
+        RangeLockError::WouldBlock
+    );
+    drop(g);
+    drop(holder);
+    waiter.join().unwrap();
+    assert_eq!(l.slow.load(Ordering::Relaxed), 0);
+    assert_eq!(l.requests(), 0);
+    validate(&l);
+}
+
+/// R12: a `try_` request refused because of a conflicting fast-path holder
+/// never goes through the table: it is refused while the test holds the
+/// table's mutex (through the table it would wait for that mutex), and
+/// every slot is free again afterwards.
+#[test]
+fn try_refused_by_a_fast_holder_skips_the_table() {
+    let l = Arc::new(RangeLock::new());
+    let holder = l.write(0, 100).unwrap();
+    let table = sync::lock(&l.table);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let refuser = {
+        let l = Arc::clone(&l);
+        std::thread::spawn(move || {
+            for i in 0..1000u64 {
+                let (a, b) = (i % 90, i % 90 + 20);
+                assert_eq!(l.try_read(a, b).unwrap_err(), RangeLockError::WouldBlock);
+                assert_eq!(l.try_write(a, b).unwrap_err(), RangeLockError::WouldBlock);
+            }
+            tx.send(()).unwrap();
+        })
+    };
+    let done = rx.recv_timeout(Duration::from_secs(5));
+    drop(table);
+    refuser.join().unwrap();
+    assert!(done.is_ok(), "a refused try_ waited for the table's mutex");
+    assert_eq!(l.slow.load(Ordering::Relaxed), 0);
+    drop(holder);
+    assert!(l.fast.iter().all(|s| matches!(s.request(), Ok(None))));
+    assert!(l.try_write(0, 100).is_ok());
+    validate(&l);
+}

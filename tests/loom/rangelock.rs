@@ -356,3 +356,60 @@ fn narrow_fast_holder() {
 fn narrow_table_holder() {
     narrow_releases_the_part_given_up(true);
 }
+
+/// R11: a top-level request that goes through the table only because
+/// another request is there (the main thread's set holds a nested request
+/// in the table for the whole model, so `slow > 0`), and waits for
+/// nothing, is held in a fast-path slot published under the mutex. Two
+/// such requests on overlapping ranges ([40, 50) and [45, 55)), from two
+/// threads, must still exclude each other, whichever of them is converted,
+/// goes fast before the set's request arrives, or queues. Both write the
+/// data; loom reports the race if they ever overlap.
+#[test]
+fn converted_table_grants_exclude_each_other() {
+    loom::model(|| {
+        let s = shared();
+        let spawn = |a: u64, b: u64| {
+            let s = s.clone();
+            thread::spawn(move || {
+                let _g = s.lock.write(a, b).unwrap();
+                s.bump();
+            })
+        };
+        let t1 = spawn(40, 50);
+        let t2 = spawn(45, 55);
+        {
+            let mut set = s.lock.set();
+            set.write(0, 10).unwrap();
+            set.write(20, 30).unwrap();
+            t1.join().unwrap();
+            t2.join().unwrap();
+        }
+        assert_eq!(s.get(), 2);
+        assert_eq!(s.lock.requests(), 0);
+    });
+}
+
+/// R12: a `try_write` refused on the fast path by a conflicting holder, with
+/// the holder's critical section racing: when the `try_write` succeeds, it
+/// is ordered after the holder's (R9, through the slot word); when it is
+/// refused, nothing is left behind (no slot, no table request, `slow` 0),
+/// so a later blocking request is granted.
+#[test]
+fn refused_try_leaves_nothing() {
+    loom::model(|| {
+        let s = shared();
+        let s1 = s.clone();
+        let a = thread::spawn(move || {
+            let _g = s1.lock.write(0, 10).unwrap();
+            s1.bump();
+        });
+        if let Ok(_g) = s.lock.try_write(5, 15) {
+            s.bump();
+        }
+        a.join().unwrap();
+        assert_eq!(s.lock.requests(), 0);
+        let _g = s.lock.write(0, 20).unwrap();
+        assert!((1..=2).contains(&s.bump()));
+    });
+}
