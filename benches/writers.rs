@@ -11,6 +11,11 @@
 //!   one space under range locks, one space under the global lock, and each
 //!   thread in its own space (the no-sharing ideal on this machine). Wall
 //!   time per loop, per thread.
+//! * `writers/2threads_pages_placed`: as `2threads_pages`, but the mmaps
+//!   are not FIXED: in one space the two threads' blocks land next to each
+//!   other (top-down), merge, share a 2 MiB span and its page table, and
+//!   each thread's munmap splits the VMA the other's block merged into
+//!   (lock contagion, free steps handed off: DESIGN §4.8, R11/R12 of §7.1).
 //!
 //! `examples/writer_cost.rs` measures the two-thread ratio more steadily
 //! (alternated rounds, separate processes); docs/BENCHMARKS.md.
@@ -37,11 +42,15 @@ fn space(locking: WriterLocking, background: u64) -> AddressSpace {
     mm
 }
 
-/// One loop in the window at `at`: map, write `writes` pages, unmap.
-fn one_loop(mm: &AddressSpace, at: u64, writes: u64) {
+/// One loop in the window at `at` (`None`: placed by the space, not
+/// FIXED): map, write `writes` pages, unmap.
+fn one_loop(mm: &AddressSpace, at: Option<u64>, writes: u64) {
     let rw = Prot::READ | Prot::WRITE;
-    let fixed = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED;
-    let a = mm.mmap(Some(at), PAGES * PAGE, rw, fixed).unwrap();
+    let flags = match at {
+        Some(_) => MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED,
+        None => MapFlags::PRIVATE | MapFlags::ANONYMOUS,
+    };
+    let a = mm.mmap(at, PAGES * PAGE, rw, flags).unwrap();
     for p in 0..writes {
         mm.fault(a + p * PAGE, Access::Write).unwrap();
     }
@@ -57,14 +66,14 @@ fn one_thread(c: &mut Criterion) {
         ] {
             let mm = space(locking, background);
             g.bench_function(format!("{name}/{background}vmas"), |b| {
-                b.iter(|| one_loop(&mm, 0x4000_0000, 0))
+                b.iter(|| one_loop(&mm, Some(0x4000_0000), 0))
             });
         }
     }
     g.finish();
 }
 
-fn pair(c: &mut Criterion, group: &str, writes: u64) {
+fn pair(c: &mut Criterion, group: &str, writes: u64, fixed: bool) {
     let mut g = c.benchmark_group(group);
     let setups: [(&str, Vec<Arc<AddressSpace>>); 3] = [
         (
@@ -91,7 +100,8 @@ fn pair(c: &mut Criterion, group: &str, writes: u64) {
                     iters,
                     Arc::new(move |t| {
                         let mm = &spaces[t as usize % spaces.len()];
-                        one_loop(mm, 0x4000_0000 + (t << 30), writes)
+                        let at = fixed.then_some(0x4000_0000 + (t << 30));
+                        one_loop(mm, at, writes)
                     }),
                 )
             })
@@ -104,8 +114,9 @@ fn pair(c: &mut Criterion, group: &str, writes: u64) {
 }
 
 fn two(c: &mut Criterion) {
-    pair(c, "writers/2threads", 0);
-    pair(c, "writers/2threads_pages", PAGES);
+    pair(c, "writers/2threads", 0, true);
+    pair(c, "writers/2threads_pages", PAGES, true);
+    pair(c, "writers/2threads_pages_placed", PAGES, false);
 }
 
 criterion_group! {
