@@ -275,9 +275,10 @@ impl RangeLock {
     /// write request for `[start, end)` would wait for now: `Ok(None)` if
     /// there is none. A snapshot (requests come and go right after), for a
     /// caller whose `try_write` failed and who would rather go elsewhere
-    /// than wait (the lock-aware placement of `mmap`, DESIGN §4.8). Takes
-    /// the table mutex and scans the fast slots like an arrival (§7.4:
-    /// O(log n + k log n)); a fast slot that changes while read is skipped.
+    /// than wait (the lock-aware placement of `mmap`, DESIGN §4.8). Scans
+    /// the fast slots, and the table under its mutex when a request is in
+    /// it (§7.4: O(log n + k log n)); a fast slot that changes while read
+    /// is skipped.
     /// The lock's own requests are untouched: no cost and no effect on
     /// fairness for anyone else. [`conflicting_mode`](Self::conflicting_mode)
     /// also says whether only readers conflict.
@@ -327,7 +328,12 @@ impl RangeLock {
                 add(a, b, w);
             }
         }
-        {
+        // Acquire: reads from the last decrement, so the requests that left
+        // the table before are gone from it; a snapshot either way. With
+        // none in the table (or on its way there: those count too), the
+        // mutex is not taken: a placement that skips a held area (R12's
+        // refusal, then this) touches no line but the slots (§7.1, R12).
+        if self.slow.load(Ordering::Acquire) != 0 {
             let mut t = sync::lock(&self.table);
             let ov = t.overlaps(start, end);
             for &o in &ov {
