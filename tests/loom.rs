@@ -8,6 +8,8 @@ mod breaker;
 mod breaker_s10;
 #[path = "loom/breaker_s11.rs"]
 mod breaker_s11;
+#[path = "loom/breaker_s14.rs"]
+mod breaker_s14;
 #[path = "loom/breaker_s7.rs"]
 mod breaker_s7;
 #[path = "loom/breaker_s8.rs"]

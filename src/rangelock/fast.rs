@@ -3,11 +3,14 @@
 //! that overlapped nothing when it was made, so requests that meet no
 //! conflict take no mutex, neither to acquire nor to release.
 //!
-//! A slot's `state` word is `gen << 2 | kind`: `kind` is [`FREE`],
-//! [`CLAIMED`] (being filled in by its claimer: not a request yet) or
-//! [`READ`]/[`WRITE`] (a granted request over `[start, end)`). Every claim
-//! increments `gen`, so a checker that loads the same word twice knows the
-//! range it read in between belongs to that request.
+//! A slot's `state` word is `gen << 3 | granted << 2 | kind`: `kind` is
+//! [`FREE`], [`CLAIMED`] (being filled in by its claimer: not a request
+//! yet) or [`READ`]/[`WRITE`] (a request over `[start, end)`, checking
+//! for conflicts or granted); `granted` is set once the request holds the
+//! lock (R12: only a granted holder refuses a `try_` outright; a requester
+//! still checking may back off). Every claim increments `gen`, so a checker
+//! that loads the same word twice knows the range it read in between
+//! belongs to that request.
 //!
 //! The handshake with the slow path is Dekker's, with SeqCst fences (loom
 //! checks fences, not SeqCst accesses): a fast requester publishes its slot,
@@ -22,7 +25,8 @@ pub(super) const CLAIMED: u64 = 1;
 pub(super) const READ: u64 = 2;
 pub(super) const WRITE: u64 = 3;
 const KIND: u64 = 3;
-const GEN: u64 = 4;
+const GRANTED: u64 = 4;
+const GEN: u64 = 8;
 
 /// Fast-path slots per lock for readers, then for writers (more readers,
 /// or more writers, than this at once fall back to the table). Slots
@@ -67,7 +71,7 @@ impl Slot {
         if cur & KIND != FREE {
             return None;
         }
-        let claimed = (cur & !KIND).wrapping_add(GEN) | CLAIMED;
+        let claimed = (cur & !(KIND | GRANTED)).wrapping_add(GEN) | CLAIMED;
         // Acquire: reads from the previous holder's release (`free`), so its
         // critical section happens before ours, and it heads nothing we need;
         // a checker that reads our later `publish` is ordered after that
@@ -96,6 +100,21 @@ impl Slot {
         self.state.store(claimed & !KIND | kind, Ordering::Release);
     }
 
+    /// Marks the published request of this slot granted (R12): the bit
+    /// tells a `try_` checker that the request holds the lock, so refusing
+    /// it is exact. A checker that reads the word before and after this
+    /// store sees the same request (`request_granted` compares the words
+    /// without this bit).
+    pub(super) fn mark_granted(&self) {
+        // Relaxed: only this slot's holder writes a claimed slot.
+        let cur = self.state.load(Ordering::Relaxed);
+        // Release: a checker's Acquire load of the state word may read this
+        // store instead of `publish`'s, and a plain store heads a release
+        // sequence of its own (C++20): Release keeps the range stores of
+        // `publish` visible to it (R8's seqlock read, R9).
+        self.state.store(cur | GRANTED, Ordering::Release);
+    }
+
     /// Shrinks the published request of a slot this thread holds to
     /// `[start, end)`, inside the published range (R10).
     pub(super) fn narrow(&self, start: u64, end: u64) {
@@ -117,7 +136,8 @@ impl Slot {
         // Release: ends our critical section for the next claimer (its
         // Acquire CAS) and for checkers (the Acquire loads of `request`);
         // the caller fences (SeqCst) before it loads `slow` (R8).
-        self.state.store(cur & !KIND | FREE, Ordering::Release);
+        self.state
+            .store(cur & !(KIND | GRANTED) | FREE, Ordering::Release);
     }
 
     /// The request this slot holds, if any, as `(start, end, write)`, or
@@ -125,6 +145,14 @@ impl Slot {
     /// a conflict: conservative, R8).
     #[allow(clippy::result_unit_err)]
     pub(super) fn request(&self) -> Result<Option<(u64, u64, bool)>, ()> {
+        self.request_granted()
+            .map(|r| r.map(|(a, b, w, _)| (a, b, w)))
+    }
+
+    /// [`request`](Self::request), and whether the request is granted
+    /// (R12).
+    #[allow(clippy::result_unit_err)]
+    pub(super) fn request_granted(&self) -> Result<Option<(u64, u64, bool, bool)>, ()> {
         // Acquire: pairs with the Release of `publish` (the range) and of
         // `free` (the holder's critical section); the callers' SeqCst fence
         // before this load is the checking half of Dekker (R8).
@@ -142,9 +170,17 @@ impl Slot {
         // that request's and it was still held; another word means the
         // holder left (we read its release, or a later claim continuing it).
         let s2 = self.state.load(Ordering::Acquire);
-        if s1 != s2 {
+        // The `granted` bit aside: a request that was granted while we read
+        // is the same request (same `gen`), and its range is the one read.
+        // Counting it as changed would be wrong, not just conservative: a
+        // table waiter that saw a conflict in a slot that changed relies on
+        // the holder's release to re-check it (R8), and a request that was
+        // merely granted has no release coming soon (loom
+        // `rangelock::converted_table_grants_exclude_each_other` deadlocked
+        // that way).
+        if s1 & !GRANTED != s2 & !GRANTED {
             return Err(());
         }
-        Ok(Some((start, end, kind == WRITE)))
+        Ok(Some((start, end, kind == WRITE, s2 & GRANTED != 0)))
     }
 }

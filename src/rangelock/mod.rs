@@ -377,10 +377,15 @@ impl RangeLock {
         // before is ordered before us (R9).
         let verdict = if self.slow.load(Ordering::Acquire) != 0 {
             Fast::Table
-        } else if self.fast_conflict(Some(i), start, end, write) {
-            Fast::Conflict
         } else {
-            return Fast::Granted(i);
+            match self.fast_conflict_by(Some(i), start, end, write) {
+                None => {
+                    self.fast[i].mark_granted();
+                    return Fast::Granted(i);
+                }
+                Some(true) => Fast::Conflict,
+                Some(false) => Fast::Table,
+            }
         };
         self.release_fast(i);
         verdict
@@ -409,15 +414,41 @@ impl RangeLock {
     /// not loading the other readers' slots keeps their lines out of our
     /// cache, so a reader's claim and free stay local (R7).
     fn fast_conflict(&self, except: Option<usize>, start: u64, end: u64, write: bool) -> bool {
+        self.fast_conflict_by(except, start, end, write).is_some()
+    }
+
+    /// [`fast_conflict`](Self::fast_conflict), and by whom: `None` (no
+    /// conflict), `Some(true)` (a granted holder conflicts: a `try_` may be
+    /// refused at once, R12), `Some(false)` (only requesters still checking,
+    /// or slots that changed while read: they may back off, so the table
+    /// path decides).
+    fn fast_conflict_by(
+        &self,
+        except: Option<usize>,
+        start: u64,
+        end: u64,
+        write: bool,
+    ) -> Option<bool> {
         let from = if write { 0 } else { fast::READ_SLOTS };
-        self.fast[from..].iter().enumerate().any(|(k, s)| {
-            Some(from + k) != except
-                && match s.request() {
-                    Ok(None) => false,
-                    Ok(Some((a, b, w))) => (w || write) && a < end && start < b,
-                    Err(()) => true,
+        let mut found = None;
+        for (k, s) in self.fast[from..].iter().enumerate() {
+            if Some(from + k) == except {
+                continue;
+            }
+            match s.request_granted() {
+                Ok(None) => {}
+                Ok(Some((a, b, w, granted))) => {
+                    if (w || write) && a < end && start < b {
+                        if granted {
+                            return Some(true);
+                        }
+                        found = Some(false);
+                    }
                 }
-        })
+                Err(()) => found = Some(false),
+            }
+        }
+        found
     }
 
     /// Releases fast-path slot `i`; if slow requests exist, re-checks the
@@ -481,14 +512,18 @@ impl RangeLock {
         if !nested {
             match self.acquire_fast(start, end, write) {
                 Fast::Granted(i) => return Ok(Grant::Fast(i)),
-                // R12: a `try_` request that met a conflicting fast-path
-                // holder, with no request in the table, is refused here:
-                // that holder held a conflicting range when we looked, as
-                // the table path would find (it scans the same slots, under
-                // the mutex), at the price of the mutex, a fence and two
-                // RMWs of `slow` shared with every other requester. The
-                // holder's release ends with R8's fence, as R-M5's hand-off
-                // needs (`AddressSpace::drain_deferred`).
+                // R12: a `try_` request that met a conflicting *granted*
+                // fast-path holder, with no request in the table, is
+                // refused here: that holder held a conflicting range when
+                // we looked, so the request would have had to wait; the
+                // table path would only add the mutex, a fence and two
+                // RMWs of `slow` shared with every other requester. A
+                // conflicting requester still checking (not yet granted)
+                // may back off, so then the table path decides (two
+                // `try_write`s of a free range must not refuse each other:
+                // loom `breaker_s14::two_try_writes_on_a_free_lock_one_wins`).
+                // The holder's release ends with R8's fence, as R-M5's
+                // hand-off needs (`AddressSpace::drain_deferred`).
                 Fast::Conflict if !block => return Err(RangeLockError::WouldBlock),
                 Fast::Conflict | Fast::Table => {}
             }
@@ -613,6 +648,7 @@ impl RangeLock {
                 && !nested
                 && let Some(i) = self.claim_slot(start, end, write)
             {
+                self.fast[i].mark_granted();
                 t.put_scratch(ov);
                 return Ok(Grant::Fast(i));
             }

@@ -359,12 +359,14 @@ fn narrow_table_holder() {
 
 /// R11: a top-level request that goes through the table only because
 /// another request is there (the main thread's set holds a nested request
-/// in the table for the whole model, so `slow > 0`), and waits for
+/// in the table while the two threads run, so `slow > 0`), and waits for
 /// nothing, is held in a fast-path slot published under the mutex. Two
 /// such requests on overlapping ranges ([40, 50) and [45, 55)), from two
-/// threads, must still exclude each other, whichever of them is converted,
-/// goes fast before the set's request arrives, or queues. Both write the
-/// data; loom reports the race if they ever overlap.
+/// threads, must still exclude each other, whichever of them is converted
+/// or queues. Both write the data; loom reports the race if they ever
+/// overlap. (With the set taken after the spawns, so that the threads may
+/// also go fast before it, the model took about 3 minutes; the breaker's
+/// `breaker_s14` models cover those orders.)
 #[test]
 fn converted_table_grants_exclude_each_other() {
     loom::model(|| {
@@ -376,12 +378,12 @@ fn converted_table_grants_exclude_each_other() {
                 s.bump();
             })
         };
-        let t1 = spawn(40, 50);
-        let t2 = spawn(45, 55);
         {
             let mut set = s.lock.set();
             set.write(0, 10).unwrap();
             set.write(20, 30).unwrap();
+            let t1 = spawn(40, 50);
+            let t2 = spawn(45, 55);
             t1.join().unwrap();
             t2.join().unwrap();
         }
@@ -411,5 +413,52 @@ fn refused_try_leaves_nothing() {
         assert_eq!(s.lock.requests(), 0);
         let _g = s.lock.write(0, 20).unwrap();
         assert!((2..=3).contains(&s.bump()));
+    });
+}
+
+/// R8 with R12's `granted` bit: a table waiter that saw a conflict in a
+/// slot must have a release (and its re-check) still to come. The main
+/// thread holds [40, 50) on the fast path; thread M takes [0, 10),
+/// unrelated, on the fast path (its slot goes claimed, published while it
+/// checks, then granted) while thread W queues for [45, 55), waiting for
+/// the main thread's slot. The main thread's release re-checks W, and may
+/// read M's slot while M marks it granted. That read must count as M's
+/// request (same `gen`), not as a slot that changed (a conflict W would
+/// then wait out, with no release of M's to come before W is through: loom
+/// reports the deadlock when the two state loads are compared with the
+/// `granted` bit). Preemption bound 2 (it catches that; bound 3 takes
+/// about 2 minutes).
+#[test]
+fn granting_a_slot_strands_no_waiter() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let s = shared();
+        let g = s.lock.write(40, 50).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let m = {
+            let (s, done) = (s.clone(), done.clone());
+            thread::spawn(move || {
+                let _g = s.lock.write(0, 10).unwrap();
+                // Held until W is through: only W's grant ends the model.
+                while !done.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+            })
+        };
+        let w = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let _g = s.lock.write(45, 55).unwrap();
+                s.bump();
+            })
+        };
+        s.until_waiting(1);
+        drop(g);
+        w.join().unwrap();
+        done.store(true, Ordering::Release);
+        m.join().unwrap();
+        assert_eq!(s.get(), 1);
+        assert_eq!(s.lock.requests(), 0);
     });
 }
