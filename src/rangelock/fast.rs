@@ -100,7 +100,9 @@ impl Slot {
         self.state.store(claimed & !KIND | kind, Ordering::Release);
     }
 
-    /// Marks the published request of this slot granted (R12): the bit
+    /// Marks the published write request of this slot granted (R12; readers
+    /// are never marked, so a `try_write` that meets only readers takes the
+    /// table path, and a reader's grant costs no extra store): the bit
     /// tells a `try_` checker that the request holds the lock, so refusing
     /// it is exact. A checker that reads the word before and after this
     /// store sees the same request (`request_granted` compares the words

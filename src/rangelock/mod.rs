@@ -380,7 +380,9 @@ impl RangeLock {
         } else {
             match self.fast_conflict_by(Some(i), start, end, write) {
                 None => {
-                    self.fast[i].mark_granted();
+                    if write {
+                        self.fast[i].mark_granted();
+                    }
                     return Fast::Granted(i);
                 }
                 Some(true) => Fast::Conflict,
@@ -513,7 +515,7 @@ impl RangeLock {
             match self.acquire_fast(start, end, write) {
                 Fast::Granted(i) => return Ok(Grant::Fast(i)),
                 // R12: a `try_` request that met a conflicting *granted*
-                // fast-path holder, with no request in the table, is
+                // fast-path writer, with no request in the table, is
                 // refused here: that holder held a conflicting range when
                 // we looked, so the request would have had to wait; the
                 // table path would only add the mutex, a fence and two
@@ -648,7 +650,9 @@ impl RangeLock {
                 && !nested
                 && let Some(i) = self.claim_slot(start, end, write)
             {
-                self.fast[i].mark_granted();
+                if write {
+                    self.fast[i].mark_granted();
+                }
                 t.put_scratch(ov);
                 return Ok(Grant::Fast(i));
             }
