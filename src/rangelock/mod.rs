@@ -242,13 +242,19 @@ impl RangeLock {
     /// Locks `[start, end)` for reading if no request (held or waiting)
     /// conflicts with it; [`RangeLockError::WouldBlock`] otherwise. Never
     /// sleeps (beyond the internal mutex); allowed while holding guards.
+    /// Conservative at the edges: a conflicting request that is being made
+    /// at the same moment (still checking on the lock-free path) may refuse
+    /// it and then back off; it is never granted while a conflicting
+    /// request holds.
     pub fn try_read(&self, start: u64, end: u64) -> Result<RangeReadGuard<'_>, RangeLockError> {
         let g = self.grant(start, end, false, false, false)?;
         Ok(RangeReadGuard(Held::new(self, g, start, end)))
     }
 
     /// Locks `[start, end)` for writing if no request (held or waiting)
-    /// overlaps it; [`RangeLockError::WouldBlock`] otherwise.
+    /// overlaps it; [`RangeLockError::WouldBlock`] otherwise. Conservative
+    /// at the edges as [`try_read`](Self::try_read); two `try_write`s of a
+    /// free range at once never both fail (DESIGN §7.1, R12).
     pub fn try_write(&self, start: u64, end: u64) -> Result<RangeWriteGuard<'_>, RangeLockError> {
         let g = self.grant(start, end, true, false, false)?;
         Ok(RangeWriteGuard(Held::new(self, g, start, end)))
