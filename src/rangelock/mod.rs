@@ -21,8 +21,8 @@
 //! table requests see (and wait for) published slots through a Dekker
 //! handshake. A top-level request that went to the table and found nothing
 //! to wait for is held in a slot too (R11), and a `try_` refused by a
-//! published slot returns without the table (R12). The invariants (R1–R12), the fairness and the
-//! deadlock-freedom argument are in [DESIGN §7, "Range locks: the
+//! granted writer's slot returns without the table (R12). The invariants
+//! (R1–R12), the fairness and the deadlock-freedom argument are in [DESIGN §7, "Range locks: the
 //! primitive"](crate::docs::design#7-range-locks-the-primitive).
 //!
 //! # Fairness
@@ -191,7 +191,7 @@ pub struct RangeLock {
 enum Fast {
     /// Granted in this slot.
     Granted(usize),
-    /// A published slot conflicts and no request is in the table.
+    /// A granted writer's slot conflicts and no request is in the table.
     Conflict,
     /// A request is in the table (or on its way there), or every slot of
     /// the request's mode is taken: the table path decides.
@@ -426,7 +426,7 @@ impl RangeLock {
     }
 
     /// [`fast_conflict`](Self::fast_conflict), and by whom: `None` (no
-    /// conflict), `Some(true)` (a granted holder conflicts: a `try_` may be
+    /// conflict), `Some(true)` (a granted writer conflicts: a `try_` may be
     /// refused at once, R12), `Some(false)` (only requesters still checking,
     /// or slots that changed while read: they may back off, so the table
     /// path decides).
