@@ -22,8 +22,8 @@
 //! handshake. A top-level request that went to the table and found nothing
 //! to wait for is held in a slot too (R11), and a `try_` refused by a
 //! granted writer's slot returns without the table (R12). The invariants
-//! (R1–R12), the fairness and the deadlock-freedom argument are in [DESIGN §7, "Range locks: the
-//! primitive"](crate::docs::design#7-range-locks-the-primitive).
+//! (R1–R12), the fairness and the deadlock-freedom argument are in
+//! [DESIGN §7, "Range locks: the primitive"](crate::docs::design#7-range-locks-the-primitive).
 //!
 //! # Fairness
 //! A request made with [`RangeLock::read`], [`RangeLock::write`] or as the
