@@ -192,7 +192,7 @@ fn try_to_unmap_vs_dontneed() {
 /// swap entry (not two, no double swap-out), and contents survive.
 #[test]
 fn two_walkers_same_frame() {
-    model_family(|| {
+    super::mm::heavy(200_000).check(|| {
         let p = one_page();
         let c = Arc::new(p.fork());
         let f = frame_at(&p);
@@ -241,8 +241,8 @@ fn srcu_precheck_with_two_readers_in_two_slots() {
 /// the retired values must not be freed under the reader.
 #[test]
 fn srcu_opportunistic_start_vs_synchronize() {
-    use super::srcu::{Retired, Shared, model};
-    model(|| {
+    use super::srcu::{Retired, Shared};
+    super::srcu::model_on(super::mm::heavy(0), || {
         let s = Shared::new();
         let r = {
             let s = s.clone();

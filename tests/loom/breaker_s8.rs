@@ -79,7 +79,7 @@ fn narrow_reader_vs_writer_and_later_reader() {
 /// second never while the holder holds.
 #[test]
 fn narrow_table_writer_vs_try_write() {
-    loom::model(|| {
+    super::mm::heavy(0).check(|| {
         let s = cells();
         // A waiter on another range keeps `slow` non-zero: the holder goes
         // through the table.
@@ -169,7 +169,7 @@ fn stripes_narrowing_munmap_vs_write_on_remainder() {
 /// the upper half of a four-page VMA races mmap(MAP_FIXED) of its top page
 /// and a write there; if the new VMA is there at the end, so is the write.
 fn narrowing_munmap_vs_fixed_mmap_write_in(policy: FaultPolicy) {
-    model(move || {
+    super::mm::model_heavy(move || {
         let mm = Arc::new(AddressSpace::with_policy(policy));
         mm.mmap(Some(A), 4 * P, RW, FIXED).unwrap();
         mm.write(A, 1).unwrap();

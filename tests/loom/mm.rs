@@ -31,6 +31,27 @@ pub(crate) fn model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) 
     b.check(f);
 }
 
+/// A `Builder` for the heavy models (docs/TESTING.md, "Loom bounds"):
+/// room for at least `max_branches` branches, and a preemption bound of at most 2 whatever
+/// `LOOM_MAX_PREEMPTIONS` says, unless `LOOM_HEAVY` is set: then
+/// `LOOM_MAX_PREEMPTIONS` rules. CI runs them at 2 (each took 27-123 s of
+/// the loom step at 3, 1-10 s at 2); run them at 3 by hand after touching
+/// the protocol they model:
+/// `LOOM_HEAVY=1 LOOM_MAX_PREEMPTIONS=3 ... cargo test --release --test loom`.
+pub(crate) fn heavy(max_branches: usize) -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.max_branches = b.max_branches.max(max_branches);
+    if std::env::var_os("LOOM_HEAVY").is_none() {
+        b.preemption_bound = Some(b.preemption_bound.map_or(2, |n| n.min(2)));
+    }
+    b
+}
+
+/// [`model`] at the bound of the heavy models ([`heavy`]).
+pub(crate) fn model_heavy(f: impl Fn() + Sync + Send + 'static) {
+    heavy(100_000).check(f);
+}
+
 /// `model` with room for fork: each fork, read and `check_family` walks
 /// the page tables of several spaces (all 256 top-level entries for the checks).
 fn model_family(f: impl Fn() + Sync + Send + 'static) {
@@ -49,7 +70,7 @@ pub(crate) fn balanced(mm: &AddressSpace) {
 /// its VMA (mprotect of another page) never sees Segv or Access.
 #[test]
 fn fault_vs_split() {
-    model(|| {
+    model_heavy(|| {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(A), 2 * P, RW, FIXED).unwrap();
         let w = {
@@ -176,7 +197,7 @@ fn mmap_fixed_vs_fault() {
 fn mremap_dontunmap_vs_fault() {
     use maple_rcu::mm::RemapFlags;
     const B: u64 = 0x2000_0000;
-    model(|| {
+    model_heavy(|| {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(A), P, RW, FIXED).unwrap();
         let w = {
@@ -287,7 +308,7 @@ fn placement_skips_a_held_gap() {
 /// write fault on it is never lost.
 #[test]
 fn munmap_vs_mmap_same_hole() {
-    model(|| {
+    model_heavy(|| {
         let (mm, w) = page_then_munmap();
         let noreplace = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED_NOREPLACE;
         let r = mm.mmap(Some(A), P, RW, noreplace);
@@ -317,7 +338,7 @@ fn munmap_vs_mmap_same_hole() {
 /// before it) fails this model: B's install is lost.
 #[test]
 fn munmap_last_vma_vs_fixed_mmap_fault_same_span() {
-    model(|| {
+    model_heavy(|| {
         let (mm, w) = page_then_munmap();
         // Three pages up: B's extent [A + 2P, A + 5P) misses A's [A - P, A + 2P).
         mm.mmap(Some(A + 3 * P), P, RW, FIXED).unwrap();
@@ -491,7 +512,7 @@ fn mprotect_upgrade_vs_write() {
 fn stack_growth_vs_munmap_guard() {
     use maple_rcu::mm::FaultOutcome;
     const ST: u64 = 0x3000_0000 + 64 * P;
-    model(|| {
+    model_heavy(|| {
         let mm = Arc::new(AddressSpace::new());
         mm.mmap(Some(ST - P), P, RW, FIXED | MapFlags::GROWSDOWN)
             .unwrap();
@@ -832,7 +853,7 @@ fn narrowing_munmap_vs_fault_on_remainder_pervma() {
 /// of the unmapped part fails this model (the zap removes the new write).
 #[test]
 fn narrowing_munmap_vs_fixed_mmap_write() {
-    model(|| {
+    model_heavy(|| {
         let mm = written(FaultPolicy::Speculative, 4);
         let w = {
             let mm = mm.clone();

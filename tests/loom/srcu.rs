@@ -68,7 +68,13 @@ std::thread_local! {
 
 /// `loom::model`, deallocating the execution's poisoned values at its end.
 pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
-    loom::model(move || {
+    model_on(loom::model::Builder::new(), f);
+}
+
+/// [`model`] with a given `Builder` (the heavy models' bound:
+/// `mm::heavy`).
+pub(crate) fn model_on(b: loom::model::Builder, f: impl Fn() + Sync + Send + 'static) {
+    b.check(move || {
         f();
         GRAVEYARD.with(|g| {
             for p in g.0.borrow_mut().drain(..) {
