@@ -95,12 +95,18 @@ impl AddressSpace {
     /// before the record was visible (store buffering: `defer_span`'s
     /// fence against the ordering the range lock gives the writer's
     /// release, see `drain_deferred`); if it succeeds we free here.
-    /// Called holding no range lock and no pin.
+    /// Refused, it first looks at the current version: if a VMA is in the
+    /// span now (typically the refusing writer's own), the step is dropped
+    /// (R-M7: whoever removes the span's last VMA runs a free step after
+    /// its commit). Called holding no range lock and no pin.
     pub(crate) fn free_span(&self, base: u64) {
         let span = base..base + PMD_SPAN;
         let _span = match self.try_read_range(span.clone()) {
             Some(g) => g,
             None => {
+                if self.span_has_vma_now(base) {
+                    return;
+                }
                 self.defer_span(base);
                 match self.try_read_range(span) {
                     // Our record stays: a later drain finds the step done.

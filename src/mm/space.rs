@@ -283,8 +283,24 @@ impl AddressSpace {
             std::mem::take(&mut *d)
         };
         for base in spans {
-            self.free_span(base);
+            // R-M7: most handed steps meet a span this call (or another
+            // writer) has put a VMA in since; they are dropped without the
+            // span's lock.
+            if !self.span_has_vma_now(base) {
+                self.free_span(base);
+            }
         }
+    }
+
+    /// Whether the span at `base` has a VMA in the current version (R-M7,
+    /// [DESIGN §4.8](crate::docs::design#48-range-locks-writers-on-disjoint-ranges-run-in-parallel-issue-11),
+    /// "Freeing tables"). Then no table of the span is garbage yet, and the
+    /// free step of the span is not needed now: the writer that removes
+    /// the span's last VMA commits after this snapshot and runs a free
+    /// step of its own after that commit (munmap's `free_empty_spans`, or
+    /// the freeing under its lock of the span). Takes and drops a pin.
+    pub(crate) fn span_has_vma_now(&self, base: u64) -> bool {
+        !span_has_no_vma(&self.tree.pin(), base)
     }
 
     /// A guard that runs [`drain_deferred`](Self::drain_deferred) when

@@ -390,6 +390,47 @@ fn free_step_handed_off(bound: usize) {
     });
 }
 
+/// R-M7 (DESIGN §4.8, "Freeing tables"): a free step refused by a writer
+/// that has put a VMA in the span is dropped, and the span's table is then
+/// the job of whoever removes that VMA. Thread 1 unmaps the span's only
+/// written page at `A` while thread 2 maps `A + 8P` FIXED (out of the
+/// munmap's lock) and unmaps it again. At the end the span is empty and
+/// its table must be freed (`check()`: no last-level table in a span
+/// without a VMA), whichever free step ran, was handed off or was dropped.
+///
+/// Bound 1 (5 s) reaches the drain's drop (the step handed to thread 2's
+/// mmap, dropped at its drain because its VMA is there; checked with a
+/// panic on that path); `free_span`'s own drop (thread 2 commits between
+/// the munmap's candidate look and its `try_read`) needs bound 2, about
+/// 5 minutes: [`free_step_dropped_for_a_vma_its_remover_frees_bound2`].
+/// A drop that does not look (every handed step dropped) fails
+/// `free_step_handed_to_neighbour_writer`, not this model.
+#[test]
+fn free_step_dropped_for_a_vma_its_remover_frees() {
+    model_bounded(1, step_dropped_for_a_vma);
+}
+
+/// [`free_step_dropped_for_a_vma_its_remover_frees`] at preemption bound 2.
+#[test]
+#[ignore = "about 5 minutes; run by hand after touching R-M5 or R-M7"]
+fn free_step_dropped_for_a_vma_its_remover_frees_bound2() {
+    model_bounded(2, step_dropped_for_a_vma);
+}
+
+fn step_dropped_for_a_vma() {
+    {
+        let (mm, w) = page_then_munmap();
+        let b = A + 8 * P;
+        mm.mmap(Some(b), P, RW, FIXED).unwrap();
+        mm.munmap(b, P).unwrap();
+        w.join().unwrap();
+        assert!(mm.vmas().is_empty());
+        assert!(mm.translate(A).is_none());
+        assert_eq!(mm.stats().tables_kept, 0);
+        balanced(&mm);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Hostile models (breaker): the writers-versus-faults table, rows not covered
 // above, each under the policy it stresses.
