@@ -32,9 +32,9 @@ pub(crate) fn model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) 
 }
 
 /// A `Builder` for the heavy models (docs/TESTING.md, "Loom bounds"):
-/// room for at least `max_branches` branches, and a preemption bound of at most 2 whatever
-/// `LOOM_MAX_PREEMPTIONS` says, unless `LOOM_HEAVY` is set: then
-/// `LOOM_MAX_PREEMPTIONS` rules. CI runs them at 2 (each took 27-123 s of
+/// room for at least `max_branches` branches (0: loom's default), and a
+/// preemption bound of at most 2 whatever `LOOM_MAX_PREEMPTIONS` says,
+/// unless `LOOM_HEAVY` is set: then `LOOM_MAX_PREEMPTIONS` rules. CI runs them at 2 (each took 27-123 s of
 /// the loom step at 3, 1-10 s at 2); run them at 3 by hand after touching
 /// the protocol they model:
 /// `LOOM_HEAVY=1 LOOM_MAX_PREEMPTIONS=3 ... cargo test --release --test loom`.
@@ -418,17 +418,15 @@ fn free_step_dropped_for_a_vma_its_remover_frees_bound2() {
 }
 
 fn step_dropped_for_a_vma() {
-    {
-        let (mm, w) = page_then_munmap();
-        let b = A + 8 * P;
-        mm.mmap(Some(b), P, RW, FIXED).unwrap();
-        mm.munmap(b, P).unwrap();
-        w.join().unwrap();
-        assert!(mm.vmas().is_empty());
-        assert!(mm.translate(A).is_none());
-        assert_eq!(mm.stats().tables_kept, 0);
-        balanced(&mm);
-    }
+    let (mm, w) = page_then_munmap();
+    let b = A + 8 * P;
+    mm.mmap(Some(b), P, RW, FIXED).unwrap();
+    mm.munmap(b, P).unwrap();
+    w.join().unwrap();
+    assert!(mm.vmas().is_empty());
+    assert!(mm.translate(A).is_none());
+    assert_eq!(mm.stats().tables_kept, 0);
+    balanced(&mm);
 }
 
 // ---------------------------------------------------------------------------
