@@ -10,6 +10,8 @@ mod breaker_s10;
 mod breaker_s11;
 #[path = "loom/breaker_s14.rs"]
 mod breaker_s14;
+#[path = "loom/breaker_s16.rs"]
+mod breaker_s16;
 #[path = "loom/breaker_s7.rs"]
 mod breaker_s7;
 #[path = "loom/breaker_s8.rs"]
