@@ -108,10 +108,28 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
         .map_err(|e| format!("{s:?} is not a number: {e}"))?;
-    if v.is_finite() && v > 0.0 {
+    if v.is_finite() && v > 0.0 && v <= MAX_SECS {
         Ok(v)
     } else {
-        Err(format!("must be a positive number of seconds, got {s}"))
+        Err(format!(
+            "must be a positive number of seconds, at most {MAX_SECS} (a day), got {s}"
+        ))
+    }
+}
+
+/// The longest `--secs`: a day (larger values overflowed `Duration`).
+const MAX_SECS: f64 = 86_400.0;
+/// The most `--threads`: every thread is an OS thread with its own stack.
+const MAX_THREADS: usize = 1024;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let v: usize = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a thread count: {e}"))?;
+    if (1..=MAX_THREADS).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be 1 to {MAX_THREADS}, got {s}"))
     }
 }
 
@@ -121,8 +139,9 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 #[derive(Parser, Debug)]
 struct Args {
     /// Total threads (fault threads + writer threads); default 2 × available
-    /// cores for cases a–d, the number of cores for e–f.
-    #[arg(long)]
+    /// cores for cases a–d, the number of cores for e–f; 1 to 1024 (cases
+    /// a–d use at least 2).
+    #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
     /// Seconds per run (positive). Cases e and f give each setup of a row
     /// this long, alternated with the others in 0.25 s slices.
@@ -140,8 +159,8 @@ struct Args {
     /// Cases e and f: only this fault policy.
     #[arg(long, value_enum, default_value = "all")]
     policy: PolicyArg,
-    /// Microseconds between two operations of one writer thread.
-    #[arg(long, default_value_t = 20)]
+    /// Microseconds between two operations of one writer thread (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     writer_period_us: u64,
     /// Print one JSON object per row instead of the table.
     #[arg(long)]
