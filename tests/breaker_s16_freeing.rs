@@ -19,6 +19,8 @@
 
 #[path = "common/frames.rs"]
 mod frames;
+#[path = "common/race.rs"]
+mod race;
 #[path = "common/rng.rs"]
 mod rng;
 #[path = "common/watchdog.rs"]
@@ -505,14 +507,8 @@ fn owned_pages_in_shared_spans_global_locking() {
 #[test]
 #[ignore = "long: about a minute per 50,000 iterations"]
 fn owned_pages_in_shared_spans_long() {
-    let iters: u64 = std::env::var("S16_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50_000);
-    let seeds: u64 = std::env::var("S16_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4);
+    let iters = race::env_u64("S16_ITERS", 50_000);
+    let seeds = race::env_u64("S16_SEEDS", 4);
     for seed in 0..seeds {
         for policy in [FaultPolicy::Speculative, FaultPolicy::PerVmaLock] {
             round(policy, WriterLocking::Range, 4, iters, 0x1700 + seed, false);

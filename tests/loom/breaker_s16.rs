@@ -32,26 +32,13 @@
 //! `free_span`'s drop, which `mm.rs`'s
 //! `free_step_dropped_for_a_vma_its_remover_frees_bound2` covers.
 
-use super::mm::{A, FIXED, P, RW, balanced, model_bounded};
+use super::mm::{A, FIXED, P, RW, balanced, model_bounded, page_then_munmap};
 use loom::sync::Arc;
 use loom::thread;
 use maple_rcu::mm::{Access, AddressSpace, FaultError, FaultOutcome, RemapFlags};
 
 /// Far from `A`'s span (another PMD, another PUD entry).
 const FAR: u64 = 0x2000_0000;
-
-/// One written page at `A` (the span's only VMA), unmapped on another
-/// thread.
-fn page_then_munmap() -> (Arc<AddressSpace>, thread::JoinHandle<()>) {
-    let mm = Arc::new(AddressSpace::new());
-    mm.mmap(Some(A), P, RW, FIXED).unwrap();
-    mm.write(A, 1).unwrap();
-    let w = {
-        let mm = mm.clone();
-        thread::spawn(move || mm.munmap(A, P).unwrap())
-    };
-    (mm, w)
-}
 
 fn span_empty_and_freed(mm: &AddressSpace) {
     assert!(mm.translate(A).is_none());

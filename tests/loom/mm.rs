@@ -695,7 +695,7 @@ fn first_fault_vs_fork() {
 }
 
 /// A space with one written private page at `A`, and a thread unmapping it.
-fn page_then_munmap() -> (Arc<AddressSpace>, thread::JoinHandle<()>) {
+pub(crate) fn page_then_munmap() -> (Arc<AddressSpace>, thread::JoinHandle<()>) {
     let mm = one_page();
     let w = {
         let mm = mm.clone();
